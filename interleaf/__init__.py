@@ -1,0 +1,5 @@
+"""interleaf: a runtime for agentic tool-integrated reasoning."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
