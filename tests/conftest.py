@@ -1,0 +1,62 @@
+"""Shared fixtures: real services on 127.0.0.1 (redis-server, the embedded engine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from interleaf.runtime.redis_server import RedisServer, free_port
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private redis-server for the test session; tests isolate themselves by key prefix or FLUSHDB."""
+    with RedisServer() as server:
+        yield server.url
+
+
+def start_engine(*extra: str, timeout_s: float = 180.0) -> tuple[subprocess.Popen, str]:
+    """Launch ``python -m interleaf.runtime.engine`` on a free port; return (process, base URL)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"engine exited with {proc.returncode}:\n{err[-4000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError(f"engine on {url} not healthy after {timeout_s} s")
+
+
+def stop_engine(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> Iterator[str]:
+    """The embedded engine with the default model (SmolLM2-135M), sessions and metrics on."""
+    proc, url = start_engine()
+    try:
+        yield url
+    finally:
+        stop_engine(proc)
