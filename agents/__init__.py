@@ -1,0 +1,56 @@
+"""interleaf.agents: TIR agents as LangGraph graphs, the turn format and grammar, task suites.
+
+Agents see the model only through ``AgentModel`` (``interleaf.agents.model``); the runtime
+provides the real one, ``ScriptedModel`` a fake for tests.
+"""
+
+from interleaf.agents.agent import AGENTS, DEFAULT_SYSTEM_PROMPT, Agent, get_agent, register_agent
+from interleaf.agents.budgets import Budgets
+from interleaf.agents.chat_format import CHATML, ChatFormat, ParsedCall, ParsedTurn, parse_turn
+from interleaf.agents.episode import Episode
+from interleaf.agents.grammar import GrammarOptions, tool_call_grammar
+from interleaf.agents.graph import (
+    EpisodeContext,
+    EpisodeState,
+    build_tir_graph,
+    execute_tools_node,
+    generate_node,
+    route_after_generate,
+)
+from interleaf.agents.model import AgentModel, Completion, Constraint
+from interleaf.agents.scripted import ScriptedModel, ScriptedTurn, ScriptExhausted
+from interleaf.agents.tasks import SUITES, Task, TaskSuite, load_suite, register_suite, score_answer
+
+__all__ = [
+    "AGENTS",
+    "CHATML",
+    "DEFAULT_SYSTEM_PROMPT",
+    "SUITES",
+    "Agent",
+    "AgentModel",
+    "Budgets",
+    "ChatFormat",
+    "Completion",
+    "Constraint",
+    "Episode",
+    "EpisodeContext",
+    "EpisodeState",
+    "GrammarOptions",
+    "ParsedCall",
+    "ParsedTurn",
+    "ScriptExhausted",
+    "ScriptedModel",
+    "ScriptedTurn",
+    "Task",
+    "TaskSuite",
+    "build_tir_graph",
+    "execute_tools_node",
+    "generate_node",
+    "get_agent",
+    "load_suite",
+    "parse_turn",
+    "register_agent",
+    "route_after_generate",
+    "score_answer",
+    "tool_call_grammar",
+]

@@ -1,0 +1,106 @@
+"""One episode: an agent working one task on one model handle, recorded token-exactly.
+
+``Episode.trajectory`` is filled in as the episode runs, so whoever cancels an episode still has
+its partial record (termination ``cancelled``). The episode does not close the model: whoever
+opened it does (``async with pool.episode(id) as model``), on every path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from typing import Any
+
+from interleaf.agents.agent import Agent
+from interleaf.agents.graph import EpisodeContext
+from interleaf.agents.model import AgentModel
+from interleaf.agents.tasks.task import Task
+from interleaf.telemetry.records import TerminationReason, Trajectory
+
+
+class Episode:
+    """Runs ``agent`` on ``task`` with ``model``; ``await run()`` returns the finished trajectory."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        task: Task,
+        model: AgentModel,
+        *,
+        trajectory_id: str | None = None,
+        job_id: str = "",
+        episode: int = 0,
+        attempt: int = 1,
+        suite: str = "",
+        system_extra: str = "",
+        retention_policy: str = "none",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.agent, self.task, self.model = agent, task, model
+        self.system_extra = system_extra
+        self.trajectory = Trajectory(
+            id=trajectory_id or uuid.uuid4().hex,
+            job_id=job_id,
+            episode=episode,
+            attempt=attempt,
+            task_id=task.id,
+            suite=suite,
+            agent=agent.name,
+            model=getattr(model, "model_name", ""),
+            question=task.question,
+            expected=task.answer,
+            retention_policy=retention_policy,
+            tools=list(agent.toolset.names),
+            metadata={**task.metadata, **(metadata or {})},
+        )
+
+    async def run(self) -> Trajectory:
+        from interleaf.tools import ToolContext, ToolInfraError
+
+        agent, traj = self.agent, self.trajectory
+        traj.started_at = time.time()
+        wall = agent.budgets.wall_time_s
+        deadline = None if wall is None else time.monotonic() + wall
+        tool_ctx = ToolContext.create(traj.id, count_tokens=self.model.count_tokens, deadline=deadline)
+        ctx = EpisodeContext(
+            agent=agent,
+            model=self.model,
+            toolset=agent.toolset,
+            tool_ctx=tool_ctx,
+            trajectory=traj,
+            grammar=agent.turn_grammar(),
+            deadline=deadline,
+        )
+        first = agent.chat_format.initial(agent.render_system(self.system_extra), self.task.question)
+        # Each turn is at most generate + execute_tools (+ a nudge); leave headroom for custom nodes.
+        config = {"recursion_limit": 4 * agent.budgets.max_turns + 10}
+        try:
+            async with asyncio.timeout(wall) as timer:
+                await agent.compiled_graph().ainvoke({"delta": first}, config=config, context=ctx)
+        except TimeoutError:
+            expired = timer.expired()
+            traj.termination = TerminationReason.WALL_TIME if expired else TerminationReason.ERROR
+            traj.error = None if expired else "TimeoutError inside the episode (not the wall-time budget)"
+        except ToolInfraError as exc:
+            traj.termination, traj.error = TerminationReason.TOOL_INFRA_ERROR, str(exc)
+        except asyncio.CancelledError:
+            traj.termination, traj.error = TerminationReason.CANCELLED, "episode cancelled"
+            raise
+        except Exception as exc:
+            traj.termination, traj.error = TerminationReason.ERROR, f"{type(exc).__name__}: {exc}"
+        finally:
+            self._finish(tool_ctx.scratch_dir)
+        return traj
+
+    def _finish(self, scratch_dir: Any) -> None:
+        traj = self.trajectory
+        traj.ended_at = time.time()
+        if self.task.answer is not None:
+            traj.score = self.task.score(traj.answer)
+            traj.correct = bool(traj.score and traj.score >= 1.0)
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+__all__ = ["Episode"]

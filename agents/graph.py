@@ -1,0 +1,217 @@
+"""The TIR agent as a LangGraph ``StateGraph``: generate -> [tool call?] -> execute -> generate ... -> end.
+
+The graph's *state* is small and per step (the next delta to send, the pending tool calls); the
+episode's hot objects (model handle, toolset, the growing trajectory, deadlines) travel as the run's
+*context* (``EpisodeContext``), so nodes stay plain async functions and a custom graph can reuse them:
+
+    def my_graph(agent):
+        g = StateGraph(EpisodeState, context_schema=EpisodeContext)
+        g.add_node("generate", generate_node)
+        g.add_node("execute_tools", execute_tools_node)
+        g.add_node("reflect", my_reflect_node)          # anything that returns {"delta": ...}
+        g.add_edge(START, "generate")
+        g.add_conditional_edges("generate", route_after_generate)
+        g.add_edge("execute_tools", "reflect")
+        g.add_edge("reflect", "generate")
+        return g
+
+    Agent(name="reflective", tools=[python_tool], graph=my_graph)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from interleaf.agents.chat_format import ParsedCall, parse_turn
+from interleaf.agents.model import AgentModel, Completion, Constraint
+from interleaf.telemetry.records import (
+    CacheFigures,
+    RetentionRecord,
+    TerminationReason,
+    ToolCallRecord,
+    Trajectory,
+    Turn,
+    TurnTimings,
+)
+
+if TYPE_CHECKING:
+    from interleaf.agents.agent import Agent
+    from interleaf.tools import ToolContext, Toolset
+
+
+class EpisodeState(TypedDict, total=False):
+    """What flows between nodes at each step."""
+
+    delta: str
+    """Text to append to the conversation before the next LLM call."""
+    calls: list[ParsedCall]
+    """Tool calls parsed from the last turn, waiting to run."""
+    done: bool
+    """True once the episode is over (``EpisodeContext.trajectory.termination`` says why)."""
+
+
+@dataclass
+class EpisodeContext:
+    """Everything one episode's nodes share: the model handle, the tools and the record being built."""
+
+    agent: Agent
+    model: AgentModel
+    toolset: Toolset
+    tool_ctx: ToolContext
+    trajectory: Trajectory
+    grammar: str | None = None
+    """The turn grammar (EBNF) built once from the tool schemas; None = unconstrained."""
+    deadline: float | None = None
+    """``time.monotonic()`` deadline from the wall-time budget."""
+    context_tokens: int = 0
+    """Tokens in the conversation so far (every delta and completion)."""
+    last_completion_at: float | None = None
+    """Monotonic time the last completion came back (for the pause length)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Free space for custom nodes."""
+
+    def finish(self, reason: TerminationReason, error: str | None = None) -> dict[str, Any]:
+        """Record the termination reason and return the state update that ends the graph."""
+        self.trajectory.termination = reason
+        if error:
+            self.trajectory.error = error
+        return {"done": True, "calls": [], "delta": ""}
+
+
+def _turn_from(index: int, delta_ids: list[int], c: Completion) -> Turn:
+    return Turn(
+        index=index,
+        delta_ids=list(delta_ids),
+        completion_ids=list(c.output_ids),
+        text=c.text,
+        finish_reason=c.finish_reason,
+        timings=TurnTimings.model_validate(c.timings.model_dump()),
+        cache=CacheFigures.model_validate(c.cache.model_dump()),
+        server=c.server,
+        request_id=c.request_id,
+    )
+
+
+async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> dict[str, Any]:
+    """One LLM call: check the budgets, send the delta, record the turn, parse it."""
+    ctx = runtime.context
+    agent, traj = ctx.agent, ctx.trajectory
+    budgets = agent.budgets
+    if len(traj.turns) >= budgets.max_turns:
+        return ctx.finish(TerminationReason.MAX_TURNS)
+    if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+        return ctx.finish(TerminationReason.WALL_TIME)
+    delta = state.get("delta", "")
+    room = budgets.max_tokens - ctx.context_tokens - ctx.model.count_tokens(delta)
+    if room < 1:
+        return ctx.finish(TerminationReason.MAX_TOKENS)
+    constraint = Constraint("ebnf", ctx.grammar) if ctx.grammar else None
+    sent_at = time.monotonic()
+    if traj.turns and ctx.last_completion_at is not None:
+        traj.turns[-1].timings.pause_s = sent_at - ctx.last_completion_at
+    try:
+        completion = await ctx.model.generate(
+            delta,
+            max_new_tokens=min(budgets.max_new_tokens, room),
+            constraint=constraint,
+            temperature=agent.temperature,
+        )
+    except Exception as exc:  # the backend already retried / failed over; the episode cannot go on
+        return ctx.finish(TerminationReason.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
+    ctx.last_completion_at = time.monotonic()
+    turn = _turn_from(len(traj.turns), completion.delta_ids, completion)
+    if not turn.timings.e2e_s:
+        turn.timings.e2e_s = ctx.last_completion_at - sent_at
+    traj.turns.append(turn)
+    ctx.context_tokens += len(completion.delta_ids) + len(completion.output_ids)
+
+    parsed = parse_turn(completion.text)
+    turn.format_error = parsed.format_error
+    if parsed.calls:
+        return {"calls": parsed.calls, "delta": ""}
+    if parsed.answer is not None:
+        traj.answer = parsed.answer
+        return ctx.finish(TerminationReason.ANSWERED)
+    if completion.finish_reason == "length" and ctx.context_tokens >= budgets.max_tokens:
+        return ctx.finish(TerminationReason.MAX_TOKENS)
+    if agent.on_no_action == "nudge":
+        nudge = agent.chat_format.user_feedback(agent.nudge_text, completion_finished=_finished(completion))
+        return {"calls": [], "delta": nudge}
+    return ctx.finish(TerminationReason.NO_ACTION)
+
+
+def _finished(c: Completion) -> bool:
+    """Whether the completion ended on the end-of-turn token (so no marker needs adding)."""
+    return c.finish_reason == "stop"
+
+
+async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> dict[str, Any]:
+    """Run the last turn's tool calls (retention decision first), record them, build the next delta."""
+    ctx = runtime.context
+    traj, agent = ctx.trajectory, ctx.agent
+    turn = traj.turns[-1]
+    calls = state.get("calls", [])
+    runnable = [(i, c) for i, c in enumerate(calls) if c.error is None]
+    turn.retention = RetentionRecord.model_validate(
+        (await ctx.model.pause([c.name for _, c in runnable])).model_dump()
+    )
+    ctx.tool_ctx.deadline = ctx.deadline
+    started = time.monotonic()
+    results = await ctx.toolset.call_many([(c.name, c.arguments) for _, c in runnable], ctx.tool_ctx)
+    by_index = dict(zip((i for i, _ in runnable), results, strict=True))
+    turn.timings.tool_s = time.monotonic() - started
+    texts = []
+    for i, call in enumerate(calls):
+        rec = ToolCallRecord(id=f"call_{turn.index}_{i}", name=call.name, arguments=call.arguments, raw=call.raw)
+        if call.error is not None:
+            rec.is_error, rec.error_type = True, "ToolFormatError"
+            rec.result = f"Your tool call could not be parsed: {call.error}. Write <tool_call>{{...}}</tool_call>."
+        else:
+            res = by_index[i]
+            rec.result, rec.is_error, rec.error_type = res.content, res.is_error, res.error_type
+            rec.truncated, rec.duration_s = res.truncated, res.duration_s
+        turn.tool_calls.append(rec)
+        texts.append(rec.result)
+    completion_finished = turn.finish_reason == "stop"
+    return {"calls": [], "delta": agent.chat_format.tool_responses(texts, completion_finished)}
+
+
+def route_after_generate(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> str:
+    """``execute_tools`` when the turn called tools (and budget remains), ``generate`` after a nudge,
+    else the end."""
+    if state.get("done"):
+        return END
+    if state.get("calls"):
+        ctx = runtime.context
+        # A call on the last allowed turn would be executed only to be thrown away.
+        if len(ctx.trajectory.turns) >= ctx.agent.budgets.max_turns:
+            ctx.finish(TerminationReason.MAX_TURNS)
+            return END
+        return "execute_tools"
+    return "generate"
+
+
+def build_tir_graph(agent: Agent) -> StateGraph:
+    """The default TIR graph (uncompiled): generate <-> execute_tools."""
+    g: StateGraph = StateGraph(EpisodeState, context_schema=EpisodeContext)
+    g.add_node("generate", generate_node)
+    g.add_node("execute_tools", execute_tools_node)
+    g.add_edge(START, "generate")
+    g.add_conditional_edges("generate", route_after_generate, ["execute_tools", "generate", END])
+    g.add_edge("execute_tools", "generate")
+    return g
+
+
+__all__ = [
+    "EpisodeContext",
+    "EpisodeState",
+    "build_tir_graph",
+    "execute_tools_node",
+    "generate_node",
+    "route_after_generate",
+]

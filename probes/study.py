@@ -1,0 +1,321 @@
+"""A probe study end to end: grids → agent trajectories with hidden states → metrics → probes → report.
+
+This is the one part of ``interleaf.probes`` that talks to an engine (over HTTP, with httpx); when
+no URL is given it starts the embedded engine (``python -m interleaf.runtime.engine``) on a free
+loopback port for the study's duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from interleaf.probes.agent import GridAgent, HiddenStates
+from interleaf.probes.dataset import Activations
+from interleaf.probes.generator import key_grid, plain_grid
+from interleaf.probes.gridworld import Grid, GridState, Variant, step_cap
+from interleaf.probes.metrics import Episode, GridMetrics, PairedTest, grid_metrics, paired_test
+from interleaf.probes.policy import OptimalPolicy
+from interleaf.probes.probing import run_probes
+from interleaf.probes.records import GridRecord, StepRecord, StudyConfig, StudyReport, TrajectoryRecord
+from interleaf.probes.report import write_report
+from interleaf.probes.transforms import Transform, apply_transform
+
+PAIRED_METRICS = ("action_accuracy", "success", "spl", "mean_entropy", "mean_jsd", "ece")
+
+
+def build_grids(config: StudyConfig) -> list[tuple[GridRecord, Grid]]:
+    """The study's grids: plain base grids, their transforms, and key-variant grids."""
+    rng = np.random.default_rng(config.seed)
+    out: list[tuple[GridRecord, Grid]] = []
+
+    def add(grid: Grid, grid_id: str, base_id: str, transform: str) -> None:
+        length = OptimalPolicy.solve(grid).optimal_length
+        rec = GridRecord.of(grid, grid_id=grid_id, base_id=base_id, transform=transform, optimal_length=length,
+                            cap=step_cap(length))  # fmt: skip
+        out.append((rec, grid))
+
+    for t in config.transforms:
+        Transform(t)  # validate early, before any engine time is spent
+    for size in config.sizes:
+        for density in config.densities:
+            for i in range(config.grids):
+                base = plain_grid(size, density, rng)
+                base_id = f"s{size}-d{density:g}-g{i}"
+                add(base, base_id, base_id, "base")
+                for t in config.transforms:
+                    add(apply_transform(base, t), f"{base_id}/{t}", base_id, t)
+        mid = sorted(config.densities)[len(config.densities) // 2] if config.densities else 0.4
+        for v in config.variants:
+            variant = Variant(v)
+            for i in range(config.grids):
+                grid = key_grid(size, mid, variant, rng)
+                # A random symmetry so the door/loop is not always on the same side.
+                for _ in range(int(rng.integers(4))):
+                    grid = apply_transform(grid, Transform.ROTATE)
+                if rng.random() < 0.5:
+                    grid = apply_transform(grid, Transform.REFLECT)
+                grid.meta["transforms"] = []
+                gid = f"s{size}-{variant.value}-g{i}"
+                add(grid, gid, gid, "base")
+    return out
+
+
+def _sampling_seed(seed: int, grid_index: int, trajectory: int, step: int) -> int:
+    return (seed * 1_000_003 + grid_index * 10_007 + trajectory * 101 + step) % (2**31 - 1)
+
+
+class _Collector:
+    """Steps and activations as they arrive from concurrent trajectories."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepRecord] = []
+        self.pre: list[np.ndarray] = []
+        self.post: list[np.ndarray] = []
+        self.layers: list[int] | None = None
+        self.source = "none"
+        self.trajectories: list[TrajectoryRecord] = []
+
+    def add_hidden(self, h: HiddenStates | None) -> None:
+        if h is None:
+            return
+        self.layers = h.layers
+        self.source = h.source
+        self.pre.append(h.pre.astype(np.float16))
+        self.post.append(h.post.astype(np.float16))
+
+
+async def run_trajectories(
+    config: StudyConfig,
+    base_url: str,
+    grids: list[tuple[GridRecord, Grid]],
+    progress=None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> _Collector:
+    """Run ``config.trajectories`` sampled trajectories on every grid, ``config.concurrency`` at once."""
+    col = _Collector()
+    sem = asyncio.Semaphore(config.concurrency)
+    limits = httpx.Limits(max_connections=config.concurrency + 2)
+    client = httpx.AsyncClient(base_url=base_url, timeout=config.timeout_s, limits=limits, transport=transport)
+    async with client:
+        agent = GridAgent(client, layers=config.layers, last_k=config.last_k, temperature=config.temperature,
+                          reasoning_chars=config.reasoning_chars)  # fmt: skip
+
+        async def one(gi: int, rec: GridRecord, grid: Grid, policy: OptimalPolicy, traj: int) -> None:
+            async with sem:
+                state = grid.initial_state()
+                invalid = 0
+                n = 0
+                for t in range(rec.step_cap):
+                    seed = _sampling_seed(config.seed, gi, traj, t)
+                    res = await agent.act(grid, state, seed)
+                    col.add_hidden(res.hidden)
+                    col.steps.append(
+                        StepRecord(
+                            row=len(col.steps), grid_id=rec.grid_id, trajectory=traj, step=t, x=state.x, y=state.y,
+                            has_key=state.has_key, door_open=state.door_open,
+                            action=res.action.value if res.action else "NONE",
+                            optimal=sorted(a.value for a in policy.optimal_actions(state)),
+                            distance=policy.dist(state), text=res.text, prompt_tokens=res.prompt_tokens,
+                            completion_tokens=res.completion_tokens, cached_tokens=res.cached_tokens,
+                            latency_s=res.latency_s,
+                        )
+                    )  # fmt: skip
+                    n += 1
+                    if res.action is None:
+                        invalid += 1
+                    else:
+                        state = grid.step(state, res.action)
+                    if grid.is_goal(state):
+                        break
+                col.trajectories.append(
+                    TrajectoryRecord(grid_id=rec.grid_id, trajectory=traj, success=grid.is_goal(state), length=n,
+                                     final=(state.x, state.y, state.has_key, state.door_open),
+                                     invalid_answers=invalid)
+                )  # fmt: skip
+                if progress is not None:
+                    progress(len(col.trajectories))
+
+        jobs = []
+        for gi, (rec, grid) in enumerate(grids):
+            policy = OptimalPolicy.solve(grid)
+            jobs += [one(gi, rec, grid, policy, k) for k in range(config.trajectories)]
+        await asyncio.gather(*jobs)
+    # Rows were appended as answers arrived; order them by (grid, trajectory, step) for readability.
+    order = sorted(range(len(col.steps)), key=lambda i: (col.steps[i].grid_id, col.steps[i].trajectory, col.steps[i].step))
+    col.steps = [col.steps[i].model_copy(update={"row": r}) for r, i in enumerate(order)]
+    if col.pre:
+        col.pre = [col.pre[i] for i in order]
+        col.post = [col.post[i] for i in order]
+    col.trajectories.sort(key=lambda t: (t.grid_id, t.trajectory))
+    return col
+
+
+def behaviour(
+    grids: list[tuple[GridRecord, Grid]], steps: list[StepRecord], trajectories: list[TrajectoryRecord]
+) -> tuple[list[GridMetrics], list[PairedTest]]:
+    """Behavioural metrics per grid and Wilcoxon tests of each transform against its base grids."""
+    by_traj: dict[tuple[str, int], list[StepRecord]] = {}
+    for s in steps:
+        if s.action != "NONE":
+            by_traj.setdefault((s.grid_id, s.trajectory), []).append(s)
+    metrics: dict[str, GridMetrics] = {}
+    for rec, grid in grids:
+        eps = []
+        for tr in trajectories:
+            if tr.grid_id != rec.grid_id:
+                continue
+            ss = sorted(by_traj.get((rec.grid_id, tr.trajectory), []), key=lambda s: s.step)
+            eps.append(Episode([s.state for s in ss], [s.action for s in ss], tr.success,  # type: ignore[misc]
+                               final_state=GridState(*tr.final)))  # fmt: skip
+        if eps:
+            metrics[rec.grid_id] = grid_metrics(eps, OptimalPolicy.solve(grid), grid_id=rec.grid_id,
+                                                transform=rec.transform)  # fmt: skip
+    tests: list[PairedTest] = []
+    transforms = sorted({r.transform for r, _ in grids} - {"base"})
+    for t in transforms:
+        pairs = [(metrics[r.base_id], metrics[r.grid_id]) for r, _ in grids
+                 if r.transform == t and r.base_id in metrics and r.grid_id in metrics]  # fmt: skip
+        for m in PAIRED_METRICS:
+            tests.append(paired_test([getattr(b, m) for b, _ in pairs], [getattr(x, m) for _, x in pairs],
+                                     metric=m, transform=t))  # fmt: skip
+    return list(metrics.values()), tests
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def engine(url: str | None, timeout_s: float = 300.0) -> Iterator[str]:
+    """Yield ``url``, or start the embedded engine on a free loopback port and yield its URL."""
+    if url:
+        yield url.rstrip("/")
+        return
+    port = _free_port()
+    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"embedded engine exited with {proc.returncode}:\n{err[-3000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded engine on {base} not healthy after {timeout_s} s; pass --engine-url")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _model_name(base_url: str) -> str:
+    try:
+        info = httpx.get(f"{base_url}/model_info", timeout=10).json()
+        return str(info.get("served_model_name") or info.get("model_path") or "unknown")
+    except (httpx.HTTPError, ValueError):
+        return "unknown"
+
+
+def save_run(out: Path, grids, col: _Collector) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grids.jsonl").write_text("".join(r.model_dump_json() + "\n" for r, _ in grids))
+    (out / "steps.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in col.steps))
+    (out / "trajectories.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in col.trajectories))
+    if col.pre:
+        np.savez_compressed(out / "hidden.npz", pre=np.stack(col.pre), post=np.stack(col.post),
+                            layers=np.array(col.layers), source=np.array(col.source))  # fmt: skip
+
+
+def run_study(config: StudyConfig, out: Path, progress=None) -> StudyReport:
+    """Run a whole study and write its artefacts to ``out``; returns the report."""
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(config.model_dump_json(indent=2))
+    grids = build_grids(config)
+    with engine(config.engine_url) as url:
+        model = _model_name(url)
+        col = asyncio.run(run_trajectories(config, url, grids, progress))
+    agent_s = time.perf_counter() - t0
+    save_run(out, grids, col)
+    return analyse(out, config, model=model, engine_url=url, agent_s=agent_s, t0=t0)
+
+
+def load_run(out: Path) -> tuple[list[GridRecord], list[StepRecord], list[TrajectoryRecord], Activations | None]:
+    """Read the stored artefacts of a study directory."""
+    grids = [GridRecord.model_validate_json(x) for x in (out / "grids.jsonl").read_text().splitlines() if x]
+    steps = [StepRecord.model_validate_json(x) for x in (out / "steps.jsonl").read_text().splitlines() if x]
+    trajs = [TrajectoryRecord.model_validate_json(x) for x in (out / "trajectories.jsonl").read_text().splitlines() if x]
+    acts = None
+    if (out / "hidden.npz").exists():
+        z = np.load(out / "hidden.npz")
+        acts = Activations(z["pre"], z["post"], [int(v) for v in z["layers"]])
+    return grids, steps, trajs, acts
+
+
+def analyse(
+    out: Path, config: StudyConfig, *, model: str, engine_url: str, agent_s: float = 0.0, t0: float | None = None
+) -> StudyReport:
+    """Metrics, probes and the report from the artefacts in ``out`` (re-runnable without an engine)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    grid_recs, steps, trajs, acts = load_run(out)
+    pairs = [(r, r.to_grid()) for r in grid_recs]
+    gm, tests = behaviour(pairs, steps, trajs)
+    t1 = time.perf_counter()
+    notes: list[str] = []
+    scores, consistency = [], []
+    source = "none"
+    if acts is not None:
+        source = str(np.load(out / "hidden.npz")["source"])
+        if source == "sglang":
+            notes.append("hidden states from a stock SGLang server: last layer only; layer sweeps are not possible")
+        scores, consistency, notes_p = run_probes(steps, grid_recs, acts, config)
+        notes += notes_p
+    probe_s = time.perf_counter() - t1
+    report = StudyReport(
+        config=config,
+        model=model,
+        engine_url=engine_url,
+        hidden_state_source=source,
+        n_grids=len(grid_recs),
+        n_steps=len(steps),
+        wall_s=time.perf_counter() - t0,
+        agent_s=agent_s,
+        probe_s=probe_s,
+        invalid_answers=sum(t.invalid_answers for t in trajs),
+        grid_metrics=gm,
+        paired_tests=tests,
+        probe_scores=scores,
+        consistency=consistency,
+        notes=notes,
+    )
+    (out / "report.json").write_text(report.model_dump_json(indent=2))
+    write_report(report, out)
+    return report
+
+
+def summary_json(report: StudyReport) -> str:
+    """A short machine-readable summary (for the CLI's last line)."""
+    return json.dumps({"grids": report.n_grids, "steps": report.n_steps, "wall_s": round(report.wall_s, 1)})

@@ -1,0 +1,47 @@
+"""Errors of the inference backends: one taxonomy, each naming the server, the request and what to do.
+
+=================  =====================================================  ===============================
+error              cause                                                  what the runtime does
+=================  =====================================================  ===============================
+BackendError       the engine answered with an error (HTTP 4xx, a field    not retried; the episode ends
+                   it rejected, a malformed reply)                        with ``backend_error``
+BackendUnavailable the engine could not be reached, dropped the            retried with backoff, then the
+                   connection, timed out, or answered 5xx                 router fails over to another
+                                                                          server (recorded re-prefill)
+SessionRejected    the engine refused a streaming-session turn (session   the session is dropped and the
+                   reaped by its timeout, unknown id, second in-flight    turn is resent statelessly
+                   request)                                               (full ids; radix cache matches)
+NoHealthyServer    every server failed or is marked unhealthy             the episode ends with
+                                                                          ``backend_error``
+=================  =====================================================  ===============================
+"""
+
+from __future__ import annotations
+
+
+class BackendError(RuntimeError):
+    """The inference server failed a request; the message names the server, the request and why."""
+
+    def __init__(self, server: str, request_id: str, reason: str, *, status: int | None = None) -> None:
+        self.server = server
+        self.request_id = request_id
+        self.reason = reason
+        self.status = status
+        where = f"server {server}" + (f" request {request_id}" if request_id else "")
+        code = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"{where}{code}: {reason}")
+
+
+class BackendUnavailable(BackendError):
+    """Transient: connection refused or dropped, timeout, HTTP 5xx. Retried, then failed over."""
+
+
+class SessionRejected(BackendError):
+    """The server refused a streaming-session operation; the turn can be resent without the session."""
+
+
+class NoHealthyServer(BackendError):
+    """Every server of the pool is down or failed this request; the message lists each one's failure."""
+
+
+__all__ = ["BackendError", "BackendUnavailable", "NoHealthyServer", "SessionRejected"]

@@ -1,0 +1,261 @@
+"""BackendPool: the servers, their KV budgets, the router and the retention policy one process uses.
+
+One pool per process (per Ray actor); ``pool.episode(id)`` hands each episode an
+:class:`~interleaf.runtime.episode_model.EpisodeModel` (the ``AgentModel`` the agent calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from interleaf.runtime.backends.backend import Backend
+from interleaf.runtime.backends.errors import BackendError, BackendUnavailable
+from interleaf.runtime.backends.server_metrics import ServerMetrics
+from interleaf.runtime.backends.sglang import SGLangBackend
+from interleaf.runtime.kv_budget import KVBudget
+from interleaf.runtime.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
+from interleaf.runtime.router import Router
+
+if TYPE_CHECKING:
+    from interleaf.runtime.episode_model import EpisodeModel
+
+_INGEST_HALF_LIFE_S = 10.0
+
+
+@dataclass
+class _IngestRate:
+    """Exponentially weighted tokens/s written into a server's KV."""
+
+    rate: float = 0.0
+    known: bool = False
+    last_total: float | None = None
+    last_at: float = 0.0
+
+    def sample(self, total: float, at: float) -> None:
+        if self.last_total is not None and at > self.last_at and total >= self.last_total:
+            instant = (total - self.last_total) / (at - self.last_at)
+            weight = 1 - 0.5 ** ((at - self.last_at) / _INGEST_HALF_LIFE_S)
+            self.rate = instant if not self.known else self.rate + weight * (instant - self.rate)
+            self.known = True
+        self.last_total, self.last_at = total, at
+
+
+class BackendPool:
+    """N servers behind a sticky router, each with a bounded KV budget, one retention policy."""
+
+    def __init__(
+        self,
+        backends: list[Backend],
+        *,
+        retention: str | RetentionPolicy = "adaptive",
+        kv_budget_fraction: float = 0.5,
+        tokenizer: Any,
+        admission_wait_s: float = 1.0,
+        session_timeout_s: float = 300.0,
+        retries: int = 2,
+        backoff_s: float = 0.25,
+        estimator: ToolDurationEstimator | None = None,
+    ) -> None:
+        if not 0.0 <= kv_budget_fraction <= 1.0:
+            raise ValueError(
+                f"kv_budget_fraction={kv_budget_fraction} must be in [0, 1]: it is the share of each "
+                "server's max_total_num_tokens this pool may pin (N pools on one server: pass fraction/N)"
+            )
+        if retries < 0 or backoff_s < 0 or admission_wait_s < 0:
+            raise ValueError(
+                f"retries={retries}, backoff_s={backoff_s}, admission_wait_s={admission_wait_s} must be >= 0"
+            )
+        self.backends: dict[str, Backend] = {b.url: b for b in backends}
+        self.policy = retention if isinstance(retention, RetentionPolicy) else make_policy(retention)
+        self.kv_budget_fraction = kv_budget_fraction
+        self.tokenizer = tokenizer
+        self.admission_wait_s = admission_wait_s
+        self.session_timeout_s = session_timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.estimator = estimator or ToolDurationEstimator()
+        self.router = Router(list(self.backends))
+        self.budgets = {
+            url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens))
+            for url, b in self.backends.items()
+        }
+        self.decisions: Counter[str] = Counter()
+        self.reprefill_tokens = 0
+        self.episodes: dict[str, EpisodeModel] = {}
+        self.last_metrics: dict[str, ServerMetrics] = {}
+        self._ingest = {url: _IngestRate() for url in self.backends}
+        self._client_ingest = {url: _IngestRate() for url in self.backends}
+        self._client_totals: Counter[str] = Counter()
+        first = backends[0].info
+        self.model_name = first.served_model_name or first.model_path
+
+    @classmethod
+    async def connect(
+        cls,
+        urls: list[str],
+        *,
+        retention: str = "adaptive",
+        kv_budget_fraction: float = 0.5,
+        tokenizer: Any = None,
+        health_interval_s: float = 1.0,
+        request_timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> BackendPool:
+        """Connect to every server (``/server_info`` capabilities), load the tokenizer, start health checks.
+
+        ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
+        first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
+        session_timeout_s, retries, backoff_s, estimator (see the constructor).
+        """
+        if not urls:
+            raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
+        make_policy(retention)  # fail on a bad name before touching the network
+        results = await asyncio.gather(
+            *(
+                SGLangBackend.connect(u, request_timeout_s=request_timeout_s, transport=transport)
+                for u in urls
+            ),
+            return_exceptions=True,
+        )
+        failed = [f"{u}: {r}" for u, r in zip(urls, results, strict=True) if isinstance(r, BaseException)]
+        if failed:
+            for r in results:
+                if isinstance(r, SGLangBackend):
+                    await r.aclose()
+            raise BackendUnavailable(",".join(urls), "", "cannot connect: " + "; ".join(failed))
+        backends: list[Backend] = [r for r in results if isinstance(r, SGLangBackend)]
+        if tokenizer is None:
+            tokenizer = await asyncio.to_thread(
+                _load_tokenizer, backends[0].info.url, backends[0].info.model_path
+            )
+        pool = cls(
+            backends,
+            retention=retention,
+            kv_budget_fraction=kv_budget_fraction,
+            tokenizer=tokenizer,
+            **options,
+        )
+        pool.router.start_health_checks(pool._check, interval_s=health_interval_s)
+        return pool
+
+    # -- episodes ------------------------------------------------------------------------------
+
+    def episode(self, episode_id: str) -> EpisodeModel:
+        """A fresh AgentModel for one episode (also an async context manager that always closes it)."""
+        from interleaf.runtime.episode_model import EpisodeModel
+
+        if episode_id in self.episodes:
+            raise ValueError(f"episode_id={episode_id!r} is already open in this pool; ids must be unique")
+        model = EpisodeModel(self, episode_id)
+        self.episodes[episode_id] = model
+        return model
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids))
+
+    # -- pressure, health, metrics --------------------------------------------------------------
+
+    async def _check(self, url: str) -> bool:
+        backend = self.backends[url]
+        ok = await backend.health()
+        if ok:
+            metrics = await backend.metrics()
+            if metrics is not None:
+                self.last_metrics[url] = metrics
+                total = metrics.ingested_tokens_total
+                if total is not None:
+                    self._ingest[url].sample(total, metrics.at)
+        return ok
+
+    def observe_call(self, url: str, ingested_tokens: int) -> None:
+        """Client-side ingest figures (used when a server serves no /metrics)."""
+        self._client_totals[url] += ingested_tokens
+        self._client_ingest[url].sample(float(self._client_totals[url]), time.monotonic())
+
+    def pressure(self, url: str) -> ServerPressure:
+        """The server's KV pressure now, from its last /metrics scrape (client figures otherwise)."""
+        capacity = self.backends[url].info.max_total_num_tokens
+        metrics = self.last_metrics.get(url)
+        ingest = self._ingest[url] if self._ingest[url].known else self._client_ingest[url]
+        # Before any measurement, assume the cache turns over once a minute (a busy server).
+        rate = ingest.rate if ingest.known else capacity / 60.0
+        busy = self.budgets[url].held + self.router.servers[url].outstanding_tokens
+        available = metrics.kv_available_tokens if metrics else None
+        evictable = metrics.kv_evictable_tokens if metrics else None
+        if available is not None:
+            used = 1.0 - available / capacity
+            reclaimable = available + (evictable or 0.0)
+        else:
+            used = busy / capacity
+            reclaimable = capacity - busy
+        return ServerPressure(
+            capacity_tokens=capacity,
+            used_fraction=min(1.0, max(0.0, used)),
+            reclaimable_tokens=max(1.0, reclaimable),
+            ingest_tokens_per_s=rate,
+        )
+
+    # -- stats, shutdown ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Held tokens and budget per server, router state, decision counts."""
+        routing = self.router.stats()
+        servers = {}
+        for url, budget in self.budgets.items():
+            metrics = self.last_metrics.get(url)
+            servers[url] = {
+                **budget.stats(),
+                **routing[url],
+                "max_total_num_tokens": self.backends[url].info.max_total_num_tokens,
+                "server_held_tokens": metrics.streaming_session_held_tokens if metrics else None,
+            }
+        return {
+            "policy": self.policy.name.value,
+            "kv_budget_fraction": self.kv_budget_fraction,
+            "servers": servers,
+            "decisions": dict(self.decisions),
+            "failovers": self.router.failovers,
+            "reprefill_tokens": self.reprefill_tokens,
+            "open_episodes": len(self.episodes),
+        }
+
+    async def aclose(self) -> None:
+        """Close every open episode (their sessions), stop health checks, drop connections."""
+        await asyncio.gather(*(m.close() for m in list(self.episodes.values())), return_exceptions=True)
+        await self.router.stop()
+        for backend in self.backends.values():
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+
+    async def __aenter__(self) -> BackendPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _load_tokenizer(url: str, model_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_path)
+    except Exception as exc:
+        raise BackendError(
+            url,
+            "",
+            f"cannot load the tokenizer from /model_info model_path={model_path!r} ({exc}); "
+            "pass tokenizer=... to BackendPool.connect when the server's model is not a local directory",
+        ) from exc
+
+
+__all__ = ["BackendPool"]

@@ -1,0 +1,278 @@
+"""SGLangBackend: one SGLang-protocol server over HTTP (httpx, async).
+
+Speaks ../shared/SGLANG.md: ``/generate`` with ``input_ids`` (never text: the conversation owns
+exact token ids), streaming sessions via ``/open_session`` + ``session_params`` + ``/close_session``,
+``/server_info`` / ``/model_info`` for capabilities, ``/health`` and ``/metrics``. Works against real
+SGLang (``--enable-streaming-session --enable-metrics``) and interleaf's embedded engine alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import httpx
+from interleaf.runtime.backends.backend import GenerateResult, ServerInfo, SessionTurn
+from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, SessionRejected
+from interleaf.runtime.backends.server_metrics import ServerMetrics, parse_prometheus
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _flag(info: dict[str, Any], name: str) -> bool | None:
+    """A server arg from /server_info (flat in SGLang; nested under server_args in some versions)."""
+    for source in (info, info.get("server_args") or {}):
+        if name in source:
+            return bool(source[name])
+    return None
+
+
+class SGLangBackend:
+    """Async client of one server. Build it with :meth:`connect` (reads capabilities once)."""
+
+    def __init__(
+        self,
+        url: str,
+        info: ServerInfo,
+        *,
+        request_timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.info = info
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(request_timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=64),
+            transport=transport,
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        request_timeout_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> SGLangBackend:
+        """Read ``/server_info`` and ``/model_info``; raise BackendUnavailable / BackendError naming why."""
+        url = url.rstrip("/")
+        probe = cls(url, ServerInfo(url=url, max_total_num_tokens=1), transport=transport)
+        try:
+            server_info = await probe._get_json("/server_info", alias="/get_server_info")
+            model_info = await probe._get_json("/model_info", alias="/get_model_info")
+        except BaseException:
+            await probe.aclose()
+            raise
+        states = server_info.get("internal_states") or [{}]
+        max_total = _first(states[0] if states else {}, "max_total_num_tokens") or server_info.get(
+            "max_total_num_tokens"
+        )
+        if not isinstance(max_total, int) or max_total <= 0:
+            await probe.aclose()
+            raise BackendError(
+                url,
+                "",
+                f"/server_info internal_states[0].max_total_num_tokens is {max_total!r}; need a positive int "
+                "(the KV budget is a fraction of it): is this an SGLang-protocol server?",
+            )
+        model_path = str(model_info.get("model_path") or server_info.get("model_path") or "")
+        info = ServerInfo(
+            url=url,
+            model_path=model_path,
+            served_model_name=str(model_info.get("served_model_name") or model_path),
+            max_total_num_tokens=max_total,
+            streaming_sessions=bool(_flag(server_info, "enable_streaming_session")),
+            metrics=bool(_flag(server_info, "enable_metrics")),
+            version=str(server_info.get("version") or ""),
+            executor=str(server_info.get("executor") or ""),
+        )
+        await probe.aclose()
+        return cls(url, info, request_timeout_s=request_timeout_s, transport=transport)
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, *, rid: str = "", **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise BackendUnavailable(
+                self.url, rid, f"{method} {path} timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                self.url, rid, f"{method} {path} failed: {type(exc).__name__}: {exc}; is the server running?"
+            ) from exc
+        if response.status_code in _TRANSIENT_STATUS:
+            raise BackendUnavailable(
+                self.url, rid, f"{method} {path}: {response.text[:300]!r}", status=response.status_code
+            )
+        return response
+
+    async def _get_json(self, path: str, *, alias: str | None = None) -> dict[str, Any]:
+        response = await self._request("GET", path)
+        if response.status_code == 404 and alias:
+            response = await self._request("GET", alias)
+        if response.status_code != 200:
+            raise BackendError(
+                self.url, "", f"GET {path}: {response.text[:300]!r}", status=response.status_code
+            )
+        data = response.json()
+        if not isinstance(data, dict):
+            raise BackendError(self.url, "", f"GET {path} returned {type(data).__name__}, expected an object")
+        return data
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        input_ids: list[int],
+        *,
+        sampling_params: dict[str, Any],
+        rid: str,
+        session: SessionTurn | None = None,
+        return_hidden_states: bool = False,
+    ) -> GenerateResult:
+        """POST /generate with ``input_ids``; raises SessionRejected when the server refused the session."""
+        payload: dict[str, Any] = {"input_ids": input_ids, "sampling_params": sampling_params, "rid": rid}
+        if session is not None:
+            payload["session_params"] = {"id": session.session_id, "rid": session.previous_rid}
+        if return_hidden_states:
+            payload["return_hidden_states"] = True
+        start = time.monotonic()
+        response = await self._request("POST", "/generate", rid=rid, json=payload)
+        elapsed = time.monotonic() - start
+        if response.status_code != 200:
+            body = response.text[:500]
+            if session is not None and response.status_code in (400, 404, 409):
+                raise SessionRejected(
+                    self.url,
+                    rid,
+                    f"session {session.session_id} turn after rid {session.previous_rid} refused: {body!r}",
+                    status=response.status_code,
+                )
+            raise BackendError(self.url, rid, f"/generate refused: {body!r}", status=response.status_code)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise BackendError(
+                self.url, rid, f"/generate returned non-JSON: {response.text[:200]!r}"
+            ) from exc
+        if isinstance(data, list):
+            data = data[0] if data else {}
+        return self._parse_generate(data, rid, elapsed)
+
+    def _parse_generate(self, data: dict[str, Any], rid: str, elapsed: float) -> GenerateResult:
+        meta = data.get("meta_info")
+        if not isinstance(meta, dict):
+            raise BackendError(self.url, rid, f"/generate reply has no meta_info object: {str(data)[:200]!r}")
+        output_ids = data.get("output_ids")
+        if not isinstance(output_ids, list):
+            raise BackendError(
+                self.url, rid, "/generate reply has no output_ids list: the client needs exact token ids"
+            )
+        finish = meta.get("finish_reason")
+        finish_type = finish.get("type") if isinstance(finish, dict) else finish
+        for key in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+            if not isinstance(meta.get(key), int):
+                raise BackendError(
+                    self.url, rid, f"/generate meta_info.{key} is {meta.get(key)!r}, expected an int"
+                )
+        if finish_type == "abort":
+            message = finish.get("message", "") if isinstance(finish, dict) else ""
+            raise BackendUnavailable(self.url, rid, f"request aborted by the server: {message or finish!r}")
+        hidden = meta.get("hidden_states", data.get("hidden_states"))
+        return GenerateResult(
+            text=str(data.get("text") or ""),
+            output_ids=[int(t) for t in output_ids],
+            finish_reason=str(finish_type or ""),
+            request_id=str(meta.get("id") or rid),
+            server=self.url,
+            prompt_tokens=meta["prompt_tokens"],
+            cached_tokens=meta["cached_tokens"],
+            completion_tokens=meta["completion_tokens"],
+            e2e_s=elapsed,
+            server_e2e_s=_float(meta.get("e2e_latency")),
+            queue_s=_float(_first(meta, "queue_time", "queue_s")),
+            ttft_s=_float(_first(meta, "ttft", "first_token_latency", "time_to_first_token")),
+            batch_size=_float(_first(meta, "batch_size", "mean_batch_size")),
+            hidden_states=hidden if isinstance(hidden, list) else None,
+            meta_info=meta,
+        )
+
+    async def open_session(self, *, timeout_s: float) -> str:
+        """POST /open_session (streaming); returns the session id."""
+        if not self.info.streaming_sessions:
+            raise SessionRejected(
+                self.url,
+                "",
+                "streaming sessions are off on this server: start it with --enable-streaming-session",
+            )
+        body = {"capacity_of_str_len": 0, "streaming": True, "timeout": timeout_s}
+        response = await self._request("POST", "/open_session", json=body)
+        if response.status_code != 200:
+            raise SessionRejected(
+                self.url, "", f"/open_session refused: {response.text[:300]!r}", status=response.status_code
+            )
+        sid = response.json()
+        if not isinstance(sid, str) or not sid:
+            raise SessionRejected(
+                self.url, "", f"/open_session returned {sid!r}, expected a session id string"
+            )
+        return sid
+
+    async def close_session(self, session_id: str) -> None:
+        """POST /close_session; an unknown session (already reaped) is fine."""
+        response = await self._request("POST", "/close_session", json={"session_id": session_id})
+        if response.status_code not in (200, 400, 404):
+            raise BackendError(
+                self.url,
+                "",
+                f"/close_session {session_id}: {response.text[:300]!r}",
+                status=response.status_code,
+            )
+
+    async def abort(self, rid: str) -> None:
+        """POST /abort_request (best effort; errors are swallowed: the request may be gone)."""
+        with contextlib.suppress(httpx.HTTPError):
+            await self._http.post("/abort_request", json={"rid": rid}, timeout=5.0)
+
+    async def health(self) -> bool:
+        try:
+            response = await self._http.get("/health", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def metrics(self) -> ServerMetrics | None:
+        if not self.info.metrics:
+            return None
+        try:
+            response = await self._http.get("/metrics", timeout=5.0)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        return ServerMetrics(parse_prometheus(response.text))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+__all__ = ["SGLangBackend"]

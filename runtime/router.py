@@ -1,0 +1,158 @@
+"""Router: which server runs an episode's next turn.
+
+* Sticky affinity: an episode stays on the server that holds its KV (session or radix prefix).
+* New episodes go to the healthy server with the fewest outstanding tokens (in-flight prompt
+  tokens still to prefill plus tokens still to decode), ties to the fewest episodes.
+* Health: ``/health`` polled every ``health_interval_s``; a server that fails a request's retries
+  is marked down at once and comes back when ``/health`` answers again.
+* Failover: an episode whose server is down is moved to the best healthy one; the caller resends
+  the full ids there (a re-prefill it records).
+
+Pure bookkeeping plus the health loop; the retry/backoff loop around a request lives in
+``interleaf.runtime.episode_model``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from interleaf.runtime.backends.errors import NoHealthyServer
+
+
+@dataclass
+class ServerState:
+    """The router's view of one server."""
+
+    url: str
+    healthy: bool = True
+    outstanding_tokens: int = 0
+    in_flight: int = 0
+    episodes: set[str] = field(default_factory=set)
+    last_error: str = ""
+    down_since: float | None = None
+    failures: int = 0
+
+
+class Router:
+    """Sticky, least-outstanding-tokens routing over a fixed set of servers."""
+
+    def __init__(self, urls: list[str]) -> None:
+        if not urls:
+            raise ValueError("Router needs at least one server URL (urls=[])")
+        self.servers: dict[str, ServerState] = {u: ServerState(u) for u in urls}
+        self.affinity: dict[str, str] = {}
+        self.failovers = 0
+        self._health_task: asyncio.Task | None = None
+
+    def healthy(self) -> list[ServerState]:
+        return [s for s in self.servers.values() if s.healthy]
+
+    def pick(self, episode: str, *, exclude: frozenset[str] = frozenset()) -> str:
+        """The server for ``episode``'s next turn (sticky while healthy)."""
+        current = self.affinity.get(episode)
+        if current is not None and current not in exclude and self.servers[current].healthy:
+            return current
+        candidates = [s for s in self.healthy() if s.url not in exclude]
+        if not candidates:
+            reasons = "; ".join(
+                f"{s.url}: {'down' if not s.healthy else 'failed this request'}"
+                + (f" ({s.last_error})" if s.last_error else "")
+                for s in self.servers.values()
+            )
+            raise NoHealthyServer(
+                ",".join(self.servers),
+                "",
+                f"no healthy server for episode {episode}: {reasons}; "
+                "check that the engines run and answer /health",
+            )
+        best = min(candidates, key=lambda s: (s.outstanding_tokens, len(s.episodes), s.url))
+        self.assign(episode, best.url)
+        if current is not None and current != best.url:
+            self.failovers += 1
+        return best.url
+
+    def assign(self, episode: str, url: str) -> None:
+        old = self.affinity.get(episode)
+        if old is not None:
+            self.servers[old].episodes.discard(episode)
+        self.affinity[episode] = url
+        self.servers[url].episodes.add(episode)
+
+    def forget(self, episode: str) -> None:
+        url = self.affinity.pop(episode, None)
+        if url is not None:
+            self.servers[url].episodes.discard(episode)
+
+    def begin(self, url: str, tokens: int) -> None:
+        state = self.servers[url]
+        state.outstanding_tokens += tokens
+        state.in_flight += 1
+
+    def end(self, url: str, tokens: int) -> None:
+        state = self.servers[url]
+        state.outstanding_tokens -= tokens
+        state.in_flight -= 1
+
+    def mark_down(self, url: str, why: str) -> None:
+        state = self.servers[url]
+        if state.healthy:
+            state.down_since = time.monotonic()
+        state.healthy = False
+        state.last_error = why
+        state.failures += 1
+
+    def mark_up(self, url: str) -> None:
+        state = self.servers[url]
+        state.healthy = True
+        state.down_since = None
+
+    def start_health_checks(
+        self,
+        check: Callable[[str], Awaitable[bool]],
+        *,
+        interval_s: float,
+        on_tick: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Poll ``check(url)`` for every server every ``interval_s`` in the background."""
+
+        async def loop() -> None:
+            while True:
+                results = await asyncio.gather(*(check(u) for u in self.servers), return_exceptions=True)
+                for url, ok in zip(self.servers, results, strict=True):
+                    if ok is True:
+                        self.mark_up(url)
+                    elif self.servers[url].healthy:
+                        self.mark_down(url, f"/health failed: {ok!r}")
+                if on_tick is not None:
+                    with contextlib.suppress(Exception):
+                        await on_tick()
+                await asyncio.sleep(interval_s)
+
+        self._health_task = asyncio.ensure_future(loop())
+
+    async def stop(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+
+    def stats(self) -> dict[str, dict[str, object]]:
+        return {
+            s.url: {
+                "healthy": s.healthy,
+                "outstanding_tokens": s.outstanding_tokens,
+                "in_flight": s.in_flight,
+                "episodes": len(s.episodes),
+                "failures": s.failures,
+                "last_error": s.last_error,
+            }
+            for s in self.servers.values()
+        }
+
+
+__all__ = ["Router", "ServerState"]

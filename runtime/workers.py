@@ -1,0 +1,226 @@
+"""``EpisodeWorker``: a Ray actor that runs many episodes concurrently on its own asyncio loop.
+
+Each actor owns one ``BackendPool`` (its share of the KV budget: ``kv_budget_fraction / n_actors``),
+builds each job's agent and tools once (``prepare``), and runs episodes on request. It returns
+trajectories as compact JSON; the ``JobRunner`` stores them, so an actor dying mid-episode loses
+only in-flight work, which the runner retries on a fresh actor.
+
+Cancelling a job (``cancel``) cancels its running episodes' tasks: the graph stops at its next
+await, the episode's model handle is closed by its ``async with`` (the streaming session is closed
+on the server), and the partial trajectory comes back with termination ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
+from interleaf.runtime.store import dump_trajectory
+from interleaf.telemetry.records import TerminationReason, Trajectory
+
+ModelFactory = Callable[[str], AbstractAsyncContextManager[AgentModel]]
+"""``factory(episode_id)`` -> an async context manager yielding the episode's ``AgentModel``."""
+
+
+def trajectory_id(job_id: str, episode: int, attempt: int) -> str:
+    """Deterministic trajectory id: the same (job, episode, attempt) always names the same record."""
+    return f"{job_id}-e{episode}-a{attempt}"
+
+
+@dataclass
+class _PreparedJob:
+    agent: Agent
+    suite: TaskSuite
+    retention: str
+
+
+def build_job_agent(spec: dict[str, Any], agent: Agent | None, suite: TaskSuite) -> Agent:
+    """The agent a job runs: the named (or given) agent, plus the suite's tools, with the spec's
+    budget and temperature overrides applied."""
+    base = agent or get_agent(spec.get("agent", "tir"))
+    own = list(base.toolset)
+    names = {t.name for t in own}
+    tools = own + [t for t in suite.make_tools() if t.name not in names]
+    budgets = base.budgets
+    overrides = {k: spec[k] for k in ("max_turns", "max_tokens", "max_new_tokens", "wall_time_s") if spec.get(k)}
+    if overrides:
+        budgets = dataclasses.replace(budgets, **overrides)
+    temperature = spec["temperature"] if spec.get("temperature") is not None else base.temperature
+    return dataclasses.replace(base, tools=tools, budgets=budgets, temperature=temperature)
+
+
+class EpisodeWorker:
+    """Runs episodes for jobs. Create with ``EpisodeWorker.remote(...)`` through ``worker_actor``."""
+
+    def __init__(
+        self,
+        backend_urls: list[str],
+        *,
+        retention: str = "session",
+        kv_budget_fraction: float = 0.5,
+        model_factory: ModelFactory | None = None,
+        name: str = "",
+    ) -> None:
+        self.backend_urls = list(backend_urls)
+        self.retention = retention
+        self.kv_budget_fraction = kv_budget_fraction
+        self.name = name
+        self._model_factory = model_factory
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+        self._jobs: dict[str, _PreparedJob] = {}
+        self._running: dict[tuple[str, int], tuple[asyncio.Task, list[Episode]]] = {}
+        self._cancelled: set[str] = set()
+        self.episodes_run = 0
+
+    async def ping(self) -> dict[str, Any]:
+        """Liveness and load: pid, running episodes, episodes run so far."""
+        return {"pid": os.getpid(), "name": self.name, "running": len(self._running), "done": self.episodes_run}
+
+    async def prepare(self, job_id: str, spec: dict[str, Any], agent: Agent | None = None) -> int:
+        """Build the job's suite and agent (deterministic, so every actor agrees); returns task count."""
+        if job_id not in self._jobs:
+            suite = load_suite(spec["suite"], spec["n"], spec.get("seed", 0))
+            self._jobs[job_id] = _PreparedJob(
+                build_job_agent(spec, agent, suite), suite, spec.get("retention", self.retention)
+            )
+        return len(self._jobs[job_id].suite)
+
+    async def _get_pool(self) -> Any:
+        async with self._pool_lock:
+            if self._pool is None:
+                from interleaf.runtime.backends import BackendPool
+
+                self._pool = await BackendPool.connect(
+                    self.backend_urls, retention=self.retention, kv_budget_fraction=self.kv_budget_fraction
+                )
+        return self._pool
+
+    @asynccontextmanager
+    async def _open_model(self, episode_id: str) -> AsyncIterator[AgentModel]:
+        if self._model_factory is not None:
+            async with self._model_factory(episode_id) as model:
+                yield model
+            return
+        pool = await self._get_pool()
+        async with pool.episode(episode_id) as model:
+            yield model
+
+    async def run_episode(self, job_id: str, episode: int, attempt: int = 1) -> str:
+        """Run one episode; returns its trajectory as compact JSON (``load_trajectory`` reads it)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"job {job_id!r} not prepared on worker {self.name!r}; call prepare() first")
+        task = job.suite.tasks[episode]
+        tid = trajectory_id(job_id, episode, attempt)
+        holder: list[Episode] = []
+
+        async def body() -> Trajectory:
+            async with self._open_model(tid) as model:
+                ep = Episode(
+                    job.agent,
+                    task,
+                    model,
+                    trajectory_id=tid,
+                    job_id=job_id,
+                    episode=episode,
+                    attempt=attempt,
+                    suite=job.suite.name,
+                    system_extra=job.suite.system_prompt,
+                    retention_policy=job.retention,
+                    metadata={"worker": self.name, "suite_params": job.suite.params},
+                )
+                holder.append(ep)
+                return await ep.run()
+
+        key = (job_id, episode)
+        if job_id in self._cancelled:
+            return dump_trajectory(self._cancelled_record(job_id, episode, attempt, task.id))
+        runner = asyncio.create_task(body())
+        self._running[key] = (runner, holder)
+        try:
+            traj = await runner
+        except asyncio.CancelledError:
+            if job_id not in self._cancelled or not runner.cancelled():
+                raise  # cancelled from outside (Ray), not by cancel(): propagate
+            traj = holder[0].trajectory if holder else self._cancelled_record(job_id, episode, attempt, task.id)
+            traj.termination = TerminationReason.CANCELLED
+        finally:
+            self._running.pop(key, None)
+        self.episodes_run += 1
+        return dump_trajectory(traj)
+
+    def _cancelled_record(self, job_id: str, episode: int, attempt: int, task_id: str) -> Trajectory:
+        return Trajectory(
+            id=trajectory_id(job_id, episode, attempt),
+            job_id=job_id,
+            episode=episode,
+            attempt=attempt,
+            task_id=task_id,
+            termination=TerminationReason.CANCELLED,
+            error="job cancelled before the episode started",
+        )
+
+    async def cancel(self, job_id: str) -> int:
+        """Cancel the job's running episodes (and refuse new ones); returns how many were running.
+        Waits until they have wound down, sessions closed."""
+        self._cancelled.add(job_id)
+        tasks = [t for (j, _), (t, _) in self._running.items() if j == job_id]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    async def forget(self, job_id: str) -> None:
+        """Drop the job's prepared state (after it finished)."""
+        self._jobs.pop(job_id, None)
+        self._cancelled.discard(job_id)
+
+    async def pool_stats(self) -> dict[str, Any]:
+        """The backend pool's figures, when it has a ``stats()``."""
+        if self._pool is None or not hasattr(self._pool, "stats"):
+            return {}
+        stats = self._pool.stats()
+        return await stats if asyncio.iscoroutine(stats) else stats
+
+    async def aclose(self) -> None:
+        """Cancel everything and close the backend pool (call before killing the actor)."""
+        for job_id in list(self._jobs):
+            await self.cancel(job_id)
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+
+def worker_actor(
+    backend_urls: list[str],
+    *,
+    retention: str = "session",
+    kv_budget_fraction: float = 0.5,
+    model_factory: ModelFactory | None = None,
+    name: str = "",
+    max_concurrency: int = 1000,
+    num_cpus: float = 0,
+) -> Any:
+    """Start an ``EpisodeWorker`` actor. ``max_concurrency`` bounds episodes running at once in it
+    (plus control calls); ``num_cpus=0`` lets several actors share a small machine (the engine, not
+    the actor, is the bottleneck)."""
+    cls = ray.remote(EpisodeWorker)
+    return cls.options(max_concurrency=max_concurrency, num_cpus=num_cpus, max_restarts=0).remote(
+        backend_urls,
+        retention=retention,
+        kv_budget_fraction=kv_budget_fraction,
+        model_factory=model_factory,
+        name=name,
+    )
+
+
+__all__ = ["EpisodeWorker", "ModelFactory", "build_job_agent", "trajectory_id", "worker_actor"]

@@ -1,0 +1,105 @@
+"""KV budget accounting and admission control (logic only; fake session closes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from interleaf.runtime.kv_budget import HoldState, KVBudget
+
+
+async def test_reserve_grow_shrink_and_refuse_over_capacity() -> None:
+    budget = KVBudget("s", 100)
+    assert await budget.reserve("a", 60, wait_s=0, preempt=False)
+    assert await budget.reserve("a", 80, wait_s=0, preempt=False)  # growth within room
+    assert not await budget.reserve("b", 30, wait_s=0, preempt=False)
+    budget.shrink("a", 50)
+    assert await budget.reserve("b", 30, wait_s=0, preempt=False)
+    assert budget.held == 80 and budget.peak == 80
+    assert not await budget.reserve("c", 101, wait_s=5, preempt=True)  # can never fit: refused at once
+    assert budget.refusals == 2
+
+
+async def test_waiter_is_admitted_when_a_hold_is_dropped() -> None:
+    budget = KVBudget("s", 100)
+    await budget.reserve("a", 90, wait_s=0, preempt=False)
+    waiter = asyncio.ensure_future(budget.reserve("b", 50, wait_s=30, preempt=False))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    budget.drop("a")
+    assert await waiter
+    assert budget.held == 50
+
+
+async def test_preemption_releases_lowest_value_paused_hold_first() -> None:
+    budget = KVBudget("s", 100)
+    closed: list[str] = []
+
+    def closer(key: str):
+        async def close(reason: str) -> None:
+            await asyncio.sleep(0.01)
+            closed.append(key)
+            assert "preempted" in reason
+
+        return close
+
+    for key, value in (("cheap", 1.0), ("dear", 50.0)):
+        await budget.reserve(key, 40, wait_s=0, preempt=False)
+        budget.pause(key, value=value, on_release=closer(key))
+    assert await budget.reserve("new", 50, wait_s=0, preempt=True, value=10.0)
+    assert closed == ["cheap"]
+    assert set(budget.holds) == {"dear", "new"}
+    # A requester worth less than every paused hold preempts nothing and is refused.
+    assert not await budget.reserve("poor", 20, wait_s=0, preempt=True, value=0.5)
+    assert closed == ["cheap"]
+
+
+async def test_resume_of_a_hold_being_released_waits_and_reports_it_gone() -> None:
+    budget = KVBudget("s", 100)
+    gate = asyncio.Event()
+
+    async def slow_close(reason: str) -> None:
+        await gate.wait()
+
+    await budget.reserve("a", 40, wait_s=0, preempt=False)
+    budget.pause("a", value=1.0, on_release=slow_close)
+    budget.release_paused("a", "ttl expired")
+    assert budget.holds["a"].state is HoldState.RELEASING
+    resumed = asyncio.ensure_future(budget.resume("a"))
+    await asyncio.sleep(0.01)
+    assert not resumed.done() and budget.held == 40  # tokens count until the close is confirmed
+    gate.set()
+    assert await resumed is False
+    assert budget.held == 0
+
+
+async def test_many_concurrent_episodes_never_exceed_and_never_deadlock() -> None:
+    budget = KVBudget("s", 1000)
+    rng = random.Random(7)
+    observed: list[int] = []
+
+    async def episode(i: int) -> None:
+        key = f"e{i}"
+        size = 0
+        for _turn in range(5):
+            if key in budget.holds and not await budget.resume(key):
+                size = 0
+            size += rng.randint(50, 300)
+            ok = await budget.reserve(key, size, wait_s=0.02, preempt=True, value=float(size))
+            observed.append(budget.held)
+            await asyncio.sleep(rng.random() / 100)
+            if ok:
+                budget.shrink(key, size - 10)
+
+                async def close(reason: str) -> None:
+                    await asyncio.sleep(0.001)
+
+                budget.pause(key, value=rng.random() * 100, on_release=close)
+            await asyncio.sleep(rng.random() / 50)
+        if key in budget.holds:
+            await budget.resume(key)
+            budget.drop(key)
+
+    await asyncio.wait_for(asyncio.gather(*(episode(i) for i in range(32))), 30)
+    assert max(observed) <= 1000 and budget.peak <= 1000
+    assert budget.held == 0 and not budget.holds

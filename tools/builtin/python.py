@@ -1,0 +1,63 @@
+"""The ``python`` tool: run code in the sandbox, answer in SandboxFusion's format."""
+
+from __future__ import annotations
+
+from interleaf.tools.context import ToolContext
+from interleaf.tools.errors import ToolError, ToolInfraError, ToolTimeout
+from interleaf.tools.sandbox import Mode, SandboxLimits, run_python
+from interleaf.tools.tool import Tool, tool
+
+__all__ = ["make_python_tool", "python_tool"]
+
+_DESCRIPTION = (
+    "Execute Python 3 code in a sandbox and return its stdout and stderr. Print what you want to see; "
+    "variables do not persist between calls, files in the working directory do. No network access."
+)
+
+
+def make_python_tool(
+    limits: SandboxLimits | None = None,
+    *,
+    name: str = "python",
+    mode: Mode | None = None,
+    max_output_tokens: int | None = 1024,
+) -> Tool:
+    """A python tool with its own sandbox limits (``python_tool`` uses the defaults).
+
+    A non-zero exit comes back as ``ToolError`` and a wall-clock kill as ``ToolTimeout``, both with
+    the SandboxFusion text, so the model sees the traceback and the trajectory marks the error.
+    """
+    limits = limits or SandboxLimits()
+
+    async def python(code: str, ctx: ToolContext) -> str:
+        """Run ``code``.
+
+        Args:
+            code: Python source to execute; use print() to show results.
+        """
+        run_limits = limits
+        remaining = ctx.remaining_s()
+        if remaining is not None and remaining < limits.wall_s:
+            run_limits = limits.model_copy(update={"wall_s": max(remaining, 0.1)})
+        try:
+            run = await run_python(code, ctx.scratch_dir / "python", run_limits, mode=mode)
+        except (RuntimeError, OSError) as exc:
+            raise ToolInfraError(f"python sandbox could not run: {exc}", tool=name) from exc
+        text = run.sandbox_fusion_text()
+        if run.timed_out:
+            raise ToolTimeout(text)
+        if run.exit_code != 0:
+            raise ToolError(text)
+        return text
+
+    # The sandbox enforces its own wall clock (and keeps partial output); the tool timeout is a backstop.
+    return tool(
+        python,
+        name=name,
+        description=_DESCRIPTION,
+        timeout_s=limits.wall_s + 30.0,
+        max_output_tokens=max_output_tokens,
+    )
+
+
+python_tool = make_python_tool()

@@ -1,0 +1,172 @@
+"""Import the tools of any MCP server (stdio subprocess or streamable HTTP) as interleaf tools."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TextIO
+
+import anyio
+import jsonschema
+import mcp_types
+from interleaf.tools.context import ToolContext
+from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout
+from interleaf.tools.tool import Tool
+from interleaf.tools.toolset import Toolset
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
+
+__all__ = ["mcp_toolset", "render_mcp_content"]
+
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_LOST = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, ConnectionError, OSError)
+
+
+def render_mcp_content(result: mcp_types.CallToolResult) -> str:
+    """The text of an MCP tool result; non-text blocks are named rather than dropped silently."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, mcp_types.EmbeddedResource):
+            res = block.resource
+            text = getattr(res, "text", None)
+            parts.append(text if text is not None else f"[binary resource {res.uri}]")
+        elif isinstance(block, mcp_types.ResourceLink):
+            parts.append(f"[resource link {block.uri}]")
+        else:
+            parts.append(f"[{block.type} content ({getattr(block, 'mime_type', '?')}) omitted]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def _validator(name: str, schema: dict[str, Any]):
+    try:
+        checker = jsonschema.validators.validator_for(schema)(schema)
+    except jsonschema.SchemaError:
+        return None  # the server's schema is broken; let the server judge the arguments
+
+    def validate(arguments: dict[str, Any]) -> dict[str, Any]:
+        problems = []
+        for err in sorted(checker.iter_errors(arguments), key=lambda e: list(e.path)):
+            field = ".".join(str(p) for p in err.path) or "(arguments)"
+            problems.append(f"- field '{field}': {err.message}")
+        if problems:
+            raise ToolArgumentError(
+                f"Invalid arguments for tool '{name}':\n"
+                + "\n".join(problems)
+                + "\nFix the arguments and call again."
+            )
+        return arguments
+
+    return validate
+
+
+def _make_tool(
+    client: Client,
+    spec: mcp_types.Tool,
+    *,
+    prefix: str,
+    timeout_s: float | None,
+    max_output_tokens: int | None,
+) -> Tool:
+    remote = spec.name
+    local = _INVALID_NAME_CHARS.sub("_", prefix + remote)[:64]
+    schema = dict(spec.input_schema or {"type": "object", "properties": {}})
+
+    async def invoke(arguments: dict[str, Any], ctx: ToolContext) -> str:
+        try:
+            result = await client.call_tool(remote, arguments, read_timeout_seconds=timeout_s)
+        except MCPError as exc:
+            if exc.code == mcp_types.INVALID_PARAMS:
+                raise ToolArgumentError(f"Tool '{local}' rejected the arguments: {exc.message}") from None
+            if exc.code == mcp_types.REQUEST_TIMEOUT:
+                raise ToolTimeout(f"Tool '{local}' timed out on the MCP server: {exc.message}") from None
+            if exc.code == mcp_types.CONNECTION_CLOSED:
+                raise ToolInfraError(
+                    f"MCP server connection closed while calling {remote!r}: {exc.message}"
+                ) from exc
+            raise ToolError(f"Tool '{local}' failed on the MCP server: {exc.message}") from None
+        except _LOST as exc:
+            raise ToolInfraError(f"lost the MCP server while calling {remote!r}: {exc!r}") from exc
+        text = render_mcp_content(result)
+        if result.is_error:
+            raise ToolError(text or f"Tool '{local}' reported an error without a message.")
+        return text
+
+    return Tool.from_schema(
+        name=local,
+        description=spec.description or spec.title or remote,
+        parameters=schema,
+        invoke=invoke,
+        validate=_validator(local, schema),
+        timeout_s=timeout_s,
+        max_output_tokens=max_output_tokens,
+        parallel_safe=not (spec.annotations and spec.annotations.read_only_hint is False),
+    )
+
+
+def _server(
+    command: list[str] | str | None,
+    url: str | None,
+    env: dict[str, str] | None,
+    cwd: str | None,
+    errlog: TextIO | None,
+):
+    if url is None and isinstance(command, str) and command.startswith(("http://", "https://")):
+        url, command = command, None
+    if (command is None) == (url is None):
+        raise ValueError("mcp_toolset needs exactly one of command=[...] (stdio server) or url='http://...'")
+    if url is not None:
+        return url
+    argv = shlex.split(command) if isinstance(command, str) else list(command or [])
+    if not argv:
+        raise ValueError(
+            f"mcp_toolset command={command!r} is empty: give the server's argv, e.g. ['mcp-server-time']"
+        )
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=cwd)
+    return stdio_client(params, errlog=errlog) if errlog is not None else params
+
+
+@asynccontextmanager
+async def mcp_toolset(
+    command: list[str] | str | None = None,
+    *,
+    url: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    prefix: str = "",
+    timeout_s: float | None = 30.0,
+    max_output_tokens: int | None = 1024,
+    errlog: TextIO | None = None,
+) -> AsyncIterator[Toolset]:
+    """Connect to an MCP server and yield its tools as a ``Toolset``; disconnect on exit.
+
+    ``command`` launches a stdio server (its environment is the MCP SDK's safe default plus
+    ``env``; the host's secrets are not passed on); ``url`` connects over streamable HTTP.
+    Tool errors reported by the server come back as ``ToolError``; a lost connection raises
+    ``ToolInfraError``. ``prefix`` namespaces the tool names (``"time."`` -> ``time.get_current_time``).
+    """
+    server = _server(command, url, env, cwd, errlog)
+    async with AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(Client(server, read_timeout_seconds=timeout_s))
+            specs: list[mcp_types.Tool] = []
+            cursor = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                specs.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        except (MCPError, *_LOST) as exc:
+            raise ToolInfraError(f"cannot connect to MCP server {command or url!r}: {exc!r}") from exc
+        yield Toolset(
+            _make_tool(client, spec, prefix=prefix, timeout_s=timeout_s, max_output_tokens=max_output_tokens)
+            for spec in specs
+        )
