@@ -18,7 +18,7 @@ from interleaf.agents.graph import (
     route_after_generate,
 )
 from interleaf.agents.model import AgentModel, Completion, Constraint
-from interleaf.agents.scripted import ScriptedModel, ScriptedTurn, ScriptExhausted
+from interleaf.agents.scripted import ScriptedModel, ScriptedModelFactory, ScriptedTurn, ScriptExhausted
 from interleaf.agents.tasks import SUITES, Task, TaskSuite, load_suite, register_suite, score_answer
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "ParsedTurn",
     "ScriptExhausted",
     "ScriptedModel",
+    "ScriptedModelFactory",
     "ScriptedTurn",
     "Task",
     "TaskSuite",
@@ -50,6 +51,7 @@ __all__ = [
     "load_suite",
     "parse_turn",
     "register_agent",
+    "register_suite",
     "route_after_generate",
     "score_answer",
     "tool_call_grammar",

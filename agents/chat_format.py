@@ -9,6 +9,7 @@ a prefix of the next request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -94,10 +95,8 @@ def _parse_call(raw: str) -> ParsedCall:
     call.name = obj["name"]
     args = obj.get("arguments", {})
     if isinstance(args, str):  # some models double-encode the arguments
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             args = json.loads(args)
-        except json.JSONDecodeError:
-            pass
     if not isinstance(args, dict):
         call.error = f'tool call "arguments" must be a JSON object, got {type(args).__name__}'
         return call

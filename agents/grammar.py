@@ -34,9 +34,9 @@ json_bool ::= "true" | "false"
 class GrammarOptions:
     """Shape of the turn grammar."""
 
-    max_reasoning_chars: int = 300
+    max_reasoning_chars: int = 160
     """Cap on the free-text reasoning before the action (0 disables reasoning)."""
-    max_string_chars: int = 2000
+    max_string_chars: int = 1000
     """Cap on any JSON string inside tool arguments."""
     max_answer_chars: int = 200
     """Cap on the final answer's length."""

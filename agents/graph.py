@@ -24,9 +24,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
-
 from interleaf.agents.chat_format import ParsedCall, parse_turn
 from interleaf.agents.model import AgentModel, Completion, Constraint
 from interleaf.telemetry.records import (
@@ -38,6 +35,8 @@ from interleaf.telemetry.records import (
     Turn,
     TurnTimings,
 )
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 if TYPE_CHECKING:
     from interleaf.agents.agent import Agent
@@ -157,9 +156,7 @@ async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContex
     turn = traj.turns[-1]
     calls = state.get("calls", [])
     runnable = [(i, c) for i, c in enumerate(calls) if c.error is None]
-    turn.retention = RetentionRecord.model_validate(
-        (await ctx.model.pause([c.name for _, c in runnable])).model_dump()
-    )
+    turn.retention = RetentionRecord.model_validate((await ctx.model.pause([c.name for _, c in runnable])).model_dump())
     ctx.tool_ctx.deadline = ctx.deadline
     started = time.monotonic()
     results = await ctx.toolset.call_many([(c.name, c.arguments) for _, c in runnable], ctx.tool_ctx)

@@ -92,15 +92,17 @@ class ScriptedModel:
             await asyncio.sleep(turn.delay_s)
         delta_ids = self._encode(delta_text)
         cached = len(self.sent_ids)
-        output_ids = self._encode(turn.text)[:max_new_tokens]
-        if turn.finish_reason == "stop":
-            output_ids.append(self.eos_id)
+        text, finish = turn.text, turn.finish_reason
+        output_ids = self._encode(text) + ([self.eos_id] if finish == "stop" else [])
+        if len(output_ids) > max_new_tokens:  # the stop token counts toward the cap, as in SGLang
+            output_ids, finish = output_ids[:max_new_tokens], "length"
+            text = "".join(chr(i) for i in output_ids)
         self.sent_ids += delta_ids + output_ids
         return Completion(
-            text=turn.text,
+            text=text,
             delta_ids=delta_ids,
             output_ids=output_ids,
-            finish_reason=turn.finish_reason,
+            finish_reason=finish,
             request_id=f"scripted-{index}",
             server="scripted://",
             cache=CacheFigures(
@@ -131,4 +133,17 @@ class ScriptedModel:
         await self.close()
 
 
-__all__ = ["ScriptExhausted", "ScriptedCall", "ScriptedModel", "ScriptedTurn"]
+@dataclass
+class ScriptedModelFactory:
+    """``factory(episode_id)`` -> a fresh ``ScriptedModel`` replaying ``script``; picklable, so it can
+    stand in for the backend pool inside Ray actors (``JobRunner(model_factory=...)``)."""
+
+    script: Sequence[str | ScriptedTurn | BaseException]
+    model_name: str = "scripted"
+    retention: str = "session"
+
+    def __call__(self, episode_id: str) -> ScriptedModel:
+        return ScriptedModel(list(self.script), model_name=self.model_name, retention=self.retention)
+
+
+__all__ = ["ScriptExhausted", "ScriptedCall", "ScriptedModel", "ScriptedModelFactory", "ScriptedTurn"]

@@ -12,6 +12,23 @@ def _register() -> None:
 
     app.add_typer(engine.app, name="engine")
 
+    from interleaf.commands import run
+
+    app.command("run")(run.run)
+
+    from interleaf.commands import probe
+
+    app.add_typer(probe.app, name="probe")
+
+    from interleaf.commands import tools
+
+    app.add_typer(tools.app, name="tools")
+
+    from interleaf.commands import report, study
+
+    app.command("report")(report.report)
+    app.add_typer(study.app, name="study")
+
 
 def main() -> None:
     _register()

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
-
 from interleaf.probes.gridworld import Action, Grid, GridState
 
 SYSTEM_PROMPT = (
@@ -47,11 +46,7 @@ def user_prompt(grid: Grid, state: GridState) -> str:
 
 def chatml(system: str, user: str) -> str:
     """SmolLM2's ChatML template, rendered by hand so no tokenizer is needed client-side."""
-    return (
-        f"<|im_start|>system\n{system}<|im_end|>\n"
-        f"<|im_start|>user\n{user}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def answer_regex(reasoning_chars: int) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from interleaf.probes.gridworld import Grid
 from interleaf.probes.records import GridRecord, StepRecord
 
@@ -57,7 +56,11 @@ def step_targets(steps: list[StepRecord], grids: dict[str, GridRecord], next_k: 
     all_rows = np.arange(n)
     out = [
         Target("agent_position", all_rows, np.array([f"{s.x},{s.y}" for s in steps])),
-        Target("goal_position", all_rows, np.array([f"{grids[s.grid_id].goal[0]},{grids[s.grid_id].goal[1]}" for s in steps])),
+        Target(
+            "goal_position",
+            all_rows,
+            np.array([f"{grids[s.grid_id].goal[0]},{grids[s.grid_id].goal[1]}" for s in steps]),
+        ),
     ]
     with_dist = np.array([i for i, s in enumerate(steps) if s.distance is not None], dtype=int)
     out.append(

@@ -11,7 +11,6 @@ so every density gives a connected grid; d = 1 is exactly the tree. Sizes must b
 from __future__ import annotations
 
 import numpy as np
-
 from interleaf.probes.gridworld import Grid, Pos, Variant
 from interleaf.probes.policy import cell_distances
 
@@ -134,6 +133,4 @@ def _two_path_key(size: int, rng: np.random.Generator) -> Grid:
     left = [(x0, y) for y in range(y0 + 1, y1 + 1)] + [(x, y1) for x in range(x0 + 1, x1)]
     half = top if rng.random() < 0.5 else left
     key = half[int(rng.integers(len(half)))]
-    return Grid(
-        walls, start, goal, key=key, variant=Variant.TWO_PATH_KEY, meta={"size": size, "density": None}
-    )
+    return Grid(walls, start, goal, key=key, variant=Variant.TWO_PATH_KEY, meta={"size": size, "density": None})

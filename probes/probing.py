@@ -7,7 +7,6 @@ different layers, positions and kinds compare like with like.
 from __future__ import annotations
 
 import numpy as np
-
 from interleaf.probes.dataset import Activations, MapSamples, interior_cells, map_samples, step_targets
 from interleaf.probes.gridworld import DELTAS, Action, CellClass, Grid
 from interleaf.probes.policy import cell_distances
@@ -109,9 +108,18 @@ def run_probes(
                     for control in (False, True):
                         try:
                             score, _ = fit_probe(
-                                feats[t.rows], t.labels, groups[t.rows], kind=kind, regression=t.regression,
-                                control=control, target=t.name, layer=layer, position=position, split=split, **common,
-                            )  # fmt: skip
+                                feats[t.rows],
+                                t.labels,
+                                groups[t.rows],
+                                kind=kind,
+                                regression=t.regression,
+                                control=control,
+                                target=t.name,
+                                layer=layer,
+                                position=position,
+                                split=split,
+                                **common,
+                            )
                         except ValueError as exc:
                             notes.append(f"{t.name} L{layer} {position} {kind}: {exc}")
                             continue
@@ -120,9 +128,18 @@ def run_probes(
             for kind in config.probe_kinds:
                 for control in (False, True):
                     score, probe = fit_probe(
-                        xm, samples.labels, groups[samples.step_rows], kind=kind, control=control, target="map",
-                        layer=layer, position=position, split=map_split, passthrough=2, **common,
-                    )  # fmt: skip
+                        xm,
+                        samples.labels,
+                        groups[samples.step_rows],
+                        kind=kind,
+                        control=control,
+                        target="map",
+                        layer=layer,
+                        position=position,
+                        split=map_split,
+                        passthrough=2,
+                        **common,
+                    )
                     scores.append(score)
                     if not control:
                         consistency.append(
@@ -131,4 +148,3 @@ def run_probes(
                             )
                         )
     return scores, consistency, sorted(set(notes))
-

@@ -6,7 +6,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
 from interleaf.probes.metrics import GridMetrics
 from interleaf.probes.probe import ProbeScore
 from interleaf.probes.records import StudyReport
@@ -21,7 +20,7 @@ def _f(v: float | None, digits: int = 3) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
+    return [*out, ""]
 
 
 def _mean(ms: list[GridMetrics], field: str) -> float:
@@ -57,10 +56,16 @@ def probe_rows(scores: list[ProbeScore]) -> list[list[str]]:
         if s.regression:
             rows.append([*map(str, key), "R²", _f(s.r2), _f(c.r2 if c else None), "–", f"MAE {_f(s.mae, 2)}"])
         else:
-            rows.append([
-                *map(str, key), "bal. acc", _f(s.balanced_accuracy), _f(c.balanced_accuracy if c else None),
-                _f(s.majority_baseline), f"acc {_f(s.accuracy)} / ctl {_f(c.accuracy if c else None)}",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    *map(str, key),
+                    "bal. acc",
+                    _f(s.balanced_accuracy),
+                    _f(c.balanced_accuracy if c else None),
+                    _f(s.majority_baseline),
+                    f"acc {_f(s.accuracy)} / ctl {_f(c.accuracy if c else None)}",
+                ]
+            )
     return rows
 
 
@@ -86,12 +91,24 @@ def render_markdown(report: StudyReport) -> str:
         by_v: dict[str, list[GridMetrics]] = defaultdict(list)
         for m in keyed:
             by_v[m.variant].append(m)
-        rows = [[v, str(len(ms)), _f(_mean(ms, "key_pickup")), _f(_mean(ms, "success")), _f(_mean(ms, "spl"))]
-                for v, ms in sorted(by_v.items())]  # fmt: skip
+        rows = [
+            [v, str(len(ms)), _f(_mean(ms, "key_pickup")), _f(_mean(ms, "success")), _f(_mean(ms, "spl"))]
+            for v, ms in sorted(by_v.items())
+        ]
         lines += ["## Key variants", "", *_table(["variant", "grids", "key pick-up", "success", "SPL"], rows)]
     if report.paired_tests:
-        rows = [[t.transform, t.metric, str(t.n_pairs), _f(t.mean_base), _f(t.mean_transformed),
-                 _f(t.statistic, 1), _f(t.p_value)] for t in report.paired_tests]  # fmt: skip
+        rows = [
+            [
+                t.transform,
+                t.metric,
+                str(t.n_pairs),
+                _f(t.mean_base),
+                _f(t.mean_transformed),
+                _f(t.statistic, 1),
+                _f(t.p_value),
+            ]
+            for t in report.paired_tests
+        ]
         lines += [
             "## Transforms vs base (Wilcoxon signed-rank, paired by grid)",
             "",
@@ -110,13 +127,24 @@ def render_markdown(report: StudyReport) -> str:
             ),
         ]
     if report.consistency:
-        rows = [[str(s.layer), s.position, s.kind, str(s.n_steps), _f(s.decoded_cell_accuracy),
-                 _f(s.optimal_on_decoded), _f(s.optimal_on_true)] for s in report.consistency]  # fmt: skip
+        rows = [
+            [
+                str(s.layer),
+                s.position,
+                s.kind,
+                str(s.n_steps),
+                _f(s.decoded_cell_accuracy),
+                _f(s.optimal_on_decoded),
+                _f(s.optimal_on_true),
+            ]
+            for s in report.consistency
+        ]
         lines += [
             "## Policy consistency (actions optimal on the decoded map)",
             "",
-            *_table(["layer", "position", "map probe", "steps", "cell acc", "optimal on decoded", "optimal on true"],
-                    rows),  # fmt: skip
+            *_table(
+                ["layer", "position", "map probe", "steps", "cell acc", "optimal on decoded", "optimal on true"], rows
+            ),
         ]
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
@@ -144,13 +172,21 @@ def plot_probes(scores: list[ProbeScore], path: Path) -> None:
         ):
             for control in (False, True):
                 pts = sorted(
-                    (s.layer, score_value(s)) for s in scores
+                    (s.layer, score_value(s))
+                    for s in scores
                     if s.target == target and s.position == position and s.kind.value == kind and s.control == control
-                )  # fmt: skip
+                )
                 if pts:
                     xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, color=color, linestyle=":" if control else "-", marker="o", markersize=3,
-                            label=f"{position} {kind}" + (" ctl" if control else ""))  # fmt: skip
+                    ax.plot(
+                        xs,
+                        ys,
+                        color=color,
+                        linestyle=":" if control else "-",
+                        marker="o",
+                        markersize=3,
+                        label=f"{position} {kind}" + (" ctl" if control else ""),
+                    )
         regression = any(s.regression for s in scores if s.target == target)
         ax.set_title(target)
         ax.set_xlabel("layer")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from interleaf.probes.agent import GridAgent, HiddenStates
 from interleaf.probes.dataset import Activations
 from interleaf.probes.generator import key_grid, plain_grid
@@ -41,8 +40,9 @@ def build_grids(config: StudyConfig) -> list[tuple[GridRecord, Grid]]:
 
     def add(grid: Grid, grid_id: str, base_id: str, transform: str) -> None:
         length = OptimalPolicy.solve(grid).optimal_length
-        rec = GridRecord.of(grid, grid_id=grid_id, base_id=base_id, transform=transform, optimal_length=length,
-                            cap=step_cap(length))  # fmt: skip
+        rec = GridRecord.of(
+            grid, grid_id=grid_id, base_id=base_id, transform=transform, optimal_length=length, cap=step_cap(length)
+        )
         out.append((rec, grid))
 
     for t in config.transforms:
@@ -108,8 +108,13 @@ async def run_trajectories(
     limits = httpx.Limits(max_connections=config.concurrency + 2)
     client = httpx.AsyncClient(base_url=base_url, timeout=config.timeout_s, limits=limits, transport=transport)
     async with client:
-        agent = GridAgent(client, layers=config.layers, last_k=config.last_k, temperature=config.temperature,
-                          reasoning_chars=config.reasoning_chars)  # fmt: skip
+        agent = GridAgent(
+            client,
+            layers=config.layers,
+            last_k=config.last_k,
+            temperature=config.temperature,
+            reasoning_chars=config.reasoning_chars,
+        )
 
         async def one(gi: int, rec: GridRecord, grid: Grid, policy: OptimalPolicy, traj: int) -> None:
             async with sem:
@@ -122,15 +127,24 @@ async def run_trajectories(
                     col.add_hidden(res.hidden)
                     col.steps.append(
                         StepRecord(
-                            row=len(col.steps), grid_id=rec.grid_id, trajectory=traj, step=t, x=state.x, y=state.y,
-                            has_key=state.has_key, door_open=state.door_open,
+                            row=len(col.steps),
+                            grid_id=rec.grid_id,
+                            trajectory=traj,
+                            step=t,
+                            x=state.x,
+                            y=state.y,
+                            has_key=state.has_key,
+                            door_open=state.door_open,
                             action=res.action.value if res.action else "NONE",
                             optimal=sorted(a.value for a in policy.optimal_actions(state)),
-                            distance=policy.dist(state), text=res.text, prompt_tokens=res.prompt_tokens,
-                            completion_tokens=res.completion_tokens, cached_tokens=res.cached_tokens,
+                            distance=policy.dist(state),
+                            text=res.text,
+                            prompt_tokens=res.prompt_tokens,
+                            completion_tokens=res.completion_tokens,
+                            cached_tokens=res.cached_tokens,
                             latency_s=res.latency_s,
                         )
-                    )  # fmt: skip
+                    )
                     n += 1
                     if res.action is None:
                         invalid += 1
@@ -139,10 +153,15 @@ async def run_trajectories(
                     if grid.is_goal(state):
                         break
                 col.trajectories.append(
-                    TrajectoryRecord(grid_id=rec.grid_id, trajectory=traj, success=grid.is_goal(state), length=n,
-                                     final=(state.x, state.y, state.has_key, state.door_open),
-                                     invalid_answers=invalid)
-                )  # fmt: skip
+                    TrajectoryRecord(
+                        grid_id=rec.grid_id,
+                        trajectory=traj,
+                        success=grid.is_goal(state),
+                        length=n,
+                        final=(state.x, state.y, state.has_key, state.door_open),
+                        invalid_answers=invalid,
+                    )
+                )
                 if progress is not None:
                     progress(len(col.trajectories))
 
@@ -152,7 +171,9 @@ async def run_trajectories(
             jobs += [one(gi, rec, grid, policy, k) for k in range(config.trajectories)]
         await asyncio.gather(*jobs)
     # Rows were appended as answers arrived; order them by (grid, trajectory, step) for readability.
-    order = sorted(range(len(col.steps)), key=lambda i: (col.steps[i].grid_id, col.steps[i].trajectory, col.steps[i].step))
+    order = sorted(
+        range(len(col.steps)), key=lambda i: (col.steps[i].grid_id, col.steps[i].trajectory, col.steps[i].step)
+    )
     col.steps = [col.steps[i].model_copy(update={"row": r}) for r, i in enumerate(order)]
     if col.pre:
         col.pre = [col.pre[i] for i in order]
@@ -176,19 +197,30 @@ def behaviour(
             if tr.grid_id != rec.grid_id:
                 continue
             ss = sorted(by_traj.get((rec.grid_id, tr.trajectory), []), key=lambda s: s.step)
-            eps.append(Episode([s.state for s in ss], [s.action for s in ss], tr.success,  # type: ignore[misc]
-                               final_state=GridState(*tr.final)))  # fmt: skip
+            eps.append(
+                Episode(
+                    [s.state for s in ss],
+                    [s.action for s in ss],
+                    tr.success,  # type: ignore[misc]
+                    final_state=GridState(*tr.final),
+                )
+            )
         if eps:
-            metrics[rec.grid_id] = grid_metrics(eps, OptimalPolicy.solve(grid), grid_id=rec.grid_id,
-                                                transform=rec.transform)  # fmt: skip
+            metrics[rec.grid_id] = grid_metrics(
+                eps, OptimalPolicy.solve(grid), grid_id=rec.grid_id, transform=rec.transform
+            )
     tests: list[PairedTest] = []
     transforms = sorted({r.transform for r, _ in grids} - {"base"})
     for t in transforms:
-        pairs = [(metrics[r.base_id], metrics[r.grid_id]) for r, _ in grids
-                 if r.transform == t and r.base_id in metrics and r.grid_id in metrics]  # fmt: skip
+        pairs = [
+            (metrics[r.base_id], metrics[r.grid_id])
+            for r, _ in grids
+            if r.transform == t and r.base_id in metrics and r.grid_id in metrics
+        ]
         for m in PAIRED_METRICS:
-            tests.append(paired_test([getattr(b, m) for b, _ in pairs], [getattr(x, m) for _, x in pairs],
-                                     metric=m, transform=t))  # fmt: skip
+            tests.append(
+                paired_test([getattr(b, m) for b, _ in pairs], [getattr(x, m) for _, x in pairs], metric=m, transform=t)
+            )
     return list(metrics.values()), tests
 
 
@@ -245,8 +277,13 @@ def save_run(out: Path, grids, col: _Collector) -> None:
     (out / "steps.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in col.steps))
     (out / "trajectories.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in col.trajectories))
     if col.pre:
-        np.savez_compressed(out / "hidden.npz", pre=np.stack(col.pre), post=np.stack(col.post),
-                            layers=np.array(col.layers), source=np.array(col.source))  # fmt: skip
+        np.savez_compressed(
+            out / "hidden.npz",
+            pre=np.stack(col.pre),
+            post=np.stack(col.post),
+            layers=np.array(col.layers),
+            source=np.array(col.source),
+        )
 
 
 def run_study(config: StudyConfig, out: Path, progress=None) -> StudyReport:
@@ -267,7 +304,9 @@ def load_run(out: Path) -> tuple[list[GridRecord], list[StepRecord], list[Trajec
     """Read the stored artefacts of a study directory."""
     grids = [GridRecord.model_validate_json(x) for x in (out / "grids.jsonl").read_text().splitlines() if x]
     steps = [StepRecord.model_validate_json(x) for x in (out / "steps.jsonl").read_text().splitlines() if x]
-    trajs = [TrajectoryRecord.model_validate_json(x) for x in (out / "trajectories.jsonl").read_text().splitlines() if x]
+    trajs = [
+        TrajectoryRecord.model_validate_json(x) for x in (out / "trajectories.jsonl").read_text().splitlines() if x
+    ]
     acts = None
     if (out / "hidden.npz").exists():
         z = np.load(out / "hidden.npz")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from enum import StrEnum
 
 import numpy as np
-
 from interleaf.probes.gridworld import Grid, Pos, Variant
 
 

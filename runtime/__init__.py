@@ -14,6 +14,20 @@ _EXPORTS: dict[str, str] = {
     "EngineConfig": "interleaf.runtime.engine.config",
     "serve_engine": "interleaf.runtime.engine.server",
     "EngineProcess": "interleaf.runtime.engine.process",
+    # jobs (issue 6)
+    "JobSpec": "interleaf.runtime.jobs",
+    "JobRunner": "interleaf.runtime.jobs",
+    "JobResult": "interleaf.runtime.jobs",
+    "JobSummary": "interleaf.runtime.jobs",
+    "run_job": "interleaf.runtime.jobs",
+    "summary_rows": "interleaf.runtime.jobs",
+    "load_trajectories": "interleaf.runtime.jobs",
+    "EpisodeWorker": "interleaf.runtime.workers",
+    "JobStore": "interleaf.runtime.store",
+    "JobRecord": "interleaf.runtime.store",
+    "JobEvent": "interleaf.runtime.store",
+    "JobStatus": "interleaf.runtime.store",
+    "EmbeddedServices": "interleaf.runtime.embedded",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,7 @@ Redis store keys trajectories by episode, so a retry replaces and never duplicat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -32,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, Field, field_validator
-
 from interleaf.agents import Agent
 from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
 from interleaf.runtime.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
+from pydantic import BaseModel, Field, field_validator
 
 
 class JobSpec(BaseModel):
@@ -57,8 +57,8 @@ class JobSpec(BaseModel):
     """Number of ``EpisodeWorker`` actors."""
     backend_urls: list[str] = Field(default_factory=list)
     """SGLang-protocol servers (the router spreads episodes over them)."""
-    retention: str = "session"
-    """Retention policy: none | session | ttl | adaptive."""
+    retention: str = "adaptive"
+    """Retention policy: none | session | ttl | adaptive (``interleaf.runtime.retention``)."""
     kv_budget_fraction: float = Field(default=0.5, gt=0, le=1)
     """Share of each server's KV capacity that held sessions may use, split over the actors."""
     max_turns: int | None = Field(default=None, ge=1)
@@ -276,10 +276,8 @@ class JobRunner:
             return
         slot.generation += 1
         self.restarts += 1
-        try:
+        with contextlib.suppress(Exception):  # already gone
             ray.kill(slot.handle, no_restart=True)
-        except Exception:  # already gone
-            pass
         slot.handle = self._new_actor(slot.index)
         await self._prepare(slot)
         await self._emit("worker_restarted", worker=slot.index, reason=why)
@@ -402,16 +400,12 @@ class JobRunner:
             return
         self._cancel.set()
         await self._emit("job_cancelled")
-        await asyncio.gather(
-            *(s.handle.cancel.remote(self.job_id) for s in self.slots), return_exceptions=True
-        )
+        await asyncio.gather(*(s.handle.cancel.remote(self.job_id) for s in self.slots), return_exceptions=True)
 
     async def _shutdown_actors(self) -> None:
         async def close(slot: _Slot) -> None:
-            try:
+            with contextlib.suppress(Exception):  # a dead actor has nothing to close
                 await asyncio.wait_for(slot.handle.aclose.remote(), 30)
-            except Exception:  # a dead actor has nothing to close
-                pass
             ray.kill(slot.handle, no_restart=True)
 
         await asyncio.gather(*(close(s) for s in self.slots), return_exceptions=True)

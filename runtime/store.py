@@ -26,9 +26,8 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
-
 from interleaf.telemetry.records import Trajectory
+from pydantic import BaseModel, Field
 
 
 class JobStatus(StrEnum):
@@ -251,8 +250,9 @@ class JobStore:
 
 
 def dump_trajectory(traj: Trajectory) -> str:
-    """Compact JSON: defaults left out; turns hold only their deltas (O(total tokens))."""
-    return traj.model_dump_json(exclude_defaults=True)
+    """One-line JSON. Compact by construction: turns hold only their token deltas, so a record is
+    O(total tokens), never O(turns²). Every field is written (readers of the JSONL need no defaults)."""
+    return traj.model_dump_json()
 
 
 def load_trajectory(raw: str | bytes) -> Trajectory:

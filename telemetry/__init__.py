@@ -35,6 +35,14 @@ from interleaf.telemetry.pte import (
     trajectory_pte,
     turn_pte,
 )
+from interleaf.telemetry.report import FORMATS, ReportRow, build_report, plot_report, render_report
+from interleaf.telemetry.summary import (
+    REPORTED_VARIANTS,
+    JobSummary,
+    load_trajectories,
+    summarize_job,
+    trajectory_pte_values,
+)
 from interleaf.telemetry.tracing import (
     CONTENT_ENV,
     AgentSpan,
@@ -49,13 +57,16 @@ from interleaf.telemetry.tracing import (
 
 __all__ = [
     "CONTENT_ENV",
+    "FORMATS",
     "HARDWARE_PROFILES",
     "MODEL_PROFILES",
     "PAPER_PATTERNS",
     "REFERENCE_HARDWARE",
+    "REPORTED_VARIANTS",
     "AgentSpan",
     "EpisodeTracer",
     "HardwareProfile",
+    "JobSummary",
     "LLMSpan",
     "ModelProfile",
     "PTEBreakdown",
@@ -64,10 +75,12 @@ __all__ = [
     "PatternConfig",
     "PatternFinding",
     "PatternStats",
+    "ReportRow",
     "TextSpan",
     "ToolSpan",
     "TracingSetup",
     "TurnArrays",
+    "build_report",
     "configure_tracing",
     "content_capture_enabled",
     "detect_patterns",
@@ -75,13 +88,18 @@ __all__ = [
     "find_hardware_profile",
     "find_model_profile",
     "gamma",
+    "load_trajectories",
     "measure_cpu_profile",
     "pattern_stats",
+    "plot_report",
     "pte",
     "pte_breakdown",
     "pte_table",
+    "render_report",
     "spans_from_trajectory",
     "step_weight_pte",
+    "summarize_job",
     "trajectory_pte",
+    "trajectory_pte_values",
     "turn_pte",
 ]

@@ -106,9 +106,7 @@ def find_hardware_profile(name: str) -> HardwareProfile:
         k = key.lower().replace("-", "")
         if norm in (k, k.removesuffix("pcie")):
             return profile
-    raise ValueError(
-        f"hardware={name!r} is not a built-in profile; use one of {sorted(HARDWARE_PROFILES)} or 'cpu'"
-    )
+    raise ValueError(f"hardware={name!r} is not a built-in profile; use one of {sorted(HARDWARE_PROFILES)} or 'cpu'")
 
 
 def measure_cpu_profile(

@@ -127,9 +127,7 @@ class ModelProfile(BaseModel):
         if dtype_bytes is None:
             dtype_bytes = _DTYPE_BYTES.get(str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"), 2)
         return cls(
-            name=name
-            or meta.get("name")
-            or str(cfg.get("_name_or_path") or cfg.get("model_type") or "model"),
+            name=name or meta.get("name") or str(cfg.get("_name_or_path") or cfg.get("model_type") or "model"),
             n_params=int(n_params or meta.get("n_params") or total),
             n_active_params=int(n_active_params or meta.get("n_active_params") or active),
             n_layers=int(n_layers),
@@ -164,18 +162,11 @@ def estimate_param_counts(cfg: dict[str, Any]) -> tuple[int, int]:
         v = int(cfg.get("v_head_dim") or hd)
         qr = cfg.get("q_lora_rank")
         r = int(cfg["kv_lora_rank"])
-        attn = (
-            (d * qr + qr * h * qk if qr else d * h * qk)
-            + d * (r + rope)
-            + r * h * (qk - rope + v)
-            + h * v * d
-        )
+        attn = (d * qr + qr * h * qk if qr else d * h * qk) + d * (r + rope) + r * h * (qk - rope + v) + h * v * d
     else:
         attn = d * h * hd + 2 * d * kv * hd + h * hd * d
     ff = int(cfg.get("intermediate_size") or cfg.get("ffn_hidden_size") or 4 * d)
-    n_experts = int(
-        cfg.get("num_experts") or cfg.get("n_routed_experts") or cfg.get("num_local_experts") or 0
-    )
+    n_experts = int(cfg.get("num_experts") or cfg.get("n_routed_experts") or cfg.get("num_local_experts") or 0)
     dense_mlp = 3 * d * ff
     total_layers = active_layers = 0
     for layer in range(n_layers):
@@ -205,9 +196,7 @@ def _is_moe_layer(cfg: dict[str, Any], layer: int) -> bool:
 
 def _load_shipped() -> dict[str, ModelProfile]:
     profiles: dict[str, ModelProfile] = {}
-    for entry in sorted(
-        resources.files("interleaf.telemetry").joinpath("data").iterdir(), key=lambda p: p.name
-    ):
+    for entry in sorted(resources.files("interleaf.telemetry").joinpath("data").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".json") and not entry.name.startswith("hw_"):
             profile = ModelProfile.from_hf_config(json.loads(entry.read_text()))
             profiles[profile.name] = profile

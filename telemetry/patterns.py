@@ -119,9 +119,7 @@ class PatternConfig(BaseModel):
 _CALL_BLOCK = re.compile(r"<tool_call>.*?(</tool_call>|$)", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _SANDBOX_EMPTY = re.compile(r"^\s*stdout:\s*stderr:\s*$", re.S)
-_EXEC_ERROR = re.compile(
-    r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(Error|Exception): |stderr:\s*\S", re.M
-)
+_EXEC_ERROR = re.compile(r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(Error|Exception): |stderr:\s*\S", re.M)
 
 
 def _excerpt(s: str) -> str:
@@ -307,9 +305,7 @@ def _call_format_problem(call: ToolCallRecord, offered: set[str], cfg: PatternCo
     return None
 
 
-def _long_response(
-    traj: Trajectory, turns: TurnArrays, cfg: PatternConfig, g: float | None
-) -> list[PatternFinding]:
+def _long_response(traj: Trajectory, turns: TurnArrays, cfg: PatternConfig, g: float | None) -> list[PatternFinding]:
     out = []
     k = len(traj.turns)
     if k < 2:
@@ -351,8 +347,7 @@ def _long_response(
                 ],
                 detail=f"tool result after turn {i}: {tool_tokens:.0f} tokens = {share:.0%} of the final "
                 f"context, "
-                f"carried through {later_turns} later turn(s)"
-                + (f", decode cost +{decode_pte:.1f} PTE" if g else ""),
+                f"carried through {later_turns} later turn(s)" + (f", decode cost +{decode_pte:.1f} PTE" if g else ""),
                 figures=figures,
             )
         )
@@ -361,10 +356,10 @@ def _long_response(
 
 def _recompute(traj: Trajectory, turns: TurnArrays) -> list[PatternFinding]:
     out = []
+    derived = turns.recomputed_tokens()
     for i in range(1, len(traj.turns)):
         turn = traj.turns[i]
-        derived = int(turns.prompt_tokens[i] - turns.cached_tokens[i] - turns.new_tokens[i])
-        recomputed = turn.cache.recomputed_tokens or max(derived, 0)
+        recomputed = turn.cache.recomputed_tokens or int(derived[i])
         if recomputed <= 0:
             continue
         prev = traj.turns[i - 1]
@@ -414,8 +409,7 @@ def _redundant(traj: Trajectory) -> list[PatternFinding]:
                     )
                     for t, c in calls
                 ],
-                detail=f"{name}({args}) called {len(calls)} times "
-                f"(calls {', '.join(c.id for _, c in calls)})",
+                detail=f"{name}({args}) called {len(calls)} times (calls {', '.join(c.id for _, c in calls)})",
                 figures={"repeats": float(len(calls) - 1)},
             )
         )

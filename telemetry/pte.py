@@ -74,10 +74,15 @@ class TurnArrays:
     new_tokens: np.ndarray
     batch_size: np.ndarray
     trajectory: np.ndarray
+    reported: np.ndarray | None = None
+    """True where the engine reported the turn's cache figures (``cache.prompt_tokens > 0``); None = all.
+    Where False, ``cached_tokens`` is unknown rather than 0, and no recompute is inferred."""
 
     def __post_init__(self) -> None:
+        if self.reported is None:
+            self.reported = np.ones(len(self.prompt_tokens), dtype=bool)
         n = len(self.prompt_tokens)
-        for field in ("completion_tokens", "cached_tokens", "new_tokens", "batch_size", "trajectory"):
+        for field in ("completion_tokens", "cached_tokens", "new_tokens", "batch_size", "trajectory", "reported"):
             if len(getattr(self, field)) != n:
                 raise ValueError(f"TurnArrays.{field} has {len(getattr(self, field))} entries, expected {n}")
 
@@ -95,6 +100,7 @@ class TurnArrays:
         new: list[int] = []
         batch: list[float] = []
         index: list[int] = []
+        reported: list[bool] = []
         for k, traj in enumerate(trajectories):
             context = 0
             for turn in traj.turns:
@@ -107,6 +113,7 @@ class TurnArrays:
                 new.append(delta if delta else max(p - context, 0))
                 batch.append(max(turn.cache.batch_size, 1.0))
                 index.append(k)
+                reported.append(turn.cache.prompt_tokens > 0)
                 context = p + c
         return cls(
             prompt_tokens=np.asarray(prompt, dtype=np.int64),
@@ -115,7 +122,16 @@ class TurnArrays:
             new_tokens=np.asarray(new, dtype=np.int64),
             batch_size=np.asarray(batch, dtype=np.float64),
             trajectory=np.asarray(index, dtype=np.int64),
+            reported=np.asarray(reported, dtype=bool),
         )
+
+    def recomputed_tokens(self) -> np.ndarray:
+        """Per turn: context tokens prefilled again although an earlier call had computed them,
+        ``prompt - cached - new`` (0 on each trajectory's first turn and where figures are unreported)."""
+        first = np.ones(len(self.trajectory), dtype=bool)
+        first[1:] = self.trajectory[1:] != self.trajectory[:-1]
+        derived = np.maximum(self.prompt_tokens - self.cached_tokens - self.new_tokens, 0)
+        return np.where(first | ~self.reported, 0, derived)
 
 
 def turn_pte(
@@ -139,9 +155,7 @@ def turn_pte(
     out = prefill + gamma_value * prompt * decode
     if variant in (PTEVariant.PTE_PLUS, PTEVariant.MEASURED_PLUS):
         if step_weight <= 0:
-            raise ValueError(
-                f"variant={variant.value} needs step_weight > 0 (use step_weight_pte(model, hw))"
-            )
+            raise ValueError(f"variant={variant.value} needs step_weight > 0 (use step_weight_pte(model, hw))")
         out += step_weight * decode / turns.batch_size
     return out
 
@@ -156,9 +170,7 @@ def pte(
     formula: str = "paper",
 ) -> np.ndarray:
     """PTE per ``turn`` or per ``trajectory`` (summed with ``np.bincount``) for one variant."""
-    values = turn_pte(
-        turns, gamma(model, hw, formula=formula), variant, step_weight=step_weight_pte(model, hw)
-    )
+    values = turn_pte(turns, gamma(model, hw, formula=formula), variant, step_weight=step_weight_pte(model, hw))
     if per == "turn":
         return values
     if per == "trajectory":
@@ -201,14 +213,11 @@ def pte_table(
     trajectories: Sequence[Trajectory] | TurnArrays, model: ModelProfile, hw: HardwareProfile
 ) -> dict[PTEVariant, np.ndarray]:
     """Per-trajectory PTE arrays for every variant."""
-    turns = (
-        trajectories if isinstance(trajectories, TurnArrays) else TurnArrays.from_trajectories(trajectories)
-    )
+    turns = trajectories if isinstance(trajectories, TurnArrays) else TurnArrays.from_trajectories(trajectories)
     g, w = gamma(model, hw), step_weight_pte(model, hw)
     n = turns.n_trajectories if isinstance(trajectories, TurnArrays) else len(trajectories)
     return {
-        v: np.bincount(turns.trajectory, weights=turn_pte(turns, g, v, step_weight=w), minlength=n)
-        for v in PTEVariant
+        v: np.bincount(turns.trajectory, weights=turn_pte(turns, g, v, step_weight=w), minlength=n) for v in PTEVariant
     }
 
 

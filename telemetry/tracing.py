@@ -72,9 +72,7 @@ class TracingSetup:
 
 
 def _otlp_endpoint(signal: str) -> str | None:
-    return os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+    return os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 def configure_tracing(
@@ -313,9 +311,7 @@ class EpisodeTracer:
         self.capture_content = content_capture_enabled() if capture_content is None else capture_content
         self.provider_name = provider_name
 
-    def record_tokens(
-        self, attrs: dict[str, Any], input_tokens: int | None, output_tokens: int | None
-    ) -> None:
+    def record_tokens(self, attrs: dict[str, Any], input_tokens: int | None, output_tokens: int | None) -> None:
         if input_tokens is not None:
             self._token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
         if output_tokens is not None:
@@ -399,9 +395,7 @@ class EpisodeTracer:
         """One LLM call, ``{operation} {model}`` (CLIENT); records ``gen_ai.client.operation.duration``
         (the span's wall time, or ``duration_s`` when given)."""
         if operation not in ("text_completion", "chat", "generate_content"):
-            raise ValueError(
-                f"operation={operation!r} is not a GenAI LLM operation; use text_completion or chat"
-            )
+            raise ValueError(f"operation={operation!r} is not a GenAI LLM operation; use text_completion or chat")
         metric_attrs = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": self.provider_name,

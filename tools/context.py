@@ -34,9 +34,7 @@ class ToolContext:
         self.scratch_dir = Path(self.scratch_dir)
 
     @classmethod
-    def create(
-        cls, episode_id: str | None = None, *, root: Path | str | None = None, **kwargs
-    ) -> ToolContext:
+    def create(cls, episode_id: str | None = None, *, root: Path | str | None = None, **kwargs) -> ToolContext:
         """A context with a fresh scratch directory (under ``root``, or the system temp dir)."""
         episode_id = episode_id or uuid.uuid4().hex[:12]
         scratch = Path(tempfile.mkdtemp(prefix=f"interleaf-{episode_id}-", dir=root))

@@ -54,13 +54,28 @@ def _validator(name: str, schema: dict[str, Any]):
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
         problems = []
         for err in sorted(checker.iter_errors(arguments), key=lambda e: list(e.path)):
-            field = ".".join(str(p) for p in err.path) or "(arguments)"
-            problems.append(f"- field '{field}': {err.message}")
+            where = ".".join(str(p) for p in err.path)
+            prefix = f"{where}." if where else ""
+            instance = err.instance if isinstance(err.instance, dict) else {}
+            if err.validator == "required":
+                problems += [
+                    f"- field '{prefix}{name}': required but missing"
+                    for name in err.validator_value
+                    if name not in instance
+                ]
+            elif err.validator == "additionalProperties":
+                allowed = list(err.schema.get("properties", {}))
+                problems += [
+                    f"- field '{prefix}{name}': unexpected argument (value {instance[name]!r}); "
+                    f"allowed: {', '.join(allowed) or 'none'}"
+                    for name in instance
+                    if name not in allowed
+                ]
+            else:
+                problems.append(f"- field '{where or '(arguments)'}': {err.message}")
         if problems:
             raise ToolArgumentError(
-                f"Invalid arguments for tool '{name}':\n"
-                + "\n".join(problems)
-                + "\nFix the arguments and call again."
+                f"Invalid arguments for tool '{name}':\n" + "\n".join(problems) + "\nFix the arguments and call again."
             )
         return arguments
 
@@ -88,9 +103,7 @@ def _make_tool(
             if exc.code == mcp_types.REQUEST_TIMEOUT:
                 raise ToolTimeout(f"Tool '{local}' timed out on the MCP server: {exc.message}") from None
             if exc.code == mcp_types.CONNECTION_CLOSED:
-                raise ToolInfraError(
-                    f"MCP server connection closed while calling {remote!r}: {exc.message}"
-                ) from exc
+                raise ToolInfraError(f"MCP server connection closed while calling {remote!r}: {exc.message}") from exc
             raise ToolError(f"Tool '{local}' failed on the MCP server: {exc.message}") from None
         except _LOST as exc:
             raise ToolInfraError(f"lost the MCP server while calling {remote!r}: {exc!r}") from exc
@@ -126,9 +139,7 @@ def _server(
         return url
     argv = shlex.split(command) if isinstance(command, str) else list(command or [])
     if not argv:
-        raise ValueError(
-            f"mcp_toolset command={command!r} is empty: give the server's argv, e.g. ['mcp-server-time']"
-        )
+        raise ValueError(f"mcp_toolset command={command!r} is empty: give the server's argv, e.g. ['mcp-server-time']")
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=cwd)
     return stdio_client(params, errlog=errlog) if errlog is not None else params
 

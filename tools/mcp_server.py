@@ -31,28 +31,19 @@ __all__ = ["build_mcp_server", "load_toolset", "serve_mcp", "serve_mcp_async"]
 Transport = Literal["stdio", "streamable-http"]
 
 
-def build_mcp_server(
-    toolset: Toolset, *, name: str = "interleaf", scratch_root: Path | None = None
-) -> Server:
+def build_mcp_server(toolset: Toolset, *, name: str = "interleaf", scratch_root: Path | None = None) -> Server:
     """An MCP ``Server`` exposing ``toolset``; each call gets a fresh scratch dir, removed afterwards."""
-    tools = [
-        mcp_types.Tool(name=t.name, description=t.description or None, input_schema=t.parameters)
-        for t in toolset
-    ]
+    tools = [mcp_types.Tool(name=t.name, description=t.description or None, input_schema=t.parameters) for t in toolset]
 
     async def list_tools(ctx: ServerRequestContext, params: Any) -> mcp_types.ListToolsResult:
         return mcp_types.ListToolsResult(tools=tools)
 
-    async def call_tool(
-        ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
-    ) -> mcp_types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams) -> mcp_types.CallToolResult:
         tool_ctx = ToolContext.create("mcp", root=scratch_root)
         try:
             result = await toolset.call(params.name, params.arguments or {}, tool_ctx)
         except ToolInfraError as exc:
-            raise MCPError(
-                code=mcp_types.INTERNAL_ERROR, message=f"tool infrastructure failed: {exc.reason}"
-            ) from exc
+            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=f"tool infrastructure failed: {exc.reason}") from exc
         finally:
             shutil.rmtree(tool_ctx.scratch_dir, ignore_errors=True)
         return mcp_types.CallToolResult(

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -40,6 +41,8 @@ from pydantic import BaseModel, Field
 __all__ = ["SandboxLimits", "SandboxRun", "containment_mode", "run_python"]
 
 Mode = Literal["namespace", "plain"]
+
+log = logging.getLogger(__name__)
 
 
 class SandboxLimits(BaseModel):
@@ -277,10 +280,16 @@ class _Capped:
 
 
 def _sandbox_uid(scratch: Path) -> int:
-    """A uid owned by nothing else on the host; stable per scratch dir so files persist across calls."""
-    marker = scratch / ".sandbox-uid"
+    """A uid owned by nothing else on the host; stable per scratch dir so files persist across calls.
+
+    The record lives beside the scratch dir, never inside it: code in the sandbox must not choose
+    the uid of its next run.
+    """
+    marker = scratch.parent / f".{scratch.name}.sandbox-uid"
     if marker.exists():
-        return int(marker.read_text())
+        uid = int(marker.read_text())
+        if _SANDBOX_UID_BASE <= uid < _SANDBOX_UID_BASE + _SANDBOX_UID_SPAN:
+            return uid
     uid = _SANDBOX_UID_BASE + secrets.randbelow(_SANDBOX_UID_SPAN)
     marker.write_text(str(uid))
     os.chmod(marker, 0o600)
@@ -290,6 +299,28 @@ def _sandbox_uid(scratch: Path) -> int:
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _uid_pids(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+    return pids
+
+
+async def _await_uid_gone(uid: int, timeout_s: float = 3.0) -> None:
+    """The kernel tears a dead pid namespace down asynchronously; return only once it is empty."""
+    deadline = time.monotonic() + timeout_s
+    while (pids := _uid_pids(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.02)
+    if pids:
+        log.warning("sandbox uid %d still has processes %s after %.0f s", uid, pids[:10], timeout_s)
 
 
 def _limit_note(code: int | None, limits: SandboxLimits) -> str:
@@ -367,6 +398,8 @@ async def run_python(
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if uid is not None:
+            await _await_uid_gone(uid)
     returncode = proc.returncode
     if mode == "namespace" and returncode is not None and returncode > 128:
         returncode = 128 - returncode

@@ -114,13 +114,9 @@ def function_arguments(
     context_param = None
     for name, param in signature.parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(
-                f"tool {model_name!r}: parameter {name!r} is *args/**kwargs; use named, typed parameters"
-            )
+            raise TypeError(f"tool {model_name!r}: parameter {name!r} is *args/**kwargs; use named, typed parameters")
         if param.kind is param.POSITIONAL_ONLY:
-            raise TypeError(
-                f"tool {model_name!r}: parameter {name!r} is positional-only; tools are called by name"
-            )
+            raise TypeError(f"tool {model_name!r}: parameter {name!r} is positional-only; tools are called by name")
         annotation = hints.get(name, Any)
         if _is_context(annotation):
             context_param = name
@@ -175,8 +171,4 @@ def describe_validation_error(tool_name: str, error: ValidationError, allowed: l
             )
         else:
             problems.append(f"- field '{field}': {item['msg']} (got {_short(item['input'])})")
-    return (
-        f"Invalid arguments for tool '{tool_name}':\n"
-        + "\n".join(problems)
-        + "\nFix the arguments and call again."
-    )
+    return f"Invalid arguments for tool '{tool_name}':\n" + "\n".join(problems) + "\nFix the arguments and call again."

@@ -167,9 +167,7 @@ class Toolset:
                 ) from exc
 
         text, truncated = truncate_tokens(render_output(value), t.max_output_tokens, ctx.tokens)
-        return ToolResult(
-            content=text, truncated=truncated, duration_s=time.monotonic() - started, attempts=attempts
-        )
+        return ToolResult(content=text, truncated=truncated, duration_s=time.monotonic() - started, attempts=attempts)
 
     async def call_many(
         self, calls: list[tuple[str, dict[str, Any] | str | None]], ctx: ToolContext

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
 from interleaf.agents.tasks.scoring import score_answer
+from pydantic import BaseModel, Field
 
 
 class Task(BaseModel):

@@ -52,9 +52,7 @@ def test_idle_server_releases_busy_server_holds_short_pauses() -> None:
 
 
 def test_recompute_cost_grows_with_pause_and_is_bounded_by_context() -> None:
-    costs = [
-        recompute_cost_pte(_ctx(1000, t, used=0.5, reclaimable=4000, rate=400.0)) for t in (1, 5, 30, 1e4)
-    ]
+    costs = [recompute_cost_pte(_ctx(1000, t, used=0.5, reclaimable=4000, rate=400.0)) for t in (1, 5, 30, 1e4)]
     assert costs == sorted(costs)
     assert costs[-1] == pytest.approx(1000.0)
 

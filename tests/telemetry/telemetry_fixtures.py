@@ -15,11 +15,10 @@ from interleaf.telemetry.records import (
     Turn,
     TurnTimings,
 )
+from interleaf.telemetry.tracing import AgentSpan, EpisodeTracer
 
 
-def call(
-    i: int, j: int, name: str, arguments: dict[str, Any] | None, result: str = "", **kw: Any
-) -> ToolCallRecord:
+def call(i: int, j: int, name: str, arguments: dict[str, Any] | None, result: str = "", **kw: Any) -> ToolCallRecord:
     raw = kw.pop("raw", None)
     if raw is None:
         raw = json.dumps({"name": name, "arguments": arguments})
@@ -140,10 +139,7 @@ def silent_python() -> Trajectory:
                         0,
                         "python",
                         {"code": "print(17*3"},
-                        (
-                            'stdout:\n\nstderr:\n  File "<stdin>", line 1\n'
-                            "SyntaxError: '(' was never closed\n"
-                        ),
+                        ("stdout:\n\nstderr:\n  File \"<stdin>\", line 1\nSyntaxError: '(' was never closed\n"),
                     )
                 ],
             ),
@@ -258,9 +254,7 @@ def recompute() -> Trajectory:
 
 
 def held() -> Trajectory:
-    t0 = turn(
-        0, "a", [call(0, 0, "python", {"code": "print(1)"}, "1\n")], delta=100, completion=10, prompt=100
-    )
+    t0 = turn(0, "a", [call(0, 0, "python", {"code": "print(1)"}, "1\n")], delta=100, completion=10, prompt=100)
     t1 = turn(1, "<answer>1</answer>", delta=20, completion=5, prompt=130, cached=110)
     return traj("held", [t0, t1], answer="1", tools=["python"])
 
@@ -276,3 +270,26 @@ def redundant() -> Trajectory:
         answer="r",
         tools=["search"],
     )
+
+
+def run_episode(tracer: EpisodeTracer) -> AgentSpan:
+    """What the runtime does around one two-turn episode."""
+    turn0 = Turn(
+        index=0, delta_ids=[1] * 30, completion_ids=[2] * 7, text="Let me compute. <tool_call>...</tool_call>",
+        finish_reason="stop", request_id="req-0",
+        cache=CacheFigures(prompt_tokens=30, cached_tokens=0, completion_tokens=7, batch_size=2.0),
+    )  # fmt: skip
+    call = ToolCallRecord(id="call_0_0", name="python", arguments={"code": "print(6*7)"}, result="42\n")
+    with tracer.agent_span(
+        "arith-agent", conversation_id="traj-1", agent_id="agent-7", model="SmolLM2-135M-Instruct",
+        retention_policy="session",
+    ) as agent:  # fmt: skip
+        with tracer.llm_span(
+            "SmolLM2-135M-Instruct", conversation_id="traj-1", temperature=0.0, max_tokens=64, seed=3,
+            server_address="127.0.0.1", server_port=30000,
+        ) as llm:  # fmt: skip
+            llm.set_prompt("What is 6*7?")
+            llm.record(turn0, pte=31.5)
+        with tracer.tool_span("python", call_id=call.id, arguments=call.arguments) as tool:
+            tool.record(call)
+    return agent

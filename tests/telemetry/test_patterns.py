@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import telemetry_fixtures as fx
 from interleaf.telemetry import Pattern, detect_patterns, pattern_stats
+
+from tests.telemetry import telemetry_fixtures as fx
 
 
 def found(traj, pattern: Pattern, **kw):
@@ -93,9 +94,7 @@ def test_pattern_stats_frequency_and_multiplier() -> None:
     c = stats[Pattern.CONFIRMATORY_TOOL_USAGE]
     assert (c.with_pattern, c.frequency) == (1, 0.25)
     assert c.cost_multiplier == pytest.approx(300 / ((100 + 100 + 200) / 3))
-    free = {
-        s.pattern: s for s in pattern_stats(findings, [300.0, 100.0, 100.0, 200.0], baseline="pattern_free")
-    }
+    free = {s.pattern: s for s in pattern_stats(findings, [300.0, 100.0, 100.0, 200.0], baseline="pattern_free")}
     assert free[Pattern.CONFIRMATORY_TOOL_USAGE].cost_multiplier == pytest.approx(3.0)
     assert stats[Pattern.TOOL_MIXING].cost_multiplier is None
     with pytest.raises(ValueError, match="baseline='x'"):

@@ -257,9 +257,7 @@ def test_million_turns_vectorised() -> None:
     sl = slice(40, 50)
     scalar = sum(
         p + g * p * d + w * d / b
-        for p, d, b in zip(
-            turns.prompt_tokens[sl], turns.completion_tokens[sl], turns.batch_size[sl], strict=True
-        )
+        for p, d, b in zip(turns.prompt_tokens[sl], turns.completion_tokens[sl], turns.batch_size[sl], strict=True)
     )
     assert per_traj[PTEVariant.PTE_PLUS][4] == pytest.approx(scalar)
 

@@ -6,9 +6,8 @@ import enum
 from typing import Annotated, Literal
 
 import pytest
-from pydantic import BaseModel, Field
-
 from interleaf.tools import Tool, ToolContext, tool
+from pydantic import BaseModel, Field
 
 
 class Unit(enum.Enum):
@@ -77,7 +76,12 @@ def test_literal_enum_optional_and_list():
         "properties": {
             "values": {"type": "array", "description": "readings to convert", "items": {"type": "number"}},
             "unit": {"$ref": "#/$defs/Unit", "description": "the target unit"},
-            "mode": {"type": "string", "description": "speed or precision", "default": "fast", "enum": ["fast", "exact"]},
+            "mode": {
+                "type": "string",
+                "description": "speed or precision",
+                "default": "fast",
+                "enum": ["fast", "exact"],
+            },
             "label": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
         },
         "required": ["values", "unit"],

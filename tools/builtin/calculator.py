@@ -72,9 +72,7 @@ _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
 
 def _check_size(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_DIGITS * 3.33:
-        raise ToolError(
-            f"the result has more than {_MAX_INT_DIGITS} digits; use the python tool for big numbers"
-        )
+        raise ToolError(f"the result has more than {_MAX_INT_DIGITS} digits; use the python tool for big numbers")
     return value
 
 

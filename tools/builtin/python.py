@@ -57,6 +57,8 @@ def make_python_tool(
         description=_DESCRIPTION,
         timeout_s=limits.wall_s + 30.0,
         max_output_tokens=max_output_tokens,
+        # Calls of one episode share its scratch dir and sandbox uid (one process cap): run them in turn.
+        parallel_safe=False,
     )
 
 

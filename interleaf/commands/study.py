@@ -1,0 +1,102 @@
+"""``interleaf study pte-latency``: how well PTE (and naive proxies) track measured generation latency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+
+app = typer.Typer(help="Studies that measure interleaf's cost models against real runs.", no_args_is_help=True)
+
+
+def _start_embedded_engine(timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise typer.BadParameter(f"the embedded engine exited with {proc.returncode}; try `interleaf engine serve`")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise typer.BadParameter(f"the embedded engine on {url} was not healthy after {timeout_s:.0f} s")
+
+
+@app.command("pte-latency")
+def pte_latency(
+    engine_url: str | None = typer.Option(
+        None, "--engine-url", help="SGLang-compatible engine to drive; default: start the embedded engine."
+    ),
+    trajectories: int = typer.Option(24, "--trajectories", "-n", help="Synthetic trajectories to run."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", help="Trajectories in flight at once."),
+    max_turns: int = typer.Option(5, "--max-turns", help="Max LLM calls per trajectory (min 2)."),
+    hardware: str = typer.Option("cpu", "--hardware", help="Hardware profile: cpu (measured here) or a built-in name."),
+    dtype: str = typer.Option(
+        "fp32",
+        "--dtype",
+        help="Engine precision (fp32 or bf16): sets the CPU FLOP/s measured and the bytes per weight/KV element.",
+    ),
+    model_profile: str | None = typer.Option(
+        None, "--model-profile", help="Model profile name; default: the served model's shipped profile."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path | None = typer.Option(None, "--out", help="Folder for trajectories.jsonl and result.json."),
+) -> None:
+    """Run synthetic multi-turn trajectories and print Pearson/Spearman r of latency with each proxy."""
+    from interleaf.settings import runs_dir
+    from interleaf.telemetry import MODEL_PROFILES, find_hardware_profile, find_model_profile, measure_cpu_profile
+    from interleaf.telemetry.study import pte_latency_study
+    from interleaf.telemetry.study_runner import StudyConfig, run_study
+
+    if dtype not in ("fp32", "bf16"):
+        raise typer.BadParameter(f"--dtype {dtype!r} is not supported; use fp32 or bf16")
+    hw = measure_cpu_profile(dtype=dtype) if hardware == "cpu" else find_hardware_profile(hardware)
+    typer.echo(
+        f"hardware {hw.name}: {hw.peak_flops / 1e9:.1f} GFLOP/s, {hw.mem_bw_bytes_per_s / 1e9:.1f} GB/s, "
+        f"HOI {hw.hoi:.2f}",
+        err=True,
+    )
+    proc = None
+    if engine_url is None:
+        typer.echo("starting the embedded engine ...", err=True)
+        proc, engine_url = _start_embedded_engine()
+    try:
+        cfg = StudyConfig(
+            engine_url=engine_url,
+            trajectories=trajectories,
+            concurrency=concurrency,
+            turns=(2, max(2, max_turns)),
+            seed=seed,
+        )
+        trajs = asyncio.run(run_study(cfg))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    served = trajs[0].model if trajs else ""
+    profile = MODEL_PROFILES.get(model_profile or "") or find_model_profile(model_profile or served)
+    if profile is None:
+        raise typer.BadParameter(f"no model profile for {model_profile or served!r}; pass --model-profile")
+    profile = profile.model_copy(update={"dtype_bytes": 4 if dtype == "fp32" else 2})
+    result = pte_latency_study(trajs, profile, hw)
+    folder = out or runs_dir() / f"study-pte-latency-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trajectories.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in trajs))
+    (folder / "result.json").write_text(json.dumps(result.model_dump(mode="json"), indent=2))
+    typer.echo(result.table(), nl=False)
+    typer.echo(f"wrote {folder}", err=True)

@@ -1,0 +1,65 @@
+"""``interleaf tools``: inspect, try and serve tool sets (``module:attr`` or ``file.py:attr``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Tools: list schemas, call a tool, serve a toolset over MCP.", no_args_is_help=True)
+
+ToolsetSpec = Annotated[str, typer.Argument(help="The toolset: 'package.module:name' or 'path/file.py:name'.")]
+
+
+@app.command("list")
+def list_tools(toolset: ToolsetSpec) -> None:
+    """Print the OpenAI function schemas of a toolset (what the model is shown)."""
+    from interleaf.tools.mcp_server import load_toolset
+
+    typer.echo(json.dumps(load_toolset(toolset).schemas(), indent=2))
+
+
+@app.command("call")
+def call_tool(
+    toolset: ToolsetSpec,
+    name: Annotated[str, typer.Argument(help="Tool name.")],
+    arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
+) -> None:
+    """Call one tool as an agent would and print the ToolResult (errors included)."""
+    from interleaf.tools import ToolContext
+    from interleaf.tools.mcp_server import load_toolset
+
+    ts = load_toolset(toolset)
+    ctx = ToolContext.create("cli")
+    try:
+        result = asyncio.run(ts.call(name, arguments, ctx))
+    finally:
+        shutil.rmtree(ctx.scratch_dir, ignore_errors=True)
+    typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command("mcp-serve")
+def mcp_serve(
+    toolset: ToolsetSpec,
+    transport: Annotated[str, typer.Option(help="'stdio' or 'streamable-http' (served at /mcp).")] = "stdio",
+    host: Annotated[str, typer.Option(help="Bind address for streamable-http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for streamable-http.")] = 8765,
+    name: Annotated[str, typer.Option(help="Server name announced to clients.")] = "interleaf",
+) -> None:
+    """Serve a toolset as an MCP server."""
+    from interleaf.tools.mcp_server import load_toolset, serve_mcp
+
+    if transport not in ("stdio", "streamable-http"):
+        raise typer.BadParameter(f"--transport {transport!r}: use 'stdio' or 'streamable-http'")
+    serve_mcp(load_toolset(toolset), transport, host, port, name=name)  # type: ignore[arg-type]
+
+
+@app.command("sandbox")
+def sandbox_info() -> None:
+    """Show which containment the python sandbox uses on this host."""
+    from interleaf.tools.sandbox import SandboxLimits, containment_mode
+
+    typer.echo(json.dumps({"mode": containment_mode(), "default_limits": SandboxLimits().model_dump()}, indent=2))

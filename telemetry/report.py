@@ -1,0 +1,164 @@
+"""Reports: one row per model × suite (accuracy, tokens, tool calls, PTE variants, patterns),
+rendered as Markdown, JSON or CSV, and an optional PNG chart."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from interleaf.telemetry.hardware_profile import HardwareProfile
+from interleaf.telemetry.model_profile import ModelProfile
+from interleaf.telemetry.patterns import Pattern
+from interleaf.telemetry.records import Trajectory
+from interleaf.telemetry.summary import REPORTED_VARIANTS, JobSummary, summarize_job
+from pydantic import BaseModel
+
+FORMATS = ("md", "json", "csv")
+
+
+class ReportRow(BaseModel):
+    """One model × suite cell of a report."""
+
+    model: str
+    """Served model name."""
+    suite: str
+    """Task suite."""
+    summary: JobSummary
+    """Everything measured for the cell."""
+
+    def flat(self) -> dict[str, Any]:
+        """The row as flat columns (per-trajectory means for tokens and PTE)."""
+        s = self.summary
+        n = max(s.trajectories, 1)
+        row: dict[str, Any] = {
+            "model": self.model,
+            "suite": self.suite,
+            "trajectories": s.trajectories,
+            "accuracy": s.accuracy,
+            "turns": s.mean_turns,
+            "tool_calls": s.mean_tool_calls,
+            "prompt_tokens": s.prompt_tokens / n,
+            "cached_tokens": s.cached_tokens / n,
+            "completion_tokens": s.completion_tokens / n,
+            "hardware": s.hardware,
+        }
+        for v in REPORTED_VARIANTS:
+            row[f"pte_{v.value}" if not v.value.startswith("pte") else v.value] = s.pte_mean.get(v.value)
+        for p in s.patterns:
+            row[f"{p.pattern.value}_freq"] = p.frequency
+            row[f"{p.pattern.value}_x"] = p.cost_multiplier
+        return row
+
+
+def build_report(
+    trajectories: Sequence[Trajectory], *, hardware: HardwareProfile | None = None, model: ModelProfile | None = None
+) -> list[ReportRow]:
+    """Group by (model, suite) and summarise each group."""
+    groups: dict[tuple[str, str], list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault((t.model, t.suite), []).append(t)
+    return [
+        ReportRow(model=m, suite=s, summary=summarize_job(ts, hardware=hardware, model=model))
+        for (m, s), ts in sorted(groups.items())
+    ]
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.1%}" if pct else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
+    return str(v)
+
+
+def render_report(rows: Sequence[ReportRow], fmt: str = "md") -> str:
+    """The report as Markdown (a main table and a pattern table), JSON (full summaries) or CSV (flat)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt={fmt!r} is not supported; use one of {FORMATS}")
+    if fmt == "json":
+        return json.dumps([r.model_dump(mode="json", exclude={"summary": {"findings"}}) for r in rows], indent=2)
+    flat = [r.flat() for r in rows]
+    if fmt == "csv":
+        buf = io.StringIO()
+        if flat:
+            writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
+            writer.writeheader()
+            writer.writerows(flat)
+        return buf.getvalue()
+    hw = rows[0].summary.hardware if rows else "-"
+    head = [
+        "model",
+        "suite",
+        "n",
+        "accuracy",
+        "turns",
+        "tool calls",
+        "prompt tok",
+        "completion tok",
+        *(f"PTE {v.value}" for v in REPORTED_VARIANTS),
+    ]
+    lines = [f"PTE per trajectory (mean) on {hw}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r, f in zip(rows, flat, strict=True):
+        cells = [
+            r.model,
+            r.suite,
+            str(f["trajectories"]),
+            _fmt(f["accuracy"], pct=True),
+            _fmt(f["turns"]),
+            _fmt(f["tool_calls"]),
+            _fmt(f["prompt_tokens"]),
+            _fmt(f["completion_tokens"]),
+            *(_fmt(r.summary.pte_mean.get(v.value)) for v in REPORTED_VARIANTS),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| model | suite | pattern | frequency | PTE cost multiplier |", "|---|---|---|---|---|"]
+    for r in rows:
+        for p in r.summary.patterns:
+            if p.with_pattern:
+                lines.append(
+                    f"| {r.model} | {r.suite} | {p.pattern.value} | {p.with_pattern}/{p.trajectories} "
+                    f"({p.frequency:.0%}) | {_fmt(p.cost_multiplier)} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(rows: Sequence[ReportRow], path: str | Path) -> Path:
+    """A PNG: mean PTE per variant (left) and pattern frequency (right) per model × suite."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [f"{r.model}\n{r.suite}" for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(rows) + 4), 4.5))
+    width = 0.8 / len(REPORTED_VARIANTS)
+    for i, v in enumerate(REPORTED_VARIANTS):
+        ax1.bar(x + i * width, [r.summary.pte_mean.get(v.value, 0.0) for r in rows], width, label=v.value)
+    ax1.set_xticks(x + 0.4 - width / 2, labels, fontsize=7)
+    ax1.set_ylabel(f"PTE per trajectory ({rows[0].summary.hardware if rows else ''})")
+    ax1.legend(fontsize=7)
+    seen = [
+        p for p in Pattern if any(r.summary.pattern(p.value) and r.summary.pattern(p.value).with_pattern for r in rows)
+    ]
+    width2 = 0.8 / max(len(seen), 1)
+    for i, p in enumerate(seen):
+        ax2.bar(x + i * width2, [r.summary.pattern(p.value).frequency for r in rows], width2, label=p.value)
+    ax2.set_xticks(x + 0.4 - width2 / 2, labels, fontsize=7)
+    ax2.set_ylabel("share of trajectories")
+    ax2.set_ylim(0, 1)
+    if seen:
+        ax2.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["FORMATS", "ReportRow", "build_report", "plot_report", "render_report"]

@@ -1,0 +1,180 @@
+"""Drives synthetic multi-turn conversations through an engine's ``/generate`` for the PTE-latency study.
+
+The only telemetry module that talks to a server (httpx, SGLang protocol; see ../shared/SGLANG.md).
+Each synthetic trajectory is a random token prompt followed by turns that each append a random
+"tool result" and generate a fixed number of tokens (``ignore_eos``), in one of three arms:
+
+- ``session``: a streaming session; each turn sends only its new tokens (KV held across turns).
+- ``radix``: stateless; each turn sends the full ids and the engine's prefix cache does the matching.
+- ``evict``: stateless with the first token changed every turn, so no prefix matches and the whole
+  context is recomputed — what the paper's ``evict_all`` assumes happens at every pause.
+
+Per call it records the engine's ``meta_info`` (prompt/cached/completion tokens, ``e2e_latency``,
+``batch_size``) into ``Trajectory`` records, which ``study.pte_latency_study`` analyses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from typing import Any
+
+import httpx
+from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
+from pydantic import BaseModel, Field
+
+ARMS = ("session", "radix", "evict")
+
+
+class StudyConfig(BaseModel):
+    """What the runner generates."""
+
+    engine_url: str
+    """Base URL of an SGLang-compatible engine (e.g. ``http://127.0.0.1:30000``)."""
+    trajectories: int = Field(default=12, gt=0)
+    """Number of synthetic trajectories."""
+    concurrency: int = Field(default=4, gt=0)
+    """Trajectories in flight at once."""
+    turns: tuple[int, int] = (2, 5)
+    """Min and max LLM calls per trajectory (inclusive)."""
+    prompt_tokens: tuple[int, int] = (32, 384)
+    """Initial prompt length range."""
+    tool_tokens: tuple[int, int] = (8, 256)
+    """Appended 'tool result' length range per later turn."""
+    completion_tokens: tuple[int, int] = (4, 32)
+    """Generated tokens per call (exact, with ``ignore_eos``)."""
+    arms: list[str] = Field(default_factory=lambda: list(ARMS))
+    """Arms to mix, assigned round-robin."""
+    token_range: tuple[int, int] = (100, 20000)
+    """Token ids are drawn uniformly from this range (must lie inside the model's vocabulary)."""
+    seed: int = 0
+    """Random seed (lengths, ids, arms)."""
+    timeout_s: float = 600.0
+    """HTTP timeout per call."""
+
+
+def _interval_overlap_batch(spans: list[tuple[float, float]]) -> list[float]:
+    """Client-side estimate of the batch each call ran in: the time-averaged number of calls in flight
+    during it (itself included). Used only where the engine reports no ``batch_size``."""
+    out = []
+    for s, e in spans:
+        dur = max(e - s, 1e-9)
+        out.append(sum(max(0.0, min(e, e2) - max(s, s2)) for s2, e2 in spans) / dur)
+    return out
+
+
+async def _one(
+    client: httpx.AsyncClient,
+    cfg: StudyConfig,
+    k: int,
+    rng: random.Random,
+    model: str,
+    spans: list[tuple[int, int, float, float, bool]],
+) -> Trajectory:
+    arm = cfg.arms[k % len(cfg.arms)]
+    lo, hi = cfg.token_range
+    n_turns = rng.randint(*cfg.turns)
+    ids = [rng.randrange(lo, hi) for _ in range(rng.randint(*cfg.prompt_tokens))]
+    traj = Trajectory(
+        id=f"study-{k}-{uuid.uuid4().hex[:8]}",
+        model=model,
+        suite=f"study-{arm}",
+        agent="synthetic",
+        termination=TerminationReason.ANSWERED,
+        metadata={"arm": arm},
+        started_at=time.time(),
+    )
+    sid = None
+    if arm == "session":
+        r = await client.post("/open_session", json={"capacity_of_str_len": 0, "streaming": True, "timeout": 300})
+        r.raise_for_status()
+        sid = r.json()
+    context: list[int] = []
+    prev_rid = None
+    try:
+        for i in range(n_turns):
+            delta = ids if i == 0 else [rng.randrange(lo, hi) for _ in range(rng.randint(*cfg.tool_tokens))]
+            max_new = rng.randint(*cfg.completion_tokens)
+            body: dict[str, Any] = {
+                "sampling_params": {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True},
+            }
+            full = context + delta
+            if arm == "session":
+                body["input_ids"] = delta
+                if prev_rid is not None:
+                    body["session_params"] = {"id": sid, "rid": prev_rid}
+                else:
+                    body["session_params"] = {"id": sid}
+            elif arm == "evict" and i > 0:
+                full = [lo + (full[0] - lo + i) % (hi - lo), *full[1:]]
+                body["input_ids"] = full
+            else:
+                body["input_ids"] = full
+            t0 = time.monotonic()
+            r = await client.post("/generate", json=body)
+            t1 = time.monotonic()
+            r.raise_for_status()
+            out = r.json()
+            meta = out["meta_info"]
+            spans.append((k, i, t0, t1, bool(meta.get("batch_size"))))
+            completion = list(out.get("output_ids") or [])
+            traj.turns.append(
+                Turn(
+                    index=i,
+                    delta_ids=delta,
+                    completion_ids=completion,
+                    finish_reason=str((meta.get("finish_reason") or {}).get("type", "")),
+                    request_id=str(meta.get("id", "")),
+                    server=cfg.engine_url,
+                    cache=CacheFigures(
+                        prompt_tokens=int(meta.get("prompt_tokens") or len(full)),
+                        cached_tokens=int(meta.get("cached_tokens") or 0),
+                        completion_tokens=int(meta.get("completion_tokens") or len(completion)),
+                        batch_size=float(meta.get("batch_size") or 0.0) or 1.0,
+                    ),
+                    timings=TurnTimings(
+                        e2e_s=float(meta.get("e2e_latency") or (t1 - t0)),
+                        ttft_s=float(meta.get("ttft") or 0.0),
+                        queue_s=float(meta.get("queue_time") or 0.0),
+                    ),
+                )
+            )
+            prev_rid = meta.get("id")
+            context = full + completion
+    finally:
+        if sid is not None:
+            await client.post("/close_session", json={"session_id": sid})
+    traj.ended_at = time.time()
+    return traj
+
+
+async def run_study(cfg: StudyConfig) -> list[Trajectory]:
+    """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time."""
+    rng = random.Random(cfg.seed)
+    seeds = [rng.randrange(1 << 30) for _ in range(cfg.trajectories)]
+    sem = asyncio.Semaphore(cfg.concurrency)
+    spans: list[tuple[int, int, float, float, bool]] = []
+    limits = httpx.Limits(max_connections=cfg.concurrency + 2)
+    async with httpx.AsyncClient(base_url=cfg.engine_url, timeout=cfg.timeout_s, limits=limits) as client:
+        info = await client.get("/model_info")
+        model = "model"
+        if info.status_code == 200:
+            data = info.json()
+            model = data.get("served_model_name") or data.get("model_path") or model
+
+        async def bounded(k: int) -> Trajectory:
+            async with sem:
+                return await _one(client, cfg, k, random.Random(seeds[k]), model, spans)
+
+        trajs = await asyncio.gather(*(bounded(k) for k in range(cfg.trajectories)))
+    # Where the engine gave no batch size, estimate it from the calls' overlap on the client.
+    estimates = _interval_overlap_batch([(s, e) for _, _, s, e, _ in spans])
+    for (k, i, _, _, reported), estimate in zip(spans, estimates, strict=True):
+        if not reported:
+            trajs[k].turns[i].cache.batch_size = max(1.0, estimate)
+    return list(trajs)
+
+
+__all__ = ["ARMS", "StudyConfig", "run_study"]

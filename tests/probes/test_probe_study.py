@@ -1,0 +1,130 @@
+"""The study pipeline: a scripted engine for the logic, the real embedded engine end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from interleaf.probes import (
+    ACTIONS,
+    StudyConfig,
+    analyse,
+    build_grids,
+    parse_hidden_states,
+    run_study,
+)
+from interleaf.probes.policy import cell_distances
+from interleaf.probes.study import run_trajectories, save_run
+
+
+def scripted_engine(request: httpx.Request) -> httpx.Response:
+    """Random moves; the 'pre' activation carries the BFS distance to the goal, 'post' only noise."""
+    body = json.loads(request.content)
+    rows = [line.split()[1:] for line in body["text"].splitlines() if re.match(r"^\s*\d+ [#_AGKD]( |$)", line)]
+    walls = np.array([[c == "#" for c in r] for r in rows])
+    goal = next((x, y) for y, r in enumerate(rows) for x, c in enumerate(r) if c == "G")
+    agent = next((x, y) for y, r in enumerate(rows) for x, c in enumerate(r) if c == "A")
+    dist = cell_distances(walls, goal)[agent]
+    rng = np.random.default_rng(body["sampling_params"]["sampling_seed"])
+    layers, k = body["hidden_states_layers"], body["hidden_states_last_k"]
+    pre = rng.normal(size=(len(layers), k, 24))
+    pre[:, :, 0] += 2.0 * dist
+    post = rng.normal(size=(len(layers), k, 24))
+    action = ACTIONS[int(rng.integers(4))].value
+    hidden = {"layers": layers, "prompt": pre.tolist(), "output": post.tolist()}
+    meta = {"prompt_tokens": 200, "completion_tokens": 8, "cached_tokens": 150, "hidden_states": hidden}
+    return httpx.Response(200, json={"text": json.dumps({"action": action}), "meta_info": meta})
+
+
+def test_pipeline_with_a_scripted_engine_finds_the_planted_distance(tmp_path: Path) -> None:
+    config = StudyConfig(
+        sizes=[7],
+        densities=[0.0, 1.0],
+        grids=3,
+        trajectories=2,
+        variants=["keydoor"],
+        transforms=["rotate"],
+        layers=[3, 5],
+        pca_dims=16,
+        probe_kinds=["linear"],
+    )
+    grids = build_grids(config)
+    assert len(grids) == 2 * 3 * 2 + 3  # base + rotated per plain grid, plus the key grids
+    col = asyncio.run(
+        run_trajectories(config, "http://scripted", grids, transport=httpx.MockTransport(scripted_engine))
+    )
+    assert len(col.trajectories) == len(grids) * 2
+    assert sum(t.length for t in col.trajectories) == len(col.steps) == len(col.pre)
+    for t in col.trajectories:
+        cap = next(r.step_cap for r, _ in grids if r.grid_id == t.grid_id)
+        assert t.success or t.length == cap
+    save_run(tmp_path, grids, col)
+    report = analyse(tmp_path, config, model="scripted", engine_url="scripted")
+    assert (tmp_path / "report.md").read_text().count("| distance |") == 4
+    assert (tmp_path / "plots" / "probes.png").stat().st_size > 0
+    scores = {(s.target, s.layer, s.position, s.control): s for s in report.probe_scores}
+    for layer in (3, 5):
+        assert scores[("distance", layer, "pre", False)].r2 > 0.8
+        assert scores[("distance", layer, "pre", True)].r2 < 0.2
+        assert scores[("distance", layer, "post", False)].r2 < 0.2
+    assert {t.transform for t in report.paired_tests} == {"rotate"}
+    assert any(m.key_pickup is not None for m in report.grid_metrics)
+    assert len(report.consistency) == 4
+
+
+def test_stock_sglang_hidden_states_are_read_as_last_layer_only() -> None:
+    prompt = np.arange(5 * 4, dtype=float).reshape(5, 4)
+    raw = [prompt.tolist(), [100.0, 100, 100, 100], [200.0, 200, 200, 200]]
+    h = parse_hidden_states(raw, [7, 15], 3)
+    assert h.source == "sglang" and h.layers == [-1]
+    assert h.pre.shape == (1, 3, 4) and (h.pre[0, -1] == prompt[-1]).all()
+    assert h.post[0, -1, 0] == 200 and h.post[0, 0, 0] == prompt[-1, 0]
+    with pytest.raises(ValueError, match="hidden_states"):
+        parse_hidden_states("nope", [7], 3)
+
+
+@pytest.mark.model
+def test_study_end_to_end_on_the_embedded_engine(engine_url: str, tmp_path: Path) -> None:
+    config = StudyConfig(
+        sizes=[7],
+        densities=[0.0, 1.0],
+        grids=2,
+        trajectories=2,
+        layers=[7, 29],
+        pca_dims=32,
+        engine_url=engine_url,
+        concurrency=8,
+    )
+    report = run_study(config, tmp_path)
+    assert report.hidden_state_source == "interleaf"
+    assert report.invalid_answers == 0  # the regex grammar makes every answer parse
+    assert report.n_steps > 0 and report.n_grids == 4
+    z = np.load(tmp_path / "hidden.npz")
+    assert z["pre"].shape == (report.n_steps, 2, 3, 576) and z["post"].shape == z["pre"].shape
+    assert np.isfinite(z["pre"].astype(np.float32)).all()
+    # The pre-reasoning activations read the prompt only: the same state gives the same prompt and
+    # (up to batching numerics) the same activations; different states must differ.
+    steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert all(s["action"] in {a.value for a in ACTIONS} for s in steps)
+    seen: dict[tuple, int] = {}
+    compared = 0
+    for s in steps:
+        key = (s["grid_id"], s["x"], s["y"])
+        if key in seen:
+            a, b = z["pre"][seen[key]].astype(np.float32), z["pre"][s["row"]].astype(np.float32)
+            assert np.allclose(a, b, atol=0.05 * np.abs(a).max()), key
+            compared += 1
+        seen.setdefault(key, s["row"])
+    assert compared > 0
+    first, other = steps[0], next(s for s in steps if (s["x"], s["y"]) != (steps[0]["x"], steps[0]["y"]))
+    assert not np.allclose(z["pre"][first["row"]], z["pre"][other["row"]])
+    targets = {s.target for s in report.probe_scores}
+    assert {"map", "agent_position", "distance", "next_action_1"} <= targets
+    assert all(any(c.control for c in report.probe_scores if c.target == t) for t in targets)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()

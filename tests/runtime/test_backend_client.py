@@ -1,0 +1,136 @@
+"""SGLangBackend parsing and error paths, against an in-process httpx.MockTransport (no engine).
+
+Integration against the real engine over HTTP is in test_backend_engine.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from interleaf.runtime.backends import (
+    BackendError,
+    BackendUnavailable,
+    SessionRejected,
+    SessionTurn,
+    SGLangBackend,
+)
+
+SERVER_INFO = {
+    "enable_streaming_session": True,
+    "enable_metrics": True,
+    "version": "0.5.23",
+    "internal_states": [{"max_total_num_tokens": 20000}],
+}
+MODEL_INFO = {"model_path": "/models/smol", "served_model_name": "smol"}
+
+
+def _transport(generate=None, *, server_info=SERVER_INFO, seen: list | None = None) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if seen is not None:
+            seen.append((path, json.loads(request.content) if request.content else None))
+        if path == "/server_info":
+            return httpx.Response(200, json=server_info)
+        if path == "/model_info":
+            return httpx.Response(200, json=MODEL_INFO)
+        if path == "/open_session":
+            return httpx.Response(200, json="sid-1")
+        if path == "/close_session":
+            return httpx.Response(200, json={"success": True})
+        if path == "/metrics":
+            return httpx.Response(200, text='sglang:num_streaming_sessions 2\nsglang:kv_used_tokens{m="x"} 70\n')
+        if path == "/generate" and generate is not None:
+            return generate(request)
+        return httpx.Response(404, text="not found")
+
+    return httpx.MockTransport(handler)
+
+
+def _reply(**meta) -> httpx.Response:
+    base = {
+        "id": "r1",
+        "finish_reason": {"type": "stop", "matched": 2},
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "cached_tokens": 4,
+        "e2e_latency": 0.5,
+        "queue_time": 0.1,
+        "ttft": 0.2,
+    }
+    base.update(meta)
+    return httpx.Response(200, json={"text": "hi", "output_ids": [7, 8, 2], "meta_info": base})
+
+
+async def test_capabilities_and_generate_payload_and_parsing() -> None:
+    seen: list = []
+    backend = await SGLangBackend.connect("http://srv:1/", transport=_transport(lambda r: _reply(), seen=seen))
+    try:
+        assert backend.info.max_total_num_tokens == 20000
+        assert backend.info.streaming_sessions and backend.info.metrics
+        assert backend.info.served_model_name == "smol"
+        result = await backend.generate(
+            [1, 2], sampling_params={"max_new_tokens": 4}, rid="r1", session=SessionTurn("sid-1", "r0")
+        )
+        path, body = seen[-1]
+        assert path == "/generate"
+        assert body["input_ids"] == [1, 2] and body["rid"] == "r1"
+        assert body["session_params"] == {"id": "sid-1", "rid": "r0"}
+        assert result.output_ids == [7, 8, 2] and result.finish_reason == "stop"
+        assert (result.prompt_tokens, result.cached_tokens, result.completion_tokens) == (5, 4, 3)
+        assert result.queue_s == 0.1 and result.ttft_s == 0.2 and result.server_e2e_s == 0.5
+        assert result.server == "http://srv:1"
+        metrics = await backend.metrics()
+        assert metrics is not None and metrics.num_streaming_sessions == 2 and metrics.kv_used_tokens == 70
+    finally:
+        await backend.aclose()
+
+
+async def test_server_without_kv_capacity_is_refused_with_the_field_named() -> None:
+    bad = {**SERVER_INFO, "internal_states": [{}]}
+    with pytest.raises(BackendError, match=r"internal_states\[0\]\.max_total_num_tokens is None"):
+        await SGLangBackend.connect("http://srv:1", transport=_transport(server_info=bad))
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "text"),
+    [
+        (httpx.Response(503, text="overloaded"), BackendUnavailable, "HTTP 503"),
+        (httpx.Response(400, json={"error": "bad field"}), SessionRejected, "session sid-1 turn after rid r0"),
+        (httpx.Response(200, json={"text": "x"}), BackendError, "no meta_info"),
+        (_reply(cached_tokens=None), BackendError, "meta_info.cached_tokens is None"),
+        (_reply(finish_reason={"type": "abort", "message": "kv full"}), BackendUnavailable, "aborted"),
+    ],
+)
+async def test_generate_errors_name_server_request_and_why(response, error, text) -> None:
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(lambda r: response))
+    try:
+        with pytest.raises(error) as info:
+            await backend.generate([1], sampling_params={}, rid="rq-9", session=SessionTurn("sid-1", "r0"))
+        assert "server http://srv:1 request rq-9" in str(info.value)
+        assert text in str(info.value)
+    finally:
+        await backend.aclose()
+
+
+async def test_unreachable_server_is_unavailable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(refuse))
+    try:
+        with pytest.raises(BackendUnavailable, match="is the server running"):
+            await backend.generate([1], sampling_params={}, rid="rq-1")
+    finally:
+        await backend.aclose()
+
+
+async def test_sessions_off_is_detected_and_refused_locally() -> None:
+    info = {**SERVER_INFO, "enable_streaming_session": False}
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(server_info=info))
+    try:
+        with pytest.raises(SessionRejected, match="--enable-streaming-session"):
+            await backend.open_session(timeout_s=10)
+    finally:
+        await backend.aclose()

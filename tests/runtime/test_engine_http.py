@@ -1,0 +1,234 @@
+"""The embedded engine over real HTTP: SGLang's protocol, sessions, radix cache, hidden states, errors."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import torch
+
+from tests.conftest import start_engine, stop_engine
+
+pytestmark = pytest.mark.model
+
+CHAT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+GREEDY = {"temperature": 0, "max_new_tokens": 12}
+
+
+def gen(url: str, **body) -> dict:
+    r = httpx.post(f"{url}/generate", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def open_session(url: str, timeout: float = 60) -> str:
+    r = httpx.post(f"{url}/open_session", json={"capacity_of_str_len": 0, "streaming": True, "timeout": timeout})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def metric(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"metric {name} not exported")
+
+
+def test_generate_meta_info_and_server_info(engine_url: str) -> None:
+    out = gen(engine_url, text=CHAT.format(q="What is 2+2?"), sampling_params=GREEDY)
+    meta = out["meta_info"]
+    assert meta["prompt_tokens"] > 0 and meta["completion_tokens"] == len(out["output_ids"]) > 0
+    assert {"id", "finish_reason", "cached_tokens", "e2e_latency"} <= set(meta)
+    assert meta["finish_reason"]["type"] in ("stop", "length")
+    info = httpx.get(f"{engine_url}/server_info").json()
+    assert info["internal_states"][0]["max_total_num_tokens"] > 0
+    assert httpx.get(f"{engine_url}/model_info").json()["is_generation"] is True
+    assert httpx.get(f"{engine_url}/health_generate", timeout=60).status_code == 200
+
+
+def test_streaming_sse_matches_non_streaming(engine_url: str) -> None:
+    body = {"text": CHAT.format(q="Name a fruit."), "sampling_params": GREEDY}
+    plain = gen(engine_url, **body)
+    chunks = []
+    with httpx.stream("POST", f"{engine_url}/generate", json={**body, "stream": True}, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                chunks.append(line[6:])
+    assert chunks[-1] == "[DONE]"
+    import json
+
+    last = json.loads(chunks[-2])
+    assert last["output_ids"] == plain["output_ids"] and last["text"] == plain["text"]
+    assert len(chunks) > 2  # incremental chunks, not one blob
+
+
+def test_session_invariant_and_token_identity(engine_url: str) -> None:
+    """Turn n+1 cached_tokens == turn n prompt + completion - 1 (the last sampled token has no KV yet)."""
+    sid = open_session(engine_url)
+    tok_q = CHAT.format(q="Count to three.")
+    t1 = gen(engine_url, text=tok_q, session_params={"id": sid}, sampling_params=GREEDY)
+    m1 = t1["meta_info"]
+    delta = "\n" + CHAT.format(q="And to five?")
+    t2 = gen(engine_url, text=delta, session_params={"id": sid, "rid": m1["id"]}, sampling_params=GREEDY)
+    m2 = t2["meta_info"]
+    assert m2["cached_tokens"] == m1["prompt_tokens"] + m1["completion_tokens"] - 1
+    assert m2["prompt_tokens"] > m1["prompt_tokens"] + m1["completion_tokens"]
+    # The same full sequence sent cold (no session, radix flushed path differs) gives identical greedy tokens.
+    httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
+    tok = httpx.post(f"{engine_url}/generate", json={"text": tok_q, "sampling_params": {"max_new_tokens": 0}}).json()
+    first_ids = tok["meta_info"]["prompt_tokens"]
+    assert first_ids == m1["prompt_tokens"]
+    full_ids = None
+    # rebuild the session's full prompt: turn-1 prompt + turn-1 output + delta ids
+    enc = gen(engine_url, text=tok_q, sampling_params={"max_new_tokens": 0})
+    assert enc["meta_info"]["prompt_tokens"] == m1["prompt_tokens"]
+    from interleaf.runtime.engine import load_tokenizer
+
+    t = load_tokenizer()
+    full_ids = t.encode(tok_q, add_special_tokens=False) + t1["output_ids"] + t.encode(delta, add_special_tokens=False)
+    cold = gen(engine_url, input_ids=full_ids, sampling_params=GREEDY)
+    assert cold["meta_info"]["prompt_tokens"] == m2["prompt_tokens"]
+    assert cold["output_ids"] == t2["output_ids"]
+
+
+def test_radix_reuse_is_token_identical_to_cold(engine_url: str) -> None:
+    prompt = CHAT.format(q="Write one sentence about the sea and the sky at dawn.")
+    cold_engine_first = gen(engine_url, text=prompt, sampling_params=GREEDY)
+    warm = gen(engine_url, text=prompt, sampling_params=GREEDY)
+    assert warm["meta_info"]["cached_tokens"] == warm["meta_info"]["prompt_tokens"] - 1
+    assert warm["output_ids"] == cold_engine_first["output_ids"]
+
+
+def test_bad_inputs_name_the_field_and_server_keeps_serving(engine_url: str) -> None:
+    sid = open_session(engine_url)
+    cases = [
+        ({"text": "a", "input_ids": [1]}, "text"),
+        ({"input_ids": [1], "session_params": {"id": "no-such-session"}}, "session_params.id"),
+        ({"input_ids": [1], "session_params": {"id": sid, "offset": 3}}, "session_params.offset"),
+        ({"input_ids": [1], "session_params": {"id": sid, "replace": True}}, "session_params.replace"),
+        ({"input_ids": [1], "sampling_params": {"max_new_tokens": -5}}, "sampling_params.max_new_tokens"),
+        ({"input_ids": [1, 10**7]}, "input_ids[1]"),
+        ({"input_ids": "not a list"}, "input_ids"),
+        ({"input_ids": [1], "sampling_params": {"temperature": "hot"}}, "sampling_params.temperature"),
+        ({"input_ids": [1], "sampling_params": {"regex": "("}}, "sampling_params.regex"),
+    ]
+    for body, field in cases:
+        r = httpx.post(f"{engine_url}/generate", json=body, timeout=30)
+        assert 400 <= r.status_code < 500, (body, r.text)
+        err = r.json()["error"]
+        assert err["param"].startswith(field), (body, err)
+        assert field.split("[")[0].split(".")[-1] in err["message"], err
+    # a second in-flight request on the same session is rejected
+    long = {
+        "input_ids": [1, 2, 3],
+        "session_params": {"id": sid},
+        "sampling_params": {"max_new_tokens": 200, "ignore_eos": True},
+    }
+    with httpx.Client(timeout=120) as c:
+        import threading
+
+        first = threading.Thread(target=lambda: c.post(f"{engine_url}/generate", json=long))
+        first.start()
+        time.sleep(1.0)
+        r = httpx.post(f"{engine_url}/generate", json={**long, "sampling_params": {"max_new_tokens": 1}})
+        assert r.status_code == 400 and "in flight" in r.json()["error"]["message"]
+        first.join()
+    assert gen(engine_url, input_ids=[1, 2], sampling_params={"max_new_tokens": 2})["meta_info"]["completion_tokens"]
+    httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
+
+
+def test_abort_rolls_back_session_turn(engine_url: str) -> None:
+    import threading
+
+    sid = open_session(engine_url)
+    t1 = gen(engine_url, text=CHAT.format(q="Hi"), session_params={"id": sid}, sampling_params=GREEDY)
+    res: dict = {}
+    body = {"input_ids": [198, 28], "rid": "to-abort", "session_params": {"id": sid},
+            "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}}  # fmt: skip
+    th = threading.Thread(
+        target=lambda: res.update(httpx.post(f"{engine_url}/generate", json=body, timeout=120).json())
+    )
+    th.start()
+    time.sleep(1.0)
+    httpx.post(f"{engine_url}/abort_request", json={"rid": "to-abort"})
+    th.join()
+    assert res["meta_info"]["finish_reason"]["type"] == "abort"
+    # the aborted turn is rolled back: the next turn continues from turn 1, not from the aborted tokens
+    t3 = gen(engine_url, input_ids=[200], session_params={"id": sid}, sampling_params={"max_new_tokens": 1})
+    m1 = t1["meta_info"]
+    assert t3["meta_info"]["prompt_tokens"] == m1["prompt_tokens"] + m1["completion_tokens"] + 1
+    assert t3["meta_info"]["cached_tokens"] >= m1["prompt_tokens"] + m1["completion_tokens"] - 1
+    httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
+
+
+def test_hidden_states_match_transformers(engine_url: str) -> None:
+    from interleaf.runtime.engine import load_tokenizer, resolve_model
+    from transformers import AutoModelForCausalLM
+
+    prompt = CHAT.format(q="Where is the goal?")
+    out = gen(engine_url, text=prompt, return_hidden_states=True, hidden_states_layers=[0, 7, 15],
+              hidden_states_last_k=3, sampling_params={"max_new_tokens": 3, "temperature": 0})  # fmt: skip
+    hs = out["meta_info"]["hidden_states"]
+    assert hs["layers"] == [0, 7, 15]
+    prompt_hs = torch.tensor(hs["prompt"])
+    assert prompt_hs.shape == (3, 3, 576)
+    assert torch.tensor(hs["output"]).shape == (3, 3, 576)
+    ids = load_tokenizer().encode(prompt, add_special_tokens=False)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model().path)
+    with torch.no_grad():
+        ref = model(torch.tensor([ids + out["output_ids"][:-1]]), output_hidden_states=True).hidden_states
+    n = len(ids)
+    for i, layer in enumerate([0, 7, 15]):
+        # transformers' hidden_states[l + 1] is the output of decoder layer l
+        torch.testing.assert_close(prompt_hs[i], ref[layer + 1][0, n - 3 : n], atol=2e-3, rtol=1e-3)
+        torch.testing.assert_close(torch.tensor(hs["output"][i]), ref[layer + 1][0, -3:], atol=2e-3, rtol=1e-3)
+
+
+def test_eviction_spares_pinned_session_then_timeout_and_close_release() -> None:
+    proc, url = start_engine("--max-total-tokens", "600", "--chunked-prefill-size", "256")
+    try:
+        sid = open_session(url, timeout=600)
+        pinned = CHAT.format(q="Remember the number 42. " * 8)
+        t1 = gen(url, text=pinned, session_params={"id": sid}, sampling_params={"max_new_tokens": 4, "temperature": 0})
+        m1 = t1["meta_info"]
+        unpinned = "Rivers and mountains, an unrelated question. " * 4
+        assert gen(url, text=unpinned, sampling_params={"max_new_tokens": 2})["meta_info"]["cached_tokens"] == 0
+        # pressure: several distinct long prompts push the unpinned prefix out
+        for i in range(6):
+            gen(url, text=f"{i} filler text to fill the pool. " * 20, sampling_params={"max_new_tokens": 1})
+        assert metric(url, "sglang:evicted_tokens_total") > 0
+        assert gen(url, text=unpinned, sampling_params={"max_new_tokens": 2})["meta_info"]["cached_tokens"] == 0
+        assert metric(url, "sglang:streaming_session_held_tokens") == m1["prompt_tokens"] + m1["completion_tokens"] - 1
+        t2 = gen(url, input_ids=[198], session_params={"id": sid}, sampling_params={"max_new_tokens": 1})
+        assert t2["meta_info"]["cached_tokens"] == m1["prompt_tokens"] + m1["completion_tokens"] - 1
+        # closing releases the pin
+        assert httpx.post(f"{url}/close_session", json={"session_id": sid}).json()["closed"] is True
+        assert metric(url, "sglang:streaming_session_held_tokens") == 0
+        r = httpx.post(f"{url}/generate", json={"input_ids": [198], "session_params": {"id": sid}})
+        assert r.status_code == 400
+        # so does the inactivity timeout
+        sid2 = open_session(url, timeout=2)
+        gen(url, text=pinned, session_params={"id": sid2}, sampling_params={"max_new_tokens": 2})
+        assert metric(url, "sglang:num_streaming_sessions") == 1
+        deadline = time.time() + 30
+        while metric(url, "sglang:num_streaming_sessions") > 0 and time.time() < deadline:
+            time.sleep(0.5)
+        assert metric(url, "sglang:num_streaming_sessions") == 0
+        assert metric(url, "sglang:streaming_session_held_tokens") == 0
+        assert httpx.post(f"{url}/flush_cache").status_code == 200
+    finally:
+        stop_engine(proc)
+
+
+def test_server_without_sessions_emulates_plain_sglang() -> None:
+    proc, url = start_engine("--sglang-defaults", "--max-total-tokens", "512")
+    try:
+        r = httpx.post(f"{url}/open_session", json={"capacity_of_str_len": 0, "streaming": True})
+        assert r.status_code == 400 and "--enable-streaming-session" in r.json()["error"]["message"]
+        assert httpx.get(f"{url}/metrics").status_code == 404
+        assert (
+            gen(url, input_ids=[1, 2, 3], sampling_params={"max_new_tokens": 1})["meta_info"]["completion_tokens"] == 1
+        )
+    finally:
+        stop_engine(proc)

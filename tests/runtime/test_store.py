@@ -1,0 +1,81 @@
+"""JobStore against a real redis-server: records, idempotent trajectories, events, the queue."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore
+from interleaf.telemetry.records import TerminationReason, Trajectory, Turn
+
+
+@pytest.fixture
+async def store(redis_url: str):
+    s = JobStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield s
+    await s.aclose()
+
+
+def traj(job: str, episode: int, attempt: int = 1) -> Trajectory:
+    turns = [
+        Turn(index=0, delta_ids=[1, 2, 3], completion_ids=[4, 5, 2]),
+        Turn(index=1, delta_ids=[6, 7], completion_ids=[8, 2]),
+    ]
+    return Trajectory(
+        id=f"{job}-{episode}-{attempt}",
+        job_id=job,
+        episode=episode,
+        attempt=attempt,
+        turns=turns,
+        termination=TerminationReason.ANSWERED,
+    )
+
+
+async def test_job_record_roundtrip(store: JobStore) -> None:
+    rec = JobRecord(id="j1", spec={"suite": "arith", "n": 3}, n_total=3)
+    await store.create_job(rec)
+    with pytest.raises(ValueError, match="already exists"):
+        await store.create_job(rec)
+    await store.update_job("j1", status=JobStatus.RUNNING, n_done=2, summary={"accuracy": 0.5})
+    got = await store.get_job("j1")
+    assert got is not None
+    assert (got.status, got.n_done, got.spec, got.summary) == (JobStatus.RUNNING, 2, rec.spec, {"accuracy": 0.5})
+    assert [j.id for j in await store.list_jobs()] == ["j1"]
+    with pytest.raises(ValueError, match="no field 'bogus'"):
+        await store.update_job("j1", bogus=1)
+    assert await store.get_job("nope") is None
+
+
+async def test_trajectories_are_idempotent_per_episode(store: JobStore) -> None:
+    assert await store.put_trajectory(traj("j", 0))
+    assert await store.put_trajectory(traj("j", 1))
+    assert not await store.put_trajectory(traj("j", 0, attempt=2))  # a retry replaces
+    assert await store.count_trajectories("j") == 2
+    got = await store.get_trajectories("j")
+    assert [(t.episode, t.attempt) for t in got] == [(0, 2), (1, 1)]
+    assert got[0].token_ids() == [1, 2, 3, 4, 5, 2, 6, 7, 8, 2]
+    assert got[0].termination == TerminationReason.ANSWERED
+
+
+async def test_events_stream(store: JobStore) -> None:
+    await store.add_event(JobEvent(type="job_started", job_id="j"))
+    last = await store.add_event(JobEvent(type="episode_finished", job_id="j", episode=3, data={"score": 1.0}))
+    events = await store.read_events("j")
+    assert [(e.type, e.episode) for _, e in events] == [("job_started", None), ("episode_finished", 3)]
+    assert await store.read_events("j", after=last) == []
+
+
+async def test_queue_consumer_group_and_reclaim(store: JobStore) -> None:
+    await store.enqueue("a")
+    await store.enqueue("b")
+    first = await store.claim("w1", block_ms=100)
+    second = await store.claim("w1", block_ms=100)
+    assert first is not None and second is not None
+    assert (first[1], second[1]) == ("a", "b")
+    assert await store.claim("w2", block_ms=50) is None  # nothing new
+    await store.ack(first[0])
+    # w1 "crashed" holding b: w2 takes it over once it has been idle long enough.
+    reclaimed = await store.reclaim("w2", min_idle_ms=0)
+    assert [job for _, job in reclaimed] == ["b"]
+    await store.ack(reclaimed[0][0])
+    assert await store.reclaim("w3", min_idle_ms=0) == []

@@ -1,0 +1,104 @@
+"""Opt-in: spans exported over OTLP/HTTP to a real Arize Phoenix server and read back via its REST API.
+
+Needs ``INTERLEAF_PHOENIX=1`` and Phoenix installed in its own venv (default ``/work/phoenix-venv``,
+override with ``INTERLEAF_PHOENIX_VENV``): ``python -m venv V && V/bin/pip install arize-phoenix``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from interleaf.telemetry import EpisodeTracer, configure_tracing
+
+from tests.telemetry.telemetry_fixtures import run_episode
+
+VENV = Path(os.environ.get("INTERLEAF_PHOENIX_VENV", "/work/phoenix-venv"))
+PHOENIX = VENV / "bin" / "phoenix"
+
+pytestmark = [
+    pytest.mark.phoenix,
+    pytest.mark.skipif(
+        os.environ.get("INTERLEAF_PHOENIX") != "1" or not PHOENIX.exists(),
+        reason="opt-in: set INTERLEAF_PHOENIX=1 and install arize-phoenix in INTERLEAF_PHOENIX_VENV",
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def phoenix(tmp_path):
+    port, grpc = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_WORKING_DIR": str(tmp_path),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+    }
+    log = (tmp_path / "phoenix.log").open("wb")
+    proc = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"phoenix exited with {proc.returncode}: {(tmp_path / 'phoenix.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v1/projects", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("phoenix did not answer /v1/projects within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+def test_phoenix_receives_genai_spans(phoenix, monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")  # Phoenix takes traces only
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "interleaf-phoenix-test")
+    setup = configure_tracing(set_global=False)
+    agent = run_episode(EpisodeTracer(setup.tracer_provider, setup.meter_provider, capture_content=False))
+    setup.shutdown()
+    spans: dict[str, dict] = {}
+    for _ in range(60):  # ingestion is asynchronous; poll, do not time
+        data = httpx.get(f"{phoenix}/v1/projects/default/spans", params={"limit": 50}).json()["data"]
+        spans = {s["name"]: s for s in data}
+        if len(spans) == 3:
+            break
+        time.sleep(0.5)
+    assert set(spans) == {"invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct", "execute_tool python"}
+    a, llm, tool = (spans[n] for n in ("invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct",
+                                        "execute_tool python"))  # fmt: skip
+    assert llm["context"]["trace_id"] == agent.trace_id
+    assert llm["parent_id"] == a["context"]["span_id"] == tool["parent_id"]
+    assert a["attributes"]["gen_ai.agent.name"] == "arith-agent"
+    assert a["attributes"]["gen_ai.conversation.id"] == "traj-1"
+    assert a["attributes"]["interleaf.retention.policy"] == "session"
+    la = llm["attributes"]
+    assert la["gen_ai.provider.name"] == "sglang"
+    assert la["gen_ai.operation.name"] == "text_completion"
+    assert la["gen_ai.usage.input_tokens"] == 30 and la["gen_ai.usage.output_tokens"] == 7
+    assert la["gen_ai.response.finish_reasons"] == ["stop"]
+    assert la["interleaf.pte"] == 31.5
+    # Phoenix maps the GenAI conventions onto its own schema: proof it understood them.
+    assert llm["span_kind"] == "LLM" and tool["span_kind"] == "TOOL"
+    assert la["llm.token_count.prompt"] == 30
+    assert tool["attributes"]["gen_ai.tool.call.id"] == "call_0_0"

@@ -1,0 +1,145 @@
+"""MCP both ways, with real processes: a third-party server through interleaf's adapter, and an
+interleaf toolset served to the official MCP client over stdio and streamable HTTP (127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
+from mcp import Client, StdioServerParameters
+
+SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"
+TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
+SERVE = [sys.executable, "-m", "interleaf.tools.mcp_server", SAMPLE]
+
+
+@pytest.fixture
+def ctx(tmp_path) -> ToolContext:
+    return ToolContext(episode_id="ep-mcp", scratch_dir=tmp_path)
+
+
+@pytest.fixture
+def quiet() -> Iterator:
+    with open(os.devnull, "w") as devnull:
+        yield devnull
+
+
+async def test_third_party_time_server(ctx, quiet):
+    async with mcp_toolset(TIME_SERVER, errlog=quiet) as ts:
+        assert set(ts.names) == {"get_current_time", "convert_time"}
+        schema = ts.get("get_current_time").openai_schema()["function"]
+        assert schema["parameters"]["required"] == ["timezone"] and schema["description"]
+
+        now = await ts.call("get_current_time", {"timezone": "UTC"}, ctx)
+        assert not now.is_error and json.loads(now.content)["timezone"] == "UTC"
+        converted = await ts.call(
+            "convert_time", '{"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}', ctx
+        )
+        assert not converted.is_error and json.loads(converted.content)["target"]["datetime"].endswith("21:00:00+09:00")
+
+        bad_zone = await ts.call("get_current_time", {"timezone": "Nowhere/Atlantis"}, ctx)
+        assert bad_zone.error_type == "ToolError" and "Nowhere/Atlantis" in bad_zone.content
+        missing = await ts.call("get_current_time", {}, ctx)
+        assert missing.error_type == "ToolArgumentError" and "field 'timezone': required but missing" in missing.content
+        wrong_type = await ts.call("get_current_time", {"timezone": 5}, ctx)
+        assert (
+            wrong_type.error_type == "ToolArgumentError" and "field 'timezone': 5 is not of type" in wrong_type.content
+        )
+        unknown = await ts.call("get_time", {}, ctx)
+        assert unknown.error_type == "UnknownToolError" and "get_current_time" in unknown.content
+        not_json = await ts.call("get_current_time", "timezone=UTC", ctx)
+        assert not_json.error_type == "ToolArgumentError" and "not valid JSON" in not_json.content
+
+
+async def test_prefix_namespaces_tools(quiet):
+    async with mcp_toolset(TIME_SERVER, prefix="time.", errlog=quiet) as ts:
+        assert sorted(ts.names) == ["time.convert_time", "time.get_current_time"]
+
+
+async def test_official_client_calls_interleaf_toolset_over_stdio(quiet):
+    params = StdioServerParameters(command=SERVE[0], args=SERVE[1:])
+    async with Client(params) as client:
+        listing = await client.list_tools()
+        tools = {t.name: t for t in listing.tools}
+        assert set(tools) == {"add", "calculator", "crash"}
+        assert tools["add"].description == "Add two numbers."
+        assert tools["add"].input_schema["properties"]["a"] == {"type": "integer", "description": "first addend"}
+
+        ok = await client.call_tool("add", {"a": 40})
+        assert not ok.is_error and ok.content[0].text == "42"
+        bad = await client.call_tool("add", {"a": "forty"})
+        assert bad.is_error and "field 'a'" in bad.content[0].text and "'forty'" in bad.content[0].text
+        refused = await client.call_tool("calculator", {"expression": "1/0"})
+        assert refused.is_error and "division by zero" in refused.content[0].text
+
+
+async def test_lost_server_is_an_infrastructure_error(ctx, quiet):
+    async with mcp_toolset(SERVE, errlog=quiet, timeout_s=20) as ts:
+        assert (await ts.call("add", {"a": 1, "b": 1}, ctx)).content == "2"
+        with pytest.raises(ToolInfraError) as info:
+            await ts.call("crash", {}, ctx)
+        assert info.value.tool == "crash"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*SERVE, "--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"MCP server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def test_streamable_http_both_clients(http_server, ctx):
+    async with Client(http_server) as client:
+        result = await client.call_tool("calculator", {"expression": "2 ** 10"})
+        assert not result.is_error and result.content[0].text == "1024"
+    # And interleaf's own adapter over HTTP: interleaf -> MCP -> interleaf.
+    async with mcp_toolset(url=http_server) as ts:
+        assert (await ts.call("add", {"a": 2, "b": 3}, ctx)).content == "5"
+        res = await ts.call("add", {"a": 2, "z": 1}, ctx)
+        assert res.is_error and "field 'z': unexpected argument (value 1); allowed: a, b" in res.content
+
+
+async def test_bad_configuration_names_the_problem():
+    with pytest.raises(ValueError, match="exactly one of command"):
+        async with mcp_toolset():
+            pass
+    with pytest.raises(ValueError, match=r"command=\[\] is empty"):
+        async with mcp_toolset([]):
+            pass
