@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -57,6 +58,9 @@ class Agent:
     """How deltas are rendered (ChatML by default)."""
     temperature: float = 0.0
     """Sampling temperature for every turn."""
+    min_tool_calls: int = 0
+    """Tool calls required before an answer is allowed: until then the turn grammar offers only
+    tool calls (small models otherwise guess without using a tool). Needs ``grammar``."""
     on_no_action: Literal["stop", "nudge"] = "stop"
     """A turn with neither tool call nor answer: end (``no_action``) or tell the model and go on."""
     nudge_text: str = "Call a tool or give the final answer as <answer>...</answer>."
@@ -68,6 +72,8 @@ class Agent:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"Agent.name must be a non-empty string, got {self.name!r}")
+        if self.min_tool_calls < 0:
+            raise ValueError(f"Agent.min_tool_calls must be >= 0, got {self.min_tool_calls}")
         if self.on_no_action not in ("stop", "nudge"):
             raise ValueError(f"Agent.on_no_action must be 'stop' or 'nudge', got {self.on_no_action!r}")
         self._compiled: Any = None
@@ -98,11 +104,16 @@ class Agent:
             how = _ANSWER_ONLY
         return "\n\n".join(p for p in (self.system_prompt.strip(), how, extra.strip()) if p)
 
-    def turn_grammar(self) -> str | None:
-        """The EBNF every turn is constrained by (None when ``grammar`` is None)."""
+    def turn_grammar(self, *, allow_answer: bool = True) -> str | None:
+        """The EBNF a turn is constrained by (None when ``grammar`` is None). ``allow_answer=False``
+        gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met)."""
         if self.grammar is None:
             return None
-        return tool_call_grammar(self.toolset.schemas(), self.grammar)
+        schemas = self.toolset.schemas()
+        opts = self.grammar
+        if not allow_answer and schemas:
+            opts = dataclasses.replace(opts, allow_answer=False)
+        return tool_call_grammar(schemas, opts)
 
     def compiled_graph(self) -> Any:
         """The compiled LangGraph graph (built once per agent per process)."""
@@ -125,7 +136,14 @@ class Agent:
 
 
 AgentFactory = Callable[[], Agent]
-AGENTS: dict[str, AgentFactory] = {"tir": Agent}
+
+
+def default_agent() -> Agent:
+    """The ``tir`` agent: the defaults, plus one tool call required before answering."""
+    return Agent(name="tir", min_tool_calls=1)
+
+
+AGENTS: dict[str, AgentFactory] = {"tir": default_agent}
 
 
 def register_agent(name: str, factory: AgentFactory) -> None:
@@ -141,4 +159,4 @@ def get_agent(name: str) -> Agent:
     return AGENTS[name]()
 
 
-__all__ = ["AGENTS", "DEFAULT_SYSTEM_PROMPT", "Agent", "get_agent", "register_agent"]
+__all__ = ["AGENTS", "DEFAULT_SYSTEM_PROMPT", "Agent", "default_agent", "get_agent", "register_agent"]

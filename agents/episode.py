@@ -71,6 +71,7 @@ class Episode:
             tool_ctx=tool_ctx,
             trajectory=traj,
             grammar=agent.turn_grammar(),
+            tools_only_grammar=agent.turn_grammar(allow_answer=False) if agent.min_tool_calls else None,
             deadline=deadline,
         )
         first = agent.chat_format.initial(agent.render_system(self.system_extra), self.task.question)

@@ -38,8 +38,8 @@ class GrammarOptions:
     """Cap on the free-text reasoning before the action (0 disables reasoning)."""
     max_string_chars: int = 1000
     """Cap on any JSON string inside tool arguments."""
-    max_answer_chars: int = 200
-    """Cap on the final answer's length."""
+    max_answer_chars: int = 100
+    """Cap on the final answer's length (one line)."""
     allow_answer: bool = True
     """Whether ``<answer>...</answer>`` is allowed (False forces a tool call)."""
 
@@ -153,7 +153,7 @@ def tool_call_grammar(tools: list[dict[str, Any]], options: GrammarOptions | Non
         comp.add("tool_call", '"<tool_call>" (' + " | ".join(calls) + ') "</tool_call>"')
         actions.append("tool_call")
     if opts.allow_answer:
-        comp.add("answer", f'"<answer>" [^<]{{1,{max(1, opts.max_answer_chars)}}} "</answer>"')
+        comp.add("answer", f'"<answer>" [^<\\n]{{1,{max(1, opts.max_answer_chars)}}} "</answer>"')
         actions.append("answer")
     if not actions:
         raise ValueError("tool_call_grammar: no tools and allow_answer=False leaves no valid action; add a tool")

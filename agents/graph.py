@@ -65,6 +65,8 @@ class EpisodeContext:
     trajectory: Trajectory
     grammar: str | None = None
     """The turn grammar (EBNF) built once from the tool schemas; None = unconstrained."""
+    tools_only_grammar: str | None = None
+    """The grammar without ``<answer>``, used until ``Agent.min_tool_calls`` calls were made."""
     deadline: float | None = None
     """``time.monotonic()`` deadline from the wall-time budget."""
     context_tokens: int = 0
@@ -109,7 +111,10 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     room = budgets.max_tokens - ctx.context_tokens - ctx.model.count_tokens(delta)
     if room < 1:
         return ctx.finish(TerminationReason.MAX_TOKENS)
-    constraint = Constraint("ebnf", ctx.grammar) if ctx.grammar else None
+    grammar = ctx.grammar
+    if ctx.tools_only_grammar and traj.tool_call_count < agent.min_tool_calls:
+        grammar = ctx.tools_only_grammar
+    constraint = Constraint("ebnf", grammar) if grammar else None
     sent_at = time.monotonic()
     if traj.turns and ctx.last_completion_at is not None:
         traj.turns[-1].timings.pause_s = sent_at - ctx.last_completion_at

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 from interleaf.runtime.redis_server import free_port
@@ -17,7 +18,7 @@ class EngineProcess:
 
     def __init__(self, *args: str, port: int | None = None, startup_timeout_s: float = 300.0):
         self.port = port or free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="interleaf-engine-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="interleaf-engine-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
         self._wait_ready(startup_timeout_s)
@@ -34,7 +35,7 @@ class EngineProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = open(self._log.name).read()[-3000:]
+                tail = Path(self._log.name).read_text()[-3000:]
                 raise RuntimeError(f"engine exited with code {self.proc.returncode} during startup:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
