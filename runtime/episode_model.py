@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from interleaf.agents.model import Completion, Constraint
 from interleaf.runtime.backends.backend import Backend, GenerateResult
 from interleaf.runtime.backends.conversation import Conversation
-from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, SessionRejected
+from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
 from interleaf.runtime.retention import PauseContext
 from interleaf.telemetry.records import CacheFigures, RetentionDecision, RetentionRecord, TurnTimings
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from interleaf.runtime.backends.pool import BackendPool
 
 _CLOSE_TIMEOUT_S = 10.0
+_ABORT_EXTRA_RETRIES = 4
+_MAX_BACKOFF_S = 4.0
 
 
 @dataclass
@@ -81,9 +83,7 @@ class EpisodeModel:
     ) -> EpisodeCompletion:
         """Append ``delta_text`` (tokenised once) and generate; see the module docstring."""
         if self._closed:
-            raise BackendError(
-                "", "", f"episode {self.episode_id} is closed; open a new one with pool.episode()"
-            )
+            raise BackendError("", "", f"episode {self.episode_id} is closed; open a new one with pool.episode()")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
         delta = self.pool.encode(delta_text)
@@ -110,9 +110,7 @@ class EpisodeModel:
         conv.commit(delta, result.output_ids, result.request_id)
         if conv.session_id is not None and conv.server is not None:
             self.pool.budgets[conv.server].shrink(self.episode_id, len(conv.ids))
-        self.pool.observe_call(
-            result.server, result.prompt_tokens - result.cached_tokens + result.completion_tokens
-        )
+        self.pool.observe_call(result.server, result.prompt_tokens - result.cached_tokens + result.completion_tokens)
         self._turn += 1
         ttft = result.ttft_s
         e2e = result.server_e2e_s if result.server_e2e_s is not None else result.e2e_s
@@ -365,7 +363,8 @@ class EpisodeModel:
             try:
                 result = await self._call(backend, delta, sampling, max_new, records, hidden)
             except BackendUnavailable as exc:
-                pool.router.mark_down(url, exc.reason)
+                if not isinstance(exc, RequestAborted):
+                    pool.router.mark_down(url, exc.reason)
                 tried[url] = exc.reason
                 continue
             return result, failover_from, conv.session_id is not None
@@ -404,12 +403,14 @@ class EpisodeModel:
                 )
                 if attempt >= pool.retries:
                     raise
-            except BackendUnavailable:
+            except BackendUnavailable as exc:
                 if session is not None:
                     await self._close_session(rid=rid)
-                if attempt >= pool.retries:
+                # An abort (no KV room now) clears as running requests finish: be more patient.
+                limit = pool.retries + (_ABORT_EXTRA_RETRIES if isinstance(exc, RequestAborted) else 0)
+                if attempt >= limit:
                     raise
-                await asyncio.sleep(pool.backoff_s * 2**attempt)
+                await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
             except BaseException:
                 # Cancelled or failed for good: the server must not keep this turn or its session.
                 await asyncio.shield(self._close_session(rid=rid))

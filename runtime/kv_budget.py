@@ -69,17 +69,13 @@ class KVBudget:
         self.held += tokens - hold.tokens
         hold.tokens = tokens
         self.peak = max(self.peak, self.held)
-        assert self.held <= self.capacity, (
-            f"KV budget of {self.server} overrun: {self.held} > {self.capacity}"
-        )
+        assert self.held <= self.capacity, f"KV budget of {self.server} overrun: {self.held} > {self.capacity}"
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def reserve(
-        self, key: str, tokens: int, *, wait_s: float, preempt: bool, value: float = 0.0
-    ) -> bool:
+    async def reserve(self, key: str, tokens: int, *, wait_s: float, preempt: bool, value: float = 0.0) -> bool:
         """Make ``key``'s hold ``tokens`` large (new or growing); False when refused.
 
         The hold must not be paused/releasing (call :meth:`resume` first). Waits at most ``wait_s``

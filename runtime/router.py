@@ -66,8 +66,7 @@ class Router:
             raise NoHealthyServer(
                 ",".join(self.servers),
                 "",
-                f"no healthy server for episode {episode}: {reasons}; "
-                "check that the engines run and answer /health",
+                f"no healthy server for episode {episode}: {reasons}; check that the engines run and answer /health",
             )
         best = min(candidates, key=lambda s: (s.outstanding_tokens, len(s.episodes), s.url))
         self.assign(episode, best.url)

@@ -112,7 +112,8 @@ def find_hardware_profile(name: str) -> HardwareProfile:
 def measure_cpu_profile(
     *, dtype: str = "fp32", seconds: float = 1.0, cache_path: Path | None = None, refresh: bool = False
 ) -> HardwareProfile:
-    """Measure this CPU's matmul FLOP/s (torch, all threads) and memory read bandwidth.
+    """Measure this CPU's matmul FLOP/s (torch, all threads) and memory read bandwidth (a matrix-vector
+    product over 256 MiB, the access pattern of a decode step).
 
     Each figure is the best of several repeats within about ``seconds``. The result is cached as JSON
     at ``cache_path`` (default ``<INTERLEAF_CACHE_DIR>/cpu_profile_<dtype>.json``) unless
@@ -136,10 +137,12 @@ def measure_cpu_profile(
     torch.mm(a, b)
     flops = _best_rate(lambda: torch.mm(a, b), 2.0 * n**3, seconds)
 
-    # 256 MiB of float32, far beyond any cache; a sum reads every byte once.
-    x = torch.ones(64 << 20, dtype=torch.float32)
-    x.sum()
-    bw = _best_rate(lambda: x.sum(), float(x.numel() * x.element_size()), seconds)
+    # Read bandwidth as decode sees it: a matrix-vector product streaming 256 MiB of fp32 weights
+    # (far beyond any cache) once per call.
+    w = torch.ones(4096, 16384, dtype=torch.float32)
+    v = torch.ones(16384, dtype=torch.float32)
+    torch.mv(w, v)
+    bw = _best_rate(lambda: torch.mv(w, v), float(w.numel() * w.element_size()), seconds)
 
     profile = HardwareProfile(
         name=f"cpu-{os.cpu_count()}core-{dtype}",

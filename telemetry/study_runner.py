@@ -150,14 +150,18 @@ async def _one(
     return traj
 
 
-async def run_study(cfg: StudyConfig) -> list[Trajectory]:
-    """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time."""
+async def run_study(cfg: StudyConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> list[Trajectory]:
+    """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time.
+
+    ``transport`` replaces the network (tests of the request logic only)."""
     rng = random.Random(cfg.seed)
     seeds = [rng.randrange(1 << 30) for _ in range(cfg.trajectories)]
     sem = asyncio.Semaphore(cfg.concurrency)
     spans: list[tuple[int, int, float, float, bool]] = []
     limits = httpx.Limits(max_connections=cfg.concurrency + 2)
-    async with httpx.AsyncClient(base_url=cfg.engine_url, timeout=cfg.timeout_s, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=cfg.engine_url, timeout=cfg.timeout_s, limits=limits, transport=transport
+    ) as client:
         info = await client.get("/model_info")
         model = "model"
         if info.status_code == 200:

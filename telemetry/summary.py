@@ -65,6 +65,28 @@ class JobSummary(BaseModel):
         """The statistics of one pattern, by name."""
         return next((p for p in self.patterns if p.pattern.value == name), None)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) rows of PTE and pattern figures, for a run's summary table."""
+        out: list[tuple[str, str]] = []
+        if self.pte_mean:
+            for v in (PTEVariant.EVICT_ALL, PTEVariant.MEASURED, PTEVariant.PTE_PLUS):
+                out.append((f"PTE {v.value} (mean, {self.hardware})", f"{self.pte_mean[v.value]:,.0f}"))
+        elif self.unprofiled_models:
+            out.append(("PTE", f"n/a (no profile for {', '.join(self.unprofiled_models)})"))
+        seen = [p for p in self.patterns if p.with_pattern]
+        out.append(
+            (
+                "patterns",
+                ", ".join(
+                    f"{p.pattern.value} {p.with_pattern}"
+                    + (f" (x{p.cost_multiplier:.2f} PTE)" if p.cost_multiplier else "")
+                    for p in seen
+                )
+                or "none",
+            )
+        )
+        return out
+
     def lines(self) -> list[str]:
         """A short human-readable rendering (for ``interleaf run``'s closing summary)."""
         acc = "n/a" if self.accuracy is None else f"{self.accuracy:.1%} of {self.scored}"

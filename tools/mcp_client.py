@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
@@ -141,7 +143,14 @@ def _server(
     if not argv:
         raise ValueError(f"mcp_toolset command={command!r} is empty: give the server's argv, e.g. ['mcp-server-time']")
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=cwd)
-    return stdio_client(params, errlog=errlog) if errlog is not None else params
+    if errlog is None:
+        try:
+            sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            # A replaced sys.stderr (pytest capture, notebooks) has no descriptor to hand the child.
+            return stdio_client(params, errlog=subprocess.DEVNULL)  # type: ignore[arg-type]
+        return params
+    return stdio_client(params, errlog=errlog)
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from interleaf.runtime.backends.errors import (
     BackendError,
     BackendUnavailable,
     NoHealthyServer,
+    RequestAborted,
     SessionRejected,
 )
 from interleaf.runtime.backends.pool import BackendPool
@@ -32,6 +33,7 @@ __all__ = [
     "EpisodeModel",
     "GenerateResult",
     "NoHealthyServer",
+    "RequestAborted",
     "SGLangBackend",
     "ServerInfo",
     "ServerMetrics",

@@ -8,6 +8,9 @@ BackendError       the engine answered with an error (HTTP 4xx, a field    not r
 BackendUnavailable the engine could not be reached, dropped the            retried with backoff, then the
                    connection, timed out, or answered 5xx                 router fails over to another
                                                                           server (recorded re-prefill)
+RequestAborted     the engine aborted the request (no KV room right now,      retried with longer backoff on
+                   its session closed)                                    the same server; the server is
+                                                                          not marked down
 SessionRejected    the engine refused a streaming-session turn (session   the session is dropped and the
                    reaped by its timeout, unknown id, second in-flight    turn is resent statelessly
                    request)                                               (full ids; radix cache matches)
@@ -36,6 +39,10 @@ class BackendUnavailable(BackendError):
     """Transient: connection refused or dropped, timeout, HTTP 5xx. Retried, then failed over."""
 
 
+class RequestAborted(BackendUnavailable):
+    """The server aborted the request (finish_reason ``abort``), e.g. no KV room at that moment."""
+
+
 class SessionRejected(BackendError):
     """The server refused a streaming-session operation; the turn can be resent without the session."""
 
@@ -44,4 +51,4 @@ class NoHealthyServer(BackendError):
     """Every server of the pool is down or failed this request; the message lists each one's failure."""
 
 
-__all__ = ["BackendError", "BackendUnavailable", "NoHealthyServer", "SessionRejected"]
+__all__ = ["BackendError", "BackendUnavailable", "NoHealthyServer", "RequestAborted", "SessionRejected"]

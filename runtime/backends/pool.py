@@ -118,10 +118,7 @@ class BackendPool:
             raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
         make_policy(retention)  # fail on a bad name before touching the network
         results = await asyncio.gather(
-            *(
-                SGLangBackend.connect(u, request_timeout_s=request_timeout_s, transport=transport)
-                for u in urls
-            ),
+            *(SGLangBackend.connect(u, request_timeout_s=request_timeout_s, transport=transport) for u in urls),
             return_exceptions=True,
         )
         failed = [f"{u}: {r}" for u, r in zip(urls, results, strict=True) if isinstance(r, BaseException)]
@@ -132,9 +129,7 @@ class BackendPool:
             raise BackendUnavailable(",".join(urls), "", "cannot connect: " + "; ".join(failed))
         backends: list[Backend] = [r for r in results if isinstance(r, SGLangBackend)]
         if tokenizer is None:
-            tokenizer = await asyncio.to_thread(
-                _load_tokenizer, backends[0].info.url, backends[0].info.model_path
-            )
+            tokenizer = await asyncio.to_thread(_load_tokenizer, backends[0].info.url, backends[0].info.model_path)
         pool = cls(
             backends,
             retention=retention,

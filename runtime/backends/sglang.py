@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from interleaf.runtime.backends.backend import GenerateResult, ServerInfo, SessionTurn
-from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, SessionRejected
+from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
 from interleaf.runtime.backends.server_metrics import ServerMetrics, parse_prometheus
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -105,9 +105,7 @@ class SGLangBackend:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise BackendUnavailable(
-                self.url, rid, f"{method} {path} timed out ({type(exc).__name__})"
-            ) from exc
+            raise BackendUnavailable(self.url, rid, f"{method} {path} timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise BackendUnavailable(
                 self.url, rid, f"{method} {path} failed: {type(exc).__name__}: {exc}; is the server running?"
@@ -123,9 +121,7 @@ class SGLangBackend:
         if response.status_code == 404 and alias:
             response = await self._request("GET", alias)
         if response.status_code != 200:
-            raise BackendError(
-                self.url, "", f"GET {path}: {response.text[:300]!r}", status=response.status_code
-            )
+            raise BackendError(self.url, "", f"GET {path}: {response.text[:300]!r}", status=response.status_code)
         data = response.json()
         if not isinstance(data, dict):
             raise BackendError(self.url, "", f"GET {path} returned {type(data).__name__}, expected an object")
@@ -164,9 +160,7 @@ class SGLangBackend:
         try:
             data = response.json()
         except ValueError as exc:
-            raise BackendError(
-                self.url, rid, f"/generate returned non-JSON: {response.text[:200]!r}"
-            ) from exc
+            raise BackendError(self.url, rid, f"/generate returned non-JSON: {response.text[:200]!r}") from exc
         if isinstance(data, list):
             data = data[0] if data else {}
         return self._parse_generate(data, rid, elapsed)
@@ -184,12 +178,10 @@ class SGLangBackend:
         finish_type = finish.get("type") if isinstance(finish, dict) else finish
         for key in ("prompt_tokens", "completion_tokens", "cached_tokens"):
             if not isinstance(meta.get(key), int):
-                raise BackendError(
-                    self.url, rid, f"/generate meta_info.{key} is {meta.get(key)!r}, expected an int"
-                )
+                raise BackendError(self.url, rid, f"/generate meta_info.{key} is {meta.get(key)!r}, expected an int")
         if finish_type == "abort":
             message = finish.get("message", "") if isinstance(finish, dict) else ""
-            raise BackendUnavailable(self.url, rid, f"request aborted by the server: {message or finish!r}")
+            raise RequestAborted(self.url, rid, f"request aborted by the server: {message or finish!r}")
         hidden = meta.get("hidden_states", data.get("hidden_states"))
         return GenerateResult(
             text=str(data.get("text") or ""),
@@ -225,9 +217,7 @@ class SGLangBackend:
             )
         sid = response.json()
         if not isinstance(sid, str) or not sid:
-            raise SessionRejected(
-                self.url, "", f"/open_session returned {sid!r}, expected a session id string"
-            )
+            raise SessionRejected(self.url, "", f"/open_session returned {sid!r}, expected a session id string")
         return sid
 
     async def close_session(self, session_id: str) -> None:

@@ -61,6 +61,7 @@ class GenerateIn(BaseModel):
     stream: bool = False
     rid: str | None = None
     return_logprob: bool = False
+    top_logprobs_num: int | None = None
     return_hidden_states: bool = False
     hidden_states_layers: list[int] | None = None
     """interleaf extension: decoder layers to return (default: the last)."""

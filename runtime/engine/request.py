@@ -91,6 +91,8 @@ class Req:
     """Soft radix-session reference (top-level ``session_id``)."""
     capture: HiddenCapture | None = None
     priority: int = 0
+    top_logprobs_num: int = -1
+    """-1: no logprobs; 0: the chosen token's logprob; k > 0: also the top-k alternatives."""
 
     # --- filled by the scheduler -------------------------------------------------------------
     state: ReqState = ReqState.WAITING
@@ -110,6 +112,8 @@ class Req:
     finish_reason: dict[str, Any] | None = None
     aborted: str | None = None
     retractions: int = 0
+    output_logprobs: list[tuple[float, int]] = field(default_factory=list)
+    output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)
     batch_size_sum: int = 0
     decode_steps: int = 0
 

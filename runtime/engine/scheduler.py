@@ -342,9 +342,18 @@ class Scheduler:
         return True
 
     def _emit(self, logits: torch.Tensor, reqs: list[Req], batch_size: int) -> None:
+        want = [i for i, r in enumerate(reqs) if r.top_logprobs_num >= 0]
+        logprobs = torch.log_softmax(logits[want].float(), dim=-1) if want else None
         if self.grammar is not None:
             self.grammar.mask(logits, reqs)
         tokens = sample(logits, reqs)
+        if logprobs is not None:
+            for row, i in enumerate(want):
+                req, lp = reqs[i], logprobs[row]
+                req.output_logprobs.append((float(lp[tokens[i]]), tokens[i]))
+                if req.top_logprobs_num > 0:
+                    top = torch.topk(lp, req.top_logprobs_num)
+                    req.output_top_logprobs.append(list(zip(top.values.tolist(), top.indices.tolist(), strict=True)))
         now = time.monotonic()
         for req, tok in zip(reqs, tokens, strict=True):
             req.output_ids.append(tok)

@@ -125,6 +125,8 @@ class Engine:
         radix_sid = body.session_id if self.config.enable_session_radix_cache else None
         req = new_request(rid, ids, params, stream=body.stream, session_id=session_id, radix_session_id=radix_sid,
                           capture=capture, priority=body.priority or 0)  # fmt: skip
+        if body.return_logprob:
+            req.top_logprobs_num = max(0, body.top_logprobs_num or 0)
         if len(ids) + 1 > self.context_length:
             self._release_inflight(session_id, req)
             raise BadRequest(f"input_ids: {len(ids)} tokens exceed the context length {self.context_length}",
@@ -206,6 +208,10 @@ class Engine:
         }
         if self.simulated:
             meta["simulated"] = True
+        if req.top_logprobs_num >= 0:
+            meta["output_token_logprobs"] = [[lp, t, None] for lp, t in req.output_logprobs]
+            if req.top_logprobs_num > 0:
+                meta["output_top_logprobs"] = [[[lp, t, None] for lp, t in step] for step in req.output_top_logprobs]
         if req.finished and req.capture is not None:
             cap = req.capture
             meta["hidden_states"] = {

@@ -12,6 +12,7 @@ import pytest
 from interleaf.runtime.backends import (
     BackendError,
     BackendUnavailable,
+    RequestAborted,
     SessionRejected,
     SessionTurn,
     SGLangBackend,
@@ -100,7 +101,7 @@ async def test_server_without_kv_capacity_is_refused_with_the_field_named() -> N
         (httpx.Response(400, json={"error": "bad field"}), SessionRejected, "session sid-1 turn after rid r0"),
         (httpx.Response(200, json={"text": "x"}), BackendError, "no meta_info"),
         (_reply(cached_tokens=None), BackendError, "meta_info.cached_tokens is None"),
-        (_reply(finish_reason={"type": "abort", "message": "kv full"}), BackendUnavailable, "aborted"),
+        (_reply(finish_reason={"type": "abort", "message": "kv full"}), RequestAborted, "aborted"),
     ],
 )
 async def test_generate_errors_name_server_request_and_why(response, error, text) -> None:

@@ -95,10 +95,12 @@ class Handler(BaseHTTPRequestHandler):
                                 {
                                     "name": m.name,
                                     "unit": m.unit,
-                                    "points": [{"count": p.count, "sum": p.sum, "attributes": attrs(p.attributes)}
-                                               for p in points],
+                                    "points": [
+                                        {"count": p.count, "sum": p.sum, "attributes": attrs(p.attributes)}
+                                        for p in points
+                                    ],
                                 }
-                            )  # fmt: skip
+                            )
             self._reply(ExportMetricsServiceResponse().SerializeToString(), "application/x-protobuf")
         else:
             self.send_error(404)

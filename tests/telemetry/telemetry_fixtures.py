@@ -275,19 +275,31 @@ def redundant() -> Trajectory:
 def run_episode(tracer: EpisodeTracer) -> AgentSpan:
     """What the runtime does around one two-turn episode."""
     turn0 = Turn(
-        index=0, delta_ids=[1] * 30, completion_ids=[2] * 7, text="Let me compute. <tool_call>...</tool_call>",
-        finish_reason="stop", request_id="req-0",
+        index=0,
+        delta_ids=[1] * 30,
+        completion_ids=[2] * 7,
+        text="Let me compute. <tool_call>...</tool_call>",
+        finish_reason="stop",
+        request_id="req-0",
         cache=CacheFigures(prompt_tokens=30, cached_tokens=0, completion_tokens=7, batch_size=2.0),
-    )  # fmt: skip
+    )
     call = ToolCallRecord(id="call_0_0", name="python", arguments={"code": "print(6*7)"}, result="42\n")
     with tracer.agent_span(
-        "arith-agent", conversation_id="traj-1", agent_id="agent-7", model="SmolLM2-135M-Instruct",
+        "arith-agent",
+        conversation_id="traj-1",
+        agent_id="agent-7",
+        model="SmolLM2-135M-Instruct",
         retention_policy="session",
-    ) as agent:  # fmt: skip
+    ) as agent:
         with tracer.llm_span(
-            "SmolLM2-135M-Instruct", conversation_id="traj-1", temperature=0.0, max_tokens=64, seed=3,
-            server_address="127.0.0.1", server_port=30000,
-        ) as llm:  # fmt: skip
+            "SmolLM2-135M-Instruct",
+            conversation_id="traj-1",
+            temperature=0.0,
+            max_tokens=64,
+            seed=3,
+            server_address="127.0.0.1",
+            server_port=30000,
+        ) as llm:
             llm.set_prompt("What is 6*7?")
             llm.record(turn0, pte=31.5)
         with tracer.tool_span("python", call_id=call.id, arguments=call.arguments) as tool:

@@ -85,8 +85,9 @@ def test_phoenix_receives_genai_spans(phoenix, monkeypatch) -> None:
             break
         time.sleep(0.5)
     assert set(spans) == {"invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct", "execute_tool python"}
-    a, llm, tool = (spans[n] for n in ("invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct",
-                                        "execute_tool python"))  # fmt: skip
+    a, llm, tool = (
+        spans[n] for n in ("invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct", "execute_tool python")
+    )
     assert llm["context"]["trace_id"] == agent.trace_id
     assert llm["parent_id"] == a["context"]["span_id"] == tool["parent_id"]
     assert a["attributes"]["gen_ai.agent.name"] == "arith-agent"

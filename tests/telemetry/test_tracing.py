@@ -97,8 +97,12 @@ def test_spans_follow_genai_semconv(otel) -> None:
     assert tool.attributes["gen_ai.tool.type"] == "function"
     # Content is off by default.
     for s in (a, llm, tool):
-        assert not {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.call.arguments",
-                    "gen_ai.tool.call.result"} & set(s.attributes)  # fmt: skip
+        assert not {
+            "gen_ai.input.messages",
+            "gen_ai.output.messages",
+            "gen_ai.tool.call.arguments",
+            "gen_ai.tool.call.result",
+        } & set(s.attributes)
     # Nothing of ours under gen_ai.*.
     assert all(
         k.startswith(("gen_ai.", "server.", "error.", "interleaf.")) for s in spans.values() for k in s.attributes

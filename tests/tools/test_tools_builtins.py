@@ -18,6 +18,7 @@ from interleaf.tools import (
     python_tool,
 )
 from interleaf.tools.builtin.calculator import evaluate
+from interleaf.tools.builtin.corpus import focus_on_goal
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ async def test_visit_reads_capped_pages(ctx):
     res = await ts.call("visit", {"url": "https://wiki.local/berlin", "goal": "capital"}, ctx)
     assert res.content.startswith("# Berlin\nURL: https://wiki.local/berlin\n") and "capital of Germany" in res.content
     cut = await ts.call("visit", {"url": "https://wiki.local/long", "goal": "x"}, ctx)
-    assert "[... page cut at 1000 characters]" in cut.content
+    assert "characters of less relevant text omitted]" in cut.content and len(cut.content) < 1200
     missing = await ts.call("visit", {"url": "https://nowhere.local", "goal": "x"}, ctx)
     assert missing.error_type == "ToolError" and "No page at url 'https://nowhere.local'" in missing.content
 
@@ -136,3 +137,12 @@ def test_corpus_rejects_duplicate_urls():
 async def test_paper_tool_names(ctx):
     tools = make_corpus_tools(Corpus(DOCS), search_name="google_search_tool", visit_name="visit_tool")
     assert Toolset(tools).names == ["google_search_tool", "visit_tool"]
+
+
+def test_visit_keeps_the_passages_that_match_the_goal():
+    filler = "\n\n".join(f"Paragraph {i} is about nothing in particular." for i in range(40))
+    text = f"Lead paragraph.\n\n{filler}\n\nThe harbour of Vessel Bay was founded in 1420.\n\n{filler}"
+    out = focus_on_goal(text, "when was the harbour founded", 300)
+    assert out.startswith("Lead paragraph.") and "founded in 1420" in out
+    assert out.endswith("characters of less relevant text omitted]")
+    assert focus_on_goal("short", "x", 300) == "short"

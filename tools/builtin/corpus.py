@@ -15,7 +15,7 @@ from interleaf.tools.errors import ToolError
 from interleaf.tools.tool import Tool, tool
 from pydantic import BaseModel, Field
 
-__all__ = ["Corpus", "Document", "SearchHit", "make_corpus_tools"]
+__all__ = ["Corpus", "Document", "SearchHit", "focus_on_goal", "make_corpus_tools"]
 
 _WORD = re.compile(r"\w\w+", re.UNICODE)
 
@@ -50,6 +50,34 @@ def _snippet(text: str, terms: set[str], width: int) -> str:
     start = max(0, positions[0] - width // 3) if positions else 0
     piece = " ".join(text[start : start + width].split())
     return ("..." if start else "") + piece + ("..." if start + width < len(text) else "")
+
+
+def _passages(text: str, width: int = 600) -> list[str]:
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    out: list[str] = []
+    for para in paragraphs:
+        out.extend(para[i : i + width] for i in range(0, len(para), width))
+    return out
+
+
+def focus_on_goal(text: str, goal: str, max_chars: int) -> str:
+    """Fit ``text`` into ``max_chars``: the opening passage, then the passages sharing most words
+    with ``goal``, in page order. A cheap stand-in for the LLM reader of the paper's visit tool."""
+    if len(text) <= max_chars:
+        return text
+    terms = {w for w in _WORD.findall(goal.lower()) if len(w) > 2}
+    passages = _passages(text)
+    scores = [len(terms & set(_WORD.findall(p.lower()))) for p in passages]
+    ranked = [0, *sorted(range(1, len(passages)), key=lambda i: (-scores[i], i))]
+    chosen, used = set(), 0
+    for i in ranked:
+        if used + len(passages[i]) > max_chars:
+            continue
+        chosen.add(i)
+        used += len(passages[i])
+    kept = [passages[i] for i in sorted(chosen)]
+    omitted = len(text) - used
+    return "\n\n".join(kept) + f"\n[... {omitted} characters of less relevant text omitted]"
 
 
 class Corpus:
@@ -142,9 +170,6 @@ def make_corpus_tools(
         doc = corpus.get(url)
         if doc is None:
             raise ToolError(f"No page at url {url!r}. Visit a url exactly as it appears in search results.")
-        text = doc.text
-        if len(text) > max_page_chars:
-            text = text[:max_page_chars] + f"\n[... page cut at {max_page_chars} characters]"
-        return f"# {doc.title}\nURL: {doc.url}\nGoal: {goal}\n\n{text}"
+        return f"# {doc.title}\nURL: {doc.url}\nGoal: {goal}\n\n{focus_on_goal(doc.text, goal, max_page_chars)}"
 
     return [search, visit]

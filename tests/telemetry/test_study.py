@@ -1,0 +1,155 @@
+"""The PTE-latency study: the analysis (pure), the runner's protocol logic, and a real-engine run."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, step_weight_pte
+from interleaf.telemetry.records import CacheFigures, Trajectory, Turn, TurnTimings
+from interleaf.telemetry.study import pte_latency_study
+from interleaf.telemetry.study_runner import StudyConfig, _interval_overlap_batch, run_study
+
+SMOL = MODEL_PROFILES["SmolLM2-135M-Instruct"].model_copy(update={"dtype_bytes": 4})
+CPU = HardwareProfile(name="cpu-test", peak_flops=100e9, mem_bw_bytes_per_s=26e9, measured=True, dtype="fp32")
+
+
+def synthetic(latency_of) -> list[Trajectory]:
+    rng = np.random.default_rng(1)
+    trajs = []
+    for k in range(8):
+        turns, context = [], 0
+        for i in range(int(rng.integers(2, 5))):
+            new = int(rng.integers(20, 300))
+            prompt = context + new
+            cached = context if k % 2 == 0 else 0
+            completion = int(rng.integers(4, 40))
+            batch = float(rng.integers(1, 5))
+            lat = latency_of(prompt, prompt - cached, completion, batch)
+            turns.append(
+                Turn(
+                    index=i,
+                    delta_ids=[1] * new,
+                    completion_ids=[2] * completion,
+                    cache=CacheFigures(
+                        prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion, batch_size=batch
+                    ),
+                    timings=TurnTimings(e2e_s=lat),
+                )
+            )
+            context = prompt + completion
+        trajs.append(Trajectory(id=f"s{k}", model=SMOL.name, turns=turns))
+    return trajs
+
+
+def test_latency_proportional_to_measured_plus_gives_r_one() -> None:
+    g, w = gamma(SMOL, CPU), step_weight_pte(SMOL, CPU)
+    trajs = synthetic(lambda p, prefill, d, b: 1e-3 * (prefill + g * p * d + w * d / b))
+    res = pte_latency_study(trajs, SMOL, CPU)
+    by = {(c.proxy, c.level): c for c in res.correlations}
+    assert by[("measured_plus", "turn")].pearson_r == pytest.approx(1.0)
+    assert by[("measured_plus", "trajectory")].spearman_rho == pytest.approx(1.0)
+    assert by[("evict_all", "turn")].pearson_r < 0.999
+    assert {c.proxy for c in res.correlations} == {
+        "evict_all",
+        "measured",
+        "perfect_reuse",
+        "pte_plus",
+        "measured_plus",
+        "naive_tokens",
+        "price_1:1.5",
+        "price_1:3",
+        "price_1:4",
+        "output_tokens",
+    }
+    assert res.turns == sum(len(t.turns) for t in trajs) and res.trajectories == 8
+    assert "| measured_plus | +1.000 |" in res.table()
+
+
+def test_price_proxy_and_constant_series() -> None:
+    trajs = synthetic(lambda p, prefill, d, b: p + 3 * d)
+    by = {(c.proxy, c.level): c for c in pte_latency_study(trajs, SMOL, CPU).correlations}
+    assert by[("price_1:3", "turn")].pearson_r == pytest.approx(1.0)
+    flat = synthetic(lambda *a: 0.5)
+    c = next(c for c in pte_latency_study(flat, SMOL, CPU).correlations if c.proxy == "evict_all")
+    assert c.pearson_r is None and c.spearman_rho is None
+
+
+def test_interval_overlap_batch_estimate() -> None:
+    assert _interval_overlap_batch([(0, 1), (0, 1)]) == [2.0, 2.0]
+    assert _interval_overlap_batch([(0, 1), (1, 2)]) == [1.0, 1.0]
+    assert _interval_overlap_batch([(0, 2), (1, 2)]) == [1.5, 2.0]
+
+
+async def test_runner_speaks_the_session_protocol() -> None:
+    """Request logic only, against an in-process fake of /generate (the real engine test is below)."""
+    requests: list[dict] = []
+    state = {"n": 0, "sessions": {}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/model_info":
+            return httpx.Response(200, json={"served_model_name": "SmolLM2-135M-Instruct"})
+        body = json.loads(request.content or b"{}")
+        requests.append({"path": path, **body})
+        if path == "/open_session":
+            return httpx.Response(200, json="sid-1")
+        if path == "/close_session":
+            return httpx.Response(200, json=True)
+        state["n"] += 1
+        n_out = body["sampling_params"]["max_new_tokens"]
+        sp = body.get("session_params")
+        prompt = len(body["input_ids"]) + (state["sessions"].get(sp["id"], 0) if sp and sp.get("rid") else 0)
+        if sp:
+            state["sessions"][sp["id"]] = prompt + n_out
+        meta = {
+            "id": f"r{state['n']}",
+            "prompt_tokens": prompt,
+            "completion_tokens": n_out,
+            "cached_tokens": prompt - len(body["input_ids"]),
+            "e2e_latency": 0.01 * prompt,
+            "finish_reason": {"type": "length"},
+            "batch_size": 1.0,
+        }
+        return httpx.Response(200, json={"text": "", "output_ids": [5] * n_out, "meta_info": meta})
+
+    cfg = StudyConfig(engine_url="http://127.0.0.1:9", trajectories=3, concurrency=1, turns=(3, 3), arms=["session"])
+    trajs = await run_study(cfg, transport=httpx.MockTransport(handler))
+    assert len(trajs) == 3 and all(len(t.turns) == 3 for t in trajs)
+    gens = [r for r in requests if r["path"] == "/generate"]
+    assert gens[0]["session_params"] == {"id": "sid-1"}
+    assert gens[1]["session_params"] == {"id": "sid-1", "rid": "r1"}
+    # Later turns send only the new tokens; the engine-reported context grows by prompt + completion.
+    t = trajs[0]
+    assert len(gens[1]["input_ids"]) == len(t.turns[1].delta_ids)
+    assert t.turns[1].cache.cached_tokens == t.turns[0].cache.prompt_tokens + t.turns[0].cache.completion_tokens
+    assert sum(r["path"] == "/close_session" for r in requests) == 3
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_study_on_the_embedded_engine(engine_url) -> None:
+    cfg = StudyConfig(
+        engine_url=engine_url,
+        trajectories=6,
+        concurrency=3,
+        turns=(2, 3),
+        prompt_tokens=(16, 96),
+        tool_tokens=(8, 48),
+        completion_tokens=(2, 8),
+    )
+    trajs = await run_study(cfg)
+    assert len(trajs) == 6
+    for t in trajs:
+        for turn in t.turns:
+            assert turn.cache.completion_tokens == len(turn.completion_ids) > 0
+            assert turn.timings.e2e_s > 0
+    session = [t for t in trajs if t.metadata["arm"] == "session"]
+    evict = [t for t in trajs if t.metadata["arm"] == "evict"]
+    s1 = session[0].turns[1].cache
+    assert s1.cached_tokens >= session[0].turns[0].cache.prompt_tokens  # KV held across the turn
+    assert evict[0].turns[1].cache.cached_tokens == 0  # first token changed: nothing reusable
+    res = pte_latency_study(trajs, SMOL, CPU)
+    assert res.turns == sum(len(t.turns) for t in trajs)
