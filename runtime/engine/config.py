@@ -22,14 +22,15 @@ class EngineConfig(BaseModel):
     """Weights and KV dtype on CPU."""
     executor: Literal["model", "sim"] = "model"
     """``model`` runs the real model; ``sim`` replaces it with a roofline cost model (always labelled simulated)."""
-    sim_gpu: str = "H100 PCIe"
+    sim_gpu: str = "H100-PCIe"
     """Hardware profile of the simulated executor."""
     sim_model: str = "Llama-3.1-8B-Instruct"
     """Model profile of the simulated executor."""
     sim_clock: Literal["real", "virtual"] = "real"
     """``real`` sleeps the predicted step time; ``virtual`` only advances a simulated clock."""
-    max_total_tokens: int = 16384
-    """KV pool size in tokens (SGLang's ``max_total_num_tokens``)."""
+    max_total_tokens: int | None = None
+    """KV pool size in tokens (SGLang's ``max_total_num_tokens``); None = 16384 on CPU, or what fits next to
+    the weights on the simulated GPU (85% of its memory)."""
     chunked_prefill_size: int = 512
     """Largest prefill chunk; long prompts are split so decode steps interleave."""
     max_running_requests: int = 64

@@ -184,7 +184,7 @@ def hermes_messages(body: ChatCompletionIn) -> list[dict[str, str]]:
         if m.role == "assistant" and m.tool_calls:
             calls = [format_tool_call(c.function.name, _arguments(c, f"{field}.tool_calls[{j}].function.arguments"))
                      for j, c in enumerate(m.tool_calls)]  # fmt: skip
-            content = "\n".join([content, *calls] if content else calls)
+            content = content + "\n" + "".join(calls) if content else "".join(calls)  # as the grammar writes them
         out.append({"role": "system" if m.role == "developer" else m.role, "content": content})
     for m in out:
         m.pop("_tool", None)
@@ -248,7 +248,7 @@ def tool_call_ebnf(tools: list[ToolDef], *, only: str | None, required: bool, pa
     """EBNF (xgrammar) for the output: plain text or ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``.
 
     ``only`` restricts the calls to one named tool (exactly one call); ``required`` drops the plain-text
-    branch; ``parallel`` allows several calls separated by newlines. Arguments follow each tool's
+    branch; ``parallel`` allows several calls back to back. Arguments follow each tool's
     parameter schema (strict: no extra keys), printed as ``json.dumps`` prints them.
     """
     import xgrammar as xgr
@@ -271,7 +271,9 @@ def tool_call_ebnf(tools: list[ToolDef], *, only: str | None, required: bool, pa
             xgr.Grammar.from_ebnf('root ::= "}</tool_call>"')))  # fmt: skip
     rules = [_root_renamed(xgr.Grammar.union(*calls) if len(calls) > 1 else calls[0], "interleaf_call")]
     if parallel and only is None:
-        rules.append('interleaf_calls ::= interleaf_call ("\\n" interleaf_call)*')
+        # No separator between calls: offered a newline there, SmolLM2 chains the same call until
+        # max_tokens; offered only "<" or end-of-turn, it ends the turn.
+        rules.append("interleaf_calls ::= interleaf_call+")
     else:
         rules.append("interleaf_calls ::= interleaf_call")
     if required or only is not None:
@@ -411,9 +413,9 @@ def _usage(engine: Engine, req: Req) -> dict[str, Any]:
 
 
 def _finish_reason(req: Req, calls: list[dict[str, Any]]) -> str:
-    if calls:
-        return "tool_calls"
-    return "length" if (req.finish_reason or {}).get("type") == "length" else "stop"
+    if (req.finish_reason or {}).get("type") == "length":  # truncated, even after complete calls
+        return "length"
+    return "tool_calls" if calls else "stop"
 
 
 def _error(message: str, status: int, kind: str = "InternalServerError") -> dict[str, Any]:

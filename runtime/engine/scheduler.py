@@ -321,7 +321,10 @@ class Scheduler:
         B = len(batch)
         tables = [torch.cat([r.slots, s]) for r, s in keep]
         kv_len = torch.tensor([len(t) for t in tables])
-        kv_slots = torch.nn.utils.rnn.pad_sequence(tables, batch_first=True, padding_value=0)
+        if getattr(self.executor, "needs_kv_table", True):
+            kv_slots = torch.nn.utils.rnn.pad_sequence(tables, batch_first=True, padding_value=0)
+        else:  # the simulator only needs lengths; skip the O(batch x context) table
+            kv_slots = torch.empty(B, 0, dtype=torch.int64)
         layers = tuple(sorted({layer for r in batch if r.capture for layer in r.capture.layers}))
         t0 = time.monotonic()
         out = self.executor.forward(ForwardBatch(

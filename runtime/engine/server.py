@@ -36,6 +36,11 @@ class Engine:
     """Tokenizer + scheduler + executor; the HTTP handlers call into this."""
 
     def __init__(self, config: EngineConfig):
+        if config.max_total_tokens is None:
+            from interleaf.runtime.engine.sim import SimExecutor
+
+            capacity = SimExecutor.default_capacity(config) if config.executor == "sim" else 16384
+            config = config.model_copy(update={"max_total_tokens": capacity})
         self.config = config
         if config.executor == "sim":
             from interleaf.runtime.engine.sim import SimExecutor
@@ -387,6 +392,7 @@ def create_app(engine: Engine) -> FastAPI:
             "session_held_tokens": sched.session_held_tokens,
             "num_streaming_sessions": len(sched.sessions),
             "simulated": engine.simulated,
+            "simulated_seconds": getattr(engine.executor, "simulated_seconds", None),
         }]  # fmt: skip
         return cfg
 
@@ -419,7 +425,7 @@ def serve_engine(config: EngineConfig) -> None:
     engine.scheduler.start()
     app = create_app(engine)
     log.info("engine ready: %s on http://%s:%d (KV pool %d tokens%s)", engine.model_name, config.host,
-             config.port, config.max_total_tokens, ", SIMULATED" if engine.simulated else "")  # fmt: skip
+             config.port, engine.config.max_total_tokens, ", SIMULATED" if engine.simulated else "")  # fmt: skip
     try:
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     finally:

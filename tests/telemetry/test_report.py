@@ -46,6 +46,9 @@ def test_summarize_job_figures() -> None:
     assert s.pattern("confirmatory_tool_usage").with_pattern == 1
     assert s.pattern("lack_of_tool_priors").with_pattern == 1
     assert s.pattern("recompute_after_pause").with_pattern == 1
+    rows = dict(s.rows())
+    assert rows["PTE evict_all (mean, H100-PCIe)"] == f"{expected.evict_all / 5:,.0f}"
+    assert "lack_of_tool_priors 1" in rows["patterns"]
     text = "\n".join(s.lines())
     assert "accuracy 80.0% of 5" in text and "evict_all" in text and "confirmatory_tool_usage 1/5" in text
 
