@@ -62,7 +62,9 @@ class RooflineCost:
     def step_time(self, q_tokens: list[int], kv_lens: list[int]) -> float:
         """One forward: sequence b feeds ``q_tokens[b]`` new tokens attending to ``kv_lens[b]`` keys."""
         attn = 4.0 * self.n_layers * self.n_heads * self.head_dim
-        flops = sum(2.0 * self.n_active_params * q + attn * q * (kv - q / 2) for q, kv in zip(q_tokens, kv_lens))
+        flops = sum(
+            2.0 * self.n_active_params * q + attn * q * (kv - q / 2) for q, kv in zip(q_tokens, kv_lens, strict=True)
+        )
         bytes_read = self.weight_bytes + self.kv_bytes_per_token * sum(kv_lens)
         return max(flops / self.flops_per_s, bytes_read / self.bytes_per_s) + self.overhead_s
 
@@ -115,7 +117,7 @@ class SimExecutor:
         return max(1024, int(free / model.kv_bytes_per_token(formula="exact")))
 
     def forward(self, batch: ForwardBatch) -> ForwardOutput:
-        B, n_q = batch.tokens.shape
+        B = batch.tokens.shape[0]
         kv_lens = batch.kv_len.tolist()
         q_tokens = [int(i) + 1 for i in batch.logit_index.tolist()]
         dt = self.cost.step_time(q_tokens, kv_lens)
