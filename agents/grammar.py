@@ -9,6 +9,11 @@ The JSON-schema subset handled here (object, string, integer, number, boolean, a
 nullable via ``type: [..., "null"]``) covers tool parameters; anything else falls back to a generic
 JSON value. Properties are emitted in schema order with fixed ``", "``/``": "`` separators: a tight
 grammar leaves a small model fewer ways to wander, and the output is still plain JSON.
+
+JSON strings are unbounded (``json_char*``): a bounded repetition of an alternation rule
+(``json_char{0,1000}``) measured 5 s to compile and 160-210 ms per token mask with xgrammar 0.2.8
+on SmolLM2's vocabulary, against 0.01 ms unbounded. Bounded *character classes* (reasoning,
+answer) stay cheap, so those keep their caps; ``max_new_tokens`` bounds the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ _JSON_RULES = r"""
 json_value ::= json_object | json_array | json_string | json_number | json_bool | "null"
 json_object ::= "{" "}" | "{" json_string ": " json_value (", " json_string ": " json_value)* "}"
 json_array ::= "[" "]" | "[" json_value (", " json_value)* "]"
-json_string ::= "\"" json_char{0,MAXSTR} "\""
+json_string ::= "\"" json_char* "\""
 json_char ::= [^"\\\x00-\x1f] | "\\" ["\\/bfnrt]
 json_integer ::= "-"? ("0" | [1-9] [0-9]{0,17})
 json_number ::= json_integer ("." [0-9]{1,16})? ([eE] [+\-]? [0-9]{1,3})?
@@ -36,15 +41,13 @@ class GrammarOptions:
 
     max_reasoning_chars: int = 160
     """Cap on the free-text reasoning before the action (0 disables reasoning)."""
-    max_string_chars: int = 1000
-    """Cap on any JSON string inside tool arguments."""
     max_answer_chars: int = 100
     """Cap on the final answer's length (one line)."""
     allow_answer: bool = True
     """Whether ``<answer>...</answer>`` is allowed (False forces a tool call)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_reasoning_chars", "max_string_chars", "max_answer_chars"):
+        for name in ("max_reasoning_chars", "max_answer_chars"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GrammarOptions.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -162,7 +165,7 @@ def tool_call_grammar(tools: list[dict[str, Any]], options: GrammarOptions | Non
         comp.add("reasoning", f"[^<]{{1,{opts.max_reasoning_chars}}}")
         root = "reasoning? " + root
     lines = [f"root ::= {root}"] + [f"{k} ::= {v}" for k, v in comp.rules.items()]
-    return "\n".join(lines) + _JSON_RULES.replace("MAXSTR", str(opts.max_string_chars))
+    return "\n".join(lines) + _JSON_RULES
 
 
 __all__ = ["GrammarOptions", "tool_call_grammar"]

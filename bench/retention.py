@@ -25,9 +25,11 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import random
 import statistics
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +39,14 @@ from interleaf.runtime.engine.process import EngineProcess
 
 POLICIES = ("none", "session", "ttl", "adaptive")
 TOOLS = ("search", "python", "browse")
-_CANDIDATE_WORDS = ["the", "of", "and", "to", "in", "is", "was", "for", "on", "are", "with", "as", "at", "be", "by", "this", "had", "not", "but", "from", "or", "have", "an", "they", "which", "one", "you", "were", "all", "we", "when", "there", "can", "more", "if", "no", "out", "so", "said", "what", "up", "its", "about", "into", "than", "them", "only", "some", "could", "time", "these", "two", "may", "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under"]
+_CANDIDATE_TEXT = (
+    "the of and to in is was for on are with as at be by this had not but from or have an they "
+    "which one you were all we when there can more if no out so said what up its about into than "
+    "them only some could time these two may first then do any like my now over such our man me "
+    "even most made after also did many before must through back years where much your way well "
+    "down should because each just those people how too little state good very make world still own "
+    "see men work long get here between both life being under"
+)
 
 
 @dataclass
@@ -80,21 +89,28 @@ class PolicyResult:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
-def single_token_words(tokenizer: Any) -> list[str]:
-    """Words that are exactly one token after a space, so word counts are token counts."""
-    words = [w for w in _CANDIDATE_WORDS if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 1]
-    if len(words) < 20:
-        raise RuntimeError(f"only {len(words)} single-token words for this tokenizer; extend _CANDIDATE_WORDS")
-    return words
+def one_token_units(tokenizer: Any) -> list[str]:
+    """Strings that are one token each, so ``n`` of them concatenated make ~``n`` tokens."""
+
+    def one(u: str) -> bool:
+        return len(tokenizer.encode(u, add_special_tokens=False)) == 1
+
+    words = [" " + w for w in _CANDIDATE_TEXT.split() if one(" " + w)]
+    if len(words) >= 20:  # a subword tokenizer: " the", " of", ...
+        return words
+    letters = [c for c in "abcdefghijklmnopqrstuvwxyz" if one(c)]
+    if len(letters) == 26:  # a byte-level tokenizer (the sim executor's)
+        return letters
+    raise RuntimeError(f"no one-token units for {type(tokenizer).__name__}; extend _CANDIDATE_TEXT")
 
 
 def build_workload(args: argparse.Namespace, tokenizer: Any) -> list[AgentScript]:
     """The seeded synthetic agents (identical for every policy)."""
     rng = random.Random(args.seed)
-    words = single_token_words(tokenizer)
+    units = one_token_units(tokenizer)
 
     def text(n: int) -> str:
-        return " ".join(rng.choice(words) for _ in range(n))
+        return "".join(rng.choice(units) for _ in range(n))
 
     system = text(args.system_tokens)
     # Log-normal with the requested median and p95: sigma = ln(p95 / median) / z_0.95.
@@ -172,7 +188,9 @@ async def run_policy(
                     totals["completion"] += out.cache.completion_tokens
         except Exception as exc:  # a failed episode is a result, not a crash of the bench
             failed += 1
-            print(f"  episode {policy}-{i} failed: {exc}")
+            print(f"  episode {policy}-{i} failed: {type(exc).__name__}: {exc}")
+            if os.environ.get("INTERLEAF_BENCH_TRACEBACK"):
+                traceback.print_exc()
         episode_s.append(time.monotonic() - start)
 
     sampler = asyncio.ensure_future(sample())
@@ -261,9 +279,14 @@ def _parse() -> argparse.Namespace:
 
 async def main() -> None:
     args = _parse()
-    from interleaf.runtime.engine.model_store import load_tokenizer
+    if args.sim:
+        from interleaf.runtime.engine.sim import ByteTokenizer
 
-    tokenizer = load_tokenizer()
+        tokenizer: Any = ByteTokenizer()
+    else:
+        from interleaf.runtime.engine.model_store import load_tokenizer
+
+        tokenizer = load_tokenizer()
     scripts = build_workload(args, tokenizer)
     peak_context = sum(s.context_tokens for s in scripts)
     budget = int(args.budget_ratio * peak_context)

@@ -318,7 +318,7 @@ class EpisodeModel:
         conv.attach_session(sid)
 
     def _denied(self, what: str, budget: Any) -> RetentionRecord:
-        self.pool.decisions["denied"] += 1
+        self.pool.decisions["admission_denied"] += 1
         return RetentionRecord(
             policy=self.pool.policy.name.value,
             decision=RetentionDecision.DENIED,

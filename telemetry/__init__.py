@@ -1,59 +1,152 @@
 """interleaf.telemetry: what the reasoning cost (PTE), which patterns it fell into, traces and reports.
 
 Telemetry reads trajectory records (``interleaf.telemetry.records``) and never calls back into the
-runtime, agents or tools.
+runtime, agents or tools. The one module that talks to a server, ``study_runner`` (the PTE-latency
+study's load generator), is not imported here.
+
+Exports are loaded lazily (PEP 562): importing ``interleaf.telemetry.records`` stays cheap for the
+runtime, while ``from interleaf.telemetry import gamma`` pulls in only what it needs.
 """
 
-from interleaf.telemetry.hardware_profile import (
-    HARDWARE_PROFILES,
-    REFERENCE_HARDWARE,
-    HardwareProfile,
-    find_hardware_profile,
-    measure_cpu_profile,
-)
-from interleaf.telemetry.model_profile import MODEL_PROFILES, ModelProfile, find_model_profile
-from interleaf.telemetry.patterns import (
-    PAPER_PATTERNS,
-    Pattern,
-    PatternConfig,
-    PatternFinding,
-    PatternStats,
-    TextSpan,
-    detect_patterns,
-    final_answer,
-    pattern_stats,
-)
-from interleaf.telemetry.pte import (
-    PTEBreakdown,
-    PTEVariant,
-    TurnArrays,
-    gamma,
-    pte,
-    pte_breakdown,
-    pte_table,
-    step_weight_pte,
-    trajectory_pte,
-    turn_pte,
-)
-from interleaf.telemetry.report import FORMATS, ReportRow, build_report, plot_report, render_report
-from interleaf.telemetry.summary import (
-    REPORTED_VARIANTS,
-    JobSummary,
-    load_trajectories,
-    summarize_job,
-    trajectory_pte_values,
-)
-from interleaf.telemetry.tracing import (
-    CONTENT_ENV,
-    AgentSpan,
-    EpisodeTracer,
-    LLMSpan,
-    ToolSpan,
-    TracingSetup,
-    configure_tracing,
-    content_capture_enabled,
-    spans_from_trajectory,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from interleaf.telemetry.hardware_profile import (
+        HARDWARE_PROFILES,
+        REFERENCE_HARDWARE,
+        HardwareProfile,
+        find_hardware_profile,
+        measure_cpu_profile,
+    )
+    from interleaf.telemetry.model_profile import (
+        MODEL_PROFILES,
+        ModelProfile,
+        find_model_profile,
+    )
+    from interleaf.telemetry.patterns import (
+        PAPER_PATTERNS,
+        Pattern,
+        PatternConfig,
+        PatternFinding,
+        PatternStats,
+        TextSpan,
+        detect_patterns,
+        final_answer,
+        pattern_stats,
+    )
+    from interleaf.telemetry.pte import (
+        PTEBreakdown,
+        PTEVariant,
+        TurnArrays,
+        gamma,
+        pte,
+        pte_breakdown,
+        pte_table,
+        step_weight_pte,
+        trajectory_pte,
+        turn_pte,
+    )
+    from interleaf.telemetry.report import (
+        FORMATS,
+        ReportRow,
+        build_report,
+        plot_report,
+        render_report,
+    )
+    from interleaf.telemetry.study import (
+        Correlation,
+        LatencyFit,
+        StudyResult,
+        pte_latency_study,
+    )
+    from interleaf.telemetry.summary import (
+        REPORTED_VARIANTS,
+        JobSummary,
+        load_trajectories,
+        summarize_job,
+        trajectory_pte_values,
+    )
+    from interleaf.telemetry.tracing import (
+        CONTENT_ENV,
+        AgentSpan,
+        EpisodeTracer,
+        LLMSpan,
+        ToolSpan,
+        TracingSetup,
+        configure_tracing,
+        content_capture_enabled,
+        spans_from_trajectory,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "AgentSpan": "interleaf.telemetry.tracing",
+    "CONTENT_ENV": "interleaf.telemetry.tracing",
+    "Correlation": "interleaf.telemetry.study",
+    "EpisodeTracer": "interleaf.telemetry.tracing",
+    "FORMATS": "interleaf.telemetry.report",
+    "HARDWARE_PROFILES": "interleaf.telemetry.hardware_profile",
+    "HardwareProfile": "interleaf.telemetry.hardware_profile",
+    "JobSummary": "interleaf.telemetry.summary",
+    "LLMSpan": "interleaf.telemetry.tracing",
+    "LatencyFit": "interleaf.telemetry.study",
+    "MODEL_PROFILES": "interleaf.telemetry.model_profile",
+    "ModelProfile": "interleaf.telemetry.model_profile",
+    "PAPER_PATTERNS": "interleaf.telemetry.patterns",
+    "PTEBreakdown": "interleaf.telemetry.pte",
+    "PTEVariant": "interleaf.telemetry.pte",
+    "Pattern": "interleaf.telemetry.patterns",
+    "PatternConfig": "interleaf.telemetry.patterns",
+    "PatternFinding": "interleaf.telemetry.patterns",
+    "PatternStats": "interleaf.telemetry.patterns",
+    "REFERENCE_HARDWARE": "interleaf.telemetry.hardware_profile",
+    "REPORTED_VARIANTS": "interleaf.telemetry.summary",
+    "ReportRow": "interleaf.telemetry.report",
+    "StudyResult": "interleaf.telemetry.study",
+    "TextSpan": "interleaf.telemetry.patterns",
+    "ToolSpan": "interleaf.telemetry.tracing",
+    "TracingSetup": "interleaf.telemetry.tracing",
+    "TurnArrays": "interleaf.telemetry.pte",
+    "build_report": "interleaf.telemetry.report",
+    "configure_tracing": "interleaf.telemetry.tracing",
+    "content_capture_enabled": "interleaf.telemetry.tracing",
+    "detect_patterns": "interleaf.telemetry.patterns",
+    "final_answer": "interleaf.telemetry.patterns",
+    "find_hardware_profile": "interleaf.telemetry.hardware_profile",
+    "find_model_profile": "interleaf.telemetry.model_profile",
+    "gamma": "interleaf.telemetry.pte",
+    "load_trajectories": "interleaf.telemetry.summary",
+    "measure_cpu_profile": "interleaf.telemetry.hardware_profile",
+    "pattern_stats": "interleaf.telemetry.patterns",
+    "plot_report": "interleaf.telemetry.report",
+    "pte": "interleaf.telemetry.pte",
+    "pte_breakdown": "interleaf.telemetry.pte",
+    "pte_latency_study": "interleaf.telemetry.study",
+    "pte_table": "interleaf.telemetry.pte",
+    "render_report": "interleaf.telemetry.report",
+    "spans_from_trajectory": "interleaf.telemetry.tracing",
+    "step_weight_pte": "interleaf.telemetry.pte",
+    "summarize_job": "interleaf.telemetry.summary",
+    "trajectory_pte": "interleaf.telemetry.pte",
+    "trajectory_pte_values": "interleaf.telemetry.summary",
+    "turn_pte": "interleaf.telemetry.pte",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CONTENT_ENV",
@@ -64,10 +157,12 @@ __all__ = [
     "REFERENCE_HARDWARE",
     "REPORTED_VARIANTS",
     "AgentSpan",
+    "Correlation",
     "EpisodeTracer",
     "HardwareProfile",
     "JobSummary",
     "LLMSpan",
+    "LatencyFit",
     "ModelProfile",
     "PTEBreakdown",
     "PTEVariant",
@@ -76,6 +171,7 @@ __all__ = [
     "PatternFinding",
     "PatternStats",
     "ReportRow",
+    "StudyResult",
     "TextSpan",
     "ToolSpan",
     "TracingSetup",
@@ -94,6 +190,7 @@ __all__ = [
     "plot_report",
     "pte",
     "pte_breakdown",
+    "pte_latency_study",
     "pte_table",
     "render_report",
     "spans_from_trajectory",

@@ -110,7 +110,7 @@ def find_hardware_profile(name: str) -> HardwareProfile:
 
 
 def measure_cpu_profile(
-    *, dtype: str = "fp32", seconds: float = 1.0, cache_path: Path | None = None, refresh: bool = False
+    *, dtype: str = "fp32", seconds: float = 2.0, cache_path: Path | None = None, refresh: bool = False
 ) -> HardwareProfile:
     """Measure this CPU's matmul FLOP/s (torch, all threads) and memory read bandwidth (a matrix-vector
     product over 256 MiB, the access pattern of a decode step).

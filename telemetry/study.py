@@ -18,7 +18,7 @@ from interleaf.telemetry.model_profile import ModelProfile
 from interleaf.telemetry.pte import PTEVariant, TurnArrays, gamma, step_weight_pte, turn_pte
 from interleaf.telemetry.records import Trajectory
 from pydantic import BaseModel, Field
-from scipy import stats
+from scipy import optimize, stats
 
 PRICE_RATIOS = (1.5, 3.0, 4.0)
 """Output:input price ratios of the pricing proxies (PAPERS.md §A validation)."""
@@ -43,6 +43,27 @@ class Correlation(BaseModel):
     """Two-sided p-value of ``spearman_rho``."""
 
 
+class LatencyFit(BaseModel):
+    """Non-negative least squares fit per call: ``latency ≈ c0 + c_prefill·P + c_decode·D + c_kv·L·D``
+    (P = tokens the engine prefilled, D = tokens decoded, L = context length). Ratios to ``c_prefill``
+    are the hardware's *empirical* PTE constants, to set beside the roofline's γ and weight term."""
+
+    c0_s: float
+    """Fixed cost per call, seconds."""
+    c_prefill_s: float
+    """Seconds per prefilled token."""
+    c_decode_s: float
+    """Seconds per decoded token (context-independent part: weight reads, per-step overhead)."""
+    c_kv_s: float
+    """Seconds per decoded token per context token (KV reads)."""
+    r2: float
+    """Coefficient of determination of the fit."""
+    decode_token_pte: float | None
+    """``c_decode / c_prefill``: one decoded token in prefill-token equivalents (empirical)."""
+    gamma_empirical: float | None
+    """``c_kv / c_prefill``: the empirical γ."""
+
+
 class StudyResult(BaseModel):
     """The study's numbers and the constants they rest on."""
 
@@ -62,6 +83,8 @@ class StudyResult(BaseModel):
     """Mean decode batch size over all calls."""
     correlations: list[Correlation] = Field(default_factory=list)
     """One entry per proxy and level."""
+    fit: LatencyFit | None = None
+    """Empirical per-call cost model (None with fewer than 5 calls)."""
 
     def table(self) -> str:
         """A Markdown table (rows: proxies; columns: Pearson/Spearman per level)."""
@@ -85,7 +108,48 @@ class StudyResult(BaseModel):
                 f"| {p} | {f(t and t.pearson_r)} | {f(t and t.spearman_rho)} | {f(j and j.pearson_r)} "
                 f"| {f(j and j.spearman_rho)} |"
             )
+        if self.fit is not None:
+            ft = self.fit
+            parts = [
+                f"latency fit per call (R² {ft.r2:.3f}): {ft.c0_s * 1e3:.1f} ms",
+                f"+ {ft.c_prefill_s * 1e3:.3f} ms/prefill token",
+                f"+ {ft.c_decode_s * 1e3:.2f} ms/decoded token",
+                f"+ {ft.c_kv_s * 1e6:.3f} µs/(decoded·context) token;",
+                f"one decoded token ≈ {_g(ft.decode_token_pte)} prefill tokens",
+                f"(roofline weight term b·HOI/2 = {self.step_weight:.2f} at batch 1);",
+                f"empirical γ {_g(ft.gamma_empirical)} (roofline {self.gamma:.3g})",
+            ]
+            lines += ["", " ".join(parts)]
         return "\n".join(lines) + "\n"
+
+
+def _g(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def latency_fit(turns: TurnArrays, latency: np.ndarray) -> LatencyFit | None:
+    """Fit ``latency ≈ c0 + c_prefill·P + c_decode·D + c_kv·L·D`` by non-negative least squares."""
+    if len(latency) < 5:
+        return None
+    prefill = np.maximum(turns.prompt_tokens - turns.cached_tokens, 0).astype(np.float64)
+    decode = turns.completion_tokens.astype(np.float64)
+    kv = turns.prompt_tokens.astype(np.float64) * decode
+    x = np.column_stack([np.ones_like(decode), prefill, decode, kv])
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-12)  # conditioning: fit on columns scaled to [0, 1]
+    coef, _ = optimize.nnls(x / scale, latency)
+    coef = coef / scale
+    resid = latency - x @ coef
+    ss_tot = float(((latency - latency.mean()) ** 2).sum())
+    c0, cp, cd, ck = (float(c) for c in coef)
+    return LatencyFit(
+        c0_s=c0,
+        c_prefill_s=cp,
+        c_decode_s=cd,
+        c_kv_s=ck,
+        r2=1.0 - float((resid**2).sum()) / ss_tot if ss_tot else 0.0,
+        decode_token_pte=cd / cp if cp > 0 else None,
+        gamma_empirical=ck / cp if cp > 0 else None,
+    )
 
 
 def _corr(proxy: str, level: str, x: np.ndarray, y: np.ndarray) -> Correlation:
@@ -143,7 +207,16 @@ def pte_latency_study(trajectories: Sequence[Trajectory], model: ModelProfile, h
         turns=len(latency),
         mean_batch_size=float(turns.batch_size.mean()) if len(latency) else 0.0,
         correlations=corrs,
+        fit=latency_fit(turns, latency),
     )
 
 
-__all__ = ["PRICE_RATIOS", "Correlation", "StudyResult", "proxies_per_turn", "pte_latency_study"]
+__all__ = [
+    "PRICE_RATIOS",
+    "Correlation",
+    "LatencyFit",
+    "StudyResult",
+    "latency_fit",
+    "proxies_per_turn",
+    "pte_latency_study",
+]

@@ -240,6 +240,11 @@ class BackendPool:
 
 
 def _load_tokenizer(url: str, model_path: str) -> Any:
+    if model_path.startswith("sim://"):
+        # interleaf's sim executor: a byte-level vocabulary, no model files.
+        from interleaf.runtime.engine.sim import ByteTokenizer
+
+        return ByteTokenizer()
     from transformers import AutoTokenizer
 
     try:

@@ -137,7 +137,7 @@ class Scheduler:
             try:
                 self._drain_inbox(block=self.idle)
                 self._reap_sessions()
-                did = self._prefill_step()
+                did = self._prefill_round()
                 did |= self._decode_step()
                 if not did and (self.waiting or self.prefilling):
                     time.sleep(0.005)  # waiting for KV to free up (sessions closing, timeouts)
@@ -246,27 +246,40 @@ class Scheduler:
             slots = self.pool.alloc(n)
         return slots
 
-    def _prefill_step(self) -> bool:
+    def _prefill_round(self) -> bool:
+        """Prefill chunks until this iteration's token budget (``chunk_size``) is spent, then let decode run:
+        several short prompts (agent turn deltas) go in one round, a long one is split over rounds."""
+        budget, did = self.chunk_size, False
+        while budget > 0:
+            spent = self._prefill_step(budget)
+            if not spent:
+                break
+            did = True
+            budget -= spent
+        return did
+
+    def _prefill_step(self, budget: int) -> int:
+        """One prefill chunk of at most ``budget`` tokens; returns tokens spent (1 for bookkeeping-only steps)."""
         if self.prefilling is None:
             if not self.waiting or len(self.running) >= self.max_running:
-                return False
+                return 0
             req = self.waiting[0]
             if not self._admit(req):
-                return False
+                return 0
             self.waiting.popleft()
             if req.finished:
-                return True
+                return 1
             self.prefilling = req
         req = self.prefilling
         fill = req.seq_ids
         start = req.prefill_done
-        n = min(self.chunk_size, len(fill) - start)
+        n = min(budget, len(fill) - start)
         new_slots = self._alloc(n)
         if new_slots is None:  # decode growth since admission: retract to make room, or give up
             if not self._retract_one(exclude=req):
                 self.prefilling = None
                 self._finish(req, {"type": "abort", "message": self._no_room_message(n)})
-            return True
+            return 1
         tokens = torch.tensor([fill[start : start + n]])
         all_slots = torch.cat([req.slots, new_slots])
         layers = req.capture.layers if req.capture else ()
@@ -280,17 +293,17 @@ class Scheduler:
             for layer in layers:
                 req.capture.push(layer, out.hidden[layer][0])
         if req.prefill_done < len(fill):
-            return True
+            return n
         self.prefilling = None
         if req.capture and req.capture.prompt is None:
             req.capture.prompt = req.capture.snapshot()
         if req.params.max_new_tokens == 0 or req.aborted:
             self._finish(req, {"type": "length", "length": 0})
-            return True
+            return n
         req.state = ReqState.RUNNING
         self.running.append(req)
         self._emit(out.logits[0:1], [req], batch_size=1)
-        return True
+        return n
 
     # --- decode ------------------------------------------------------------------------------------
     def _decode_step(self) -> bool:

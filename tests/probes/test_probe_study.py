@@ -99,6 +99,7 @@ def test_study_end_to_end_on_the_embedded_engine(engine_url: str, tmp_path: Path
         trajectories=2,
         layers=[7, 29],
         pca_dims=32,
+        probe_kinds=["linear"],
         engine_url=engine_url,
         concurrency=8,
     )

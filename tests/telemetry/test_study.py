@@ -68,6 +68,15 @@ def test_latency_proportional_to_measured_plus_gives_r_one() -> None:
     assert "| measured_plus | +1.000 |" in res.table()
 
 
+def test_latency_fit_recovers_cost_constants() -> None:
+    trajs = synthetic(lambda p, prefill, d, b: 0.05 + 0.002 * prefill + 0.08 * d + 1e-6 * p * d)
+    fit = pte_latency_study(trajs, SMOL, CPU).fit
+    assert fit is not None and fit.r2 == pytest.approx(1.0)
+    assert fit.c_prefill_s == pytest.approx(0.002, rel=1e-6)
+    assert fit.decode_token_pte == pytest.approx(40.0, rel=1e-6)
+    assert fit.gamma_empirical == pytest.approx(5e-4, rel=1e-5)
+
+
 def test_price_proxy_and_constant_series() -> None:
     trajs = synthetic(lambda p, prefill, d, b: p + 3 * d)
     by = {(c.proxy, c.level): c for c in pte_latency_study(trajs, SMOL, CPU).correlations}
