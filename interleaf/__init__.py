@@ -1,5 +1,51 @@
-"""interleaf: a runtime for agentic tool-integrated reasoning."""
+"""interleaf: a runtime for agentic tool-integrated reasoning.
+
+The SDK in one import (resolved lazily, so ``import interleaf`` and the CLI stay fast)::
+
+    from interleaf import Agent, Budgets, JobSpec, run_job, tool
+
+    @tool
+    def lookup(key: str) -> str:
+        "Look a key up."
+        ...
+
+    agent = Agent(name="mine", system_prompt="Be brief.", tools=[lookup], budgets=Budgets(max_turns=4))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS: dict[str, str] = {
+    # agents (issue 6)
+    "Agent": "interleaf.agents",
+    "Budgets": "interleaf.agents",
+    "GrammarOptions": "interleaf.agents",
+    "Task": "interleaf.agents",
+    "TaskSuite": "interleaf.agents",
+    "ScriptedModel": "interleaf.agents",
+    "load_suite": "interleaf.agents",
+    "register_agent": "interleaf.agents",
+    "register_suite": "interleaf.agents",
+    # jobs (issue 6)
+    "JobSpec": "interleaf.runtime.jobs",
+    "JobRunner": "interleaf.runtime.jobs",
+    "run_job": "interleaf.runtime.jobs",
+    "load_trajectories": "interleaf.runtime.jobs",
+    # tools
+    "tool": "interleaf.tools",
+    "Tool": "interleaf.tools",
+    "Toolset": "interleaf.tools",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interleaf' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

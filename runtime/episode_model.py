@@ -231,9 +231,10 @@ class EpisodeModel:
         if self._ttl_task is not None:
             self._ttl_task.cancel()
             self._ttl_task = None
-        conv = self.conversation
-        if conv.session_id is not None and conv.server is not None:
-            await self.pool.budgets[conv.server].resume(self.episode_id)
+        server = self.conversation.server
+        # Also when the session is already detached: a release in progress must finish first.
+        if server is not None and self.episode_id in self.pool.budgets[server].holds:
+            await self.pool.budgets[server].resume(self.episode_id)
         return pause_s
 
     async def _expire(self, ttl_s: float) -> None:

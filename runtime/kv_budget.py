@@ -82,6 +82,10 @@ class KVBudget:
         (plus the time to close sessions it preempted) for room.
         """
         hold = self.holds.get(key)
+        if hold is not None and hold.releasing is not None:
+            # Its session is being closed: wait, then start a fresh hold.
+            await asyncio.shield(hold.releasing)
+            hold = self.holds.get(key)
         current = hold.tokens if hold else 0
         if tokens > self.capacity:
             self.refusals += 1
@@ -167,7 +171,8 @@ class KVBudget:
                 if hold.on_release is not None:
                     await hold.on_release(reason)
             finally:
-                self.drop(key)
+                if self.holds.get(key) is hold:
+                    self.drop(key)
 
         hold.releasing = asyncio.ensure_future(run())
         return hold.releasing

@@ -13,6 +13,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# ``pte`` is both a submodule and a function: bind the function eagerly, or the import system's
+# submodule attribute would shadow it once anything imports ``interleaf.telemetry.pte``.
+from interleaf.telemetry.pte import (
+    PTEBreakdown,
+    PTEVariant,
+    TurnArrays,
+    gamma,
+    pte,
+    pte_breakdown,
+    pte_table,
+    step_weight_pte,
+    trajectory_pte,
+    turn_pte,
+)
+
 if TYPE_CHECKING:
     from interleaf.telemetry.hardware_profile import (
         HARDWARE_PROFILES,
@@ -36,18 +51,6 @@ if TYPE_CHECKING:
         detect_patterns,
         final_answer,
         pattern_stats,
-    )
-    from interleaf.telemetry.pte import (
-        PTEBreakdown,
-        PTEVariant,
-        TurnArrays,
-        gamma,
-        pte,
-        pte_breakdown,
-        pte_table,
-        step_weight_pte,
-        trajectory_pte,
-        turn_pte,
     )
     from interleaf.telemetry.report import (
         FORMATS,
@@ -95,8 +98,6 @@ _EXPORTS: dict[str, str] = {
     "MODEL_PROFILES": "interleaf.telemetry.model_profile",
     "ModelProfile": "interleaf.telemetry.model_profile",
     "PAPER_PATTERNS": "interleaf.telemetry.patterns",
-    "PTEBreakdown": "interleaf.telemetry.pte",
-    "PTEVariant": "interleaf.telemetry.pte",
     "Pattern": "interleaf.telemetry.patterns",
     "PatternConfig": "interleaf.telemetry.patterns",
     "PatternFinding": "interleaf.telemetry.patterns",
@@ -108,7 +109,6 @@ _EXPORTS: dict[str, str] = {
     "TextSpan": "interleaf.telemetry.patterns",
     "ToolSpan": "interleaf.telemetry.tracing",
     "TracingSetup": "interleaf.telemetry.tracing",
-    "TurnArrays": "interleaf.telemetry.pte",
     "build_report": "interleaf.telemetry.report",
     "configure_tracing": "interleaf.telemetry.tracing",
     "content_capture_enabled": "interleaf.telemetry.tracing",
@@ -116,22 +116,15 @@ _EXPORTS: dict[str, str] = {
     "final_answer": "interleaf.telemetry.patterns",
     "find_hardware_profile": "interleaf.telemetry.hardware_profile",
     "find_model_profile": "interleaf.telemetry.model_profile",
-    "gamma": "interleaf.telemetry.pte",
     "load_trajectories": "interleaf.telemetry.summary",
     "measure_cpu_profile": "interleaf.telemetry.hardware_profile",
     "pattern_stats": "interleaf.telemetry.patterns",
     "plot_report": "interleaf.telemetry.report",
-    "pte": "interleaf.telemetry.pte",
-    "pte_breakdown": "interleaf.telemetry.pte",
     "pte_latency_study": "interleaf.telemetry.study",
-    "pte_table": "interleaf.telemetry.pte",
     "render_report": "interleaf.telemetry.report",
     "spans_from_trajectory": "interleaf.telemetry.tracing",
-    "step_weight_pte": "interleaf.telemetry.pte",
     "summarize_job": "interleaf.telemetry.summary",
-    "trajectory_pte": "interleaf.telemetry.pte",
     "trajectory_pte_values": "interleaf.telemetry.summary",
-    "turn_pte": "interleaf.telemetry.pte",
 }
 
 

@@ -126,11 +126,19 @@ class TurnArrays:
         )
 
     def recomputed_tokens(self) -> np.ndarray:
-        """Per turn: context tokens prefilled again although an earlier call had computed them,
-        ``prompt - cached - new`` (0 on each trajectory's first turn and where figures are unreported)."""
+        """Per turn: context tokens prefilled again although an earlier call had computed their KV.
+
+        The previous turn's last sampled token was never run through the model (its KV does not exist
+        yet), so an engine that kept everything reports ``cached = prompt - new - 1`` (SGLang's session
+        invariant allows exactly that); recompute is what exceeds it. 0 on each trajectory's first turn
+        and where the engine reported no figures.
+        """
         first = np.ones(len(self.trajectory), dtype=bool)
         first[1:] = self.trajectory[1:] != self.trajectory[:-1]
-        derived = np.maximum(self.prompt_tokens - self.cached_tokens - self.new_tokens, 0)
+        prev_completion = np.zeros(len(self.trajectory), dtype=np.int64)
+        prev_completion[1:] = self.completion_tokens[:-1]
+        uncomputed = (prev_completion > 0).astype(np.int64)
+        derived = np.maximum(self.prompt_tokens - self.new_tokens - uncomputed - self.cached_tokens, 0)
         return np.where(first | ~self.reported, 0, derived)
 
 

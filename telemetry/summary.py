@@ -6,6 +6,7 @@ tabulates per model × suite.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -218,8 +219,8 @@ def _recomputed(trajectories: Sequence[Trajectory], turns: TurnArrays) -> int:
 
 
 def load_trajectories(source: str | Path) -> list[Trajectory]:
-    """Trajectories from a JSONL file (one ``Trajectory`` per line), or a job id looked up as
-    ``<runs_dir>/<job-id>/trajectories.jsonl``."""
+    """Trajectories from a JSONL file (one ``Trajectory`` per line; ``.gz`` compressed is fine), or a job
+    id looked up as ``<runs_dir>/<job-id>/trajectories.jsonl``."""
     path = Path(source)
     if not path.exists():
         from interleaf.settings import runs_dir
@@ -232,7 +233,8 @@ def load_trajectories(source: str | Path) -> list[Trajectory]:
             )
         path = candidate
     out = []
-    with path.open() as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

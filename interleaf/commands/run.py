@@ -77,6 +77,7 @@ def run_spec(
 
 
 async def _run(spec, redis_url: str | None, ray_address: str | None, console) -> int:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 

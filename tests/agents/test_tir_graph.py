@@ -219,3 +219,20 @@ def test_configuration_is_validated() -> None:
         Agent(on_no_action="retry")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_reasoning_chars"):
         GrammarOptions(max_reasoning_chars=-1)
+
+
+async def test_min_tool_calls_withholds_answer_until_a_tool_was_used() -> None:
+    model = ScriptedModel([call("add", '{"a": 2, "b": 3}'), "<answer>5</answer>"])
+    traj = await agent(min_tool_calls=1).run(TASK, model)
+    first, second = (c.constraint.value for c in model.calls)
+    assert "answer ::=" not in first and "<answer>" not in first  # turn 0: tool calls only
+    assert "answer ::=" in second
+    assert traj.correct
+
+
+def test_default_agent_requires_one_tool_call() -> None:
+    from interleaf.agents import get_agent
+
+    assert get_agent("tir").min_tool_calls == 1
+    with pytest.raises(ValueError, match="unknown agent"):
+        get_agent("nope")

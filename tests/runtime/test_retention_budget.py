@@ -103,3 +103,24 @@ async def test_many_concurrent_episodes_never_exceed_and_never_deadlock() -> Non
     await asyncio.wait_for(asyncio.gather(*(episode(i) for i in range(32))), 30)
     assert max(observed) <= 1000 and budget.peak <= 1000
     assert budget.held == 0 and not budget.holds
+
+
+async def test_a_new_reservation_waits_for_the_old_hold_release_and_is_not_dropped_by_it() -> None:
+    budget = KVBudget("s", 100)
+    gate = asyncio.Event()
+
+    async def slow_close(reason: str) -> None:
+        await gate.wait()
+
+    await budget.reserve("a", 40, wait_s=0, preempt=False)
+    budget.pause("a", value=1.0, on_release=slow_close)
+    budget.release_paused("a", "ttl expired")
+    # The episode comes back while its old session is still closing and asks for a new one.
+    again = asyncio.ensure_future(budget.reserve("a", 60, wait_s=0, preempt=False))
+    await asyncio.sleep(0.01)
+    assert not again.done()
+    gate.set()
+    assert await again
+    await asyncio.sleep(0.01)
+    assert budget.holds["a"].tokens == 60 and budget.held == 60  # the old release did not drop it
+    budget.pause("a", value=1.0, on_release=slow_close)

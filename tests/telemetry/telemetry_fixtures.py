@@ -248,7 +248,8 @@ def recompute() -> Trajectory:
         timings=TurnTimings(pause_s=3.0),
         retention=RetentionRecord(policy="none", decision=RetentionDecision.RELEASE),
     )
-    # Turn 1: 130-token prompt, only 40 cached although 110 were computed before: 70 recomputed.
+    # Turn 1: 130-token prompt, 20 new; 109 had KV before (the last sampled token never ran), only 40
+    # cached: 69 recomputed.
     t1 = turn(1, "<answer>1</answer>", delta=20, completion=5, prompt=130, cached=40)
     return traj("recompute", [t0, t1], answer="1", tools=["python"])
 

@@ -76,9 +76,13 @@ def test_long_tool_response_prices_decode() -> None:
 
 def test_recompute_after_pause() -> None:
     (f,) = found(fx.recompute(), Pattern.RECOMPUTE_AFTER_PAUSE)
-    assert f.figures["recomputed_tokens"] == 70 and f.turns == [0, 1]
+    assert f.figures["recomputed_tokens"] == 69 and f.turns == [0, 1]
     assert "release" in f.detail and "3.00 s" in f.detail
+    # Held KV: cached = 110 = prompt - new - 1 (the last sampled token of turn 0 never ran): no recompute.
     assert found(fx.held(), Pattern.RECOMPUTE_AFTER_PAUSE) == []
+    t = fx.held()
+    t.turns[1].cache.cached_tokens = 109
+    assert found(t, Pattern.RECOMPUTE_AFTER_PAUSE) == []
 
 
 def test_redundant_identical_calls_ignores_key_order() -> None:

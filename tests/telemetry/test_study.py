@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, step_weight_pte
+from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, load_trajectories, step_weight_pte
 from interleaf.telemetry.records import CacheFigures, Trajectory, Turn, TurnTimings
 from interleaf.telemetry.study import pte_latency_study
 from interleaf.telemetry.study_runner import StudyConfig, _interval_overlap_batch, run_study
@@ -162,3 +163,26 @@ async def test_study_on_the_embedded_engine(engine_url) -> None:
     assert evict[0].turns[1].cache.cached_tokens == 0  # first token changed: nothing reusable
     res = pte_latency_study(trajs, SMOL, CPU)
     assert res.turns == sum(len(t.turns) for t in trajs)
+
+
+# The documented study (docs/pte.md): recorded trajectories and the hardware profile measured then.
+DATA = Path(__file__).with_name("data")
+CPU_THEN = HardwareProfile(
+    name="cpu-2core-fp32", peak_flops=39838473064.25, mem_bw_bytes_per_s=19151888591.23, measured=True, dtype="fp32"
+)
+
+
+def test_documented_study_reproduces_from_recorded_runs() -> None:
+    c1 = pte_latency_study(load_trajectories(DATA / "pte_latency_c1.jsonl.gz"), SMOL, CPU_THEN)
+    by = {(c.proxy, c.level): c.pearson_r for c in c1.correlations}
+    assert (c1.trajectories, c1.turns) == (18, 65)
+    assert by[("measured", "turn")] == pytest.approx(0.848, abs=1e-3)
+    assert by[("measured_plus", "trajectory")] == pytest.approx(0.951, abs=1e-3)
+    # The doc's claim: without batching, measured PTE beats naive tokens and every pricing proxy.
+    for level in ("turn", "trajectory"):
+        for proxy in ("naive_tokens", "price_1:1.5", "price_1:3", "price_1:4", "evict_all"):
+            assert by[("measured", level)] > by[(proxy, level)]
+    c4 = pte_latency_study(load_trajectories(DATA / "pte_latency_c4.jsonl.gz"), SMOL, CPU_THEN)
+    by4 = {(c.proxy, c.level): c.pearson_r for c in c4.correlations}
+    assert c4.turns == 128 and by4[("output_tokens", "turn")] == pytest.approx(0.700, abs=1e-3)
+    assert max(by4[(v, "turn")] for v in ("evict_all", "measured", "pte_plus", "measured_plus")) < 0.1
