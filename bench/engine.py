@@ -21,7 +21,6 @@ import time
 import httpx
 import numpy as np
 import torch
-
 from interleaf.runtime.engine.process import EngineProcess
 
 CHAT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
@@ -54,14 +53,18 @@ def section_speed(url: str) -> None:
         m = post(url, {"input_ids": ids, "sampling_params": {"max_new_tokens": 1}})["meta_info"]
         ttfts.append(m["ttft"])
     prefill = len(prompt) / statistics.median(ttfts)
-    m = post(url, {"input_ids": [1, 2, 3, 4], "sampling_params": {"max_new_tokens": 64, "ignore_eos": True}})["meta_info"]
+    m = post(url, {"input_ids": [1, 2, 3, 4], "sampling_params": {"max_new_tokens": 64, "ignore_eos": True}})[
+        "meta_info"
+    ]
     decode = (m["completion_tokens"] - 1) / (m["e2e_latency"] - m["ttft"])
     bw = measure_read_bandwidth()
     weights = 134.5e6 * 4  # fp32 bytes read per decode step at batch 1 (KV is negligible at this length)
     ceiling = bw / weights
     print(f"prefill   {prefill:8.0f} tok/s  (512-token prompts)")
     print(f"decode    {decode:8.1f} tok/s  (batch 1, fp32)")
-    print(f"read bandwidth {bw / 1e9:.1f} GB/s -> decode ceiling {ceiling:.1f} tok/s; achieved/ceiling = {decode / ceiling:.2f}")
+    print(
+        f"read bandwidth {bw / 1e9:.1f} GB/s -> decode ceiling {ceiling:.1f} tok/s; achieved/ceiling = {decode / ceiling:.2f}"
+    )
 
 
 def section_turn2(url: str, tokenizer) -> None:
@@ -73,7 +76,14 @@ def section_turn2(url: str, tokenizer) -> None:
         t1_ids = tokenizer.encode(t1_text, add_special_tokens=False)
         delta_ids = tokenizer.encode("\n" + CHAT.format(q="Now give one example."), add_special_tokens=False)
         sid = httpx.post(f"{url}/open_session", json={"streaming": True, "timeout": 60}).json()
-        a = post(url, {"input_ids": t1_ids, "session_params": {"id": sid}, "sampling_params": {"max_new_tokens": 16, "temperature": 0}})
+        a = post(
+            url,
+            {
+                "input_ids": t1_ids,
+                "session_params": {"id": sid},
+                "sampling_params": {"max_new_tokens": 16, "temperature": 0},
+            },
+        )
         full = t1_ids + a["output_ids"] + delta_ids
         b = post(url, {"input_ids": delta_ids, "session_params": {"id": sid}, "sampling_params": {"max_new_tokens": 1}})
         rows["session"].append(b["meta_info"]["ttft"])
@@ -93,8 +103,15 @@ async def _concurrent_decode(url: str, n: int, new_tokens: int, extra: dict | No
     async with httpx.AsyncClient(timeout=900) as c:
 
         async def one(i: int) -> dict:
-            body = {"input_ids": [100 + i, 200 + i, 300 + i, 400 + i],
-                    "sampling_params": {"max_new_tokens": new_tokens, "ignore_eos": True, "temperature": 0, **(extra or {})}}
+            body = {
+                "input_ids": [100 + i, 200 + i, 300 + i, 400 + i],
+                "sampling_params": {
+                    "max_new_tokens": new_tokens,
+                    "ignore_eos": True,
+                    "temperature": 0,
+                    **(extra or {}),
+                },
+            }
             r = await c.post(f"{url}/generate", json=body)
             return r.json()
 
@@ -118,21 +135,28 @@ def plain_transformers_decode(model, batch: int, new_tokens: int) -> float:
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
             pos = mask.sum(1, keepdim=True) - 1
-            out = model(input_ids=nxt, attention_mask=mask, position_ids=pos, past_key_values=out.past_key_values, use_cache=True)
+            out = model(
+                input_ids=nxt,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
         return batch * new_tokens / (time.perf_counter() - t0)
 
 
 def section_scaling(url: str) -> None:
     print("\n== batched decode: aggregate tok/s vs concurrent clients ==")
-    from transformers import AutoModelForCausalLM
-
     from interleaf.runtime.engine import resolve_model
+    from transformers import AutoModelForCausalLM
 
     new_tokens = 48
     engine = {b: asyncio.run(_concurrent_decode(url, b, new_tokens)) for b in (1, 4, 8, 16)}
     model = AutoModelForCausalLM.from_pretrained(resolve_model().path)
     plain = {b: plain_transformers_decode(model, b, new_tokens) for b in (1, 8, 16)}
-    print(f"{'batch':>5} {'engine tok/s':>13} {'x batch-1':>9} {'plain loop':>11} {'x batch-1':>9} {'engine/plain':>12}")
+    print(
+        f"{'batch':>5} {'engine tok/s':>13} {'x batch-1':>9} {'plain loop':>11} {'x batch-1':>9} {'engine/plain':>12}"
+    )
     for b in (1, 4, 8, 16):
         p = plain.get(b)
         pr = f"{p:11.1f} {p / plain[1]:9.1f}" if p else f"{'':11} {'':9}"
@@ -146,23 +170,31 @@ def section_grammar(url: str) -> None:
     free = asyncio.run(_concurrent_decode(url, 8, 48))
     schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "string"}}}}
     constrained = asyncio.run(_concurrent_decode(url, 8, 48, {"json_schema": json.dumps(schema)}))
-    print(f"unconstrained {free:7.1f} tok/s   json_schema {constrained:7.1f} tok/s   overhead {100 * (free / constrained - 1):5.1f}%")
+    print(
+        f"unconstrained {free:7.1f} tok/s   json_schema {constrained:7.1f} tok/s   overhead {100 * (free / constrained - 1):5.1f}%"
+    )
 
 
 def section_sim(n_sessions: int = 1000) -> None:
     print(f"\n== sim executor: {n_sessions} concurrent sessions (virtual clock: wall time = scheduler overhead) ==")
-    with EngineProcess("--executor", "sim", "--sim-gpu", "H100", "--sim-clock", "virtual",
-                       "--max-running-requests", str(n_sessions)) as eng:
+    with EngineProcess(
+        "--executor", "sim", "--sim-gpu", "H100", "--sim-clock", "virtual", "--max-running-requests", str(n_sessions)
+    ) as eng:
         url = eng.url
 
         async def run() -> tuple[float, list[dict]]:
             limits = httpx.Limits(max_connections=n_sessions)
             async with httpx.AsyncClient(timeout=900, limits=limits) as c:
-                sids = await asyncio.gather(*(c.post(f"{url}/open_session", json={"streaming": True}) for _ in range(n_sessions)))
+                sids = await asyncio.gather(
+                    *(c.post(f"{url}/open_session", json={"streaming": True}) for _ in range(n_sessions))
+                )
 
                 async def turn(i: int, sid: str) -> dict:
-                    body = {"input_ids": [1 + (i + k) % 250 for k in range(600)], "session_params": {"id": sid},
-                            "sampling_params": {"max_new_tokens": 32, "ignore_eos": True}}
+                    body = {
+                        "input_ids": [1 + (i + k) % 250 for k in range(600)],
+                        "session_params": {"id": sid},
+                        "sampling_params": {"max_new_tokens": 32, "ignore_eos": True},
+                    }
                     return (await c.post(f"{url}/generate", json=body)).json()
 
                 t0 = time.perf_counter()
@@ -173,9 +205,19 @@ def section_sim(n_sessions: int = 1000) -> None:
         info = httpx.get(f"{url}/server_info").json()["internal_states"][0]
         metrics = httpx.get(f"{url}/metrics").text
         rss = _proc_rss_mb(eng.proc.pid)
-    steps = int(float(next(line.rsplit(" ", 1)[1] for line in metrics.splitlines() if line.startswith("sglang:inter_token_latency_seconds_count"))))
+    steps = int(
+        float(
+            next(
+                line.rsplit(" ", 1)[1]
+                for line in metrics.splitlines()
+                if line.startswith("sglang:inter_token_latency_seconds_count")
+            )
+        )
+    )
     print(f"sessions {n_sessions}, held tokens {info['session_held_tokens']}, KV pool {info['max_total_num_tokens']}")
-    print(f"wall {wall:.1f} s for {steps} decode steps + prefills; simulated GPU time {info['simulated_seconds']:.1f} s")
+    print(
+        f"wall {wall:.1f} s for {steps} decode steps + prefills; simulated GPU time {info['simulated_seconds']:.1f} s"
+    )
     print(f"scheduler+HTTP overhead ~{1000 * wall / max(1, steps):.1f} ms per decode step; engine RSS {rss:.0f} MiB")
     print(f"all finished: {all(o['meta_info']['completion_tokens'] == 32 for o in out)}")
 
@@ -197,8 +239,10 @@ def main() -> None:
     ap.add_argument("--sim-sessions", type=int, default=1000)
     args = ap.parse_args()
     todo = args.only or ["speed", "turn2", "scaling", "grammar", "sim"]
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"peak RSS here {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"peak RSS here {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     if set(todo) - {"sim"}:
         from interleaf.runtime.engine import load_tokenizer
 
