@@ -135,6 +135,10 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     ctx.context_tokens += len(completion.delta_ids) + len(completion.output_ids)
 
     parsed = parse_turn(completion.text)
+    if completion.finish_reason == "length":
+        for call in parsed.calls:
+            if call.error:
+                call.error += " (the turn hit max_new_tokens before the call was complete)"
     turn.format_error = parsed.format_error
     if parsed.calls:
         return {"calls": parsed.calls, "delta": ""}
@@ -146,6 +150,8 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     if agent.on_no_action == "nudge":
         nudge = agent.chat_format.user_feedback(agent.nudge_text, completion_finished=_finished(completion))
         return {"calls": [], "delta": nudge}
+    if completion.finish_reason == "length":  # cut by max_new_tokens before any action
+        return ctx.finish(TerminationReason.MAX_TOKENS, "the turn hit max_new_tokens before a tool call or answer")
     return ctx.finish(TerminationReason.NO_ACTION)
 
 

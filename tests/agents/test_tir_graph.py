@@ -139,6 +139,8 @@ async def test_max_turns_does_not_execute_the_last_call() -> None:
 async def test_no_action_stops_or_nudges() -> None:
     traj = await agent().run(TASK, ScriptedModel(["I am not sure."]))
     assert traj.termination == TerminationReason.NO_ACTION
+    traj = await agent().run(TASK, ScriptedModel([ScriptedTurn("I am not", finish_reason="length")]))
+    assert traj.termination == TerminationReason.MAX_TOKENS and "max_new_tokens" in (traj.error or "")
     model = ScriptedModel([ScriptedTurn("I am not", finish_reason="length"), "<answer>5</answer>"])
     traj = await agent(on_no_action="nudge").run(TASK, model)
     assert traj.termination == TerminationReason.ANSWERED
