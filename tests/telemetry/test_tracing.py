@@ -199,6 +199,12 @@ def test_configure_tracing_without_endpoint_exports_nothing(monkeypatch) -> None
         setup.shutdown()
 
 
+def test_configure_tracing_refuses_grpc(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"):
+        configure_tracing(set_global=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
