@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from langgraph.graph import StateGraph
+
 from interleaf.agents.budgets import Budgets
 from interleaf.agents.chat_format import CHATML, ChatFormat
 from interleaf.agents.grammar import GrammarOptions, tool_call_grammar
 from interleaf.agents.model import AgentModel
-from langgraph.graph import StateGraph
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that solves tasks step by step using tools."
 

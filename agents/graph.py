@@ -24,6 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
 from interleaf.agents.chat_format import ParsedCall, parse_turn
 from interleaf.agents.model import AgentModel, Completion, Constraint
 from interleaf.telemetry.records import (
@@ -35,8 +38,6 @@ from interleaf.telemetry.records import (
     Turn,
     TurnTimings,
 )
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
 
 if TYPE_CHECKING:
     from interleaf.agents.agent import Agent

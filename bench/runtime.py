@@ -164,6 +164,7 @@ def main() -> None:
     args = p.parse_args()
 
     import ray
+
     from interleaf.runtime.embedded import EmbeddedServices
     from interleaf.runtime.jobs import ensure_ray
 

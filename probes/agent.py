@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
+
 from interleaf.probes.gridworld import Action, Grid, GridState
 
 SYSTEM_PROMPT = (

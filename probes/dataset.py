@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from interleaf.probes.gridworld import Grid
 from interleaf.probes.records import GridRecord, StepRecord
 

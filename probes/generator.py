@@ -11,6 +11,7 @@ so every density gives a connected grid; d = 1 is exactly the tree. Sizes must b
 from __future__ import annotations
 
 import numpy as np
+
 from interleaf.probes.gridworld import Grid, Pos, Variant
 from interleaf.probes.policy import cell_distances
 

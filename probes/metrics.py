@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from interleaf.probes.gridworld import ACTIONS, Action, GridState
-from interleaf.probes.policy import OptimalPolicy
 from pydantic import BaseModel
 from scipy.stats import wilcoxon
+
+from interleaf.probes.gridworld import ACTIONS, Action, GridState
+from interleaf.probes.policy import OptimalPolicy
 
 
 @dataclass

@@ -79,15 +79,23 @@ def split_by_group(groups: np.ndarray, test_fraction: float, rng: np.random.Gene
     return np.nonzero(~test)[0], np.nonzero(test)[0]
 
 
-def upsample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row indices that repeat minority classes (with replacement) up to the majority count."""
+def upsample(y: np.ndarray, rng: np.random.Generator, max_rows: int | None = None) -> np.ndarray:
+    """Row indices that repeat minority classes (with replacement) up to the majority count.
+
+    With ``max_rows``, every class is brought to ``min(majority, max_rows // n_classes)`` rows
+    instead (majority classes subsampled without replacement): still balanced, bounded in cost.
+    """
     classes, counts = np.unique(y, return_counts=True)
-    top = counts.max()
+    top = int(counts.max())
+    if max_rows is not None:
+        top = max(1, min(top, max_rows // classes.size))
     idx = []
     for c, n in zip(classes, counts, strict=True):
         rows = np.nonzero(y == c)[0]
-        idx.append(rows)
-        if n < top:
+        if n >= top:
+            idx.append(rng.choice(rows, size=top, replace=False) if n > top else rows)
+        else:
+            idx.append(rows)
             idx.append(rng.choice(rows, size=top - n, replace=True))
     return np.concatenate(idx)
 
@@ -150,12 +158,14 @@ def fit_probe(
     seed: int = 0,
     split: tuple[np.ndarray, np.ndarray] | None = None,
     passthrough: int = 0,
+    max_rows: int | None = 6000,
 ) -> tuple[ProbeScore, FittedProbe]:
     """Fit one probe on ``x`` → ``y`` and score it on held-out groups.
 
     ``split`` (train rows, test rows) overrides the random split by group, so a probe and its
     control (and the linear and MLP probes) can share one split. The last ``passthrough`` columns
-    (e.g. a cell's coordinates) are z-scored but kept out of the PCA.
+    (e.g. a cell's coordinates) are z-scored but kept out of the PCA. ``max_rows`` bounds the
+    balanced training set (see :func:`upsample`).
     """
     kind = ProbeKind(kind)
     x = np.asarray(x, dtype=np.float64)
@@ -171,7 +181,7 @@ def fit_probe(
     if not regression:
         if np.unique(y_train).size < 2:
             raise ValueError(f"y: target {target!r} has one class in the training split; it cannot be probed")
-        rows = upsample(y_train, rng)
+        rows = upsample(y_train, rng, max_rows)
         x_fit, y_fit = x[train][rows], y_train[rows]
     else:
         x_fit, y_fit = x[train], y_train.astype(np.float64)

@@ -7,6 +7,9 @@ different layers, positions and kinds compare like with like.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
 from interleaf.probes.dataset import Activations, MapSamples, interior_cells, map_samples, step_targets
 from interleaf.probes.gridworld import DELTAS, Action, CellClass, Grid
 from interleaf.probes.policy import cell_distances
@@ -74,6 +77,19 @@ def policy_consistency(
     )
 
 
+def reduce(features: np.ndarray, train_rows: np.ndarray, dims: int | None, seed: int) -> np.ndarray:
+    """Z-score and project onto the top ``dims`` principal components, both fitted on training rows.
+
+    Done once per layer and position and shared by every target's probes (the same training grids
+    for all of them), instead of once per probe.
+    """
+    if dims is None or dims >= min(train_rows.size, features.shape[1]):
+        return features
+    scaler = StandardScaler().fit(features[train_rows])
+    pca = PCA(n_components=dims, random_state=seed).fit(scaler.transform(features[train_rows]))
+    return pca.transform(scaler.transform(features)).astype(np.float32)
+
+
 def run_probes(
     steps: list[StepRecord],
     grid_records: list[GridRecord],
@@ -85,7 +101,7 @@ def run_probes(
     grids = {g.grid_id: g.to_grid() for g in grid_records}
     groups = np.array([records[s.grid_id].base_id for s in steps])
     rng = np.random.default_rng(config.seed)
-    _, test_steps = split_by_group(groups, config.test_fraction, rng)
+    train_steps, test_steps = split_by_group(groups, config.test_fraction, rng)
     test_groups = set(groups[test_steps])
     targets = step_targets(steps, records, config.next_k)
     samples: MapSamples = map_samples(steps, grids, config.cells_per_step, rng)
@@ -94,10 +110,10 @@ def run_probes(
     scores: list[ProbeScore] = []
     consistency: list[ConsistencyScore] = []
     notes: list[str] = []
-    common = {"pca_dims": config.pca_dims, "seed": config.seed}
+    common = {"pca_dims": None, "seed": config.seed}
     for layer in acts.layers:
         for position in ("pre", "post"):
-            feats = acts.features(layer, position)
+            feats = reduce(acts.features(layer, position), train_steps, config.pca_dims, config.seed)
             for t in targets:
                 is_test = np.isin(groups[t.rows], list(test_groups))
                 split = (np.nonzero(~is_test)[0], np.nonzero(is_test)[0])

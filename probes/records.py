@@ -10,10 +10,11 @@ float16 arrays [steps, layers, k, d_model]; ``layers``), ``report.json`` (StudyR
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, Field
+
 from interleaf.probes.gridworld import Grid, GridState, Variant
 from interleaf.probes.metrics import GridMetrics, PairedTest
 from interleaf.probes.probe import ProbeScore
-from pydantic import BaseModel, Field
 
 
 class StudyConfig(BaseModel):

@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
 from interleaf.probes.metrics import GridMetrics
 from interleaf.probes.probe import ProbeScore
 from interleaf.probes.records import StudyReport

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from interleaf.probes.agent import GridAgent, HiddenStates
 from interleaf.probes.dataset import Activations
 from interleaf.probes.generator import key_grid, plain_grid

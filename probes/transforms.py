@@ -12,6 +12,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 import numpy as np
+
 from interleaf.probes.gridworld import Grid, Pos, Variant
 
 

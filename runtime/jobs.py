@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from interleaf.agents import Agent
+from pydantic import BaseModel, Field, field_validator
+
+from interleaf.agents import Agent, load_suite
 from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
 from interleaf.runtime.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
-from pydantic import BaseModel, Field, field_validator
 
 
 class JobSpec(BaseModel):
@@ -225,6 +226,10 @@ class JobRunner:
     ) -> None:
         if not spec.backend_urls and model_factory is None:
             raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.embedded")
+        try:  # fail here, naming the field, rather than inside every actor
+            load_suite(spec.suite, spec.n, spec.seed)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"JobSpec.suite={spec.suite!r}: {exc}") from exc
         self.spec = spec
         self.job_id = spec.job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.store = store
@@ -287,7 +292,11 @@ class JobRunner:
         ensure_ray(self.ray_address)
         self._started = time.time()
         self.slots = [_Slot(i, self._new_actor(i)) for i in range(self.spec.actors)]
-        counts = await asyncio.gather(*(self._prepare(s) for s in self.slots))
+        try:
+            counts = await asyncio.gather(*(self._prepare(s) for s in self.slots))
+        except BaseException:
+            await self._shutdown_actors()
+            raise
         self._n_total = counts[0]
         if self.store is not None:
             record = await self.store.get_job(self.job_id)
@@ -306,8 +315,8 @@ class JobRunner:
             queue.put_nowait(ep)
         status = JobStatus.SUCCEEDED
         error: str | None = None
+        lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
         try:
-            lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
             await asyncio.gather(*lanes)
         except Exception as exc:
             status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
@@ -436,6 +445,64 @@ class JobRunner:
         )
 
 
+async def submit_job(store: JobStore, spec: JobSpec) -> JobRecord:
+    """Record a job and put it on the Redis queue; a ``serve_jobs`` worker will run it."""
+    job_id = spec.job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    spec = spec.model_copy(update={"job_id": job_id})
+    record = await store.create_job(JobRecord(id=job_id, spec=spec.model_dump(mode="json"), n_total=spec.n))
+    await store.enqueue(job_id)
+    return record
+
+
+async def serve_jobs(
+    store: JobStore,
+    consumer: str,
+    *,
+    stop: asyncio.Event | None = None,
+    reclaim_idle_ms: int = 60_000,
+    poll_cancel_s: float = 0.5,
+    **runner_kwargs: Any,
+) -> int:
+    """Worker loop: take jobs from the queue (first any a crashed worker left pending for
+    ``reclaim_idle_ms``), run each with a ``JobRunner``, ack it. A job whose ``cancel_requested`` flag
+    is set (``JobStore.request_cancel``) is cancelled. Runs until ``stop`` is set; returns jobs run.
+    ``runner_kwargs`` go to ``JobRunner`` (ray_address, runs_dir, model_factory, agent)."""
+    stop = stop or asyncio.Event()
+    done = 0
+    while not stop.is_set():
+        entries = await store.reclaim(consumer, min_idle_ms=reclaim_idle_ms)
+        if not entries:
+            claimed = await store.claim(consumer, block_ms=500)
+            entries = [claimed] if claimed else []
+        for entry_id, job_id in entries:
+            record = await store.get_job(job_id)
+            if record is None or record.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
+                await store.ack(entry_id)  # finished before a crash, or deleted: nothing to do
+                continue
+            await store.update_job(job_id, worker=consumer)
+            spec = JobSpec.model_validate(record.spec | {"job_id": job_id})
+            runner = JobRunner(spec, store=store, **runner_kwargs)
+
+            async def watch(r: JobRunner = runner, j: str = job_id) -> None:
+                while not await store.cancel_requested(j):
+                    await asyncio.sleep(poll_cancel_s)
+                await r.cancel()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                if record.cancel_requested:
+                    await store.update_job(job_id, status=JobStatus.CANCELLED, finished_at=time.time())
+                else:
+                    await runner.run()
+            except Exception as exc:
+                await store.update_job(job_id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                watcher.cancel()
+            await store.ack(entry_id)
+            done += 1
+    return done
+
+
 async def run_job(spec: JobSpec, **kwargs: Any) -> JobResult:
     """Run ``spec`` to the end with a ``JobRunner`` (keyword arguments go to it)."""
     return await JobRunner(spec, **kwargs).run()
@@ -449,6 +516,8 @@ __all__ = [
     "ensure_ray",
     "load_trajectories",
     "run_job",
+    "serve_jobs",
+    "submit_job",
     "summarize",
     "summary_rows",
     "trajectories_path",

@@ -26,8 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
-from interleaf.telemetry.records import Trajectory
 from pydantic import BaseModel, Field
+
+from interleaf.telemetry.records import Trajectory
 
 
 class JobStatus(StrEnum):
@@ -72,6 +73,10 @@ class JobRecord(BaseModel):
     """The JSONL export of the trajectories."""
     summary: dict[str, Any] | None = None
     """The job summary (``interleaf.runtime.jobs.JobSummary``) once finished."""
+    cancel_requested: bool = False
+    """Set by ``JobStore.request_cancel``; the worker running the job cancels it."""
+    worker: str | None = None
+    """Consumer name of the worker that took the job from the queue."""
 
 
 class JobEvent(BaseModel):
@@ -162,6 +167,17 @@ class JobStore:
             mapping[key] = json.dumps(value) if key in _HASH_JSON_FIELDS else str(value)
         if mapping:
             await self.redis.hset(self._key("job", job_id), mapping=mapping)
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Ask whoever runs the job to cancel it; False when there is no such job."""
+        key = self._key("job", job_id)
+        if not await self.redis.exists(key):
+            return False
+        await self.redis.hset(key, "cancel_requested", "True")
+        return True
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return await self.redis.hget(self._key("job", job_id), "cancel_requested") == "True"
 
     async def list_jobs(self, limit: int = 100) -> list[JobRecord]:
         """Most recent jobs first."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
 from interleaf.runtime.store import dump_trajectory
 from interleaf.telemetry.records import TerminationReason, Trajectory

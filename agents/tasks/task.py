@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from interleaf.agents.tasks.scoring import score_answer
 from pydantic import BaseModel, Field
+
+from interleaf.agents.tasks.scoring import score_answer
 
 
 class Task(BaseModel):

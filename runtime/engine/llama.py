@@ -86,6 +86,7 @@ class LlamaExecutor:
         )
         mask = mask[:, None, :, :]  # (B, 1, n_q, L)
         flat_write = batch.write_slots.reshape(-1)
+        flat_kv = batch.kv_slots.reshape(-1)
         hidden: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(inner.layers):
             attn = layer.self_attn
@@ -94,10 +95,12 @@ class LlamaExecutor:
             k = attn.k_proj(h).view(B, n_q, self.n_kv_heads, self.head_dim).transpose(1, 2)
             v = attn.v_proj(h).view(B, n_q, self.n_kv_heads, self.head_dim).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            self.k_pool[i][flat_write] = k.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim)
-            self.v_pool[i][flat_write] = v.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim)
-            keys = self.k_pool[i][batch.kv_slots].transpose(1, 2)  # (B, kv_heads, L, head_dim)
-            values = self.v_pool[i][batch.kv_slots].transpose(1, 2)
+            # index_copy_/index_select: much cheaper on CPU than advanced-indexing put/get.
+            self.k_pool[i].index_copy_(0, flat_write, k.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim))
+            self.v_pool[i].index_copy_(0, flat_write, v.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim))
+            shape = (B, L, self.n_kv_heads, self.head_dim)
+            keys = self.k_pool[i].index_select(0, flat_kv).view(shape).transpose(1, 2)  # (B, kv_heads, L, head_dim)
+            values = self.v_pool[i].index_select(0, flat_kv).view(shape).transpose(1, 2)
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
             out = out.transpose(1, 2).reshape(B, n_q, self.n_heads * self.head_dim)
             x = x + attn.o_proj(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import xgrammar as xg
+
 from interleaf.agents import GrammarOptions, load_suite, tool_call_grammar
 
 _VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from interleaf.agents import load_suite, score_answer
 from interleaf.agents.tasks import parse_number
 from interleaf.agents.tasks.arith import arith_tasks

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 import xgrammar as xg
+from langgraph.graph import END, START, StateGraph
+
 from interleaf.agents import (
     Agent,
     Budgets,
@@ -21,7 +23,6 @@ from interleaf.agents import (
 )
 from interleaf.telemetry.records import RetentionDecision, TerminationReason
 from interleaf.tools import ToolInfraError, tool
-from langgraph.graph import END, START, StateGraph
 
 
 @tool

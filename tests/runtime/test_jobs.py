@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import ray
+
 from interleaf.agents import ScriptedModelFactory, ScriptedTurn
 from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories, summary_rows
 from interleaf.runtime.store import JobStatus, JobStore
@@ -119,3 +120,37 @@ def test_spec_validation() -> None:
         JobSpec(retention="forever")
     with pytest.raises(ValueError, match="backend_urls"):
         JobRunner(JobSpec())
+
+
+async def test_queue_worker_runs_submitted_jobs_and_honours_cancel(local_ray, store: JobStore, tmp_path: Path) -> None:
+    from interleaf.runtime.jobs import serve_jobs, submit_job
+
+    quick = await submit_job(store, JobSpec(suite="arith", n=3, actors=1, concurrency=3))
+    doomed = await submit_job(store, JobSpec(suite="arith", n=3, actors=1, concurrency=3))
+    assert await store.request_cancel(doomed.id) and not await store.request_cancel("nope")
+    stop = asyncio.Event()
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>", delay_s=0.1)])
+
+    async def stop_when_done() -> None:
+        while True:
+            records = [await store.get_job(j) for j in (quick.id, doomed.id)]
+            if all(r is not None and r.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) for r in records):
+                stop.set()
+                return
+            await asyncio.sleep(0.2)
+
+    stopper = asyncio.create_task(stop_when_done())
+    ran = await serve_jobs(store, "w1", stop=stop, model_factory=factory, runs_dir=tmp_path)
+    await stopper
+    assert ran == 2
+    first, second = await store.get_job(quick.id), await store.get_job(doomed.id)
+    assert first is not None and second is not None
+    assert (first.status, first.n_done, first.worker) == (JobStatus.SUCCEEDED, 3, "w1")
+    assert second.status == JobStatus.CANCELLED and await store.count_trajectories(doomed.id) == 0
+    assert await store.claim("w2", block_ms=50) is None  # both acked
+    assert await store.reclaim("w2", min_idle_ms=0) == []
+
+
+def test_unknown_suite_fails_fast() -> None:
+    with pytest.raises(ValueError, match=r"JobSpec\.suite='nope'"):
+        JobRunner(JobSpec(suite="nope", backend_urls=["http://127.0.0.1:1"]))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from interleaf.runtime.embedded import EmbeddedServices
 
 

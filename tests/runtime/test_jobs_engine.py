@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
+
 from interleaf.agents import Agent, Budgets, GrammarOptions
 from interleaf.runtime.backends import parse_prometheus
 from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn
 
