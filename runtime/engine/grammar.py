@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import torch
+
 from interleaf.runtime.engine.request import Req, SamplingParams
 
 

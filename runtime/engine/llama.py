@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from interleaf.runtime.engine.model_store import ModelSpec, read_config
 
 

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
 from interleaf.runtime.engine.grammar import GrammarError
 from interleaf.runtime.engine.protocol import BadRequest, SamplingParamsIn
 from interleaf.runtime.engine.request import Req
 from interleaf.runtime.engine.scheduler import new_request
-from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from interleaf.runtime.engine.server import Engine

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
 from interleaf.runtime.engine.kv_pool import KVPool
 
 _counter = itertools.count()

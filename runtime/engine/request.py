@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 import torch
+
 from interleaf.runtime.engine.radix_cache import Node
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import torch
+
 from interleaf.runtime.engine.request import Req
 
 
 def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
     """One token per row of ``logits`` (B, vocab), already grammar-masked."""
+    if all(r.params.greedy and not _penalised(r) for r in reqs):
+        return logits.argmax(dim=-1).tolist()  # the common case, one op for the whole batch
     out: list[int] = []
     for row, req in zip(logits, reqs, strict=True):
         p = req.params
-        if p.frequency_penalty or p.presence_penalty or p.repetition_penalty != 1.0:
+        if _penalised(req):
             row = _penalise(row.clone(), req)
         if p.greedy:
             out.append(int(torch.argmax(row)))
@@ -30,6 +33,11 @@ def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
             probs[probs < p.min_p * probs.max()] = 0
         out.append(int(torch.multinomial(probs / probs.sum(), 1, generator=req.generator)))
     return out
+
+
+def _penalised(req: Req) -> bool:
+    p = req.params
+    return bool(p.frequency_penalty or p.presence_penalty or p.repetition_penalty != 1.0)
 
 
 def _penalise(row: torch.Tensor, req: Req) -> torch.Tensor:

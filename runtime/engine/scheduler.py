@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+
 from interleaf.runtime.engine.kv_pool import KVPool
 from interleaf.runtime.engine.llama import ForwardBatch, ForwardOutput
 from interleaf.runtime.engine.radix_cache import RadixCache
@@ -383,7 +384,7 @@ class Scheduler:
             if reason is not None:
                 self.running.remove(req)
                 self._finish(req, reason)
-            else:
+            elif req.stream:  # non-streaming waiters only need the final event
                 req.notify("token")
 
     def _stop_reason(self, req: Req, tok: int) -> dict[str, Any] | None:

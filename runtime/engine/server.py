@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.grammar import GrammarError
 from interleaf.runtime.engine.metrics import EngineMetrics
@@ -52,10 +53,11 @@ class Engine:
             eos = self.executor.eos_token_ids
             grammar = None
         else:
+            from transformers import AutoTokenizer
+
             from interleaf.runtime.engine.grammar import GrammarBackend
             from interleaf.runtime.engine.llama import LlamaExecutor
             from interleaf.runtime.engine.model_store import resolve_model
-            from transformers import AutoTokenizer
 
             spec = resolve_model(config.model_path)
             self.tokenizer = AutoTokenizer.from_pretrained(spec.path)

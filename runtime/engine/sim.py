@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from interleaf.runtime.engine.llama import ForwardBatch, ForwardOutput
 
 _WORDS = b"abcdefghijklmnopqrstuvwxyz"
