@@ -8,6 +8,7 @@ opened it does (``async with pool.episode(id) as model``), on every path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import time
 import uuid
@@ -18,6 +19,14 @@ from interleaf.agents.graph import EpisodeContext
 from interleaf.agents.model import AgentModel
 from interleaf.agents.tasks.task import Task
 from interleaf.telemetry.records import TerminationReason, Trajectory
+from interleaf.telemetry.tracing import EpisodeTracer
+
+
+@functools.cache
+def _default_tracer() -> EpisodeTracer:
+    # OpenTelemetry's global providers: no-ops until configure_tracing() (or the application)
+    # installs real ones. One per process, so the GenAI metric instruments are created once.
+    return EpisodeTracer()
 
 
 class Episode:
@@ -37,8 +46,10 @@ class Episode:
         system_extra: str = "",
         retention_policy: str = "none",
         metadata: dict[str, Any] | None = None,
+        tracer: EpisodeTracer | None = None,
     ) -> None:
         self.agent, self.task, self.model = agent, task, model
+        self.tracer = tracer or _default_tracer()
         self.system_extra = system_extra
         self.trajectory = Trajectory(
             id=trajectory_id or uuid.uuid4().hex,
@@ -57,7 +68,7 @@ class Episode:
         )
 
     async def run(self) -> Trajectory:
-        from interleaf.tools import ToolContext, ToolInfraError
+        from interleaf.tools import ToolContext
 
         agent, traj = self.agent, self.trajectory
         traj.started_at = time.time()
@@ -73,13 +84,30 @@ class Episode:
             grammar=agent.turn_grammar(),
             tools_only_grammar=agent.turn_grammar(allow_answer=False) if agent.min_tool_calls else None,
             deadline=deadline,
+            tracer=self.tracer,
         )
         first = agent.chat_format.initial(agent.render_system(self.system_extra), self.task.question)
         # Each turn is at most generate + execute_tools (+ a nudge); leave headroom for custom nodes.
         config = {"recursion_limit": 4 * agent.budgets.max_turns + 10}
+        with self.tracer.agent_span(
+            agent.name, conversation_id=traj.id, model=traj.model or None, retention_policy=traj.retention_policy,
+            job_id=traj.job_id, episode=traj.episode, task_id=traj.task_id, suite=traj.suite,
+        ) as span:  # fmt: skip
+            traj.trace_id = span.trace_id
+            try:
+                await self._run_graph(ctx, first, config, wall)
+            finally:
+                self._finish(tool_ctx.scratch_dir)
+                span.record(traj)
+        return traj
+
+    async def _run_graph(self, ctx: EpisodeContext, first: str, config: dict[str, Any], wall: float | None) -> None:
+        from interleaf.tools import ToolInfraError
+
+        traj = self.trajectory
         try:
             async with asyncio.timeout(wall) as timer:
-                await agent.compiled_graph().ainvoke({"delta": first}, config=config, context=ctx)
+                await self.agent.compiled_graph().ainvoke({"delta": first}, config=config, context=ctx)
         except TimeoutError:
             expired = timer.expired()
             traj.termination = TerminationReason.WALL_TIME if expired else TerminationReason.ERROR
@@ -91,9 +119,6 @@ class Episode:
             raise
         except Exception as exc:
             traj.termination, traj.error = TerminationReason.ERROR, f"{type(exc).__name__}: {exc}"
-        finally:
-            self._finish(tool_ctx.scratch_dir)
-        return traj
 
     def _finish(self, scratch_dir: Any) -> None:
         traj = self.trajectory

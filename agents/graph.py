@@ -21,11 +21,14 @@ episode's hot objects (model handle, toolset, the growing trajectory, deadlines)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from opentelemetry.trace import Status, StatusCode
 
 from interleaf.agents.chat_format import ParsedCall, parse_turn
 from interleaf.agents.model import AgentModel, Completion, Constraint
@@ -41,6 +44,7 @@ from interleaf.telemetry.records import (
 
 if TYPE_CHECKING:
     from interleaf.agents.agent import Agent
+    from interleaf.telemetry.tracing import EpisodeTracer
     from interleaf.tools import ToolContext, Toolset
 
 
@@ -74,6 +78,8 @@ class EpisodeContext:
     """Tokens in the conversation so far (every delta and completion)."""
     last_completion_at: float | None = None
     """Monotonic time the last completion came back (for the pause length)."""
+    tracer: EpisodeTracer | None = None
+    """OpenTelemetry spans (``interleaf.telemetry.tracing``); None records no spans."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Free space for custom nodes."""
 
@@ -119,20 +125,25 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     sent_at = time.monotonic()
     if traj.turns and ctx.last_completion_at is not None:
         traj.turns[-1].timings.pause_s = sent_at - ctx.last_completion_at
-    try:
-        completion = await ctx.model.generate(
-            delta,
-            max_new_tokens=min(budgets.max_new_tokens, room),
-            constraint=constraint,
-            temperature=agent.temperature,
-        )
-    except Exception as exc:  # the backend already retried / failed over; the episode cannot go on
-        return ctx.finish(TerminationReason.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
-    ctx.last_completion_at = time.monotonic()
-    turn = _turn_from(len(traj.turns), completion.delta_ids, completion)
-    if not turn.timings.e2e_s:
-        turn.timings.e2e_s = ctx.last_completion_at - sent_at
-    traj.turns.append(turn)
+    max_new = min(budgets.max_new_tokens, room)
+    with _llm_span(ctx, max_new) as llm:
+        try:
+            completion = await ctx.model.generate(
+                delta, max_new_tokens=max_new, constraint=constraint, temperature=agent.temperature
+            )
+        except Exception as exc:  # the backend already retried / failed over; the episode cannot go on
+            if llm is not None:
+                llm.span.set_attribute("error.type", type(exc).__qualname__)
+                llm.span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+            return ctx.finish(TerminationReason.BACKEND_ERROR, f"{type(exc).__name__}: {exc}")
+        ctx.last_completion_at = time.monotonic()
+        turn = _turn_from(len(traj.turns), completion.delta_ids, completion)
+        if not turn.timings.e2e_s:
+            turn.timings.e2e_s = ctx.last_completion_at - sent_at
+        traj.turns.append(turn)
+        if llm is not None:
+            llm.record(turn)
+            turn.span_id = llm.span_id
     ctx.context_tokens += len(completion.delta_ids) + len(completion.output_ids)
 
     parsed = parse_turn(completion.text)
@@ -156,6 +167,34 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     return ctx.finish(TerminationReason.NO_ACTION)
 
 
+@contextmanager
+def _llm_span(ctx: EpisodeContext, max_new_tokens: int) -> Iterator[Any]:
+    if ctx.tracer is None:
+        yield None
+        return
+    with ctx.tracer.llm_span(
+        ctx.trajectory.model or "model",
+        conversation_id=ctx.trajectory.id,
+        temperature=ctx.agent.temperature,
+        max_tokens=max_new_tokens,
+    ) as llm:
+        yield llm
+
+
+def _emit_tool_spans(ctx: EpisodeContext, records: list[ToolCallRecord], started_wall: float) -> None:
+    """Tool spans after the fact: the calls ran (possibly in parallel) from ``started_wall`` for
+    their measured durations; the spans carry those times."""
+    if ctx.tracer is None:
+        return
+    ns = 1_000_000_000
+    for rec in records:
+        with ctx.tracer.tool_span(
+            rec.name or "unparsed", call_id=rec.id, arguments=rec.arguments, start_time=int(started_wall * ns)
+        ) as span:
+            span.record(rec)
+            span.end_time = int((started_wall + rec.duration_s) * ns)
+
+
 def _finished(c: Completion) -> bool:
     """Whether the completion ended on the end-of-turn token (so no marker needs adding)."""
     return c.finish_reason == "stop"
@@ -170,7 +209,7 @@ async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContex
     runnable = [(i, c) for i, c in enumerate(calls) if c.error is None]
     turn.retention = RetentionRecord.model_validate((await ctx.model.pause([c.name for _, c in runnable])).model_dump())
     ctx.tool_ctx.deadline = ctx.deadline
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     results = await ctx.toolset.call_many([(c.name, c.arguments) for _, c in runnable], ctx.tool_ctx)
     by_index = dict(zip((i for i, _ in runnable), results, strict=True))
     turn.timings.tool_s = time.monotonic() - started
@@ -186,6 +225,7 @@ async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContex
             rec.truncated, rec.duration_s = res.truncated, res.duration_s
         turn.tool_calls.append(rec)
         texts.append(rec.result)
+    _emit_tool_spans(ctx, turn.tool_calls, started_wall)
     completion_finished = turn.finish_reason == "stop"
     return {"calls": [], "delta": agent.chat_format.tool_responses(texts, completion_finished)}
 

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+
 from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
 from interleaf.runtime.engine.process import EngineProcess
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -171,7 +170,7 @@ class EpisodeModel:
             decision = policy.decide(self._context(tools, expected))
             if decision.hold:
                 budget = pool.budgets[conv.server]
-                budget.pause(self.episode_id, value=decision.value, on_release=self._released)
+                budget.pause(self.episode_id, value=decision.value, on_release=self._released, expected_s=expected)
                 if decision.ttl_s is not None:
                     self._ttl_task = asyncio.ensure_future(self._expire(decision.ttl_s))
                 record = RetentionRecord(
@@ -297,8 +296,10 @@ class EpisodeModel:
         if not (policy.uses_sessions and backend.info.streaming_sessions):
             return
         if conv.session_id is not None:
+            own = budget.holds.get(self.episode_id)
+            value = own.value if own is not None else 0.0
             if not await budget.reserve(
-                self.episode_id, need, wait_s=pool.admission_wait_s, preempt=policy.preempts, value=math.inf
+                self.episode_id, need, wait_s=pool.admission_wait_s, preempt=policy.preempts, value=value
             ):
                 await self._close_session()
                 records.append(self._denied(f"could not grow the held session to {need} tokens", budget))

@@ -35,7 +35,7 @@ from typing import Any
 import ray
 from pydantic import BaseModel, Field, field_validator
 
-from interleaf.agents import Agent, load_suite
+from interleaf.agents import Agent, get_agent, load_suite
 from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
 from interleaf.runtime.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
@@ -233,7 +233,8 @@ class JobRunner:
         self.spec = spec
         self.job_id = spec.job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.store = store
-        self.agent = agent
+        # Resolved here, in the driver, so agents registered in the user's process reach the actors.
+        self.agent = agent or get_agent(spec.agent)
         self.model_factory = model_factory
         self.ray_address = ray_address
         self.output_path = trajectories_path(self.job_id, runs_dir)

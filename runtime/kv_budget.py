@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+_PREEMPT_MARGIN = 2.0
+
 
 class HoldState(StrEnum):
     ACTIVE = "active"
@@ -44,6 +46,15 @@ class Hold:
     """Closes the session; called with the reason when the budget or a timer releases the hold."""
     releasing: asyncio.Task | None = None
     since: float = field(default_factory=time.monotonic)
+    expected_s: float = 0.0
+    """Predicted pause length (0: unknown); a hold paused past it is worth less and less."""
+
+    def current_value(self, now: float) -> float:
+        """``value`` discounted by how long the pause has run against its prediction: a pause that
+        overruns is likely a long one (heavy-tailed tool times), so its KV is the first to go."""
+        if self.expected_s <= 0:
+            return self.value
+        return self.value / (1.0 + (now - self.since) / self.expected_s)
 
 
 class KVBudget:
@@ -119,14 +130,17 @@ class KVBudget:
             current = hold.tokens if hold else 0
 
     def _preempt(self, needed: int, *, below: float, exclude: str) -> list[asyncio.Task]:
-        """Start releasing paused holds, lowest value first, until ``needed`` tokens are on the way."""
+        """Start releasing paused holds, lowest current value first, until ``needed`` tokens are on
+        the way. Only holds worth less than half the requester's ``below`` go: trading a hold for an
+        equal one would only churn sessions."""
         tasks: list[asyncio.Task] = []
         freed = sum(h.tokens for h in self.holds.values() if h.state is HoldState.RELEASING)
+        now = time.monotonic()
         for hold in sorted(
             (h for h in self.holds.values() if h.state is HoldState.PAUSED and h.key != exclude),
-            key=lambda h: h.value,
+            key=lambda h: h.current_value(now),
         ):
-            if freed >= needed or hold.value > below:
+            if freed >= needed or hold.current_value(now) * _PREEMPT_MARGIN > below:
                 break
             self.preemptions += 1
             tasks.append(self.release_paused(hold.key, f"preempted: KV budget of {self.server} full"))
@@ -140,11 +154,14 @@ class KVBudget:
             self._set(hold, tokens)
             self._notify()
 
-    def pause(self, key: str, *, value: float, on_release: Callable[[str], Awaitable[None]]) -> None:
+    def pause(
+        self, key: str, *, value: float, on_release: Callable[[str], Awaitable[None]], expected_s: float = 0.0
+    ) -> None:
         """The hold is kept through a tool pause: it becomes preemptable."""
         hold = self.holds[key]
         hold.state = HoldState.PAUSED
         hold.value = value
+        hold.expected_s = expected_s
         hold.on_release = on_release
         hold.since = time.monotonic()
 

@@ -80,6 +80,13 @@ class EpisodeWorker:
         self._running: dict[tuple[str, int], tuple[asyncio.Task, list[Episode]]] = {}
         self._cancelled: set[str] = set()
         self.episodes_run = 0
+        self._tracing: Any = None
+        if any(k.startswith("OTEL_EXPORTER_OTLP") and k.endswith("ENDPOINT") for k in os.environ):
+            # Spans leave the actor only when an OTLP endpoint is configured (standard variables);
+            # otherwise the episode's spans stay no-ops.
+            from interleaf.telemetry.tracing import configure_tracing
+
+            self._tracing = configure_tracing(service_name=os.environ.get("OTEL_SERVICE_NAME") or "interleaf-worker")
 
     async def ping(self) -> dict[str, Any]:
         """Liveness and load: pid, running episodes, episodes run so far."""
@@ -198,6 +205,9 @@ class EpisodeWorker:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        if self._tracing is not None:
+            self._tracing.shutdown()  # flush spans before the actor is killed
+            self._tracing = None
 
 
 def worker_actor(

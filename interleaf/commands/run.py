@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from interleaf.runtime.jobs import JobSpec
 
 
 def run(
@@ -41,6 +48,7 @@ def run(
     ),
 ) -> None:
     """Run a task suite and print accuracy, turns, tokens, tool calls, cache figures and wall time."""
+    from interleaf.agents import get_agent, load_suite
     from interleaf.runtime.jobs import JobSpec
 
     try:
@@ -49,13 +57,15 @@ def run(
             backend_urls=list(backend), retention=retention, max_turns=max_turns, max_tokens=max_tokens,
             max_new_tokens=max_new_tokens, wall_time_s=wall_time, temperature=temperature, job_id=job_id,
         )  # fmt: skip
-    except ValueError as exc:
+        load_suite(suite, n, seed)  # before anything is started
+        get_agent(agent)
+    except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     raise typer.Exit(run_spec(spec, redis_url=redis_url, ray_address=ray_address, engine_args=engine_arg))
 
 
 def run_spec(
-    spec: object, *, redis_url: str | None = None, ray_address: str | None = None, engine_args: list[str] = ()
+    spec: JobSpec, *, redis_url: str | None = None, ray_address: str | None = None, engine_args: Sequence[str] = ()
 ) -> int:
     """Bring up the embedded defaults, run ``spec`` with a progress bar, print the summary; exit code."""
     import ray
@@ -64,11 +74,11 @@ def run_spec(
     from interleaf.runtime.embedded import EmbeddedServices
 
     console = Console(stderr=True)
-    given = list(spec.backend_urls)  # type: ignore[attr-defined]
+    given = list(spec.backend_urls)
     if not given:
         console.print("[dim]no --backend: starting the embedded engine (first start converts the model)…[/]")
     with EmbeddedServices(given, redis_url, engine_args=list(engine_args)) as services:
-        spec = spec.model_copy(update={"backend_urls": services.backend_urls})  # type: ignore[attr-defined]
+        spec = spec.model_copy(update={"backend_urls": services.backend_urls})
         try:
             return asyncio.run(_run(spec, services.redis_url, ray_address, console))
         finally:
@@ -76,7 +86,7 @@ def run_spec(
                 ray.shutdown()
 
 
-async def _run(spec, redis_url: str | None, ray_address: str | None, console) -> int:
+async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, console: Console) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table

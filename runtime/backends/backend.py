@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from interleaf.runtime.backends.server_metrics import ServerMetrics
 from pydantic import BaseModel
+
+from interleaf.runtime.backends.server_metrics import ServerMetrics
 
 
 class ServerInfo(BaseModel):

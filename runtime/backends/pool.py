@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
 from interleaf.runtime.backends.backend import Backend
 from interleaf.runtime.backends.errors import BackendError, BackendUnavailable
 from interleaf.runtime.backends.server_metrics import ServerMetrics

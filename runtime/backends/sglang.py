@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import httpx
+
 from interleaf.runtime.backends.backend import GenerateResult, ServerInfo, SessionTurn
 from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
 from interleaf.runtime.backends.server_metrics import ServerMetrics, parse_prometheus

@@ -72,3 +72,23 @@ def test_jsonl_loader(tmp_path: Path) -> None:
         load_suite(str(path), 1)
     with pytest.raises(ValueError, match="unknown suite"):
         load_suite("nope", 1)
+
+
+async def test_lookup_task_solved_through_search_and_visit() -> None:
+    from interleaf.agents import Agent, ScriptedModel
+
+    suite = load_suite("lookup", 3, seed=4)
+    task = suite.tasks[0]
+    url, town = task.metadata["url"], task.metadata["town"]
+    model = ScriptedModel(
+        [
+            f'<tool_call>{{"name": "search", "arguments": {{"query": ["{town}"]}}}}</tool_call>',
+            f'<tool_call>{{"name": "visit", "arguments": {{"url": "{url}", "goal": "the fact"}}}}</tool_call>',
+            f"<answer>{task.answer}</answer>",
+        ]
+    )
+    traj = await Agent(tools=suite.make_tools()).run(task, model, system_extra=suite.system_prompt)
+    search, visit = (t.tool_calls[0] for t in traj.turns[:2])
+    assert url in search.result and not search.is_error
+    assert task.answer in visit.result and not visit.is_error
+    assert traj.correct and traj.tools == ["search", "visit"]

@@ -239,3 +239,33 @@ def test_default_agent_requires_one_tool_call() -> None:
     assert get_agent("tir").min_tool_calls == 1
     with pytest.raises(ValueError, match="unknown agent"):
         get_agent("nope")
+
+
+async def test_episode_emits_genai_spans() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from interleaf.telemetry.tracing import EpisodeTracer
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    model = ScriptedModel([call("add", '{"a": 2, "b": 3}'), "<answer>5</answer>"])
+    traj = await agent().run(TASK, model, tracer=EpisodeTracer(provider))
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert sorted(s.name for s in exporter.get_finished_spans()) == [
+        "execute_tool add",
+        "invoke_agent test",
+        "text_completion scripted",
+        "text_completion scripted",
+    ]
+    root = spans["invoke_agent test"]
+    assert traj.trace_id == format(root.context.trace_id, "032x")
+    assert all(
+        s.parent is not None and s.parent.span_id == root.context.span_id for n, s in spans.items() if n != root.name
+    )
+    assert root.attributes["interleaf.termination"] == "answered"
+    llm_ids = {format(s.context.span_id, "016x") for s in exporter.get_finished_spans() if s.name.startswith("text")}
+    assert {t.span_id for t in traj.turns} == llm_ids
+    assert spans["execute_tool add"].attributes["gen_ai.tool.call.id"] == "call_0_0"

@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+
 from interleaf.runtime.backends import (
     BackendError,
     BackendUnavailable,

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
-from interleaf.telemetry.records import RetentionDecision
 
+from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
+from interleaf.runtime.retention import ToolDurationEstimator
+from interleaf.telemetry.records import RetentionDecision
 from tests.conftest import start_engine, stop_engine
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -180,6 +181,26 @@ async def test_32_agents_under_a_tight_budget_never_exceed_it(small_engine_url: 
     assert 0 < server["peak_held_tokens"] <= budget
     assert stats["decisions"].get("denied", 0) > 0, "the budget should have been too small for everyone"
     assert await _wait_sessions(small_engine_url, 0) == 0
+
+
+async def test_ttl_hold_is_released_when_the_tool_overruns_and_the_next_turn_says_so(small_engine_url: str) -> None:
+    estimator = ToolDurationEstimator(prior_median_s=0.05, prior_sigma=0.1)  # predicts ~60 ms pauses
+    pool = await BackendPool.connect([small_engine_url], retention="ttl", estimator=estimator)
+    try:
+        async with pool.episode("ttl-overrun") as model:
+            await model.generate("<|im_start|>user\nHello there.", max_new_tokens=3)
+            record = await model.pause(["slow_tool"])
+            assert record.decision is RetentionDecision.HOLD and record.held_tokens > 0
+            assert await _wait_sessions(small_engine_url, 0) == 0  # the TTL closed it during the pause
+            out = await model.generate("\nAnd again.", max_new_tokens=3)
+            assert [r.decision for r in out.retention] == [RetentionDecision.RELEASE]
+            assert "ttl" in out.retention[0].reason and "expired" in out.retention[0].reason
+            assert out.pause_s is not None and out.pause_s > 0.05
+            # Released, not evicted: the idle server's radix cache still had the prefix.
+            assert out.cache.recomputed_tokens == 0
+        assert estimator.observations("slow_tool") == 1
+    finally:
+        await pool.aclose()
 
 
 async def test_cancelled_episode_leaves_no_open_session(small_engine_url: str) -> None:

@@ -124,3 +124,24 @@ async def test_a_new_reservation_waits_for_the_old_hold_release_and_is_not_dropp
     await asyncio.sleep(0.01)
     assert budget.holds["a"].tokens == 60 and budget.held == 60  # the old release did not drop it
     budget.pause("a", value=1.0, on_release=slow_close)
+
+
+async def test_overrunning_pauses_go_first_and_equals_do_not_churn() -> None:
+    budget = KVBudget("s", 120)
+    closed: list[str] = []
+
+    def closer(key: str):
+        async def close(reason: str) -> None:
+            closed.append(key)
+
+        return close
+
+    for key, value, expected in (("overdue", 50.0, 1.0), ("fresh", 6.0, 100.0), ("steady", 20.0, 0.0)):
+        await budget.reserve(key, 40, wait_s=0, preempt=False)
+        budget.pause(key, value=value, on_release=closer(key), expected_s=expected)
+    budget.holds["overdue"].since -= 99.0  # paused 100x longer than predicted: now worth ~0.5
+    assert await budget.reserve("new", 40, wait_s=0, preempt=True, value=10.0)
+    assert closed == ["overdue"]
+    # "fresh" (worth ~6) is more than half of the requester's 10: no trade of near-equals.
+    assert not await budget.reserve("next", 40, wait_s=0, preempt=True, value=10.0)
+    assert closed == ["overdue"]

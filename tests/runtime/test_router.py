@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from interleaf.runtime.backends import NoHealthyServer
 from interleaf.runtime.router import Router
 

@@ -1,0 +1,51 @@
+"""EpisodeWorker's logic in-process (the Ray actor wraps this class unchanged)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from interleaf.agents import Agent, ScriptedModelFactory, ScriptedTurn, load_suite
+from interleaf.runtime.store import load_trajectory
+from interleaf.runtime.workers import EpisodeWorker, build_job_agent, trajectory_id
+from interleaf.telemetry.records import TerminationReason
+
+SPEC = {"suite": "arith", "n": 3, "seed": 0, "agent": "tir", "retention": "session", "max_turns": 3}
+
+
+async def test_prepare_and_run_episode() -> None:
+    worker = EpisodeWorker([], model_factory=ScriptedModelFactory(["<answer>1</answer>"]), name="w")
+    assert await worker.prepare("j", SPEC) == 3
+    traj = load_trajectory(await worker.run_episode("j", 2, attempt=2))
+    assert (traj.id, traj.episode, traj.attempt, traj.job_id) == (trajectory_id("j", 2, 2), 2, 2, "j")
+    assert traj.task_id == load_suite("arith", 3).tasks[2].id and traj.suite == "arith"
+    assert traj.tools == ["python"] and traj.retention_policy == "session" and traj.metadata["worker"] == "w"
+    assert (await worker.ping())["done"] == 1
+    with pytest.raises(KeyError, match="not prepared"):
+        await worker.run_episode("other", 0)
+
+
+async def test_cancel_returns_partial_records_and_refuses_new_episodes() -> None:
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>1</answer>", delay_s=60)])
+    worker = EpisodeWorker([], model_factory=factory)
+    await worker.prepare("j", SPEC)
+    running = [asyncio.create_task(worker.run_episode("j", i)) for i in range(2)]
+    while (await worker.ping())["running"] < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # let both reach the model call
+    assert await worker.cancel("j") == 2
+    for task in running:
+        traj = load_trajectory(await task)
+        assert traj.termination == TerminationReason.CANCELLED
+    late = load_trajectory(await worker.run_episode("j", 2))
+    assert late.termination == TerminationReason.CANCELLED and not late.turns
+
+
+def test_job_agent_gets_suite_tools_and_overrides() -> None:
+    suite = load_suite("mixed", 2)
+    base = Agent(name="mine", temperature=0.5)
+    agent = build_job_agent({"max_turns": 2, "max_new_tokens": 32, "temperature": None}, base, suite)
+    assert [t.name for t in agent.tools] == ["search", "visit", "python"]
+    assert (agent.budgets.max_turns, agent.budgets.max_new_tokens, agent.temperature) == (2, 32, 0.5)
+    assert base.tools == [] and base.budgets.max_turns == 8  # the given agent is not modified
