@@ -248,63 +248,85 @@ class Scheduler:
         return slots
 
     def _prefill_round(self) -> bool:
-        """Prefill chunks until this iteration's token budget (``chunk_size``) is spent, then let decode run:
-        several short prompts (agent turn deltas) go in one round, a long one is split over rounds."""
-        budget, did = self.chunk_size, False
-        while budget > 0:
-            spent = self._prefill_step(budget)
-            if not spent:
-                break
-            did = True
-            budget -= spent
-        return did
+        """Prefill up to this iteration's token budget (``chunk_size``), then let decode run.
 
-    def _prefill_step(self, budget: int) -> int:
-        """One prefill chunk of at most ``budget`` tokens; returns tokens spent (1 for bookkeeping-only steps)."""
-        if self.prefilling is None:
-            if not self.waiting or len(self.running) >= self.max_running:
-                return 0
-            req = self.waiting[0]
-            if not self._admit(req):
-                return 0
-            self.waiting.popleft()
-            if req.finished:
-                return 1
-            self.prefilling = req
-        req = self.prefilling
-        fill = req.seq_ids
-        start = req.prefill_done
-        n = min(budget, len(fill) - start)
-        new_slots = self._alloc(n)
-        if new_slots is None:  # decode growth since admission: retract to make room, or give up
-            if not self._retract_one(exclude=req):
-                self.prefilling = None
+        Several waiting requests (agent turn deltas are short) are admitted in one round and prefilled
+        together in padded forwards; a long prompt takes the rest of the budget and continues next round.
+        """
+        budget = self.chunk_size
+        work: list[tuple[Req, int, torch.Tensor]] = []  # (request, first position, new slots)
+        while budget > 0:
+            req = self.prefilling
+            if req is None:
+                if not self.waiting or len(self.running) + len(work) >= self.max_running:
+                    break
+                req = self.waiting[0]
+                if not self._admit(req):
+                    break
+                self.waiting.popleft()
+                if req.finished:
+                    continue
+            self.prefilling = None
+            start = req.prefill_done
+            n = min(budget, len(req.seq_ids) - start)
+            new_slots = self._alloc(n)
+            while new_slots is None and self._retract_one(exclude=req):  # decode grew since admission
+                new_slots = self._alloc(n)
+            if new_slots is None:
                 self._finish(req, {"type": "abort", "message": self._no_room_message(n)})
-            return 1
-        tokens = torch.tensor([fill[start : start + n]])
-        all_slots = torch.cat([req.slots, new_slots])
-        layers = req.capture.layers if req.capture else ()
+                continue
+            work.append((req, start, new_slots))
+            budget -= n
+            if start + n < len(req.seq_ids):
+                self.prefilling = req  # partially prefilled: it continues next round
+                break
+        for group in _padding_groups(work):
+            self._prefill_forward(group)
+        return bool(work)
+
+    def _prefill_forward(self, group: list[tuple[Req, int, torch.Tensor]]) -> None:
+        """One padded forward over several requests' prefill chunks; emits first tokens of finished prompts."""
+        B = len(group)
+        n_max = max(int(s.numel()) for _, _, s in group)
+        tokens = torch.zeros(B, n_max, dtype=torch.int64)
+        positions = torch.zeros(B, n_max, dtype=torch.int64)
+        write = torch.zeros(B, n_max, dtype=torch.int64)  # padding rows write to the reserved slot 0
+        tables, logit_index = [], []
+        for b, (req, start, new_slots) in enumerate(group):
+            n = int(new_slots.numel())
+            tokens[b, :n] = torch.tensor(req.seq_ids[start : start + n])
+            positions[b, :n] = torch.arange(start, start + n)
+            positions[b, n:] = start + n - 1
+            write[b, :n] = new_slots
+            tables.append(torch.cat([req.slots, new_slots]))
+            logit_index.append(n - 1)
+        layers = tuple(sorted({layer for r, _, _ in group if r.capture for layer in r.capture.layers}))
         out = self.executor.forward(ForwardBatch(
-            tokens=tokens, positions=torch.arange(start, start + n)[None], write_slots=new_slots[None],
-            kv_slots=all_slots[None], kv_len=torch.tensor([start + n]), logit_index=torch.tensor([n - 1]),
+            tokens=tokens, positions=positions, write_slots=write,
+            kv_slots=torch.nn.utils.rnn.pad_sequence(tables, batch_first=True, padding_value=0),
+            kv_len=torch.tensor([len(t) for t in tables]), logit_index=torch.tensor(logit_index),
             capture_layers=layers))  # fmt: skip
-        req.slots = all_slots
-        req.prefill_done = start + n
-        if req.capture:
-            for layer in layers:
-                req.capture.push(layer, out.hidden[layer][0])
-        if req.prefill_done < len(fill):
-            return n
-        self.prefilling = None
-        if req.capture and req.capture.prompt is None:
-            req.capture.prompt = req.capture.snapshot()
-        if req.params.max_new_tokens == 0 or req.aborted:
-            self._finish(req, {"type": "length", "length": 0})
-            return n
-        req.state = ReqState.RUNNING
-        self.running.append(req)
-        self._emit(out.logits[0:1], [req], batch_size=1)
-        return n
+        done, rows = [], []
+        for b, ((req, start, new_slots), table) in enumerate(zip(group, tables, strict=True)):
+            n = int(new_slots.numel())
+            req.slots = table
+            req.prefill_done = start + n
+            if req.capture:
+                for layer in req.capture.layers:
+                    req.capture.push(layer, out.hidden[layer][b, :n])
+            if req.prefill_done < len(req.seq_ids):
+                continue
+            if req.capture and req.capture.prompt is None:
+                req.capture.prompt = req.capture.snapshot()
+            if req.params.max_new_tokens == 0 or req.aborted:
+                self._finish(req, {"type": "length", "length": 0})
+                continue
+            req.state = ReqState.RUNNING
+            self.running.append(req)
+            done.append(req)
+            rows.append(b)
+        if done:
+            self._emit(out.logits[rows], done, batch_size=len(done))
 
     # --- decode ------------------------------------------------------------------------------------
     def _decode_step(self) -> bool:
@@ -490,6 +512,21 @@ class Scheduler:
             s.last_rid = req.rid
             s.inflight = None
             s.last_active = time.monotonic()
+
+
+def _padding_groups(work: list[tuple[Req, int, torch.Tensor]]) -> list[list[tuple[Req, int, torch.Tensor]]]:
+    """Split prefill chunks into forwards whose padding wastes at most a third of the compute."""
+    groups: list[list[tuple[Req, int, torch.Tensor]]] = []
+    for item in sorted(work, key=lambda w: int(w[2].numel())):
+        if groups:
+            g = groups[-1]
+            n_max = int(item[2].numel())
+            real = sum(int(w[2].numel()) for w in g) + n_max
+            if n_max * (len(g) + 1) * 2 <= real * 3:
+                g.append(item)
+                continue
+        groups.append([item])
+    return groups
 
 
 def new_request(rid: str, input_ids: list[int], params: Any, **kw: Any) -> Req:
