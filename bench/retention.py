@@ -322,14 +322,12 @@ async def main() -> None:
         for policy in args.policies.split(","):
             result = await run_policy(url, policy, scripts, fraction, tokenizer)
             results.append(result)
-            print(
-                f"  {policy}: makespan {result.makespan_s:.1f} s, recomputed {result.recomputed_tokens:,}", flush=True
-            )
+            print(render(results, f"after {policy}:"), flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"header": header, "results": [asdict(r) for r in results]}, f, indent=2)
         print()
         print(render(results, header))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"header": header, "results": [asdict(r) for r in results]}, f, indent=2)
     finally:
         if engine is not None:
             engine.stop()

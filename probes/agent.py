@@ -12,7 +12,6 @@ that form too and reports it, so a study can say what it could not measure.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -182,7 +181,3 @@ class GridAgent:
             latency_s=latency,
         )
 
-
-def request_json(body: dict) -> str:
-    """The request body as sent (for docs and debugging)."""
-    return json.dumps(body, indent=2)

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -32,7 +33,7 @@ class ProbeKind(StrEnum):
     LINEAR = "linear"
     """Multinomial logistic regression (classification) or ridge regression (regression)."""
     MLP = "mlp"
-    """One hidden layer of ReLU units (sklearn's MLP), L2-regularised."""
+    """One hidden layer of 64 ReLU units (sklearn's MLP, adam, ``mlp_epochs`` at most), L2-regularised."""
 
 
 class ProbeScore(BaseModel):
@@ -66,6 +67,18 @@ class ProbeScore(BaseModel):
     """Held-out coefficient of determination (regression)."""
     mae: float | None = None
     """Held-out mean absolute error (regression)."""
+
+
+def robust_scaler(x: np.ndarray) -> StandardScaler:
+    """A StandardScaler whose per-feature scale is floored at 1 % of the median scale.
+
+    Residual streams hold near-constant features (the 'pre' tokens are the same chat-template
+    tokens every step); dividing by their tiny training std turns test-time noise into huge values.
+    """
+    scaler = StandardScaler().fit(x)
+    floor = 0.01 * float(np.median(scaler.scale_))
+    scaler.scale_ = np.maximum(scaler.scale_, floor if floor > 0 else 1.0)
+    return scaler
 
 
 def split_by_group(groups: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +122,11 @@ class FittedProbe:
     model: object
     regression: bool
     passthrough: int = 0
+    clip: float = 5.0
 
     def _features(self, x: np.ndarray) -> np.ndarray:
-        z = self.scaler.transform(x)
+        # Clipping bounds what an unseen grid's outlying activations can do to a fitted probe.
+        z = np.clip(self.scaler.transform(x), -self.clip, self.clip)
         if self.pca is None:
             return z
         cut = z.shape[1] - self.passthrough
@@ -130,15 +145,16 @@ class FittedProbe:
         return self.model.classes_  # type: ignore[attr-defined]
 
 
-def _model(kind: ProbeKind, regression: bool, seed: int) -> object:
+def _model(kind: ProbeKind, regression: bool, seed: int, mlp_epochs: int) -> object:
     if kind == ProbeKind.LINEAR:
         if regression:
             return RidgeCV(alphas=np.logspace(-2, 4, 13))
-        return LogisticRegression(max_iter=500, C=1.0)
+        return LogisticRegression(max_iter=100, tol=1e-3, C=1.0)
     # Few epochs with a loose tolerance: probes are read for their held-out score, not polished fits.
-    opts = {"hidden_layer_sizes": (128,), "alpha": 1e-2, "max_iter": 100, "tol": 1e-3, "n_iter_no_change": 5}
+    opts = {"hidden_layer_sizes": (64,), "alpha": 1e-2, "max_iter": mlp_epochs, "tol": 1e-3, "n_iter_no_change": 5}
     if regression:
-        return MLPRegressor(random_state=seed, **opts)
+        # Targets (distances of 1..30 steps) are standardised so the network's output scale fits.
+        return TransformedTargetRegressor(MLPRegressor(random_state=seed, **opts), transformer=StandardScaler())
     return MLPClassifier(random_state=seed, **opts)
 
 
@@ -154,18 +170,23 @@ def fit_probe(
     layer: int | None = None,
     position: str | None = None,
     test_fraction: float = 0.25,
-    pca_dims: int | None = 128,
+    pca_dims: int | None = 64,
     seed: int = 0,
     split: tuple[np.ndarray, np.ndarray] | None = None,
     passthrough: int = 0,
-    max_rows: int | None = 6000,
+    max_rows: int | None = 2000,
+    zscore: bool = True,
+    mlp_epochs: int = 40,
 ) -> tuple[ProbeScore, FittedProbe]:
     """Fit one probe on ``x`` → ``y`` and score it on held-out groups.
 
     ``split`` (train rows, test rows) overrides the random split by group, so a probe and its
     control (and the linear and MLP probes) can share one split. The last ``passthrough`` columns
     (e.g. a cell's coordinates) are z-scored but kept out of the PCA. ``max_rows`` bounds the
-    balanced training set (see :func:`upsample`).
+    balanced training set (see :func:`upsample`). ``zscore=False`` is for inputs that are already
+    z-scored and PCA-projected (see ``probing.reduce``): re-standardising principal components
+    would whiten them and blow up their low-variance directions on unseen grids; only the
+    passthrough columns are then z-scored.
     """
     kind = ProbeKind(kind)
     x = np.asarray(x, dtype=np.float64)
@@ -185,12 +206,16 @@ def fit_probe(
         x_fit, y_fit = x[train][rows], y_train[rows]
     else:
         x_fit, y_fit = x[train], y_train.astype(np.float64)
-    scaler = StandardScaler().fit(x[train])
+    scaler = robust_scaler(x[train])
+    if not zscore:
+        keep = x.shape[1] - passthrough
+        scaler.mean_[:keep] = 0.0
+        scaler.scale_[:keep] = 1.0
     cut = x_fit.shape[1] - passthrough
     pca = None
     if pca_dims is not None and pca_dims < min(x_fit.shape[0], cut):
         pca = PCA(n_components=pca_dims, random_state=seed).fit(scaler.transform(x[train])[:, :cut])
-    probe = FittedProbe(scaler, pca, _model(kind, regression, seed), regression, passthrough)
+    probe = FittedProbe(scaler, pca, _model(kind, regression, seed, mlp_epochs), regression, passthrough)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.model.fit(probe._features(x_fit), y_fit)  # type: ignore[attr-defined]

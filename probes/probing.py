@@ -6,15 +6,19 @@ different layers, positions and kinds compare like with like.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
 from interleaf.probes.dataset import Activations, MapSamples, interior_cells, map_samples, step_targets
 from interleaf.probes.gridworld import DELTAS, Action, CellClass, Grid
 from interleaf.probes.policy import cell_distances
-from interleaf.probes.probe import FittedProbe, ProbeScore, fit_probe, split_by_group
+from interleaf.probes.probe import FittedProbe, ProbeScore, fit_probe, robust_scaler, split_by_group
 from interleaf.probes.records import ConsistencyScore, GridRecord, StepRecord, StudyConfig
+
+logger = logging.getLogger("interleaf.probes")
 
 
 def _decoded_optimal(grid: Grid, decoded: np.ndarray, goal_p: np.ndarray, step: StepRecord) -> bool:
@@ -85,9 +89,11 @@ def reduce(features: np.ndarray, train_rows: np.ndarray, dims: int | None, seed:
     """
     if dims is None or dims >= min(train_rows.size, features.shape[1]):
         return features
-    scaler = StandardScaler().fit(features[train_rows])
+    scaler = robust_scaler(features[train_rows])
     pca = PCA(n_components=dims, random_state=seed).fit(scaler.transform(features[train_rows]))
-    return pca.transform(scaler.transform(features)).astype(np.float32)
+    scores = pca.transform(scaler.transform(features))
+    # One global scale (not per component): whitening would blow up low-variance directions.
+    return (scores / scores[train_rows].std()).astype(np.float32)
 
 
 def run_probes(
@@ -110,9 +116,10 @@ def run_probes(
     scores: list[ProbeScore] = []
     consistency: list[ConsistencyScore] = []
     notes: list[str] = []
-    common = {"pca_dims": None, "seed": config.seed}
+    common = {"pca_dims": None, "seed": config.seed, "zscore": config.pca_dims is None}
     for layer in acts.layers:
         for position in ("pre", "post"):
+            t0 = time.perf_counter()
             feats = reduce(acts.features(layer, position), train_steps, config.pca_dims, config.seed)
             for t in targets:
                 is_test = np.isin(groups[t.rows], list(test_groups))
@@ -163,4 +170,22 @@ def run_probes(
                                 probe, feats, steps, grids, test_steps, layer=layer, position=position, kind=kind
                             )
                         )
+            logger.info("probes of layer %d %s fitted in %.1f s", layer, position, time.perf_counter() - t0)
+    notes += caveats(config)
     return scores, consistency, sorted(set(notes))
+
+
+def caveats(config: StudyConfig) -> list[str]:
+    """What a reader must know to read the probe table correctly (added to every report)."""
+    out = [
+        "goal_position is constant within a grid and the split is by grid, so a held-out grid's goal cell "
+        "is usually a label never seen in training: near-zero scores there are a ceiling of the design.",
+        "the prompt states the agent's coordinates in words ('You are at x=.., y=..'), so agent_position "
+        "can be read from that text, not only from the rendered grid.",
+    ]
+    if config.reasoning_chars <= 0:
+        out.append(
+            "without reasoning the 'post' positions are the emitted JSON answer itself, so next_action_1 at "
+            "'post' reads the output, not a plan; read plans from 'pre' (and next_action_2+)."
+        )
+    return out

@@ -44,11 +44,11 @@ class StudyConfig(BaseModel):
     """Trajectories run at once (the engine batches their decode steps)."""
     seed: int = 0
     """Seed of grid generation, sampling seeds and probe splits."""
-    next_k: int = 3
+    next_k: int = 2
     """Plan probes decode the agent's actions t, t+1, ..., t+next_k−1."""
     cells_per_step: int = 6
     """Random interior cells per step for the cognitive-map probe (plus the agent's and the goal's cell)."""
-    pca_dims: int | None = 128
+    pca_dims: int | None = 64
     """PCA components of z-scored activations before probing (None: no PCA)."""
     test_fraction: float = 0.25
     """Share of base grids held out for probe testing."""

@@ -14,6 +14,14 @@ _EXPORTS: dict[str, str] = {
     "EngineConfig": "interleaf.runtime.engine.config",
     "serve_engine": "interleaf.runtime.engine.server",
     "EngineProcess": "interleaf.runtime.engine.process",
+    # SGLang client, retention, routing (issue 4)
+    "BackendPool": "interleaf.runtime.backends",
+    "SGLangBackend": "interleaf.runtime.backends",
+    "BackendError": "interleaf.runtime.backends",
+    "EpisodeModel": "interleaf.runtime.episode_model",
+    "KVBudget": "interleaf.runtime.kv_budget",
+    "Router": "interleaf.runtime.router",
+    "ToolDurationEstimator": "interleaf.runtime.retention",
     # jobs (issue 6)
     "JobSpec": "interleaf.runtime.jobs",
     "JobRunner": "interleaf.runtime.jobs",

@@ -146,6 +146,9 @@ class EpisodeModel:
             raise BackendError("", "", f"episode {self.episode_id} is closed; pause() after close()")
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         tools = tuple(tool_names)
+        if self._ttl_task is not None:  # pause() twice without a turn between: one timer only
+            self._ttl_task.cancel()
+            self._ttl_task = None
         self._paused_at = time.monotonic()
         self._paused_tools = list(tools)
         expected = pool.estimator.expected_s(list(tools))

@@ -58,6 +58,9 @@ class Router:
             return current
         candidates = [s for s in self.healthy() if s.url not in exclude]
         if not candidates:
+            # All marked down (maybe a slow /health under load): the request itself is the next probe.
+            candidates = [s for s in self.servers.values() if s.url not in exclude]
+        if not candidates:
             reasons = "; ".join(
                 f"{s.url}: {'down' if not s.healthy else 'failed this request'}"
                 + (f" ({s.last_error})" if s.last_error else "")

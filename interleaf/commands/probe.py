@@ -41,7 +41,7 @@ def run(
     reasoning_chars: int = typer.Option(0, help="Allow this many characters of free reasoning before the answer."),
     concurrency: int = typer.Option(8, help="Trajectories in flight at once."),
     seed: int = typer.Option(0, help="Seed of grids, sampling and probe splits."),
-    pca_dims: int = typer.Option(128, help="PCA components before probing (0: none)."),
+    pca_dims: int = typer.Option(64, help="PCA components before probing (0: none)."),
     engine_url: str | None = typer.Option(None, help="SGLang-protocol server; default: start the embedded engine."),
     out: Path | None = typer.Option(None, help="Output folder; default runs/probes/<UTC time>."),
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from interleaf.probes import ProbeKind, fit_probe, split_by_group
 
 
@@ -40,8 +41,8 @@ def test_mlp_beats_linear_on_a_planted_nonlinear_signal() -> None:
     x, groups = synthetic(n=1200, d=16, seed=2)
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)  # XOR: no linear readout exists
     lin, _ = fit_probe(x, y, groups, kind=ProbeKind.LINEAR, pca_dims=None)
-    mlp, _ = fit_probe(x, y, groups, kind=ProbeKind.MLP, pca_dims=None)
-    ctl, _ = fit_probe(x, y, groups, kind=ProbeKind.MLP, pca_dims=None, control=True)
+    mlp, _ = fit_probe(x, y, groups, kind=ProbeKind.MLP, pca_dims=None, mlp_epochs=200)
+    ctl, _ = fit_probe(x, y, groups, kind=ProbeKind.MLP, pca_dims=None, control=True, mlp_epochs=200)
     assert lin.accuracy < 0.65
     assert mlp.accuracy > 0.8
     assert ctl.accuracy < 0.65

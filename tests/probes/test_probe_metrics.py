@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from interleaf.probes import (
     Action,
     Episode,

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from interleaf.probes import (
     ACTIONS,
     StudyConfig,
