@@ -419,16 +419,37 @@ def create_app(engine: Engine) -> FastAPI:
 
 
 def serve_engine(config: EngineConfig) -> None:
-    """Load the model, start the scheduler thread and serve HTTP until interrupted."""
+    """Load the model and serve HTTP until SIGTERM/SIGINT.
+
+    The scheduler runs on the main thread (torch is fastest there on this CPU build, see
+    ``Scheduler.run_forever``); uvicorn serves HTTP from a daemon thread with its own event loop.
+    """
+    import signal
+    import threading
+
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     engine = Engine(config)
-    engine.scheduler.start()
     app = create_app(engine)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
+    http = threading.Thread(target=server.run, name="interleaf-http", daemon=True)
+    http.start()
+    deadline = time.monotonic() + 30
+    while not server.started and http.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise SystemExit(f"could not serve HTTP on {config.host}:{config.port} (port in use?)")
+
+    def _stop(*_: object) -> None:
+        engine.scheduler._stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     log.info("engine ready: %s on http://%s:%d (KV pool %d tokens%s)", engine.model_name, config.host,
              config.port, engine.config.max_total_tokens, ", SIMULATED" if engine.simulated else "")  # fmt: skip
     try:
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        engine.scheduler.run_forever(alive=http.is_alive)
     finally:
-        engine.scheduler.stop()
+        server.should_exit = True
+        http.join(timeout=5)
