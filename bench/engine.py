@@ -21,6 +21,7 @@ import time
 import httpx
 import numpy as np
 import torch
+
 from interleaf.runtime.engine.process import EngineProcess
 
 CHAT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
@@ -63,7 +64,8 @@ def section_speed(url: str) -> None:
     print(f"prefill   {prefill:8.0f} tok/s  (512-token prompts)")
     print(f"decode    {decode:8.1f} tok/s  (batch 1, fp32)")
     print(
-        f"read bandwidth {bw / 1e9:.1f} GB/s -> decode ceiling {ceiling:.1f} tok/s; achieved/ceiling = {decode / ceiling:.2f}"
+        f"read bandwidth {bw / 1e9:.1f} GB/s -> decode ceiling {ceiling:.1f} tok/s; "
+        f"achieved/ceiling = {decode / ceiling:.2f}"
     )
 
 
@@ -90,7 +92,7 @@ def section_turn2(url: str, tokenizer) -> None:
         httpx.post(f"{url}/close_session", json={"session_id": sid})
         c = post(url, {"input_ids": full, "sampling_params": {"max_new_tokens": 1}})  # radix: prefix still cached
         rows["radix"].append(c["meta_info"]["ttft"])
-        cold = [7 + i] + full[1:]  # first token changed: no shared prefix at all
+        cold = [7 + i, *full[1:]]  # first token changed: no shared prefix at all
         d = post(url, {"input_ids": cold, "sampling_params": {"max_new_tokens": 1}})
         rows["cold"].append(d["meta_info"]["ttft"])
     med = {k: statistics.median(v) for k, v in rows.items()}
@@ -147,8 +149,9 @@ def plain_transformers_decode(model, batch: int, new_tokens: int) -> float:
 
 def section_scaling(url: str) -> None:
     print("\n== batched decode: aggregate tok/s vs concurrent clients ==")
-    from interleaf.runtime.engine import resolve_model
     from transformers import AutoModelForCausalLM
+
+    from interleaf.runtime.engine import resolve_model
 
     new_tokens = 48
     engine = {b: asyncio.run(_concurrent_decode(url, b, new_tokens)) for b in (1, 4, 8, 16)}
@@ -171,7 +174,8 @@ def section_grammar(url: str) -> None:
     schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "string"}}}}
     constrained = asyncio.run(_concurrent_decode(url, 8, 48, {"json_schema": json.dumps(schema)}))
     print(
-        f"unconstrained {free:7.1f} tok/s   json_schema {constrained:7.1f} tok/s   overhead {100 * (free / constrained - 1):5.1f}%"
+        f"unconstrained {free:7.1f} tok/s   json_schema {constrained:7.1f} tok/s   "
+        f"overhead {100 * (free / constrained - 1):5.1f}%"
     )
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+
 from interleaf.telemetry import HARDWARE_PROFILES, MODEL_PROFILES, PTEVariant, TurnArrays, pte, pte_table
 
 

@@ -16,6 +16,7 @@ import argparse
 import time
 
 import torch
+
 from interleaf.runtime.engine.sim import RooflineCost
 from interleaf.telemetry import find_hardware_profile, find_model_profile
 

@@ -180,4 +180,3 @@ class GridAgent:
             cached_tokens=int(meta.get("cached_tokens", 0)),
             latency_s=latency,
         )
-

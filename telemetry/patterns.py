@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 import numpy as np
+from pydantic import BaseModel, Field
+
 from interleaf.telemetry.pte import TurnArrays
 from interleaf.telemetry.records import ToolCallRecord, Trajectory
-from pydantic import BaseModel, Field
 
 
 class Pattern(StrEnum):

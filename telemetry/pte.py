@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+from pydantic import BaseModel
+
 from interleaf.telemetry.hardware_profile import HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile
 from interleaf.telemetry.records import Trajectory
-from pydantic import BaseModel
 
 
 class PTEVariant(StrEnum):

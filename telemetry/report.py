@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from interleaf.telemetry.hardware_profile import HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile
 from interleaf.telemetry.patterns import Pattern
 from interleaf.telemetry.records import Trajectory
 from interleaf.telemetry.summary import REPORTED_VARIANTS, JobSummary, summarize_job
-from pydantic import BaseModel
 
 FORMATS = ("md", "json", "csv")
 

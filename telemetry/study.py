@@ -13,12 +13,13 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import BaseModel, Field
+from scipy import optimize, stats
+
 from interleaf.telemetry.hardware_profile import HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile
 from interleaf.telemetry.pte import PTEVariant, TurnArrays, gamma, step_weight_pte, turn_pte
 from interleaf.telemetry.records import Trajectory
-from pydantic import BaseModel, Field
-from scipy import optimize, stats
 
 PRICE_RATIOS = (1.5, 3.0, 4.0)
 """Output:input price ratios of the pricing proxies (PAPERS.md §A validation)."""

@@ -22,8 +22,9 @@ import uuid
 from typing import Any
 
 import httpx
-from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
 from pydantic import BaseModel, Field
+
+from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
 
 ARMS = ("session", "radix", "evict")
 

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, Field
+
 from interleaf.telemetry.hardware_profile import HARDWARE_PROFILES, REFERENCE_HARDWARE, HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile, find_model_profile
 from interleaf.telemetry.patterns import PatternConfig, PatternFinding, PatternStats, detect_patterns, pattern_stats
 from interleaf.telemetry.pte import PTEVariant, TurnArrays, gamma, pte_table
 from interleaf.telemetry.records import Trajectory
-from pydantic import BaseModel, Field
 
 REPORTED_VARIANTS = (PTEVariant.EVICT_ALL, PTEVariant.MEASURED, PTEVariant.PERFECT_REUSE, PTEVariant.PTE_PLUS)
 """The variants summaries show (``measured_plus`` is available through ``pte_table``)."""

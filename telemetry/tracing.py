@@ -27,8 +27,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from interleaf.telemetry.pte import PTEBreakdown
-from interleaf.telemetry.records import TerminationReason, ToolCallRecord, Trajectory, Turn
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
@@ -37,6 +35,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+
+from interleaf.telemetry.pte import PTEBreakdown
+from interleaf.telemetry.records import TerminationReason, ToolCallRecord, Trajectory, Turn
 
 CONTENT_ENV = "INTERLEAF_TRACE_CONTENT"
 """Set to 1 to record prompts, completions, tool arguments and results in spans."""

@@ -14,13 +14,14 @@ from typing import Any, TextIO
 import anyio
 import jsonschema
 import mcp_types
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
+
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout
 from interleaf.tools.tool import Tool
 from interleaf.tools.toolset import Toolset
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.shared.exceptions import MCPError
 
 __all__ = ["mcp_toolset", "render_mcp_content"]
 

@@ -17,14 +17,15 @@ from typing import Any, Literal
 
 import anyio
 import mcp_types
-from interleaf.tools.context import ToolContext
-from interleaf.tools.errors import ToolInfraError
-from interleaf.tools.tool import Tool
-from interleaf.tools.toolset import Toolset
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
+
+from interleaf.tools.context import ToolContext
+from interleaf.tools.errors import ToolInfraError
+from interleaf.tools.tool import Tool
+from interleaf.tools.toolset import Toolset
 
 __all__ = ["build_mcp_server", "load_toolset", "serve_mcp", "serve_mcp_async"]
 

@@ -13,8 +13,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from interleaf.tools.context import ToolContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from interleaf.tools.context import ToolContext
 
 __all__ = [
     "ParsedDocstring",

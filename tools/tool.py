@@ -9,6 +9,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
+from pydantic import BaseModel, ValidationError
+
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError
 from interleaf.tools.schema import (
@@ -17,7 +19,6 @@ from interleaf.tools.schema import (
     function_arguments,
     parse_docstring,
 )
-from pydantic import BaseModel, ValidationError
 
 __all__ = ["Tool", "tool"]
 

@@ -29,8 +29,12 @@ PROMPTS = [
 
 
 async def _gen(client: httpx.AsyncClient, url: str, text: str, n: int) -> dict:
-    body = {"text": f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n", "return_logprob": True,
-            "top_logprobs_num": 2, "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}  # fmt: skip
+    body = {
+        "text": f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n",
+        "return_logprob": True,
+        "top_logprobs_num": 2,
+        "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True},
+    }
     r = await client.post(f"{url}/generate", json=body, timeout=300)
     assert r.status_code == 200, r.text
     return r.json()
@@ -94,7 +98,7 @@ _schema = st.recursive(
                 "properties": props,
                 "required": sorted(props),
                 "additionalProperties": False,
-            }  # fmt: skip
+            }
         ),
     ),
     max_leaves=4,

@@ -163,8 +163,9 @@ def test_abort_rolls_back_session_turn(engine_url: str) -> None:
 
 
 def test_hidden_states_match_transformers(engine_url: str) -> None:
-    from interleaf.runtime.engine import load_tokenizer, resolve_model
     from transformers import AutoModelForCausalLM
+
+    from interleaf.runtime.engine import load_tokenizer, resolve_model
 
     prompt = CHAT.format(q="Where is the goal?")
     out = gen(engine_url, text=prompt, return_hidden_states=True, hidden_states_layers=[0, 7, 15],

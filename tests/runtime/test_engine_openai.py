@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import xgrammar as xgr
+from xgrammar.testing import _is_grammar_accept_string
+
 from interleaf.runtime.engine.openai_route import (
     ChatCompletionIn,
     ToolDef,
@@ -17,7 +19,6 @@ from interleaf.runtime.engine.openai_route import (
     render_prompt,
     tool_call_ebnf,
 )
-from xgrammar.testing import _is_grammar_accept_string
 
 WEATHER = {
     "type": "function",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from interleaf.telemetry import Pattern, detect_patterns, pattern_stats
 
+from interleaf.telemetry import Pattern, detect_patterns, pattern_stats
 from tests.telemetry import telemetry_fixtures as fx
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from interleaf.telemetry import EpisodeTracer, configure_tracing
 
+from interleaf.telemetry import EpisodeTracer, configure_tracing
 from tests.telemetry.telemetry_fixtures import run_episode
 
 VENV = Path(os.environ.get("INTERLEAF_PHOENIX_VENV", "/work/phoenix-venv"))

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
     MODEL_PROFILES,

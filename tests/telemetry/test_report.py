@@ -8,6 +8,9 @@ import json
 
 import pytest
 import typer
+from typer.testing import CliRunner
+
+from interleaf.commands import report as report_cmd
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
     MODEL_PROFILES,
@@ -18,9 +21,6 @@ from interleaf.telemetry import (
     render_report,
     summarize_job,
 )
-from typer.testing import CliRunner
-
-from interleaf.commands import report as report_cmd
 from tests.telemetry import telemetry_fixtures as fx
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, load_trajectories, step_weight_pte
 from interleaf.telemetry.records import CacheFigures, Trajectory, Turn, TurnTimings
 from interleaf.telemetry.study import pte_latency_study

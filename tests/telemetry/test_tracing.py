@@ -10,6 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
 from interleaf.telemetry import (
     MODEL_PROFILES,
     EpisodeTracer,
@@ -19,13 +26,6 @@ from interleaf.telemetry import (
 )
 from interleaf.telemetry.hardware_profile import HARDWARE_PROFILES
 from interleaf.telemetry.records import TerminationReason, TurnTimings
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
-
 from tests.telemetry import telemetry_fixtures as fx
 from tests.telemetry.telemetry_fixtures import run_episode
 

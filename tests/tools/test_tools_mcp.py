@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
 from mcp import Client, StdioServerParameters
+
+from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
 
 SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from interleaf.tools import SandboxLimits, run_python
 from interleaf.tools.sandbox import _namespace_available, _sandbox_uid
 

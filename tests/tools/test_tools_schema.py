@@ -6,8 +6,9 @@ import enum
 from typing import Annotated, Literal
 
 import pytest
-from interleaf.tools import Tool, ToolContext, tool
 from pydantic import BaseModel, Field
+
+from interleaf.tools import Tool, ToolContext, tool
 
 
 class Unit(enum.Enum):

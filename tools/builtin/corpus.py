@@ -11,9 +11,10 @@ from typing import Annotated
 
 import bm25s
 import numpy as np
+from pydantic import BaseModel, Field
+
 from interleaf.tools.errors import ToolError
 from interleaf.tools.tool import Tool, tool
-from pydantic import BaseModel, Field
 
 __all__ = ["Corpus", "Document", "SearchHit", "focus_on_goal", "make_corpus_tools"]
 
