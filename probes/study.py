@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,43 +222,16 @@ def behaviour(
     return list(metrics.values()), tests
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def engine(url: str | None, timeout_s: float = 300.0) -> Iterator[str]:
     """Yield ``url``, or start the embedded engine on a free loopback port and yield its URL."""
     if url:
         yield url.rstrip("/")
         return
-    port = _free_port()
-    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"embedded engine exited with {proc.returncode}:\n{err[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"embedded engine on {base} not healthy after {timeout_s} s; pass --engine-url")
-            time.sleep(0.25)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    from interleaf.runtime.engine.process import EngineProcess
+
+    with EngineProcess(startup_timeout_s=timeout_s) as proc:
+        yield proc.url
 
 
 def _model_name(base_url: str) -> str:

@@ -4,37 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import typer
 
 app = typer.Typer(help="Studies that measure interleaf's cost models against real runs.", no_args_is_help=True)
-
-
-def _start_embedded_engine(timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise typer.BadParameter(f"the embedded engine exited with {proc.returncode}; try `interleaf engine serve`")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise typer.BadParameter(f"the embedded engine on {url} was not healthy after {timeout_s:.0f} s")
 
 
 @app.command("pte-latency")
@@ -71,10 +46,13 @@ def pte_latency(
         f"HOI {hw.hoi:.2f}",
         err=True,
     )
-    proc = None
+    engine = None
     if engine_url is None:
         typer.echo("starting the embedded engine ...", err=True)
-        proc, engine_url = _start_embedded_engine()
+        from interleaf.runtime.engine.process import EngineProcess
+
+        engine = EngineProcess()
+        engine_url = engine.url
     try:
         cfg = StudyConfig(
             engine_url=engine_url,
@@ -85,9 +63,8 @@ def pte_latency(
         )
         trajs = asyncio.run(run_study(cfg))
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
+        if engine is not None:
+            engine.stop()
     served = trajs[0].model if trajs else ""
     profile = MODEL_PROFILES.get(model_profile or "") or find_model_profile(model_profile or served)
     if profile is None:
