@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from interleaf.runtime.redis_server import RedisServer, die_with_parent, free_port
+from interleaf.runtime.engine.process import EngineProcess
+from interleaf.runtime.redis_server import RedisServer
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -25,24 +24,9 @@ def redis_url() -> Iterator[str]:
 
 
 def start_engine(*extra: str, timeout_s: float = 180.0) -> tuple[subprocess.Popen, str]:
-    """Launch ``python -m interleaf.runtime.engine`` on a free port; return (process, base URL)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "interleaf.runtime.engine", "--host", "127.0.0.1", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"engine exited with {proc.returncode}:\n{err[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"engine on {url} not healthy after {timeout_s} s")
+    """Launch the embedded engine on a free loopback port with ``extra`` flags; return (process, base URL)."""
+    engine = EngineProcess(*extra, startup_timeout_s=timeout_s)
+    return engine.proc, engine.url
 
 
 def stop_engine(proc: subprocess.Popen) -> None:
