@@ -127,6 +127,11 @@ def _excerpt(s: str) -> str:
     return s if len(s) <= 200 else s[:197] + "..."
 
 
+def _whole_span(turn: int, source: str, text: str, call_id: str | None = None) -> TextSpan:
+    """Evidence that is a whole string (a tool result, a call's raw text, a format error)."""
+    return TextSpan(turn=turn, source=source, call_id=call_id, start=0, end=len(text), excerpt=_excerpt(text))
+
+
 def _is_python(name: str, cfg: PatternConfig) -> bool:
     return name in cfg.python_tools or "python" in name.lower()
 
@@ -181,14 +186,7 @@ def _confirmatory(traj: Trajectory, cfg: PatternConfig) -> list[PatternFinding]:
                         turns=sorted({s.turn for s in evidence} | {turn.index}),
                         spans=[
                             evidence[0],
-                            TextSpan(
-                                turn=turn.index,
-                                source="tool_raw",
-                                call_id=call.id,
-                                start=0,
-                                end=len(call.raw),
-                                excerpt=_excerpt(call.raw),
-                            ),
+                            _whole_span(turn.index, "tool_raw", call.raw, call_id=call.id),
                         ],
                         detail=f"answer {a!r} stated in turn {evidence[0].turn} before the python call "
                         f"in turn {turn.index}",
@@ -234,16 +232,7 @@ def _lack_of_priors(traj: Trajectory, cfg: PatternConfig) -> list[PatternFinding
                     pattern=Pattern.LACK_OF_TOOL_PRIORS,
                     trajectory_id=traj.id,
                     turns=[turn.index],
-                    spans=[
-                        TextSpan(
-                            turn=turn.index,
-                            source="tool_result",
-                            call_id=call.id,
-                            start=0,
-                            end=len(call.result),
-                            excerpt=_excerpt(call.result),
-                        )
-                    ],
+                    spans=[_whole_span(turn.index, "tool_result", call.result, call_id=call.id)],
                     detail=f"{call.name} call {call.id}: {kind}",
                 )
             )
@@ -260,15 +249,7 @@ def _format_collapse(traj: Trajectory, cfg: PatternConfig) -> list[PatternFindin
                     pattern=Pattern.TOOL_FORMAT_COLLAPSE,
                     trajectory_id=traj.id,
                     turns=[turn.index],
-                    spans=[
-                        TextSpan(
-                            turn=turn.index,
-                            source="format_error",
-                            start=0,
-                            end=len(turn.format_error),
-                            excerpt=_excerpt(turn.format_error),
-                        )
-                    ],
+                    spans=[_whole_span(turn.index, "format_error", turn.format_error)],
                     detail=f"turn {turn.index}: unparseable tool call: {turn.format_error}",
                 )
             )
@@ -280,16 +261,7 @@ def _format_collapse(traj: Trajectory, cfg: PatternConfig) -> list[PatternFindin
                         pattern=Pattern.TOOL_FORMAT_COLLAPSE,
                         trajectory_id=traj.id,
                         turns=[turn.index],
-                        spans=[
-                            TextSpan(
-                                turn=turn.index,
-                                source="tool_raw",
-                                call_id=call.id,
-                                start=0,
-                                end=len(call.raw),
-                                excerpt=_excerpt(call.raw),
-                            )
-                        ],
+                        spans=[_whole_span(turn.index, "tool_raw", call.raw, call_id=call.id)],
                         detail=f"call {call.id}: {reason}",
                     )
                 )
@@ -336,16 +308,7 @@ def _long_response(traj: Trajectory, turns: TurnArrays, cfg: PatternConfig, g: f
                 pattern=Pattern.LONG_TOOL_RESPONSE,
                 trajectory_id=traj.id,
                 turns=list(range(i, k)),
-                spans=[
-                    TextSpan(
-                        turn=i,
-                        source="tool_result",
-                        call_id=call.id,
-                        start=0,
-                        end=len(call.result),
-                        excerpt=_excerpt(call.result),
-                    )
-                ],
+                spans=[_whole_span(i, "tool_result", call.result, call_id=call.id)],
                 detail=f"tool result after turn {i}: {tool_tokens:.0f} tokens = {share:.0%} of the final "
                 f"context, "
                 f"carried through {later_turns} later turn(s)" + (f", decode cost +{decode_pte:.1f} PTE" if g else ""),
@@ -399,17 +362,7 @@ def _redundant(traj: Trajectory) -> list[PatternFinding]:
                 pattern=Pattern.REDUNDANT_TOOL_CALL,
                 trajectory_id=traj.id,
                 turns=sorted({t for t, _ in calls}),
-                spans=[
-                    TextSpan(
-                        turn=t,
-                        source="tool_raw",
-                        call_id=c.id,
-                        start=0,
-                        end=len(c.raw),
-                        excerpt=_excerpt(c.raw),
-                    )
-                    for t, c in calls
-                ],
+                spans=[_whole_span(t, "tool_raw", c.raw, call_id=c.id) for t, c in calls],
                 detail=f"{name}({args}) called {len(calls)} times (calls {', '.join(c.id for _, c in calls)})",
                 figures={"repeats": float(len(calls) - 1)},
             )
