@@ -70,6 +70,7 @@ class GenerateIn(BaseModel):
     session_params: SessionParamsIn | None = None
     session_id: str | None = None
     priority: int | None = None
+    """Accepted for SGLang compatibility; the embedded engine schedules FCFS and ignores it."""
 
 
 class OpenSessionIn(BaseModel):

@@ -99,9 +99,7 @@ class RadixCache:
         The caller owns ``slots[:already]`` duplicates and must free those it allocated itself.
         """
         assert len(ids) == int(slots.numel()), "ids and slots must have the same length"
-        if not self.enabled:
-            node = Node(key=list(ids), slots=slots, parent=None)
-            return 0, node
+        assert self.enabled, "insert into a disabled radix cache: the caller frees the slots instead"
         node, i = self.root, 0
         now = time.monotonic()
         while i < len(ids):

@@ -91,7 +91,6 @@ class Req:
     radix_session_id: str | None = None
     """Soft radix-session reference (top-level ``session_id``)."""
     capture: HiddenCapture | None = None
-    priority: int = 0
     top_logprobs_num: int = -1
     """-1: no logprobs; 0: the chosen token's logprob; k > 0: also the top-k alternatives."""
 
@@ -111,7 +110,6 @@ class Req:
     generator: torch.Generator | None = None
     text: str = ""
     finish_reason: dict[str, Any] | None = None
-    aborted: str | None = None
     retractions: int = 0
     output_logprobs: list[tuple[float, int]] = field(default_factory=list)
     output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)

@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -139,9 +138,6 @@ class Scheduler:
     @property
     def used_tokens(self) -> int:
         return self.pool.capacity - self.pool.available
-
-    def new_rid(self) -> str:
-        return uuid.uuid4().hex
 
     # --- the loop --------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -336,7 +332,7 @@ class Scheduler:
                 continue
             if req.capture and req.capture.prompt is None:
                 req.capture.prompt = req.capture.snapshot()
-            if req.params.max_new_tokens == 0 or req.aborted:
+            if req.params.max_new_tokens == 0:
                 self._finish(req, {"type": "length", "length": 0})
                 continue
             req.state = ReqState.RUNNING

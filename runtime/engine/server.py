@@ -131,21 +131,21 @@ class Engine:
             raise BadRequest("input_ids: the prompt is empty; send at least one token", "input_ids")
         radix_sid = body.session_id if self.config.enable_session_radix_cache else None
         req = new_request(rid, ids, params, stream=body.stream, session_id=session_id, radix_session_id=radix_sid,
-                          capture=capture, priority=body.priority or 0)  # fmt: skip
+                          capture=capture)  # fmt: skip
         if body.return_logprob:
             req.top_logprobs_num = max(0, body.top_logprobs_num or 0)
         if len(ids) + 1 > self.context_length:
-            self._release_inflight(session_id, req)
+            self._release_inflight(session_id)
             raise BadRequest(f"input_ids: {len(ids)} tokens exceed the context length {self.context_length}",
                              "input_ids")  # fmt: skip
         if params.constrained:
             if self.grammar is None:
-                self._release_inflight(session_id, req)
+                self._release_inflight(session_id)
                 raise BadRequest("constrained decoding is not available on the sim executor", "sampling_params")
             try:
                 req.grammar = self.grammar.matcher(self.grammar.compile(params))
             except GrammarError as exc:
-                self._release_inflight(session_id, req)
+                self._release_inflight(session_id)
                 raise BadRequest(str(exc), str(exc).split(" ", 1)[0]) from exc
         if session_id is not None:
             with self.scheduler.sessions_lock:
@@ -183,7 +183,7 @@ class Engine:
             s.last_active = time.monotonic()
             return s.context_ids + delta, s.id
 
-    def _release_inflight(self, session_id: str | None, req: Req) -> None:
+    def _release_inflight(self, session_id: str | None) -> None:
         if session_id is None:
             return
         with self.scheduler.sessions_lock:
