@@ -7,7 +7,6 @@ override with ``INTERLEAF_PHOENIX_VENV``): ``python -m venv V && V/bin/pip insta
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from interleaf.runtime.redis_server import free_port
 from interleaf.telemetry import EpisodeTracer, configure_tracing
 from tests.telemetry.telemetry_fixtures import run_episode
 
@@ -30,15 +30,9 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def phoenix(tmp_path):
-    port, grpc = _free_port(), _free_port()
+    port, grpc = free_port(), free_port()
     env = {
         **os.environ,
         "PHOENIX_PORT": str(port),

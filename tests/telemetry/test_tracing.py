@@ -3,7 +3,6 @@ and received over real HTTP by an OTLP protobuf receiver running in another proc
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from interleaf.runtime.redis_server import free_port
 from interleaf.telemetry import (
     MODEL_PROFILES,
     EpisodeTracer,
@@ -205,15 +205,9 @@ def test_configure_tracing_refuses_grpc(monkeypatch) -> None:
         configure_tracing(set_global=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def otlp_receiver():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("otlp_receiver.py")), str(port)],
         stdout=subprocess.PIPE,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from interleaf.runtime.redis_server import free_port
 from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
 
 SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"
@@ -90,15 +91,9 @@ async def test_lost_server_is_an_infrastructure_error(ctx, quiet):
         assert info.value.tool == "crash"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*SERVE, "--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
