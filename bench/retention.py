@@ -39,6 +39,8 @@ from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometh
 from interleaf.runtime.engine.process import EngineProcess
 
 POLICIES = ("none", "session", "ttl", "adaptive")
+GREEDY = "-greedy"
+"""Suffix for a policy run without episode admission control (every episode tries to hold)."""
 TOOLS = ("search", "python", "browse")
 _CANDIDATE_TEXT = (
     "the of and to in is was for on are with as at be by this had not but from or have an they "
@@ -158,7 +160,13 @@ async def run_policy(
     url: str, policy: str, scripts: list[AgentScript], fraction: float, tokenizer: Any
 ) -> PolicyResult:
     await _flush(url)
-    pool = await BackendPool.connect([url], retention=policy, kv_budget_fraction=fraction, tokenizer=tokenizer)
+    pool = await BackendPool.connect(
+        [url],
+        retention=policy.removesuffix(GREEDY),
+        kv_budget_fraction=fraction,
+        tokenizer=tokenizer,
+        admission=not policy.endswith(GREEDY),
+    )
     totals = {"prompt": 0, "cached": 0, "recomputed": 0, "completion": 0}
     episode_s: list[float] = []
     failed = 0
@@ -176,7 +184,7 @@ async def run_policy(
         nonlocal failed
         start = time.monotonic()
         try:
-            async with pool.episode(f"{policy}-{i}") as model:
+            async with pool.episode(f"{policy}-{i}", max_turns=len(script.decode)) as model:
                 for turn in range(len(script.decode)):
                     if turn:
                         await model.pause([script.tools[turn - 1]])
@@ -273,8 +281,11 @@ def _parse() -> argparse.Namespace:
     if not 0 < args.kv_budget_fraction <= 1:
         p.error(f"--kv-budget-fraction={args.kv_budget_fraction} must be in (0, 1]")
     for name in args.policies.split(","):
-        if name not in POLICIES:
-            p.error(f"--policies: {name!r} is not one of {', '.join(POLICIES)}")
+        if name.removesuffix(GREEDY) not in POLICIES or name == "none" + GREEDY:
+            p.error(
+                f"--policies: {name!r} is not one of {', '.join(POLICIES)} (append {GREEDY} to a holding "
+                "policy to run it without episode admission control)"
+            )
     return args
 
 
@@ -290,6 +301,8 @@ async def main() -> None:
         tokenizer = load_tokenizer()
     scripts = build_workload(args, tokenizer)
     peak_context = sum(s.context_tokens for s in scripts)
+    # No policy can finish before the agent with the longest tool time has waited for its tools.
+    pause_floor = max(sum(s.pauses) for s in scripts)
     budget = int(args.budget_ratio * peak_context)
     capacity = math.ceil(budget / args.kv_budget_fraction)
     engine: EngineProcess | None = None
@@ -316,6 +329,8 @@ async def main() -> None:
             f"{args.tool_p95_s} s (x{args.time_scale}), tool outputs {args.tool_output[0]}-{args.tool_output[1]} "
             f"tok, seed {args.seed}\n{what}; agents' peak total context {peak_context:,} tok; KV budget "
             f"{budget:,} tok ({args.budget_ratio:.0%} of it) = {fraction:.2f} x engine KV {capacity:,} tok\n"
+            f"makespan floor from tool pauses alone: {pause_floor:.1f} s (the longest agent's summed pauses); "
+            "no policy's speedup over none can exceed none's makespan / this floor\n"
         )
         print(header, flush=True)
         results = []

@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "BackendError": "interleaf.runtime.backends",
     "EpisodeModel": "interleaf.runtime.episode_model",
     "KVBudget": "interleaf.runtime.kv_budget",
+    "EpisodeAdmission": "interleaf.runtime.admission",
+    "GrowthEstimate": "interleaf.runtime.admission",
     "Router": "interleaf.runtime.router",
     "ToolDurationEstimator": "interleaf.runtime.retention",
     # jobs (issue 6)

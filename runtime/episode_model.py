@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from interleaf.agents.model import Completion, Constraint
+from interleaf.runtime.admission import AdmissionAbandoned
 from interleaf.runtime.backends.backend import Backend, GenerateResult
 from interleaf.runtime.backends.conversation import Conversation
 from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
@@ -50,9 +51,11 @@ class EpisodeCompletion(Completion):
 class EpisodeModel:
     """``interleaf.agents.model.AgentModel`` for one episode on a :class:`BackendPool`."""
 
-    def __init__(self, pool: BackendPool, episode_id: str) -> None:
+    def __init__(self, pool: BackendPool, episode_id: str, *, max_turns: int | None = None) -> None:
         self.pool = pool
         self.episode_id = episode_id
+        self.max_turns = max_turns
+        """The episode's turn limit if known (admission control projects its peak context from it)."""
         self.model_name = pool.model_name
         self.conversation = Conversation()
         self._pending: list[RetentionRecord] = []
@@ -111,6 +114,13 @@ class EpisodeModel:
             self.pool.budgets[conv.server].shrink(self.episode_id, len(conv.ids))
         self.pool.observe_call(result.server, result.prompt_tokens - result.cached_tokens + result.completion_tokens)
         self._turn += 1
+        self.pool.after_turn(
+            self.episode_id,
+            result.server,
+            context=len(conv.ids),
+            turns_done=self._turn,
+            added=len(delta) + result.completion_tokens if self._turn > 1 else None,
+        )
         ttft = result.ttft_s
         e2e = result.server_e2e_s if result.server_e2e_s is not None else result.e2e_s
         return EpisodeCompletion(
@@ -169,6 +179,9 @@ class EpisodeModel:
                 else decision.reason,
                 predicted_pause_s=expected,
             )
+        elif not self._admitted(conv.server):
+            await self._close_session()
+            record = self._suspend_record(f"at the pause ({len(conv.ids)} tokens released)")
         else:
             decision = policy.decide(self._context(tools, expected))
             if decision.hold:
@@ -246,7 +259,7 @@ class EpisodeModel:
             self.pool.budgets[server].release_paused(self.episode_id, f"ttl {ttl_s:.2f} s expired")
 
     async def _released(self, reason: str) -> None:
-        """The budget or the TTL timer released our paused hold: close the session, note it."""
+        """The budget, the TTL timer or admission control released our paused hold: close the session, note it."""
         conv = self.conversation
         held = len(conv.ids)
         sid = conv.detach_session()
@@ -256,11 +269,24 @@ class EpisodeModel:
         self._pending.append(
             RetentionRecord(
                 policy=self.pool.policy.name.value,
-                decision=RetentionDecision.RELEASE,
+                decision=RetentionDecision.RELEASE if self._admitted(conv.server) else RetentionDecision.SUSPEND,
                 reason=f"released during the pause ({held} tokens): {reason}",
             )
         )
         self.pool.decisions["released_in_pause"] += 1
+
+    def _admitted(self, server: str | None) -> bool:
+        """Whether admission control lets this episode hold KV on ``server`` (True when it is off)."""
+        admission = self.pool.admissions.get(server) if server is not None else None
+        return admission is None or admission.is_admitted(self.episode_id)
+
+    def _suspend_record(self, what: str) -> RetentionRecord:
+        return RetentionRecord(
+            policy=self.pool.policy.name.value,
+            decision=RetentionDecision.SUSPEND,
+            reason=f"suspended by admission control {what}: the episodes admitted before this one "
+            "need the KV budget to finish; the next turn waits to be readmitted",
+        )
 
     async def _close_session(self, *, rid: str | None = None) -> None:
         """Close our session (abort ``rid`` first) and free its budget; errors swallowed (best effort)."""
@@ -291,13 +317,27 @@ class EpisodeModel:
                 with contextlib.suppress(Exception):
                     await hold.releasing
         await self._close_session()
+        self._leave_admission()
+        self.pool.growth.observe_episode(self._turn)
 
-    async def _open_or_grow(self, backend: Backend, need: int, records: list[RetentionRecord]) -> None:
+    def _leave_admission(self) -> None:
+        conv = self.conversation
+        admission = self.pool.admissions.get(conv.server) if conv.server is not None else None
+        if admission is not None:
+            admission.leave(self.episode_id)
+
+    async def _open_or_grow(self, backend: Backend, need: int, max_new: int, records: list[RetentionRecord]) -> None:
         """Make sure the turn runs in a session with ``need`` tokens of budget, or in none."""
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         budget = pool.budgets[backend.url]
         if not (policy.uses_sessions and backend.info.streaming_sessions):
             return
+        if conv.session_id is not None and not self._admitted(backend.url):
+            # Suspended while its last turn ran, and no pause() since: let go now, then queue.
+            await self._close_session()
+            records.append(self._suspend_record(f"before turn {self._turn} ({len(conv.ids)} tokens released)"))
+        if conv.session_id is None:
+            await self._admit(backend.url, need, max_new, records)
         if conv.session_id is not None:
             own = budget.holds.get(self.episode_id)
             value = own.value if own is not None else 0.0
@@ -321,6 +361,34 @@ class EpisodeModel:
             budget.drop(self.episode_id)
             raise
         conv.attach_session(sid)
+
+    async def _admit(self, url: str, need: int, max_new: int, records: list[RetentionRecord]) -> None:
+        """Wait for admission control to let this episode hold KV on ``url`` (no-op when it is off)."""
+        admission = self.pool.admissions.get(url)
+        if admission is None:
+            return
+        try:
+            waited = await admission.admit(
+                self.episode_id,
+                context=need,
+                turns_done=self._turn,
+                max_turns=self.max_turns,
+                prior_growth=max_new,
+                alive=lambda: self.pool.router.servers[url].healthy,
+            )
+        except AdmissionAbandoned as exc:
+            raise BackendUnavailable(url, "", str(exc)) from exc
+        if waited > 0:
+            self.pool.decisions["queued"] += 1
+            records.append(
+                RetentionRecord(
+                    policy=self.pool.policy.name.value,
+                    decision=RetentionDecision.QUEUED,
+                    reason=f"waited {waited:.2f} s for admission on {url} (KV budget committed to "
+                    "episodes admitted earlier)",
+                    wait_s=waited,
+                )
+            )
 
     def _denied(self, what: str, budget: Any) -> RetentionRecord:
         self.pool.decisions["admission_denied"] += 1
@@ -354,6 +422,7 @@ class EpisodeModel:
                 failover_from = failover_from or conv.server
                 if conv.session_id is not None:
                     await self._close_session()
+                self._leave_admission()
                 records.append(
                     RetentionRecord(
                         policy=pool.policy.name.value,
@@ -388,7 +457,7 @@ class EpisodeModel:
         attempt = 0
         while True:
             need = len(conv.ids) + len(delta) + max_new
-            await self._open_or_grow(backend, need, records)
+            await self._open_or_grow(backend, need, max_new, records)
             ids, session = conv.request(delta)
             rid = f"{self.episode_id}-t{self._turn}-{uuid.uuid4().hex[:8]}"
             outstanding = (len(delta) if session and session.previous_rid else len(ids)) + max_new
@@ -417,8 +486,10 @@ class EpisodeModel:
                     raise
                 await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
             except BaseException:
-                # Cancelled or failed for good: the server must not keep this turn or its session.
+                # Cancelled or failed for good: the server must not keep this turn or its session,
+                # and an episode that may never come back must not keep others waiting for admission.
                 await asyncio.shield(self._close_session(rid=rid))
+                self._leave_admission()
                 raise
             finally:
                 pool.router.end(backend.url, outstanding)

@@ -52,6 +52,11 @@ class RetentionDecision(StrEnum):
     """No pause followed this turn (final turn) or the policy is stateless."""
     DENIED = "denied"
     """The policy wanted to hold but the KV budget refused; released instead."""
+    SUSPEND = "suspend"
+    """Admission control suspended the episode: its KV was released so that the episodes admitted
+    before it can finish holding theirs; its next turn waits to be readmitted."""
+    QUEUED = "queued"
+    """The turn waited for admission (room in the KV budget) before it ran; ``wait_s`` says how long."""
 
 
 class ToolCallRecord(BaseModel):
@@ -123,6 +128,8 @@ class RetentionRecord(BaseModel):
     """The pause length the policy predicted, seconds."""
     held_tokens: int = 0
     """Tokens kept pinned through the pause (0 when released)."""
+    wait_s: float = 0.0
+    """Seconds the next turn waited for admission before it ran (``queued`` records)."""
 
 
 class Turn(BaseModel):

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from interleaf.runtime.admission import EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.backends.backend import Backend
 from interleaf.runtime.backends.errors import BackendError, BackendUnavailable
 from interleaf.runtime.backends.server_metrics import ServerMetrics
 from interleaf.runtime.backends.sglang import SGLangBackend
-from interleaf.runtime.kv_budget import KVBudget
+from interleaf.runtime.kv_budget import HoldState, KVBudget
 from interleaf.runtime.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
 from interleaf.runtime.router import Router
 
@@ -62,6 +63,7 @@ class BackendPool:
         retries: int = 2,
         backoff_s: float = 0.25,
         estimator: ToolDurationEstimator | None = None,
+        admission: bool = True,
     ) -> None:
         if not 0.0 <= kv_budget_fraction <= 1.0:
             raise ValueError(
@@ -86,6 +88,13 @@ class BackendPool:
             url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens))
             for url, b in self.backends.items()
         }
+        self.growth = GrowthEstimate()
+        self.admissions: dict[str, EpisodeAdmission] = {}
+        if admission and self.policy.uses_sessions:
+            self.admissions = {
+                url: EpisodeAdmission(url, budget.capacity, self.growth, on_suspend=self._suspended)
+                for url, budget in self.budgets.items()
+            }
         self.decisions: Counter[str] = Counter()
         self.reprefill_tokens = 0
         self.episodes: dict[str, EpisodeModel] = {}
@@ -113,7 +122,8 @@ class BackendPool:
 
         ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
         first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
-        session_timeout_s, retries, backoff_s, estimator (see the constructor).
+        session_timeout_s, retries, backoff_s, estimator, admission (see the constructor; ``admission=False``
+        turns episode admission control off: every episode may try to hold, as before it existed).
         """
         if not urls:
             raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
@@ -143,15 +153,39 @@ class BackendPool:
 
     # -- episodes ------------------------------------------------------------------------------
 
-    def episode(self, episode_id: str) -> EpisodeModel:
-        """A fresh AgentModel for one episode (also an async context manager that always closes it)."""
+    def episode(self, episode_id: str, *, max_turns: int | None = None) -> EpisodeModel:
+        """A fresh AgentModel for one episode (also an async context manager that always closes it).
+
+        ``max_turns``: the episode's turn limit, if known; admission control projects the episode's
+        peak context from it (without it, from the mean length of the episodes already finished).
+        """
         from interleaf.runtime.episode_model import EpisodeModel
 
         if episode_id in self.episodes:
             raise ValueError(f"episode_id={episode_id!r} is already open in this pool; ids must be unique")
-        model = EpisodeModel(self, episode_id)
+        if max_turns is not None and max_turns < 1:
+            raise ValueError(f"max_turns={max_turns} must be >= 1 (or None when unknown)")
+        model = EpisodeModel(self, episode_id, max_turns=max_turns)
         self.episodes[episode_id] = model
         return model
+
+    def after_turn(self, episode_id: str, server: str, *, context: int, turns_done: int, added: int | None) -> None:
+        """Admission bookkeeping after a turn: learn the growth, re-project, suspend or admit."""
+        if added is not None:
+            self.growth.observe_turn(added)
+        for url, admission in self.admissions.items():
+            if url == server:
+                admission.update(episode_id, context=context, turns_done=turns_done)
+            else:
+                admission.rebalance()
+
+    def _suspended(self, episode_id: str, reason: str) -> None:
+        """Admission control suspended an episode: a paused hold goes now (a running turn's at its pause)."""
+        self.decisions["suspended"] += 1
+        for budget in self.budgets.values():
+            hold = budget.holds.get(episode_id)
+            if hold is not None and hold.state is HoldState.PAUSED:
+                budget.release_paused(episode_id, reason)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -215,6 +249,8 @@ class BackendPool:
                 "max_total_num_tokens": self.backends[url].info.max_total_num_tokens,
                 "server_held_tokens": metrics.streaming_session_held_tokens if metrics else None,
             }
+        for url, admission in self.admissions.items():
+            servers[url].update(admission.stats())
         return {
             "policy": self.policy.name.value,
             "kv_budget_fraction": self.kv_budget_fraction,

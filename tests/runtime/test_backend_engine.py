@@ -140,12 +140,18 @@ async def test_session_keeps_kv_while_none_reprefills_under_pressure(small_engin
         assert sum(recomputed) > 0, "noise should have evicted the unpinned prefixes"
 
 
-@pytest.mark.parametrize("policy", ["session", "adaptive"])
-async def test_32_agents_under_a_tight_budget_never_exceed_it(small_engine_url: str, policy: str) -> None:
+@pytest.mark.parametrize(("policy", "admission"), [("session", True), ("adaptive", True), ("session", False)])
+async def test_32_agents_under_a_tight_budget_never_exceed_it(
+    small_engine_url: str, policy: str, admission: bool
+) -> None:
     fraction = 0.15
     budget = int(fraction * KV_TOKENS)
     pool = await BackendPool.connect(
-        [small_engine_url], retention=policy, kv_budget_fraction=fraction, admission_wait_s=0.2
+        [small_engine_url],
+        retention=policy,
+        kv_budget_fraction=fraction,
+        admission_wait_s=0.2,
+        admission=admission,
     )
     samples: list[float] = []
     done = asyncio.Event()
@@ -179,7 +185,12 @@ async def test_32_agents_under_a_tight_budget_never_exceed_it(small_engine_url: 
     assert server["budget_tokens"] == budget
     assert len(samples) > 5 and max(samples) <= budget
     assert 0 < server["peak_held_tokens"] <= budget
-    assert stats["decisions"].get("denied", 0) > 0, "the budget should have been too small for everyone"
+    if admission:
+        # Episodes beyond what the budget can carry waited for admission instead of thrashing.
+        assert stats["decisions"].get("queued", 0) > 0 and server["peak_admitted"] < 32
+        assert server["admitted"] == 0 and server["waiting"] == 0
+    else:
+        assert stats["decisions"].get("denied", 0) > 0, "the budget should have been too small for everyone"
     assert await _wait_sessions(small_engine_url, 0) == 0
 
 

@@ -1,0 +1,242 @@
+"""EpisodeAdmission: which episodes may hold KV on a server, so that those holding can finish holding.
+
+The KV budget (``kv_budget.py``) bounds what is pinned at any instant. A bound alone is not enough:
+when the episodes in flight will together need more KV than the budget by the time they finish, the
+ones that cannot grow run without a session, their prefixes are evicted by everybody else's growth,
+and every later turn recomputes them — the thrashing a stateless server shows, only later.
+Admission control keeps the set of holding episodes small enough to finish within the budget (the
+"new sessions wait" half of DESIGN.md §6), the way an OS admits processes to avoid thrashing:
+
+* an episode's **projected peak** = its context + its remaining turns × the pool's mean growth per
+  turn (delta + completion, learned online; before any observation, the turn's ``max_new_tokens``).
+  Remaining turns: the episode's ``max_turns`` hint minus the turns done; without a hint, the mean
+  length of the episodes this pool has finished, and one more turn before any has finished;
+* episodes are admitted first come, first served while the admitted projections fit the budget;
+  the others wait before their turn (their prefix stays in the server's unpinned radix cache,
+  which nothing pinned can take: held KV is at most the budget);
+* when the projections outgrow the budget (the estimate learned that turns are bigger), the most
+  recently admitted episodes are **suspended**: a paused hold is released at once, a running turn's
+  at its next pause; they wait at the head of the queue, in their original order (no starvation);
+* progress: with nothing admitted, the head of the queue is admitted whatever its projection; an
+  admitted turn that the budget still refuses runs without a session (recorded ``denied``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_RECHECK_S = 1.0
+"""A waiter re-checks at least this often (the server may have gone down meanwhile)."""
+
+
+@dataclass
+class GrowthEstimate:
+    """Pool-wide running means: tokens an episode adds per turn, turns an episode lasts."""
+
+    turn_tokens: int = 0
+    turns_seen: int = 0
+    episode_turns: int = 0
+    episodes_seen: int = 0
+
+    def observe_turn(self, added_tokens: int) -> None:
+        """A turn after the first added ``added_tokens`` (its delta + completion) to its context."""
+        self.turn_tokens += added_tokens
+        self.turns_seen += 1
+
+    def observe_episode(self, turns: int) -> None:
+        """An episode finished after ``turns`` turns."""
+        if turns > 0:
+            self.episode_turns += turns
+            self.episodes_seen += 1
+
+    def per_turn(self, prior: int) -> float:
+        """Mean tokens added per turn; ``prior`` before any observation."""
+        return self.turn_tokens / self.turns_seen if self.turns_seen else float(prior)
+
+    def remaining_turns(self, done: int, max_turns: int | None) -> float:
+        """Turns an episode that has done ``done`` is expected to run still."""
+        if max_turns is not None:
+            return max(0, max_turns - done)
+        if self.episodes_seen:
+            return max(1.0, self.episode_turns / self.episodes_seen - done)
+        return 1.0
+
+
+@dataclass
+class _Entry:
+    key: str
+    rank: int
+    context: int
+    turns_done: int
+    max_turns: int | None
+    prior_growth: int
+    suspended: bool = False
+    """Was admitted, then suspended: its hold goes at its next pause; it waits to be readmitted."""
+
+
+class EpisodeAdmission:
+    """Admission control of holding episodes on one server (see the module docstring)."""
+
+    def __init__(
+        self,
+        server: str,
+        capacity: int,
+        growth: GrowthEstimate,
+        on_suspend: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.capacity = capacity
+        self.growth = growth
+        self.on_suspend = on_suspend
+        """Called with (episode key, reason) when an admitted episode is suspended."""
+        self.admitted: dict[str, _Entry] = {}
+        self.waiting: dict[str, _Entry] = {}
+        self.suspensions = 0
+        self.waits = 0
+        self.peak_admitted = 0
+        self._ranks = itertools.count()
+        self._changed = asyncio.Event()
+
+    # -- projections ---------------------------------------------------------------------------
+
+    def projection(self, entry: _Entry) -> float:
+        """The entry's projected peak context, tokens."""
+        remaining = self.growth.remaining_turns(entry.turns_done, entry.max_turns)
+        return entry.context + remaining * self.growth.per_turn(entry.prior_growth)
+
+    def committed(self) -> float:
+        """Sum of the admitted episodes' projected peaks."""
+        return sum(self.projection(e) for e in self.admitted.values())
+
+    def is_admitted(self, key: str) -> bool:
+        return key in self.admitted
+
+    # -- the protocol: admit before a turn, update after it, leave at the end ----------------------
+
+    async def admit(
+        self,
+        key: str,
+        *,
+        context: int,
+        turns_done: int,
+        max_turns: int | None,
+        prior_growth: int,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> float:
+        """Wait until ``key`` is admitted; returns the seconds waited.
+
+        ``context``: tokens the turn about to run will hold (context + delta + max_new_tokens).
+        Raises :class:`AdmissionAbandoned` when ``alive()`` turns false while waiting (server down).
+        """
+        entry = self.admitted.get(key)
+        if entry is not None:
+            entry.context, entry.turns_done = context, turns_done + 1
+            return 0.0
+        entry = self.waiting.get(key)
+        if entry is None:
+            entry = self.waiting[key] = _Entry(key, next(self._ranks), 0, 0, max_turns, prior_growth)
+        # The turn about to run is counted in ``context``: project from after it.
+        entry.context, entry.turns_done, entry.prior_growth = context, turns_done + 1, prior_growth
+        self._fill()
+        if key in self.admitted:
+            return 0.0
+        self.waits += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while key not in self.admitted:
+                if not alive():
+                    raise AdmissionAbandoned(self.server, key)
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), _RECHECK_S)
+                self._fill()
+        except BaseException:
+            if self.waiting.get(key) is entry:
+                del self.waiting[key]
+                self._notify()
+            raise
+        return loop.time() - started
+
+    def update(self, key: str, *, context: int, turns_done: int) -> None:
+        """After a turn: the episode holds ``context`` tokens, ``turns_done`` turns are done."""
+        entry = self.admitted.get(key) or self.waiting.get(key)
+        if entry is not None:
+            entry.context, entry.turns_done = context, turns_done
+        self.rebalance()
+
+    def rebalance(self) -> None:
+        """Suspend the most recently admitted episodes while the projections overrun the budget,
+        then admit waiters while they fit (estimates may have moved either way)."""
+        committed = self.committed()
+        while committed > self.capacity and len(self.admitted) > 1:
+            victim = max(self.admitted.values(), key=lambda e: e.rank)
+            committed -= self.projection(victim)
+            del self.admitted[victim.key]
+            victim.suspended = True
+            self.waiting[victim.key] = victim
+            self.suspensions += 1
+            if self.on_suspend is not None:
+                self.on_suspend(
+                    victim.key,
+                    f"suspended by admission control: the admitted episodes' projected peak "
+                    f"{committed + self.projection(victim):,.0f} tokens exceeds the KV budget {self.capacity:,} "
+                    f"of {self.server}",
+                )
+        self._fill()
+
+    def leave(self, key: str) -> None:
+        """The episode ended (or moved to another server): its commitment goes to the waiters."""
+        if self.admitted.pop(key, None) is not None or self.waiting.pop(key, None) is not None:
+            self._fill()
+            self._notify()
+
+    def _fill(self) -> None:
+        """Admit waiters in rank order while their projection fits (the head always, when nothing is
+        admitted). Strict order: a later small episode does not overtake an earlier large one."""
+        if not self.waiting:
+            return
+        committed = self.committed()
+        admitted_any = False
+        for entry in sorted(self.waiting.values(), key=lambda e: e.rank):
+            projected = self.projection(entry)
+            if self.admitted and committed + projected > self.capacity:
+                break
+            del self.waiting[entry.key]
+            entry.suspended = False
+            self.admitted[entry.key] = entry
+            committed += projected
+            admitted_any = True
+        self.peak_admitted = max(self.peak_admitted, len(self.admitted))
+        if admitted_any:
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "admitted": len(self.admitted),
+            "waiting": len(self.waiting),
+            "peak_admitted": self.peak_admitted,
+            "committed_tokens": round(self.committed()),
+            "admission_waits": self.waits,
+            "suspensions": self.suspensions,
+        }
+
+
+class AdmissionAbandoned(Exception):
+    """A waiter gave up because its server went down; the caller fails over."""
+
+    def __init__(self, server: str, key: str) -> None:
+        super().__init__(f"episode {key} stopped waiting for admission on {server}: the server is down")
+        self.server = server
+        self.key = key
+
+
+__all__ = ["AdmissionAbandoned", "EpisodeAdmission", "GrowthEstimate"]

@@ -1,0 +1,102 @@
+"""Episode admission control (logic only; the engine-backed runs are in test_backend_engine.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from interleaf.runtime.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
+
+
+def test_growth_estimate_prior_then_means_and_remaining_turns() -> None:
+    growth = GrowthEstimate()
+    assert growth.per_turn(prior=64) == 64.0
+    assert growth.remaining_turns(2, max_turns=6) == 4
+    assert growth.remaining_turns(7, max_turns=6) == 0
+    assert growth.remaining_turns(2, max_turns=None) == 1.0  # nothing finished yet: one more turn
+    growth.observe_turn(400)
+    growth.observe_turn(600)
+    assert growth.per_turn(prior=64) == 500.0
+    growth.observe_episode(5)
+    growth.observe_episode(7)
+    growth.observe_episode(0)  # an episode that never ran a turn says nothing
+    assert growth.remaining_turns(2, max_turns=None) == 4.0
+    assert growth.remaining_turns(9, max_turns=None) == 1.0
+
+
+async def _admit(adm: EpisodeAdmission, key: str, context: int, done: int = 0, max_turns: int | None = 3) -> float:
+    return await adm.admit(key, context=context, turns_done=done, max_turns=max_turns, prior_growth=100)
+
+
+async def test_first_come_first_served_while_the_projections_fit() -> None:
+    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate())
+    # Each projects 200 + 2 remaining turns x 100 = 400.
+    assert await _admit(adm, "a", 200) == 0.0
+    assert await _admit(adm, "b", 200) == 0.0
+    assert adm.committed() == 800
+    waiter = asyncio.ensure_future(_admit(adm, "c", 200))
+    late = asyncio.ensure_future(_admit(adm, "d", 100))  # would fit (300) but must not overtake c
+    await asyncio.sleep(0.05)
+    assert not waiter.done() and not late.done()
+    assert adm.stats()["waiting"] == 2
+    adm.leave("a")
+    waited = await asyncio.wait_for(waiter, 2)
+    assert waited > 0 and adm.is_admitted("c")
+    assert not late.done(), "d (300) does not fit beside b and c (800)"
+    adm.leave("b")
+    await asyncio.wait_for(late, 2)
+    assert adm.is_admitted("d") and adm.stats()["admission_waits"] == 2
+
+
+async def test_growth_overrun_suspends_the_latest_admitted_and_readmits_in_order() -> None:
+    suspended: list[str] = []
+    growth = GrowthEstimate()
+    adm = EpisodeAdmission("s", capacity=3000, growth=growth, on_suspend=lambda key, why: suspended.append(key))
+    for key in "abcd":
+        await _admit(adm, key, 300, max_turns=4)  # 300 + 3 x 100 = 600 each: 2,400 fits
+    assert len(adm.admitted) == 4
+    growth.observe_turn(500)  # turns are five times bigger than the prior guessed
+    adm.update("a", context=800, turns_done=2)  # a: 800 + 2 x 500 = 1,800; others 300 + 3 x 500 = 1,800
+    assert suspended == ["d", "c", "b"], "most recently admitted go first, until the rest fits"
+    assert list(adm.admitted) == ["a"] and adm.stats()["suspensions"] == 3
+    b = asyncio.ensure_future(_admit(adm, "b", 300, done=1, max_turns=4))
+    c = asyncio.ensure_future(_admit(adm, "c", 300, done=1, max_turns=4))
+    await asyncio.sleep(0.05)
+    assert not b.done() and not c.done()
+    adm.leave("a")
+    await asyncio.wait_for(b, 2)
+    await asyncio.sleep(0.05)
+    # b projects 300 + 2 x 500 = 1,300; c the same: both fit in 3,000, in their original order.
+    assert adm.is_admitted("b") and adm.is_admitted("c") and c.done()
+    assert not adm.is_admitted("d")
+
+
+async def test_head_is_admitted_alone_even_when_it_is_larger_than_the_budget() -> None:
+    adm = EpisodeAdmission("s", capacity=100, growth=GrowthEstimate())
+    assert await _admit(adm, "huge", 5000) == 0.0  # progress: nothing else is admitted
+    blocked = asyncio.ensure_future(_admit(adm, "next", 10))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    adm.leave("huge")
+    await asyncio.wait_for(blocked, 2)
+
+
+async def test_cancelled_waiter_leaves_the_queue_and_dead_server_abandons() -> None:
+    adm = EpisodeAdmission("s", capacity=500, growth=GrowthEstimate())
+    await _admit(adm, "a", 400)
+    waiter = asyncio.ensure_future(_admit(adm, "b", 400))
+    await asyncio.sleep(0.05)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert adm.stats()["waiting"] == 0
+    alive = True
+    waiting = asyncio.ensure_future(
+        adm.admit("c", context=400, turns_done=0, max_turns=1, prior_growth=0, alive=lambda: alive)
+    )
+    await asyncio.sleep(0.05)
+    alive = False
+    with pytest.raises(AdmissionAbandoned, match="server is down"):
+        await asyncio.wait_for(waiting, 5)
+    assert adm.stats()["waiting"] == 0
