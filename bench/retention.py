@@ -236,7 +236,7 @@ def render(results: list[PolicyResult], header: str) -> str:
     base = next((r for r in results if r.policy == "none"), results[0])
     lines = [header]
     cols = (
-        f"{'policy':9s} {'makespan':>9s} {'speedup':>8s} {'ep p50':>7s} {'ep p95':>7s} {'recomputed':>11s} "
+        f"{'policy':14s} {'makespan':>9s} {'speedup':>8s} {'ep p50':>7s} {'ep p95':>7s} {'recomputed':>11s} "
         f"{'vs none':>8s} {'prefilled':>10s} {'hit':>6s} {'peak held / budget':>22s} {'engine peak':>11s}  decisions"
     )
     lines += [cols, "-" * len(cols)]
@@ -245,7 +245,7 @@ def render(results: list[PolicyResult], header: str) -> str:
         fewer = 1 - r.recomputed_tokens / base.recomputed_tokens if base.recomputed_tokens else float("nan")
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
         lines.append(
-            f"{r.policy:9s} {r.makespan_s:8.1f}s {speedup:7.2f}x {r.episode_p50_s:6.1f}s {r.episode_p95_s:6.1f}s "
+            f"{r.policy:14s} {r.makespan_s:8.1f}s {speedup:7.2f}x {r.episode_p50_s:6.1f}s {r.episode_p95_s:6.1f}s "
             f"{r.recomputed_tokens:11,d} {-fewer * 100:+7.0f}% {r.prefill_tokens:10,d} {r.hit_rate:6.1%} "
             f"{r.peak_held_tokens:10,d} / {r.budget_tokens:<9,d} {r.peak_engine_held_tokens:11,.0f}  {decisions}"
             + (f"  FAILED {r.failed_episodes}" if r.failed_episodes else "")

@@ -9,8 +9,8 @@ Admission control keeps the set of holding episodes small enough to finish withi
 
 * an episode's **projected peak** = its context + its remaining turns × the pool's mean growth per
   turn (delta + completion, learned online; before any observation, the turn's ``max_new_tokens``).
-  Remaining turns: the episode's ``max_turns`` hint minus the turns done; without a hint, the mean
-  length of the episodes this pool has finished, and one more turn before any has finished;
+  Remaining turns: the mean length of the episodes this pool has finished, capped by the episode's
+  ``max_turns`` hint; before any has finished, the hint (else one more turn);
 * episodes are admitted first come, first served while the admitted projections fit the budget;
   the others wait before their turn (their prefix stays in the server's unpinned radix cache,
   which nothing pinned can take: held KV is at most the budget);
@@ -58,12 +58,14 @@ class GrowthEstimate:
         return self.turn_tokens / self.turns_seen if self.turns_seen else float(prior)
 
     def remaining_turns(self, done: int, max_turns: int | None) -> float:
-        """Turns an episode that has done ``done`` is expected to run still."""
-        if max_turns is not None:
-            return max(0, max_turns - done)
+        """Turns an episode that has done ``done`` is expected to run still: up to its ``max_turns``
+        before any episode has finished, then the finished episodes' mean length (agents often answer
+        early), never beyond ``max_turns``; one more turn when neither is known."""
+        limit = None if max_turns is None else max(0, max_turns - done)
         if self.episodes_seen:
-            return max(1.0, self.episode_turns / self.episodes_seen - done)
-        return 1.0
+            learned = max(1.0, self.episode_turns / self.episodes_seen - done)
+            return learned if limit is None else min(limit, learned)
+        return 1.0 if limit is None else limit
 
 
 @dataclass

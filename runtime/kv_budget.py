@@ -10,7 +10,9 @@ server's own ``streaming_session_held_tokens`` never exceeds what this object co
 Never deadlock: a request that does not fit waits at most ``wait_s`` while paused holds are released
 (lowest value first, when the policy preempts) and then is refused; the caller runs that turn
 without a session (full ids, radix cache), which needs no budget. Active holds (a turn in flight)
-always finish and shrink, so a refused caller never waits on itself.
+always finish and shrink, so a refused caller never waits on itself. Which episodes may try to hold
+at all is decided one level up, by admission control (``interleaf.runtime.admission``), so that the
+admitted ones rarely meet a refusal.
 """
 
 from __future__ import annotations

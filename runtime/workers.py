@@ -112,13 +112,13 @@ class EpisodeWorker:
         return self._pool
 
     @asynccontextmanager
-    async def _open_model(self, episode_id: str) -> AsyncIterator[AgentModel]:
+    async def _open_model(self, episode_id: str, max_turns: int | None = None) -> AsyncIterator[AgentModel]:
         if self._model_factory is not None:
             async with self._model_factory(episode_id) as model:
                 yield model
             return
         pool = await self._get_pool()
-        async with pool.episode(episode_id) as model:
+        async with pool.episode(episode_id, max_turns=max_turns) as model:
             yield model
 
     async def run_episode(self, job_id: str, episode: int, attempt: int = 1) -> str:
@@ -131,7 +131,7 @@ class EpisodeWorker:
         holder: list[Episode] = []
 
         async def body() -> Trajectory:
-            async with self._open_model(tid) as model:
+            async with self._open_model(tid, job.agent.budgets.max_turns) as model:
                 ep = Episode(
                     job.agent,
                     task,

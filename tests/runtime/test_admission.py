@@ -23,6 +23,8 @@ def test_growth_estimate_prior_then_means_and_remaining_turns() -> None:
     growth.observe_episode(0)  # an episode that never ran a turn says nothing
     assert growth.remaining_turns(2, max_turns=None) == 4.0
     assert growth.remaining_turns(9, max_turns=None) == 1.0
+    assert growth.remaining_turns(2, max_turns=12) == 4.0  # learned: episodes end before their limit
+    assert growth.remaining_turns(2, max_turns=5) == 3  # never beyond the limit
 
 
 async def _admit(adm: EpisodeAdmission, key: str, context: int, done: int = 0, max_turns: int | None = 3) -> float:
