@@ -246,7 +246,7 @@ def render(results: list[PolicyResult], header: str) -> str:
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
         lines.append(
             f"{r.policy:14s} {r.makespan_s:8.1f}s {speedup:7.2f}x {r.episode_p50_s:6.1f}s {r.episode_p95_s:6.1f}s "
-            f"{r.recomputed_tokens:11,d} {-fewer * 100:+7.0f}% {r.prefill_tokens:10,d} {r.hit_rate:6.1%} "
+            f"{r.recomputed_tokens:11,d} {-fewer * 100:+7.1f}% {r.prefill_tokens:10,d} {r.hit_rate:6.1%} "
             f"{r.peak_held_tokens:10,d} / {r.budget_tokens:<9,d} {r.peak_engine_held_tokens:11,.0f}  {decisions}"
             + (f"  FAILED {r.failed_episodes}" if r.failed_episodes else "")
         )

@@ -156,6 +156,10 @@ class Turn(BaseModel):
     """Token and cache accounting."""
     retention: RetentionRecord = Field(default_factory=RetentionRecord)
     """Retention decision at the pause after this turn."""
+    retention_events: list[RetentionRecord] = Field(default_factory=list)
+    """What happened to the KV before this call: a hold released during the preceding pause (TTL,
+    budget preemption, admission control), a wait for admission (``queued``), a session the budget
+    refused (``denied``), a failover."""
     server: str = ""
     """Base URL of the engine that served the call."""
     request_id: str = ""

@@ -250,6 +250,11 @@ class LLMSpan:
         )
         if turn.format_error:
             self.span.set_attribute("interleaf.format_error", turn.format_error)
+        for event in turn.retention_events:  # KV events before this call: span events, in order
+            self.span.add_event(
+                f"interleaf.retention.{event.decision.value}",
+                {"interleaf.retention.reason": event.reason, "interleaf.admission.wait_s": event.wait_s},
+            )
         if self.capture_content:
             msg = [
                 {

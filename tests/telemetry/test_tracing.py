@@ -247,3 +247,25 @@ def test_otlp_http_export_to_real_receiver(otlp_receiver, monkeypatch) -> None:
     usage = {p["attributes"]["gen_ai.token.type"]: p for p in metrics["gen_ai.client.token.usage"]["points"]}
     assert (usage["input"]["sum"], usage["output"]["sum"]) == (30, 7)
     assert metrics["gen_ai.client.operation.duration"]["unit"] == "s"
+
+
+def test_retention_events_before_a_call_become_span_events(otel) -> None:
+    from interleaf.telemetry.records import CacheFigures, RetentionDecision, RetentionRecord, Turn
+
+    tp, mp, exporter, _ = otel
+    turn = Turn(
+        index=2,
+        delta_ids=[1] * 5,
+        completion_ids=[2] * 3,
+        cache=CacheFigures(prompt_tokens=40, cached_tokens=35, completion_tokens=3),
+        retention_events=[
+            RetentionRecord(policy="session", decision=RetentionDecision.SUSPEND, reason="suspended: budget"),
+            RetentionRecord(policy="session", decision=RetentionDecision.QUEUED, reason="waited", wait_s=1.5),
+        ],
+    )
+    with EpisodeTracer(tp, mp).llm_span("m", conversation_id="t") as llm:
+        llm.record(turn, pte=5.0)
+    (span,) = exporter.get_finished_spans()
+    assert [e.name for e in span.events] == ["interleaf.retention.suspend", "interleaf.retention.queued"]
+    assert span.events[1].attributes["interleaf.admission.wait_s"] == 1.5
+    assert span.events[0].attributes["interleaf.retention.reason"] == "suspended: budget"
