@@ -157,7 +157,7 @@ async def _flush(url: str) -> None:
 
 
 async def run_policy(
-    url: str, policy: str, scripts: list[AgentScript], fraction: float, tokenizer: Any
+    url: str, policy: str, scripts: list[AgentScript], fraction: float, tokenizer: Any, overcommit: float = 1.0
 ) -> PolicyResult:
     await _flush(url)
     pool = await BackendPool.connect(
@@ -166,6 +166,7 @@ async def run_policy(
         kv_budget_fraction=fraction,
         tokenizer=tokenizer,
         admission=not policy.endswith(GREEDY),
+        admission_overcommit=overcommit,
     )
     totals = {"prompt": 0, "cached": 0, "recomputed": 0, "completion": 0}
     episode_s: list[float] = []
@@ -266,6 +267,12 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--budget-ratio", type=float, default=0.5, help="KV budget / agents' peak total context")
     p.add_argument("--kv-budget-fraction", type=float, default=0.75, help="budget / engine KV capacity")
     p.add_argument("--policies", default=",".join(POLICIES))
+    p.add_argument(
+        "--admission-overcommit",
+        type=float,
+        default=1.0,
+        help="admitted episodes' projected peaks may sum to this x the budget (admission control)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     p.add_argument("--sim", action="store_true", help="use the sim executor (simulated H100 timings)")
@@ -335,7 +342,7 @@ async def main() -> None:
         print(header, flush=True)
         results = []
         for policy in args.policies.split(","):
-            result = await run_policy(url, policy, scripts, fraction, tokenizer)
+            result = await run_policy(url, policy, scripts, fraction, tokenizer, args.admission_overcommit)
             results.append(result)
             print(render(results, f"after {policy}:"), flush=True)
             if args.json:

@@ -89,9 +89,15 @@ class EpisodeAdmission:
         capacity: int,
         growth: GrowthEstimate,
         on_suspend: Callable[[str, str], None] | None = None,
+        overcommit: float = 1.0,
     ) -> None:
+        if overcommit <= 0:
+            raise ValueError(f"admission overcommit={overcommit} must be > 0 (1.0: projections must fit the budget)")
         self.server = server
         self.capacity = capacity
+        self.limit = capacity * overcommit
+        """Admitted projections may sum to this: above 1x the budget, episodes that do not all reach
+        their peak at once share it (more concurrency, some risk of a late suspension or refusal)."""
         self.growth = growth
         self.on_suspend = on_suspend
         """Called with (episode key, reason) when an admitted episode is suspended."""
@@ -175,7 +181,7 @@ class EpisodeAdmission:
         """Suspend the most recently admitted episodes while the projections overrun the budget,
         then admit waiters while they fit (estimates may have moved either way)."""
         committed = self.committed()
-        while committed > self.capacity and len(self.admitted) > 1:
+        while committed > self.limit and len(self.admitted) > 1:
             victim = max(self.admitted.values(), key=lambda e: e.rank)
             committed -= self.projection(victim)
             del self.admitted[victim.key]
@@ -186,8 +192,8 @@ class EpisodeAdmission:
                 self.on_suspend(
                     victim.key,
                     f"suspended by admission control: the admitted episodes' projected peak "
-                    f"{committed + self.projection(victim):,.0f} tokens exceeds the KV budget {self.capacity:,} "
-                    f"of {self.server}",
+                    f"{committed + self.projection(victim):,.0f} tokens exceeds the admission limit "
+                    f"{self.limit:,.0f} (KV budget {self.capacity:,}) of {self.server}",
                 )
         self._fill()
 
@@ -206,7 +212,7 @@ class EpisodeAdmission:
         admitted_any = False
         for entry in sorted(self.waiting.values(), key=lambda e: e.rank):
             projected = self.projection(entry)
-            if self.admitted and committed + projected > self.capacity:
+            if self.admitted and committed + projected > self.limit:
                 break
             del self.waiting[entry.key]
             entry.suspended = False

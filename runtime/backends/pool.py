@@ -64,6 +64,7 @@ class BackendPool:
         backoff_s: float = 0.25,
         estimator: ToolDurationEstimator | None = None,
         admission: bool = True,
+        admission_overcommit: float = 1.0,
     ) -> None:
         if not 0.0 <= kv_budget_fraction <= 1.0:
             raise ValueError(
@@ -92,7 +93,9 @@ class BackendPool:
         self.admissions: dict[str, EpisodeAdmission] = {}
         if admission and self.policy.uses_sessions:
             self.admissions = {
-                url: EpisodeAdmission(url, budget.capacity, self.growth, on_suspend=self._suspended)
+                url: EpisodeAdmission(
+                    url, budget.capacity, self.growth, on_suspend=self._suspended, overcommit=admission_overcommit
+                )
                 for url, budget in self.budgets.items()
             }
         self.decisions: Counter[str] = Counter()
@@ -122,8 +125,9 @@ class BackendPool:
 
         ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
         first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
-        session_timeout_s, retries, backoff_s, estimator, admission (see the constructor; ``admission=False``
-        turns episode admission control off: every episode may try to hold, as before it existed).
+        session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit (see the
+        constructor; ``admission=False`` turns episode admission control off: every episode may try to
+        hold; ``admission_overcommit`` > 1 lets the admitted projections exceed the budget by that factor).
         """
         if not urls:
             raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")

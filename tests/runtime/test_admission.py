@@ -102,3 +102,17 @@ async def test_cancelled_waiter_leaves_the_queue_and_dead_server_abandons() -> N
     with pytest.raises(AdmissionAbandoned, match="server is down"):
         await asyncio.wait_for(waiting, 5)
     assert adm.stats()["waiting"] == 0
+
+
+async def test_overcommit_admits_past_the_budget_by_its_factor() -> None:
+    with pytest.raises(ValueError, match="overcommit"):
+        EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), overcommit=0)
+    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), overcommit=1.5)
+    for key in "abc":  # 400 each: 1,200 <= 1,500
+        assert await _admit(adm, key, 200) == 0.0
+    waiter = asyncio.ensure_future(_admit(adm, "d", 200))  # 1,600 > 1,500
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
