@@ -17,6 +17,10 @@ Run: ``python bench/retention.py`` (real SmolLM2 on CPU, several minutes per pol
 ``python bench/retention.py --sim`` (the ``sim`` executor: H100 + Llama-3.1-8B-Instruct cost model,
 256 agents; figures are simulated); ``--agents 4 --turns 3`` for a smoke run; ``--url`` to use a
 running engine (its KV capacity is then whatever it was started with); ``--json out.json``.
+Holding policies run with episode admission control; ``--policies session-greedy`` (any holding policy
++ ``-greedy``) runs one without it. ``--budget-ratio 1.05 --kv-budget-fraction 1.0`` gives every agent
+room (unlimited KV): that ``session`` run's makespan is the ceiling for any policy's speedup. The header
+also prints the makespan floor that the tool pauses alone impose.
 """
 
 from __future__ import annotations
