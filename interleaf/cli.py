@@ -27,6 +27,10 @@ def _register() -> None:
     from interleaf.commands import report, study
 
     app.command("report")(report.report)
+
+    from interleaf.commands import serve
+
+    app.command("serve")(serve.serve)
     app.add_typer(study.app, name="study")
 
 

@@ -23,12 +23,14 @@ class EmbeddedServices:
         *,
         engine_args: Sequence[str] = (),
         start_redis: bool = True,
+        start_engine: bool = True,
         startup_timeout_s: float = 300.0,
     ) -> None:
         self._given_urls = list(backend_urls)
         self._given_redis = redis_url
         self.engine_args = list(engine_args)
         self.start_redis = start_redis
+        self.start_engine = start_engine
         self.startup_timeout_s = startup_timeout_s
         self.engine: Any = None
         self.redis: RedisServer | None = None
@@ -52,7 +54,7 @@ class EmbeddedServices:
 
     def start(self) -> EmbeddedServices:
         try:
-            if not self._given_urls:
+            if not self._given_urls and self.start_engine:
                 from interleaf.runtime.engine.process import EngineProcess
 
                 self.engine = EngineProcess(*self.engine_args, startup_timeout_s=self.startup_timeout_s)
