@@ -71,10 +71,12 @@ def create_app(
         try:
             yield
         finally:
-            stop.set()
+            stop.set()  # the worker stops between jobs; a job still running after 5 s is cancelled
             if task is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 30)
+                _, running = await asyncio.wait({task}, timeout=5)
+                if running:
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     app = FastAPI(title="interleaf jobs", lifespan=lifespan)
 
