@@ -1,9 +1,10 @@
 """EpisodeModel: one episode's ``AgentModel`` — token-exact turns, the session, retention, failover.
 
-A turn (``generate``): tokenise the delta once, resume or open a streaming session when the policy
-uses sessions and the KV budget admits it, send only the delta in a held session (full ids
-otherwise), retry transient failures with backoff, fail over to another server with a recorded
-re-prefill, and report the engine's cache figures and timings. ``pause`` applies the retention
+A turn (``generate``): tokenise the delta once, wait for episode admission control when the episode
+may not hold KV yet, resume or open a streaming session when the policy uses sessions and the KV
+budget admits it, send only the delta in a held session (full ids otherwise), retry transient
+failures with backoff, fail over to another server with a recorded re-prefill, and report the
+engine's cache figures and timings. ``pause`` applies the retention
 policy; ``close`` (and leaving ``async with``) always closes the session, also on error and
 cancellation.
 """
