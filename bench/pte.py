@@ -8,22 +8,11 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
-
 from interleaf.telemetry import HARDWARE_PROFILES, MODEL_PROFILES, PTEVariant, TurnArrays, pte, pte_table
 
 
 def main(n: int = 1_000_000) -> None:
-    rng = np.random.default_rng(0)
-    prompt = rng.integers(100, 30_000, n)
-    turns = TurnArrays(
-        prompt_tokens=prompt,
-        completion_tokens=rng.integers(1, 2_000, n),
-        cached_tokens=(prompt * rng.random(n)).astype(np.int64),
-        new_tokens=rng.integers(1, 100, n),
-        batch_size=rng.integers(1, 64, n).astype(np.float64),
-        trajectory=np.repeat(np.arange(n // 10), 10)[:n],
-    )
+    turns = TurnArrays.random(n)
     model, hw = MODEL_PROFILES["Qwen3-32B"], HARDWARE_PROFILES["H100-PCIe"]
     total = 0.0
     for v in PTEVariant:

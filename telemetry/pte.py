@@ -87,6 +87,21 @@ class TurnArrays:
             if len(getattr(self, field)) != n:
                 raise ValueError(f"TurnArrays.{field} has {len(getattr(self, field))} entries, expected {n}")
 
+    @classmethod
+    def random(cls, n: int, *, seed: int = 0, turns_per_trajectory: int = 10) -> TurnArrays:
+        """``n`` synthetic turns with plausible ranges (benchmarks and tests): prompts of 100–30k tokens,
+        1–2k completion tokens, a random cached share, batch sizes 1–63."""
+        rng = np.random.default_rng(seed)
+        prompt = rng.integers(100, 30_000, n)
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=rng.integers(1, 2_000, n),
+            cached_tokens=(prompt * rng.random(n)).astype(np.int64),
+            new_tokens=rng.integers(1, 100, n),
+            batch_size=rng.integers(1, 64, n).astype(np.float64),
+            trajectory=np.repeat(np.arange(-(-n // turns_per_trajectory)), turns_per_trajectory)[:n],
+        )
+
     @property
     def n_trajectories(self) -> int:
         """Number of trajectories (max index + 1)."""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from interleaf.runtime.engine.process import EngineProcess
-from interleaf.runtime.redis_server import RedisServer
+from interleaf.runtime.redis_server import RedisServer, free_port
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -29,12 +32,35 @@ def start_engine(*extra: str, timeout_s: float = 180.0) -> tuple[subprocess.Pope
     return engine.proc, engine.url
 
 
-def stop_engine(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(10)
+
+
+def start_serve(*args: str, timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Launch ``interleaf serve`` on a free loopback port with ``args``; return (process, base URL)
+    once ``/healthz`` answers."""
+    port = free_port()
+    exe = shutil.which("interleaf")
+    assert exe, "the interleaf console script is installed by scripts/install.sh"
+    proc = subprocess.Popen([exe, "serve", "--port", str(port), *args])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"interleaf serve exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(f"interleaf serve did not answer /healthz within {timeout_s:.0f} s")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +70,7 @@ def engine_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        stop_engine(proc)
+        stop_process(proc)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

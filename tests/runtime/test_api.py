@@ -3,54 +3,24 @@ the end-to-end test runs a job on local Ray against the real engine."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from interleaf.runtime.redis_server import free_port
+from tests.conftest import start_serve, stop_process
 
 pytestmark = pytest.mark.slow
 
 
-def _serve(*args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    exe = shutil.which("interleaf")
-    assert exe, "the interleaf console script is installed by scripts/install.sh"
-    proc = subprocess.Popen([exe, "serve", "--port", str(port), *args])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"interleaf serve exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("interleaf serve did not answer /healthz within 120 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def api_only(redis_url: str) -> Iterator[str]:
-    proc, url = _serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
+    proc, url = start_serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
     try:
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc, 60)
 
 
 def test_bad_specs_name_the_field_and_value(api_only: str) -> None:
@@ -93,7 +63,7 @@ def test_dashboard_page_is_served(api_only: str) -> None:
 
 @pytest.mark.model
 def test_job_submitted_over_http_runs_to_the_end(redis_url: str, engine_url: str) -> None:
-    proc, url = _serve("--redis-url", redis_url, "--backend", engine_url)
+    proc, url = start_serve("--redis-url", redis_url, "--backend", engine_url)
     try:
         spec = {"suite": "arith", "n": 2, "concurrency": 2, "actors": 1, "max_turns": 2, "max_new_tokens": 24}
         job = httpx.post(f"{url}/v1/jobs", json={**spec, "job_id": "api-e2e", "retention": "session"}).json()
@@ -119,4 +89,4 @@ def test_job_submitted_over_http_runs_to_the_end(redis_url: str, engine_url: str
         later = httpx.get(f"{url}/v1/jobs/api-e2e/events", params={"after": events[-2]["id"]}).json()
         assert [e["type"] for e in later["events"]] == ["job_finished"]
     finally:
-        _stop(proc)
+        stop_process(proc, 60)

@@ -16,7 +16,7 @@ import pytest
 from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
 from interleaf.runtime.retention import ToolDurationEstimator
 from interleaf.telemetry.records import RetentionDecision
-from tests.conftest import start_engine, stop_engine
+from tests.conftest import start_engine, stop_process
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def small_engine_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        stop_engine(proc)
+        stop_process(proc)
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -279,4 +279,4 @@ async def test_killed_server_fails_over_with_recorded_reprefill(small_engine_url
         await pool.aclose()
         assert await _wait_sessions(small_engine_url, 0) == 0
     finally:
-        stop_engine(proc)
+        stop_process(proc)

@@ -23,7 +23,7 @@ from interleaf.telemetry.records import (
     Turn,
     TurnTimings,
 )
-from tests.runtime.test_api import _serve, _stop
+from tests.conftest import start_serve, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -81,7 +81,7 @@ def test_dashboard_lists_jobs_draws_timelines_and_reports_bad_specs(redis_url: s
     from playwright.sync_api import expect, sync_playwright
 
     asyncio.run(_store_job(redis_url, "browser-job"))
-    proc, url = _serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
+    proc, url = start_serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
     try:
@@ -114,4 +114,4 @@ def test_dashboard_lists_jobs_draws_timelines_and_reports_bad_specs(redis_url: s
             assert not errors, errors
             browser.close()
     finally:
-        _stop(proc)
+        stop_process(proc, 60)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import start_engine, stop_engine
+from tests.conftest import start_engine, stop_process
 
 pytestmark = pytest.mark.model
 
@@ -82,7 +82,7 @@ async def test_oversubscribed_kv_retracts_and_completes_all() -> None:
         assert retracted > 0
         assert sum(r["meta_info"]["retractions"] for r in results) == retracted
     finally:
-        stop_engine(proc)
+        stop_process(proc)
 
 
 _leaf = st.sampled_from([{"type": "string", "maxLength": 12}, {"type": "integer", "minimum": 0, "maximum": 999},

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import start_engine, stop_engine
+from tests.conftest import start_engine, stop_process
 
 pytestmark = pytest.mark.model
 
@@ -219,7 +219,7 @@ def test_eviction_spares_pinned_session_then_timeout_and_close_release() -> None
         assert metric(url, "sglang:streaming_session_held_tokens") == 0
         assert httpx.post(f"{url}/flush_cache").status_code == 200
     finally:
-        stop_engine(proc)
+        stop_process(proc)
 
 
 def test_server_without_sessions_emulates_plain_sglang() -> None:
@@ -232,4 +232,4 @@ def test_server_without_sessions_emulates_plain_sglang() -> None:
             gen(url, input_ids=[1, 2, 3], sampling_params={"max_new_tokens": 1})["meta_info"]["completion_tokens"] == 1
         )
     finally:
-        stop_engine(proc)
+        stop_process(proc)

@@ -236,7 +236,7 @@ def test_openai_client_raises_bad_request(client: Any) -> None:
 @pytest.mark.slow
 def test_cached_tokens_only_with_cache_report() -> None:
     """SGLang's defaults leave ``--enable-cache-report`` off: usage then has no prompt_tokens_details."""
-    from tests.conftest import start_engine, stop_engine
+    from tests.conftest import start_engine, stop_process
 
     proc, url = start_engine("--sglang-defaults", "--max-total-tokens", "1024")
     try:
@@ -244,4 +244,4 @@ def test_cached_tokens_only_with_cache_report() -> None:
         usage = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).json()["usage"]
         assert usage["completion_tokens"] == 1 and "prompt_tokens_details" not in usage
     finally:
-        stop_engine(proc)
+        stop_process(proc)

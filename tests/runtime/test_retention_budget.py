@@ -54,7 +54,8 @@ async def test_preemption_releases_lowest_value_paused_hold_first() -> None:
     assert closed == ["cheap"]
 
 
-async def test_resume_of_a_hold_being_released_waits_and_reports_it_gone() -> None:
+async def _hold_being_released() -> tuple[KVBudget, asyncio.Event]:
+    """A 100-token budget whose 40-token hold "a" is releasing; its session close waits for ``gate``."""
     budget = KVBudget("s", 100)
     gate = asyncio.Event()
 
@@ -64,6 +65,11 @@ async def test_resume_of_a_hold_being_released_waits_and_reports_it_gone() -> No
     await budget.reserve("a", 40, wait_s=0, preempt=False)
     budget.pause("a", value=1.0, on_release=slow_close)
     budget.release_paused("a", "ttl expired")
+    return budget, gate
+
+
+async def test_resume_of_a_hold_being_released_waits_and_reports_it_gone() -> None:
+    budget, gate = await _hold_being_released()
     assert budget.holds["a"].state is HoldState.RELEASING
     resumed = asyncio.ensure_future(budget.resume("a"))
     await asyncio.sleep(0.01)
@@ -106,15 +112,7 @@ async def test_many_concurrent_episodes_never_exceed_and_never_deadlock() -> Non
 
 
 async def test_a_new_reservation_waits_for_the_old_hold_release_and_is_not_dropped_by_it() -> None:
-    budget = KVBudget("s", 100)
-    gate = asyncio.Event()
-
-    async def slow_close(reason: str) -> None:
-        await gate.wait()
-
-    await budget.reserve("a", 40, wait_s=0, preempt=False)
-    budget.pause("a", value=1.0, on_release=slow_close)
-    budget.release_paused("a", "ttl expired")
+    budget, gate = await _hold_being_released()
     # The episode comes back while its old session is still closing and asks for a new one.
     again = asyncio.ensure_future(budget.reserve("a", 60, wait_s=0, preempt=False))
     await asyncio.sleep(0.01)
@@ -123,7 +121,11 @@ async def test_a_new_reservation_waits_for_the_old_hold_release_and_is_not_dropp
     assert await again
     await asyncio.sleep(0.01)
     assert budget.holds["a"].tokens == 60 and budget.held == 60  # the old release did not drop it
-    budget.pause("a", value=1.0, on_release=slow_close)
+    budget.pause("a", value=1.0, on_release=_close_now)
+
+
+async def _close_now(reason: str) -> None:
+    return None
 
 
 async def test_overrunning_pauses_go_first_and_equals_do_not_churn() -> None:

@@ -236,17 +236,8 @@ def test_bad_profile_names_the_field() -> None:
 
 
 def test_million_turns_vectorised() -> None:
-    rng = np.random.default_rng(0)
     n = 1_000_000
-    prompt = rng.integers(100, 30_000, n)
-    turns = TurnArrays(
-        prompt_tokens=prompt,
-        completion_tokens=rng.integers(1, 2_000, n),
-        cached_tokens=(prompt * rng.random(n)).astype(np.int64),
-        new_tokens=rng.integers(1, 100, n),
-        batch_size=rng.integers(1, 64, n).astype(np.float64),
-        trajectory=np.repeat(np.arange(n // 10), 10),
-    )
+    turns = TurnArrays.random(n)
     m, hw = MODEL_PROFILES["Qwen3-32B"], HARDWARE_PROFILES["H100-PCIe"]
     per_traj = {v: pte(turns, m, hw, v) for v in PTEVariant}
     assert per_traj[PTEVariant.EVICT_ALL].shape == (n // 10,)
