@@ -76,8 +76,6 @@ class _Entry:
     turns_done: int
     max_turns: int | None
     prior_growth: int
-    suspended: bool = False
-    """Was admitted, then suspended: its hold goes at its next pause; it waits to be readmitted."""
 
 
 class EpisodeAdmission:
@@ -185,7 +183,6 @@ class EpisodeAdmission:
             victim = max(self.admitted.values(), key=lambda e: e.rank)
             committed -= self.projection(victim)
             del self.admitted[victim.key]
-            victim.suspended = True
             self.waiting[victim.key] = victim
             self.suspensions += 1
             if self.on_suspend is not None:
@@ -215,7 +212,6 @@ class EpisodeAdmission:
             if self.admitted and committed + projected > self.limit:
                 break
             del self.waiting[entry.key]
-            entry.suspended = False
             self.admitted[entry.key] = entry
             committed += projected
             admitted_any = True

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
@@ -32,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job, summarize, summary_rows
-from interleaf.runtime.store import JobEvent, JobRecord, JobStore
+from interleaf.runtime.store import JobRecord, JobStore
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -57,8 +58,9 @@ def create_app(
     default_backends: Sequence[str] = (),
     worker: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """The API over ``store``. ``worker``: run a ``serve_jobs`` loop with the app, with these keyword
-    arguments (``consumer`` name and ``JobRunner`` options); None: submit only (workers run elsewhere)."""
+    """The API over ``store`` (the app closes it when it shuts down). ``worker``: run a ``serve_jobs``
+    loop with the app, with these keyword arguments (``consumer`` name and ``JobRunner`` options);
+    None: submit only (workers run elsewhere)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +79,7 @@ def create_app(
                 if running:
                     task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            await store.aclose()  # in the loop its connections belong to
 
     app = FastAPI(title="interleaf jobs", lifespan=lifespan)
 
@@ -120,10 +123,10 @@ def create_app(
     ) -> dict[str, Any]:
         await _job(job_id)
         entries = await store.read_events(job_id, after=after, count=count)
-        out: list[dict[str, Any]] = []
-        for entry_id, event in entries:
-            out.append({"id": entry_id, **JobEvent.model_dump(event, mode="json")})
-        return {"events": out, "last_id": entries[-1][0] if entries else after}
+        return {
+            "events": [{"id": entry_id, **event.model_dump(mode="json")} for entry_id, event in entries],
+            "last_id": entries[-1][0] if entries else after,
+        }
 
     @app.get("/v1/jobs/{job_id}/trajectories")
     async def trajectories(job_id: str) -> JSONResponse:
@@ -135,8 +138,8 @@ def create_app(
     async def summary(job_id: str) -> dict[str, Any]:
         record = await _job(job_id)
         trajs = await store.get_trajectories(job_id)
-        wall = (record.finished_at or 0.0) - (record.started_at or 0.0) if record.started_at else 0.0
-        wall = max(wall, 0.0)
+        # Wall time so far for a running job.
+        wall = max(0.0, (record.finished_at or time.time()) - record.started_at) if record.started_at else 0.0
         return {
             "summary": summarize(trajs, wall).model_dump(mode="json"),
             "rows": [list(r) for r in summary_rows(trajs, wall)] if trajs else [],

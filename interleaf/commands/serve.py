@@ -10,7 +10,6 @@ elsewhere on the same Redis).
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import typer
@@ -42,10 +41,7 @@ def serve(
         options = {"consumer": f"api-{os.getpid()}", "ray_address": ray_address} if worker else None
         app = create_app(store, default_backends=services.backend_urls, worker=options)
         typer.echo(f"interleaf jobs API and dashboard on http://{host}:{port}/ (redis {services.redis_url})")
-        try:
-            uvicorn.run(app, host=host, port=port, log_level="warning")
-        finally:
-            asyncio.run(store.aclose())
+        uvicorn.run(app, host=host, port=port, log_level="warning")  # the app closes the store
 
 
 __all__ = ["serve"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -94,7 +95,11 @@ class BackendPool:
         if admission and self.policy.uses_sessions:
             self.admissions = {
                 url: EpisodeAdmission(
-                    url, budget.capacity, self.growth, on_suspend=self._suspended, overcommit=admission_overcommit
+                    url,
+                    budget.capacity,
+                    self.growth,
+                    on_suspend=functools.partial(self._suspended, budget),
+                    overcommit=admission_overcommit,
                 )
                 for url, budget in self.budgets.items()
             }
@@ -183,13 +188,12 @@ class BackendPool:
             else:
                 admission.rebalance()
 
-    def _suspended(self, episode_id: str, reason: str) -> None:
+    def _suspended(self, budget: KVBudget, episode_id: str, reason: str) -> None:
         """Admission control suspended an episode: a paused hold goes now (a running turn's at its pause)."""
         self.decisions["suspended"] += 1
-        for budget in self.budgets.values():
-            hold = budget.holds.get(episode_id)
-            if hold is not None and hold.state is HoldState.PAUSED:
-                budget.release_paused(episode_id, reason)
+        hold = budget.holds.get(episode_id)
+        if hold is not None and hold.state is HoldState.PAUSED:
+            budget.release_paused(episode_id, reason)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
