@@ -102,7 +102,7 @@ def _turn_from(index: int, delta_ids: list[int], c: Completion) -> Turn:
         cache=CacheFigures.model_validate(c.cache.model_dump()),
         server=c.server,
         request_id=c.request_id,
-        retention_events=[RetentionRecord.model_validate(r.model_dump()) for r in getattr(c, "retention", [])],
+        retention_events=list(c.retention),
     )
 
 

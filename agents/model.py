@@ -43,6 +43,9 @@ class Completion:
     cache: CacheFigures = field(default_factory=CacheFigures)
     timings: TurnTimings = field(default_factory=TurnTimings)
     hidden_states: list | None = None
+    retention: list[RetentionRecord] = field(default_factory=list)
+    """What happened to the KV before this call (a hold released during the preceding pause by TTL,
+    budget or admission control, a wait for admission, a refused session, a failover)."""
     """Captured hidden states when requested (engine-specific nesting: [layer][position][dim])."""
 
 

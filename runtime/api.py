@@ -140,9 +140,10 @@ def create_app(
         trajs = await store.get_trajectories(job_id)
         # Wall time so far for a running job.
         wall = max(0.0, (record.finished_at or time.time()) - record.started_at) if record.started_at else 0.0
+        figures = summarize(trajs, wall)
         return {
-            "summary": summarize(trajs, wall).model_dump(mode="json"),
-            "rows": [list(r) for r in summary_rows(trajs, wall)] if trajs else [],
+            "summary": figures.model_dump(mode="json"),
+            "rows": [list(r) for r in summary_rows(trajs, summary=figures)] if trajs else [],
         }
 
     @app.get("/healthz")

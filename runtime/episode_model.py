@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from interleaf.agents.model import Completion, Constraint
@@ -38,9 +38,6 @@ _MAX_BACKOFF_S = 4.0
 class EpisodeCompletion(Completion):
     """A Completion plus what the runtime did around the call."""
 
-    retention: list[RetentionRecord] = field(default_factory=list)
-    """Retention events since the last pause: holds released by TTL or budget preemption, sessions
-    the budget refused at this turn, failovers (each a recorded re-prefill)."""
     failover_from: str | None = None
     """Server the episode left during this turn (it failed), or None."""
     in_session: bool = False

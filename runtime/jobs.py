@@ -140,10 +140,13 @@ def summarize(trajectories: list[Trajectory], wall_s: float = 0.0) -> JobSummary
     return s
 
 
-def summary_rows(trajectories: list[Trajectory], wall_s: float = 0.0) -> list[tuple[str, str]]:
+def summary_rows(
+    trajectories: list[Trajectory], wall_s: float = 0.0, *, summary: JobSummary | None = None
+) -> list[tuple[str, str]]:
     """(label, value) rows of the run summary table. The one place to add figures: telemetry's PTE
-    and inefficiency patterns belong here, computed from the same trajectories."""
-    s = summarize(trajectories, wall_s)
+    and inefficiency patterns belong here, computed from the same trajectories. ``summary``: the
+    ``summarize`` result when the caller has it already."""
+    s = summary or summarize(trajectories, wall_s)
 
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -123,7 +123,7 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     table = Table(title=f"job {result.job_id} · {spec.suite} · {result.status.value}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
-    for label, value in summary_rows(result.trajectories, result.summary.wall_s):
+    for label, value in summary_rows(result.trajectories, summary=result.summary):
         table.add_row(label, value)
     out = Console()
     out.print(table)

@@ -87,7 +87,6 @@ class SimExecutor:
         self.label = label
         self.simulated_seconds = 0.0
         """Total predicted GPU time so far (what a virtual clock would read)."""
-        self.steps = 0
 
     @classmethod
     def from_config(cls, config: Any, mfu: float = 0.6, mbu: float = 0.8) -> SimExecutor:
@@ -123,7 +122,6 @@ class SimExecutor:
         q_tokens = [int(i) + 1 for i in batch.logit_index.tolist()]
         dt = self.cost.step_time(q_tokens, kv_lens)
         self.simulated_seconds += dt
-        self.steps += 1
         if self.clock == "real":
             time.sleep(dt)
         last = batch.tokens[torch.arange(B), batch.logit_index]
