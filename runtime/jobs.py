@@ -187,6 +187,11 @@ class JobResult(BaseModel):
     """The JSONL export."""
 
 
+def new_job_id() -> str:
+    """A fresh job id: ``job-<date>-<time>-<6 hex>``."""
+    return f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
 def trajectories_path(job_id: str, runs_dir: Path | None = None) -> Path:
     """``<runs_dir>/<job-id>/trajectories.jsonl`` (``interleaf report`` reads it)."""
     from interleaf.settings import runs_dir as default_runs_dir
@@ -239,7 +244,7 @@ class JobRunner:
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(f"JobSpec.suite={spec.suite!r}: {exc}") from exc
         self.spec = spec
-        self.job_id = spec.job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.job_id = spec.job_id or new_job_id()
         self.store = store
         # Resolved here, in the driver, so agents registered in the user's process reach the actors.
         self.agent = agent or get_agent(spec.agent)
@@ -456,7 +461,7 @@ class JobRunner:
 
 async def submit_job(store: JobStore, spec: JobSpec) -> JobRecord:
     """Record a job and put it on the Redis queue; a ``serve_jobs`` worker will run it."""
-    job_id = spec.job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    job_id = spec.job_id or new_job_id()
     spec = spec.model_copy(update={"job_id": job_id})
     record = await store.create_job(JobRecord(id=job_id, spec=spec.model_dump(mode="json"), n_total=spec.n))
     await store.enqueue(job_id)
