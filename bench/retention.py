@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
+from interleaf.runtime.client import BackendPool, ServerMetrics, parse_prometheus
 from interleaf.runtime.engine.process import EngineProcess
 
 POLICIES = ("none", "session", "ttl", "adaptive")
@@ -303,7 +303,7 @@ def _parse() -> argparse.Namespace:
 async def main() -> None:
     args = _parse()
     if args.sim:
-        from interleaf.runtime.engine.sim import ByteTokenizer
+        from interleaf.runtime.tokenizer import ByteTokenizer
 
         tokenizer: Any = ByteTokenizer()
     else:

@@ -69,9 +69,9 @@ async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) ->
 
 async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     from interleaf.agents import CHATML, load_suite
-    from interleaf.runtime.backends import BackendPool
+    from interleaf.runtime.client import BackendPool
     from interleaf.runtime.jobs import JobRunner, JobSpec
-    from interleaf.runtime.workers import build_job_agent
+    from interleaf.runtime.jobs.workers import build_job_agent
 
     agent = bench_agent(1, args.max_new_tokens)
     question = "Compute 12 * 34 + 5."
@@ -165,8 +165,8 @@ def main() -> None:
 
     import ray
 
-    from interleaf.runtime.embedded import EmbeddedServices
     from interleaf.runtime.jobs import ensure_ray
+    from interleaf.runtime.jobs.embedded import EmbeddedServices
 
     engine_args = ["--executor", "sim", "--sim-clock", args.sim_clock]
     if args.sim_gpu:

@@ -1,4 +1,6 @@
-"""interleaf.runtime: the embedded engine, the SGLang client, retention, routing, Ray workers, jobs.
+"""interleaf.runtime: one subpackage per subsystem — ``engine`` (the embedded SGLang-compatible server),
+``client`` (SGLang client, retention, KV budget, admission, router), ``jobs`` (spec, runner, Ray
+workers, Redis store and queue), ``service`` (jobs HTTP API and dashboard).
 
 Names are resolved lazily so ``import interleaf.runtime`` stays cheap (the engine pulls in torch).
 To export a name, add it to ``_EXPORTS`` (name -> module).
@@ -10,34 +12,36 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    # engine
+    # engine/: the embedded SGLang-compatible server
     "EngineConfig": "interleaf.runtime.engine.config",
-    "serve_engine": "interleaf.runtime.engine.server",
     "EngineProcess": "interleaf.runtime.engine.process",
-    # SGLang client, retention, routing (issue 4)
-    "BackendPool": "interleaf.runtime.backends",
-    "SGLangBackend": "interleaf.runtime.backends",
-    "BackendError": "interleaf.runtime.backends",
-    "EpisodeModel": "interleaf.runtime.episode_model",
-    "KVBudget": "interleaf.runtime.kv_budget",
-    "EpisodeAdmission": "interleaf.runtime.admission",
-    "GrowthEstimate": "interleaf.runtime.admission",
-    "Router": "interleaf.runtime.router",
-    "ToolDurationEstimator": "interleaf.runtime.retention",
-    # jobs (issue 6)
-    "JobSpec": "interleaf.runtime.jobs",
-    "JobRunner": "interleaf.runtime.jobs",
+    "serve_engine": "interleaf.runtime.engine.server",
+    # client/: SGLang client, retention, KV budget, admission, routing
+    "BackendError": "interleaf.runtime.client",
+    "BackendPool": "interleaf.runtime.client",
+    "EpisodeAdmission": "interleaf.runtime.client",
+    "EpisodeModel": "interleaf.runtime.client",
+    "GrowthEstimate": "interleaf.runtime.client",
+    "KVBudget": "interleaf.runtime.client",
+    "Router": "interleaf.runtime.client",
+    "SGLangBackend": "interleaf.runtime.client",
+    "ToolDurationEstimator": "interleaf.runtime.client",
+    # jobs/: spec, runner, Ray workers, Redis store and queue, embedded services
+    "EmbeddedServices": "interleaf.runtime.jobs",
+    "EpisodeWorker": "interleaf.runtime.jobs",
+    "JobEvent": "interleaf.runtime.jobs",
+    "JobRecord": "interleaf.runtime.jobs",
     "JobResult": "interleaf.runtime.jobs",
+    "JobRunner": "interleaf.runtime.jobs",
+    "JobSpec": "interleaf.runtime.jobs",
+    "JobStatus": "interleaf.runtime.jobs",
+    "JobStore": "interleaf.runtime.jobs",
     "JobSummary": "interleaf.runtime.jobs",
+    "load_trajectories": "interleaf.runtime.jobs",
     "run_job": "interleaf.runtime.jobs",
     "summary_rows": "interleaf.runtime.jobs",
-    "load_trajectories": "interleaf.runtime.jobs",
-    "EpisodeWorker": "interleaf.runtime.workers",
-    "JobStore": "interleaf.runtime.store",
-    "JobRecord": "interleaf.runtime.store",
-    "JobEvent": "interleaf.runtime.store",
-    "JobStatus": "interleaf.runtime.store",
-    "EmbeddedServices": "interleaf.runtime.embedded",
+    # service/: the jobs HTTP API and dashboard
+    "create_app": "interleaf.runtime.service",
 }
 
 __all__ = sorted(_EXPORTS)

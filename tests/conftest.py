@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from interleaf.runtime.child_process import free_port
 from interleaf.runtime.engine.process import EngineProcess
-from interleaf.runtime.redis_server import RedisServer, free_port
+from interleaf.runtime.jobs.redis_server import RedisServer
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _EXIT_STATUS = pytest.StashKey[int]()

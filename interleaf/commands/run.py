@@ -71,7 +71,7 @@ def run_spec(
     import ray
     from rich.console import Console
 
-    from interleaf.runtime.embedded import EmbeddedServices
+    from interleaf.runtime.jobs.embedded import EmbeddedServices
 
     console = Console(stderr=True)
     given = list(spec.backend_urls)
@@ -92,7 +92,7 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     from rich.table import Table
 
     from interleaf.runtime.jobs import JobRunner, summary_rows
-    from interleaf.runtime.store import JobStatus, JobStore
+    from interleaf.runtime.jobs.store import JobStatus, JobStore
 
     store = JobStore(redis_url) if redis_url else None
     correct = 0

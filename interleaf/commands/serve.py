@@ -31,9 +31,9 @@ def serve(
     """Serve the jobs API and the dashboard (and run submitted jobs)."""
     import uvicorn
 
-    from interleaf.runtime.api import create_app
-    from interleaf.runtime.embedded import EmbeddedServices
-    from interleaf.runtime.store import JobStore
+    from interleaf.runtime.jobs.embedded import EmbeddedServices
+    from interleaf.runtime.jobs.store import JobStore
+    from interleaf.runtime.service.api import create_app
 
     # API only (--no-worker) needs no engine: jobs then name their backends or get --backend.
     with EmbeddedServices(backend, redis_url, engine_args=list(engine_arg), start_engine=worker) as services:

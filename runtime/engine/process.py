@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from interleaf.runtime.redis_server import die_with_parent, free_port
+from interleaf.runtime.child_process import die_with_parent, free_port
 
 
 class EngineProcess:

@@ -28,6 +28,7 @@ from interleaf.runtime.engine.protocol import (
 from interleaf.runtime.engine.request import Req, SamplingParams
 from interleaf.runtime.engine.scheduler import Scheduler, capture_for, new_request
 from interleaf.runtime.engine.session import Session
+from interleaf.runtime.tokenizer import SIM_SCHEME
 
 log = logging.getLogger("interleaf.engine")
 VERSION = "0.5.23-interleaf"
@@ -49,7 +50,7 @@ class Engine:
             self.executor: Any = SimExecutor.from_config(config)
             self.tokenizer: Any = self.executor.tokenizer
             self.model_name = config.served_model_name or f"sim:{config.sim_model}@{config.sim_gpu}"
-            self.model_path = f"sim://{config.sim_model}"
+            self.model_path = f"{SIM_SCHEME}{config.sim_model}"
             eos = self.executor.eos_token_ids
             grammar = None
         else:

@@ -22,28 +22,9 @@ from typing import Any
 import torch
 
 from interleaf.runtime.engine.llama import ForwardBatch, ForwardOutput
+from interleaf.runtime.tokenizer import ByteTokenizer
 
 _WORDS = b"abcdefghijklmnopqrstuvwxyz"
-
-
-class ByteTokenizer:
-    """Ids 0..255 are bytes; 256 is end-of-sequence. Enough for the HTTP text path of the simulator."""
-
-    eos_token_id = 256
-    vocab_size = 257
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        data = bytes(i for i in ids if i < 256)
-        return data.decode("utf-8", errors="replace")
-
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, tokenize: bool = False,
-                            **_: Any) -> Any:  # fmt: skip
-        text = "".join(f"<{m['role']}>{m.get('content') or ''}</{m['role']}>" for m in messages)
-        text += "<assistant>" if add_generation_prompt else ""
-        return self.encode(text) if tokenize else text
 
 
 @dataclass

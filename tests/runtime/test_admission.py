@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from interleaf.runtime.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
+from interleaf.runtime.client.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
 
 
 def test_growth_estimate_prior_then_means_and_remaining_turns() -> None:

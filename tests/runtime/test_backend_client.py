@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from interleaf.runtime.backends import (
+from interleaf.runtime.client import (
     BackendError,
     BackendUnavailable,
     RequestAborted,

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from interleaf.runtime.backends import BackendPool, ServerMetrics, parse_prometheus
-from interleaf.runtime.retention import ToolDurationEstimator
+from interleaf.runtime.client import BackendPool, ServerMetrics, parse_prometheus
+from interleaf.runtime.client.retention import ToolDurationEstimator
 from interleaf.telemetry.records import RetentionDecision
 from tests.conftest import start_engine, stop_process
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore
 from interleaf.telemetry.records import (
     CacheFigures,
     RetentionDecision,

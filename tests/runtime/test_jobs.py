@@ -13,7 +13,7 @@ import ray
 
 from interleaf.agents import ScriptedModelFactory, ScriptedTurn
 from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories, summary_rows
-from interleaf.runtime.store import JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobStatus, JobStore
 from interleaf.telemetry.records import TerminationReason
 
 pytestmark = pytest.mark.slow

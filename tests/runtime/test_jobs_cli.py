@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from interleaf.runtime.embedded import EmbeddedServices
+from interleaf.runtime.jobs.embedded import EmbeddedServices
 
 
 def test_embedded_services_start_private_redis_and_keep_given_urls() -> None:

@@ -15,9 +15,9 @@ import pytest
 import ray
 
 from interleaf.agents import Agent, Budgets, GrammarOptions
-from interleaf.runtime.backends import parse_prometheus
+from interleaf.runtime.client import parse_prometheus
 from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories
-from interleaf.runtime.store import JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobStatus, JobStore
 from interleaf.telemetry.records import RetentionDecision, TerminationReason
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

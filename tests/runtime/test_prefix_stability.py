@@ -11,7 +11,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interleaf.runtime.backends import Conversation
+from interleaf.runtime.client import Conversation
 
 token_lists = st.lists(st.integers(min_value=0, max_value=49151), min_size=0, max_size=12)
 turns = st.lists(

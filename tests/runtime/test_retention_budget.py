@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from interleaf.runtime.kv_budget import HoldState, KVBudget
+from interleaf.runtime.client.kv_budget import HoldState, KVBudget
 
 
 async def test_reserve_grow_shrink_and_refuse_over_capacity() -> None:

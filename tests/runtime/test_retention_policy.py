@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from interleaf.runtime.retention import (
+from interleaf.runtime.client.retention import (
     PauseContext,
     ServerPressure,
     ToolDurationEstimator,

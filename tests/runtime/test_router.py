@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from interleaf.runtime.backends import NoHealthyServer
-from interleaf.runtime.router import Router
+from interleaf.runtime.client import NoHealthyServer
+from interleaf.runtime.client.router import Router
 
 
 def test_new_episodes_go_to_least_outstanding_then_stick() -> None:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn
 
 

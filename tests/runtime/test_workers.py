@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from interleaf.agents import Agent, ScriptedModelFactory, ScriptedTurn, load_suite
-from interleaf.runtime.store import load_trajectory
-from interleaf.runtime.workers import EpisodeWorker, build_job_agent, trajectory_id
+from interleaf.runtime.jobs.store import load_trajectory
+from interleaf.runtime.jobs.workers import EpisodeWorker, build_job_agent, trajectory_id
 from interleaf.telemetry.records import TerminationReason
 
 SPEC = {"suite": "arith", "n": 3, "seed": 0, "agent": "tir", "retention": "session", "max_turns": 3}

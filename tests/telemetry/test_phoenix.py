@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from interleaf.runtime.redis_server import free_port
+from interleaf.runtime.child_process import free_port
 from interleaf.telemetry import EpisodeTracer, configure_tracing
 from tests.telemetry.telemetry_fixtures import run_episode
 

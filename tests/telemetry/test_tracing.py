@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from interleaf.runtime.redis_server import free_port
+from interleaf.runtime.child_process import free_port
 from interleaf.telemetry import (
     MODEL_PROFILES,
     EpisodeTracer,

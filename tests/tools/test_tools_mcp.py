@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from interleaf.runtime.redis_server import free_port
+from interleaf.runtime.child_process import free_port
 from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
 
 SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"

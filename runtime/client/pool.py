@@ -1,7 +1,7 @@
 """BackendPool: the servers, their KV budgets, the router and the retention policy one process uses.
 
 One pool per process (per Ray actor); ``pool.episode(id)`` hands each episode an
-:class:`~interleaf.runtime.episode_model.EpisodeModel` (the ``AgentModel`` the agent calls).
+:class:`~interleaf.runtime.client.episode_model.EpisodeModel` (the ``AgentModel`` the agent calls).
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from interleaf.runtime.admission import EpisodeAdmission, GrowthEstimate
-from interleaf.runtime.backends.backend import Backend
-from interleaf.runtime.backends.errors import BackendError, BackendUnavailable
-from interleaf.runtime.backends.server_metrics import ServerMetrics
-from interleaf.runtime.backends.sglang import SGLangBackend
-from interleaf.runtime.kv_budget import HoldState, KVBudget
-from interleaf.runtime.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
-from interleaf.runtime.router import Router
+from interleaf.runtime.client.admission import EpisodeAdmission, GrowthEstimate
+from interleaf.runtime.client.backend import Backend
+from interleaf.runtime.client.errors import BackendError, BackendUnavailable
+from interleaf.runtime.client.kv_budget import HoldState, KVBudget
+from interleaf.runtime.client.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
+from interleaf.runtime.client.router import Router
+from interleaf.runtime.client.server_metrics import ServerMetrics
+from interleaf.runtime.client.sglang import SGLangBackend
+from interleaf.runtime.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
-    from interleaf.runtime.episode_model import EpisodeModel
+    from interleaf.runtime.client.episode_model import EpisodeModel
 
 _INGEST_HALF_LIFE_S = 10.0
 
@@ -168,7 +169,7 @@ class BackendPool:
         ``max_turns``: the episode's turn limit, if known; admission control projects the episode's
         peak context from it (without it, from the mean length of the episodes already finished).
         """
-        from interleaf.runtime.episode_model import EpisodeModel
+        from interleaf.runtime.client.episode_model import EpisodeModel
 
         if episode_id in self.episodes:
             raise ValueError(f"episode_id={episode_id!r} is already open in this pool; ids must be unique")
@@ -285,15 +286,8 @@ class BackendPool:
 
 
 def _load_tokenizer(url: str, model_path: str) -> Any:
-    if model_path.startswith("sim://"):
-        # interleaf's sim executor: a byte-level vocabulary, no model files.
-        from interleaf.runtime.engine.sim import ByteTokenizer
-
-        return ByteTokenizer()
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(model_path)
+        return load_tokenizer(model_path)
     except Exception as exc:
         raise BackendError(
             url,

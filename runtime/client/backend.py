@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from interleaf.runtime.backends.server_metrics import ServerMetrics
+from interleaf.runtime.client.server_metrics import ServerMetrics
 
 
 class ServerInfo(BaseModel):

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from interleaf.agents.model import Completion, Constraint
-from interleaf.runtime.admission import AdmissionAbandoned
-from interleaf.runtime.backends.backend import Backend, GenerateResult
-from interleaf.runtime.backends.conversation import Conversation
-from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
-from interleaf.runtime.retention import PauseContext
+from interleaf.runtime.client.admission import AdmissionAbandoned
+from interleaf.runtime.client.backend import Backend, GenerateResult
+from interleaf.runtime.client.conversation import Conversation
+from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
+from interleaf.runtime.client.retention import PauseContext
 from interleaf.telemetry.records import CacheFigures, RetentionDecision, RetentionRecord, TurnTimings
 
 if TYPE_CHECKING:
-    from interleaf.runtime.backends.pool import BackendPool
+    from interleaf.runtime.client.pool import BackendPool
 
 _CLOSE_TIMEOUT_S = 10.0
 _ABORT_EXTRA_RETRIES = 4

@@ -9,7 +9,7 @@
   the full ids there (a re-prefill it records).
 
 Pure bookkeeping plus the health loop; the retry/backoff loop around a request lives in
-``interleaf.runtime.episode_model``.
+``interleaf.runtime.client.episode_model``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from interleaf.runtime.backends.errors import NoHealthyServer
+from interleaf.runtime.client.errors import NoHealthyServer
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from interleaf.runtime.backends.backend import SessionTurn
+from interleaf.runtime.client.backend import SessionTurn
 
 
 @dataclass

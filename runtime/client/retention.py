@@ -24,7 +24,7 @@ prefill side of PAPERS.md §A's PTE, since a recompute is pure prefill):
 So an idle server releases (nothing will evict the prefix), short pauses on a busy server are held,
 and long pauses under high pressure are released. ``R``, ``E``, ``u`` come from the server's
 ``/metrics`` (client-side figures when metrics are off). The hard bound on held tokens is the KV
-budget's job (``interleaf.runtime.kv_budget``), not the policy's.
+budget's job (``interleaf.runtime.client.kv_budget``), not the policy's.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from interleaf.runtime.backends.backend import GenerateResult, ServerInfo, SessionTurn
-from interleaf.runtime.backends.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
-from interleaf.runtime.backends.server_metrics import ServerMetrics, parse_prometheus
+from interleaf.runtime.client.backend import GenerateResult, ServerInfo, SessionTurn
+from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
+from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 

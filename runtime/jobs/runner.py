@@ -33,56 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from interleaf.agents import Agent, get_agent, load_suite
-from interleaf.runtime.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
-from interleaf.runtime.workers import ModelFactory, trajectory_id, worker_actor
+from interleaf.runtime.jobs.spec import JobSpec
+from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
+from interleaf.runtime.jobs.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
-
-
-class JobSpec(BaseModel):
-    """What to run: suite, agent, scale, backends, retention, budgets. Persisted with the job."""
-
-    suite: str = "arith"
-    """Task suite: arith | lookup | mixed | a registered name | a path to a ``.jsonl`` file."""
-    n: int = Field(default=20, ge=1)
-    """Number of tasks (episodes)."""
-    seed: int = 0
-    """Seed of the suite's generator."""
-    agent: str = "tir"
-    """Registered agent name (``interleaf.agents.register_agent``)."""
-    concurrency: int = Field(default=8, ge=1)
-    """Episodes running at once across all actors."""
-    actors: int = Field(default=2, ge=1)
-    """Number of ``EpisodeWorker`` actors."""
-    backend_urls: list[str] = Field(default_factory=list)
-    """SGLang-protocol servers (the router spreads episodes over them)."""
-    retention: str = "adaptive"
-    """Retention policy: none | session | ttl | adaptive (``interleaf.runtime.retention``)."""
-    kv_budget_fraction: float = Field(default=0.5, gt=0, le=1)
-    """Share of each server's KV capacity that held sessions may use, split over the actors."""
-    max_turns: int | None = Field(default=None, ge=1)
-    """Override the agent's turn budget."""
-    max_tokens: int | None = Field(default=None, ge=1)
-    """Override the agent's token budget (whole sequence)."""
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    """Override the agent's per-turn generation cap."""
-    wall_time_s: float | None = Field(default=None, gt=0)
-    """Override the agent's per-episode wall-time budget, seconds."""
-    temperature: float | None = Field(default=None, ge=0)
-    """Override the agent's sampling temperature."""
-    max_attempts: int = Field(default=3, ge=1)
-    """Attempts per episode across actor deaths and worker errors."""
-    job_id: str | None = None
-    """Job id; generated when omitted."""
-
-    @field_validator("retention")
-    @classmethod
-    def _check_retention(cls, value: str) -> str:
-        if value not in ("none", "session", "ttl", "adaptive"):
-            raise ValueError(f"retention must be none, session, ttl or adaptive, got {value!r}")
-        return value
 
 
 class JobSummary(BaseModel):
@@ -238,7 +195,7 @@ class JobRunner:
         on_event: Callable[[JobEvent], None] | None = None,
     ) -> None:
         if not spec.backend_urls and model_factory is None:
-            raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.embedded")
+            raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.jobs.embedded")
         try:  # fail here, naming the field, rather than inside every actor
             load_suite(spec.suite, spec.n, spec.seed)
         except (ValueError, FileNotFoundError) as exc:
@@ -459,64 +416,6 @@ class JobRunner:
         )
 
 
-async def submit_job(store: JobStore, spec: JobSpec) -> JobRecord:
-    """Record a job and put it on the Redis queue; a ``serve_jobs`` worker will run it."""
-    job_id = spec.job_id or new_job_id()
-    spec = spec.model_copy(update={"job_id": job_id})
-    record = await store.create_job(JobRecord(id=job_id, spec=spec.model_dump(mode="json"), n_total=spec.n))
-    await store.enqueue(job_id)
-    return record
-
-
-async def serve_jobs(
-    store: JobStore,
-    consumer: str,
-    *,
-    stop: asyncio.Event | None = None,
-    reclaim_idle_ms: int = 60_000,
-    poll_cancel_s: float = 0.5,
-    **runner_kwargs: Any,
-) -> int:
-    """Worker loop: take jobs from the queue (first any a crashed worker left pending for
-    ``reclaim_idle_ms``), run each with a ``JobRunner``, ack it. A job whose ``cancel_requested`` flag
-    is set (``JobStore.request_cancel``) is cancelled. Runs until ``stop`` is set; returns jobs run.
-    ``runner_kwargs`` go to ``JobRunner`` (ray_address, runs_dir, model_factory, agent)."""
-    stop = stop or asyncio.Event()
-    done = 0
-    while not stop.is_set():
-        entries = await store.reclaim(consumer, min_idle_ms=reclaim_idle_ms)
-        if not entries:
-            claimed = await store.claim(consumer, block_ms=500)
-            entries = [claimed] if claimed else []
-        for entry_id, job_id in entries:
-            record = await store.get_job(job_id)
-            if record is None or record.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
-                await store.ack(entry_id)  # finished before a crash, or deleted: nothing to do
-                continue
-            await store.update_job(job_id, worker=consumer)
-            spec = JobSpec.model_validate(record.spec | {"job_id": job_id})
-            runner = JobRunner(spec, store=store, **runner_kwargs)
-
-            async def watch(r: JobRunner = runner, j: str = job_id) -> None:
-                while not await store.cancel_requested(j):
-                    await asyncio.sleep(poll_cancel_s)
-                await r.cancel()
-
-            watcher = asyncio.create_task(watch())
-            try:
-                if record.cancel_requested:
-                    await store.update_job(job_id, status=JobStatus.CANCELLED, finished_at=time.time())
-                else:
-                    await runner.run()
-            except Exception as exc:
-                await store.update_job(job_id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-            finally:
-                watcher.cancel()
-            await store.ack(entry_id)
-            done += 1
-    return done
-
-
 async def run_job(spec: JobSpec, **kwargs: Any) -> JobResult:
     """Run ``spec`` to the end with a ``JobRunner`` (keyword arguments go to it)."""
     return await JobRunner(spec, **kwargs).run()
@@ -525,13 +424,10 @@ async def run_job(spec: JobSpec, **kwargs: Any) -> JobResult:
 __all__ = [
     "JobResult",
     "JobRunner",
-    "JobSpec",
     "JobSummary",
     "ensure_ray",
     "load_trajectories",
     "run_job",
-    "serve_jobs",
-    "submit_job",
     "summarize",
     "summary_rows",
     "trajectories_path",

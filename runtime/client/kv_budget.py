@@ -11,7 +11,7 @@ Never deadlock: a request that does not fit waits at most ``wait_s`` while pause
 (lowest value first, when the policy preempts) and then is refused; the caller runs that turn
 without a session (full ids, radix cache), which needs no budget. Active holds (a turn in flight)
 always finish and shrink, so a refused caller never waits on itself. Which episodes may try to hold
-at all is decided one level up, by admission control (``interleaf.runtime.admission``), so that the
+at all is decided one level up, by admission control (``interleaf.runtime.client.admission``), so that the
 admitted ones rarely meet a refusal.
 """
 

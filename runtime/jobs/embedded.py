@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from interleaf.runtime.redis_server import RedisServer
+from interleaf.runtime.jobs.redis_server import RedisServer
 
 
 class EmbeddedServices:

@@ -33,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job, summarize, summary_rows
-from interleaf.runtime.store import JobRecord, JobStore
+from interleaf.runtime.jobs.store import JobRecord, JobStore
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -46,10 +46,10 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def dashboard_html() -> str:
-    """The dashboard page (``runtime/dashboard/index.html``): jobs, summaries, per-episode timelines in
+    """The dashboard page (``runtime/service/dashboard/index.html``): jobs, summaries, per-episode timelines in
     which each turn is queue | prefill | decode | tool pause, with cached / recomputed tokens and the
     retention decision in the tooltip."""
-    return (resources.files("interleaf.runtime") / "dashboard" / "index.html").read_text(encoding="utf-8")
+    return (resources.files("interleaf.runtime.service") / "dashboard" / "index.html").read_text(encoding="utf-8")
 
 
 def create_app(

@@ -23,7 +23,7 @@ from typing import Any
 import ray
 
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
-from interleaf.runtime.store import dump_trajectory
+from interleaf.runtime.jobs.store import dump_trajectory
 from interleaf.telemetry.records import TerminationReason, Trajectory
 
 ModelFactory = Callable[[str], AbstractAsyncContextManager[AgentModel]]
@@ -104,7 +104,7 @@ class EpisodeWorker:
     async def _get_pool(self) -> Any:
         async with self._pool_lock:
             if self._pool is None:
-                from interleaf.runtime.backends import BackendPool
+                from interleaf.runtime.client import BackendPool
 
                 self._pool = await BackendPool.connect(
                     self.backend_urls, retention=self.retention, kv_budget_fraction=self.kv_budget_fraction
