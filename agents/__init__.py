@@ -1,14 +1,15 @@
-"""interleaf.agents: TIR agents as LangGraph graphs, the turn format and grammar, task suites.
+"""interleaf.agents: TIR agents as LangGraph graphs, the chat template of their turns, task suites.
 
 Agents see the model only through ``AgentModel`` (``interleaf.agents.model``); the runtime
-provides the real one, ``ScriptedModel`` a fake for tests.
+provides the real one, ``ScriptedModel`` a fake for tests. The tool-call format (grammar, parser)
+lives in ``interleaf.tools``, shared with the engine's OpenAI route; ``GrammarOptions``,
+``tool_call_grammar``, ``parse_turn``, ``ParsedCall`` and ``ParsedTurn`` are re-exported here.
 """
 
 from interleaf.agents.agent import AGENTS, DEFAULT_SYSTEM_PROMPT, Agent, get_agent, register_agent
 from interleaf.agents.budgets import Budgets
-from interleaf.agents.chat_format import CHATML, ChatFormat, ParsedCall, ParsedTurn, parse_turn
+from interleaf.agents.chat_format import CHATML, ChatFormat
 from interleaf.agents.episode import Episode
-from interleaf.agents.grammar import GrammarOptions, tool_call_grammar
 from interleaf.agents.graph import (
     EpisodeContext,
     EpisodeState,
@@ -20,6 +21,7 @@ from interleaf.agents.graph import (
 from interleaf.agents.model import AgentModel, Completion, Constraint
 from interleaf.agents.scripted import ScriptedModel, ScriptedModelFactory, ScriptedTurn, ScriptExhausted
 from interleaf.agents.tasks import SUITES, Task, TaskSuite, load_suite, register_suite, score_answer
+from interleaf.tools import GrammarOptions, ParsedCall, ParsedTurn, parse_turn, tool_call_grammar
 
 __all__ = [
     "AGENTS",

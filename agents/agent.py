@@ -23,21 +23,32 @@ from langgraph.graph import StateGraph
 
 from interleaf.agents.budgets import Budgets
 from interleaf.agents.chat_format import CHATML, ChatFormat
-from interleaf.agents.grammar import GrammarOptions, tool_call_grammar
 from interleaf.agents.model import AgentModel
+from interleaf.tools import (
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    GrammarOptions,
+    call_template,
+    format_answer,
+    tool_call_grammar,
+)
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that solves tasks step by step using tools."
 
-_TOOL_INSTRUCTIONS = """# Tools
+
+def _tool_instructions(tools: str) -> str:
+    """The system prompt's tools section: the schemas (one JSON line each) and the turn format."""
+    return f"""# Tools
 You can call these tools:
 <tools>
 {tools}
 </tools>
-To call a tool, write <tool_call>{{"name": <tool name>, "arguments": <arguments object>}}</tool_call>.
-The result comes back inside <tool_response></tool_response>.
-When you know the final answer, write <answer>the answer</answer>."""
+To call a tool, write {call_template("<tool name>", "<arguments object>")}.
+The result comes back inside {RESPONSE_OPEN}{RESPONSE_CLOSE}.
+When you know the final answer, write {format_answer("the answer")}."""
 
-_ANSWER_ONLY = "Write the final answer as <answer>the answer</answer>."
+
+_ANSWER_ONLY = f"Write the final answer as {format_answer('the answer')}."
 
 
 @dataclass
@@ -64,7 +75,7 @@ class Agent:
     tool calls (small models otherwise guess without using a tool). Needs ``grammar``."""
     on_no_action: Literal["stop", "nudge"] = "stop"
     """A turn with neither tool call nor answer: end (``no_action``) or tell the model and go on."""
-    nudge_text: str = "Call a tool or give the final answer as <answer>...</answer>."
+    nudge_text: str = f"Call a tool or give the final answer as {format_answer('...')}."
     """What the model is told on ``on_no_action="nudge"``."""
     graph: Callable[[Agent], StateGraph] | None = None
     """Custom graph builder ``graph(agent) -> StateGraph(EpisodeState, context_schema=EpisodeContext)``;
@@ -100,7 +111,7 @@ class Agent:
         schemas = self.toolset.schemas()
         if schemas:
             tools = "\n".join(json.dumps(s, separators=(", ", ": ")) for s in schemas)
-            how = _TOOL_INSTRUCTIONS.format(tools=tools)
+            how = _tool_instructions(tools)
         else:
             how = _ANSWER_ONLY
         return "\n\n".join(p for p in (self.system_prompt.strip(), how, extra.strip()) if p)

@@ -30,7 +30,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from opentelemetry.trace import Status, StatusCode
 
-from interleaf.agents.chat_format import ParsedCall, parse_turn
 from interleaf.agents.model import AgentModel, Completion, Constraint
 from interleaf.telemetry.records import (
     CacheFigures,
@@ -41,6 +40,7 @@ from interleaf.telemetry.records import (
     Turn,
     TurnTimings,
 )
+from interleaf.tools import CALL_CLOSE, CALL_OPEN, ParsedCall, parse_turn
 
 if TYPE_CHECKING:
     from interleaf.agents.agent import Agent
@@ -219,7 +219,7 @@ async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContex
         rec = ToolCallRecord(id=f"call_{turn.index}_{i}", name=call.name, arguments=call.arguments, raw=call.raw)
         if call.error is not None:
             rec.is_error, rec.error_type = True, "ToolFormatError"
-            rec.result = f"Your tool call could not be parsed: {call.error}. Write <tool_call>{{...}}</tool_call>."
+            rec.result = f"Your tool call could not be parsed: {call.error}. Write {CALL_OPEN}{{...}}{CALL_CLOSE}."
         else:
             res = by_index[i]
             rec.result, rec.is_error, rec.error_type = res.content, res.is_error, res.error_type

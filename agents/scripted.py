@@ -1,9 +1,8 @@
 """A scripted ``AgentModel``: fixed completions, no server. For testing agents, graphs and scoring.
 
-    model = ScriptedModel([
-        '<tool_call>{"name": "python", "arguments": {"code": "print(6*7)"}}</tool_call>',
-        "<answer>42</answer>",
-    ])
+    from interleaf.tools import format_answer, format_tool_call
+
+    model = ScriptedModel([format_tool_call("python", {"code": "print(6*7)"}), format_answer("42")])
     traj = await agent.run("What is 6*7?", model)
 
 Tokens are one id per character (``ord``), plus ``eos_id`` after a turn that finished with

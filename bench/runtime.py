@@ -80,7 +80,7 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     # The exact ids the stack sends: the job's agent (suite tools added), its rendered first turn,
     # tokenised by the pool's tokenizer.
     tasks = load_suite(suite, 1)
-    job_agent = build_job_agent(spec.model_dump(), agent, tasks)
+    job_agent = build_job_agent(spec, agent, tasks)
     pool = await BackendPool.connect([url], retention="none")
     ids = pool.encode(CHATML.initial(job_agent.render_system(tasks.system_prompt), question))
     await pool.aclose()

@@ -34,7 +34,8 @@ _EXPORTS: dict[str, str] = {
     "JobSpec": "interleaf.runtime.jobs",
     "JobRunner": "interleaf.runtime.jobs",
     "run_job": "interleaf.runtime.jobs",
-    "load_trajectories": "interleaf.runtime.jobs",
+    # telemetry: the trajectory file (a job's JSONL export, or a job id)
+    "load_trajectories": "interleaf.telemetry",
     # tools
     "tool": "interleaf.tools",
     "Tool": "interleaf.tools",

@@ -1,7 +1,8 @@
 """Goal-directedness of agents in a grid world: environment, optimal policy, behaviour, probes.
 
 PAPERS.md §C. The math here (grid world, BFS, metrics, probe fitting) imports nothing of
-``interleaf.runtime``; only the study runner talks to an engine, over HTTP.
+``interleaf.runtime``; only the grid agent and the study runner talk to an engine, through the
+runtime client's public API (``interleaf.runtime.client.SGLangBackend``).
 """
 
 from interleaf.probes.agent import GridAgent, HiddenStates, parse_hidden_states

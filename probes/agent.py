@@ -1,5 +1,9 @@
 """The grid agent: one history-free, grammar-constrained request per step to an SGLang-protocol engine.
 
+Requests go through ``interleaf.runtime.client.SGLangBackend`` (``generate_text``: the engine
+tokenises the prompt, so no tokenizer is needed here); the prompt is rendered in the agents'
+ChatML template (``interleaf.agents.ChatFormat``).
+
 Each step's prompt shows only the current grid (PAPERS.md §C); the answer is constrained by a regex
 to ``{"action": "UP|DOWN|LEFT|RIGHT"}``, optionally after a line of free reasoning. Hidden states
 come back through interleaf's extension of ``/generate`` (``return_hidden_states`` with
@@ -13,13 +17,14 @@ that form too and reports it, so a study can say what it could not measure.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
+from typing import Any
 
-import httpx
 import numpy as np
 
+from interleaf.agents import ChatFormat
 from interleaf.probes.gridworld import Action, Grid, GridState
+from interleaf.runtime.client import SGLangBackend
 
 SYSTEM_PROMPT = (
     "You control an agent A in a grid world. Reach the goal G in as few moves as possible. "
@@ -27,6 +32,8 @@ SYSTEM_PROMPT = (
     "UP decreases y, DOWN increases y, LEFT decreases x, RIGHT increases x."
 )
 KEY_RULES = " A key K is picked up by stepping on it. A door D opens only for an agent carrying the key."
+CHAT_FORMAT = ChatFormat()
+"""The prompt's chat template: ChatML, SmolLM2's (the default model's)."""
 ANSWER_REGEX = r'\{"action": "(UP|DOWN|LEFT|RIGHT)"\}'
 _ACTION_RE = re.compile(r'"action"\s*:\s*"(UP|DOWN|LEFT|RIGHT)"')
 
@@ -44,9 +51,9 @@ def user_prompt(grid: Grid, state: GridState) -> str:
     )
 
 
-def chatml(system: str, user: str) -> str:
-    """SmolLM2's ChatML template, rendered by hand so no tokenizer is needed client-side."""
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+def step_prompt(grid: Grid, state: GridState) -> str:
+    """A step's whole prompt: system and user messages, then the assistant generation prompt."""
+    return CHAT_FORMAT.initial(SYSTEM_PROMPT, user_prompt(grid, state))
 
 
 def answer_regex(reasoning_chars: int) -> str:
@@ -108,11 +115,11 @@ class StepOutcome:
 
 
 class GridAgent:
-    """Asks an engine for one move at a time over HTTP (``POST /generate``)."""
+    """Asks an engine for one move at a time (``POST /generate`` through :class:`SGLangBackend`)."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        backend: SGLangBackend,
         *,
         layers: list[int],
         last_k: int = 3,
@@ -124,59 +131,49 @@ class GridAgent:
             raise ValueError(f"temperature: {temperature}; use a value >= 0")
         if last_k < 1:
             raise ValueError(f"last_k: {last_k}; capture at least one position")
-        self.client = client
+        self.backend = backend
         self.layers = layers
         self.last_k = last_k
         self.temperature = temperature
         self.reasoning_chars = reasoning_chars
         self.capture = capture
 
-    def request(self, grid: Grid, state: GridState, seed: int) -> dict:
-        body: dict = {
-            "text": chatml(SYSTEM_PROMPT, user_prompt(grid, state)),
-            "sampling_params": {
-                "temperature": self.temperature,
-                "max_new_tokens": 16 + self.reasoning_chars,
-                "regex": answer_regex(self.reasoning_chars),
-                "sampling_seed": seed,
-            },
+    def sampling_params(self, seed: int) -> dict[str, Any]:
+        """SGLang sampling parameters of one step: the answer regex bounds the output."""
+        return {
+            "temperature": self.temperature,
+            "max_new_tokens": 16 + self.reasoning_chars,
+            "regex": answer_regex(self.reasoning_chars),
+            "sampling_seed": seed,
         }
-        if self.capture:
-            body["return_hidden_states"] = True
-            body["hidden_states_layers"] = self.layers
-            body["hidden_states_last_k"] = self.last_k
-        return body
 
     async def act(self, grid: Grid, state: GridState, seed: int) -> StepOutcome:
-        t0 = time.perf_counter()
-        resp = await self.client.post("/generate", json=self.request(grid, state, seed))
-        latency = time.perf_counter() - t0
-        if resp.status_code != 200:
-            raise RuntimeError(f"engine /generate: HTTP {resp.status_code}: {resp.text[:500]}")
-        out = resp.json()
-        if isinstance(out, list):
-            out = out[0]
-        meta = out.get("meta_info", {})
-        text = out.get("text", "")
+        """One step: ask for a move in ``state`` (with the hidden states when ``capture``)."""
+        result = await self.backend.generate_text(
+            step_prompt(grid, state),
+            sampling_params=self.sampling_params(seed),
+            return_hidden_states=self.capture,
+            hidden_states_layers=self.layers if self.capture else None,
+            hidden_states_last_k=self.last_k if self.capture else None,
+        )
         try:
-            action: Action | None = parse_action(text)
+            action: Action | None = parse_action(result.text)
         except AgentAnswerError:
             action = None
         hidden = None
         if self.capture:
-            raw = meta.get("hidden_states")
-            if raw is None:
+            if result.hidden_states is None:
                 raise RuntimeError(
                     "engine /generate: no meta_info.hidden_states; start it with hidden-state capture "
                     "(a stock SGLang server needs --enable-return-hidden-states)"
                 )
-            hidden = parse_hidden_states(raw, self.layers, self.last_k)
+            hidden = parse_hidden_states(result.hidden_states, self.layers, self.last_k)
         return StepOutcome(
             action=action,
-            text=text,
+            text=result.text,
             hidden=hidden,
-            prompt_tokens=int(meta.get("prompt_tokens", 0)),
-            completion_tokens=int(meta.get("completion_tokens", 0)),
-            cached_tokens=int(meta.get("cached_tokens", 0)),
-            latency_s=latency,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cached_tokens=result.cached_tokens,
+            latency_s=result.e2e_s,
         )

@@ -10,7 +10,7 @@ carrying the key opens it and enters it. The goal cell ends the episode.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -150,14 +150,6 @@ class Grid:
             return CellClass.DOOR
         return CellClass.OPEN
 
-    def cell_classes(self, state: GridState) -> np.ndarray:
-        """``[y, x]`` array of CellClass values for the whole grid in ``state``."""
-        out = np.empty((self.size, self.size), dtype=object)
-        for y in range(self.size):
-            for x in range(self.size):
-                out[y, x] = self.cell_class((x, y), state)
-        return out
-
     def render(self, state: GridState | None = None) -> str:
         """The text rendering with column numbers on top and row numbers on the left."""
         state = state or self.initial_state()
@@ -169,10 +161,6 @@ class Grid:
         if self.key is not None and state.has_key:
             lines.append("Agent status: Carrying key")
         return "\n".join(lines)
-
-    def with_(self, **changes: object) -> Grid:
-        """A copy with some fields replaced (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def step_cap(optimal_length: int, factor: float = 1.5) -> int:

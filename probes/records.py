@@ -55,7 +55,7 @@ class StudyConfig(BaseModel):
     probe_kinds: list[str] = Field(default_factory=lambda: ["linear", "mlp"])
     """Probe families fitted for each target."""
     engine_url: str | None = None
-    """SGLang-protocol server; None starts the embedded engine."""
+    """SGLang-protocol server the study talks to (``interleaf probe run`` starts the embedded engine when None)."""
     timeout_s: float = 120.0
     """Per-request HTTP timeout."""
 

@@ -1,20 +1,16 @@
 """A probe study end to end: grids → agent trajectories with hidden states → metrics → probes → report.
 
-This is the one part of ``interleaf.probes`` that talks to an engine (over HTTP, with httpx); when
-no URL is given it starts the embedded engine (``python -m interleaf.runtime.engine``) on a free
-loopback port for the study's duration.
+This is the one part of ``interleaf.probes`` that talks to an engine, through the runtime client's
+``SGLangBackend``, at ``StudyConfig.engine_url`` (``interleaf probe run`` starts the embedded engine on a
+free loopback port when none is given).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from interleaf.probes.agent import GridAgent, HiddenStates
@@ -27,6 +23,7 @@ from interleaf.probes.probing import run_probes
 from interleaf.probes.records import GridRecord, StepRecord, StudyConfig, StudyReport, TrajectoryRecord
 from interleaf.probes.report import write_report
 from interleaf.probes.transforms import Transform, apply_transform
+from interleaf.runtime.client import SGLangBackend, Transport
 
 PAIRED_METRICS = ("action_accuracy", "success", "spl", "mean_entropy", "mean_jsd", "ece")
 
@@ -83,6 +80,8 @@ class _Collector:
         self.layers: list[int] | None = None
         self.source = "none"
         self.trajectories: list[TrajectoryRecord] = []
+        self.model = "unknown"
+        """The engine's served model name (``/model_info``)."""
 
     def add_hidden(self, h: HiddenStates | None) -> None:
         if h is None:
@@ -98,16 +97,18 @@ async def run_trajectories(
     base_url: str,
     grids: list[tuple[GridRecord, Grid]],
     progress=None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
 ) -> _Collector:
-    """Run ``config.trajectories`` sampled trajectories on every grid, ``config.concurrency`` at once."""
+    """Run ``config.trajectories`` sampled trajectories on every grid, ``config.concurrency`` at once.
+
+    ``transport`` replaces the network (tests of the study's logic against a scripted engine)."""
     col = _Collector()
     sem = asyncio.Semaphore(config.concurrency)
-    limits = httpx.Limits(max_connections=config.concurrency + 2)
-    client = httpx.AsyncClient(base_url=base_url, timeout=config.timeout_s, limits=limits, transport=transport)
-    async with client:
+    backend = await SGLangBackend.connect(base_url, request_timeout_s=config.timeout_s, transport=transport)
+    col.model = backend.info.served_model_name or "unknown"
+    try:
         agent = GridAgent(
-            client,
+            backend,
             layers=config.layers,
             last_k=config.last_k,
             temperature=config.temperature,
@@ -168,6 +169,8 @@ async def run_trajectories(
             policy = OptimalPolicy.solve(grid)
             jobs += [one(gi, rec, grid, policy, k) for k in range(config.trajectories)]
         await asyncio.gather(*jobs)
+    finally:
+        await backend.aclose()
     # Rows were appended as answers arrived; order them by (grid, trajectory, step) for readability.
     order = sorted(
         range(len(col.steps)), key=lambda i: (col.steps[i].grid_id, col.steps[i].trajectory, col.steps[i].step)
@@ -222,26 +225,6 @@ def behaviour(
     return list(metrics.values()), tests
 
 
-@contextmanager
-def engine(url: str | None, timeout_s: float = 300.0) -> Iterator[str]:
-    """Yield ``url``, or start the embedded engine on a free loopback port and yield its URL."""
-    if url:
-        yield url.rstrip("/")
-        return
-    from interleaf.runtime.engine.process import EngineProcess
-
-    with EngineProcess(startup_timeout_s=timeout_s) as proc:
-        yield proc.url
-
-
-def _model_name(base_url: str) -> str:
-    try:
-        info = httpx.get(f"{base_url}/model_info", timeout=10).json()
-        return str(info.get("served_model_name") or info.get("model_path") or "unknown")
-    except (httpx.HTTPError, ValueError):
-        return "unknown"
-
-
 def save_run(out: Path, grids, col: _Collector) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "grids.jsonl").write_text("".join(r.model_dump_json() + "\n" for r, _ in grids))
@@ -262,13 +245,16 @@ def run_study(config: StudyConfig, out: Path, progress=None) -> StudyReport:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2))
+    if not config.engine_url:
+        raise ValueError(
+            "StudyConfig.engine_url is required: start an engine (`interleaf probe run` starts the embedded one)"
+        )
+    url = config.engine_url.rstrip("/")
     grids = build_grids(config)
-    with engine(config.engine_url) as url:
-        model = _model_name(url)
-        col = asyncio.run(run_trajectories(config, url, grids, progress))
+    col = asyncio.run(run_trajectories(config, url, grids, progress))
     agent_s = time.perf_counter() - t0
     save_run(out, grids, col)
-    return analyse(out, config, model=model, engine_url=url, agent_s=agent_s, t0=t0)
+    return analyse(out, config, model=col.model, engine_url=url, agent_s=agent_s, t0=t0)
 
 
 def load_run(out: Path) -> tuple[list[GridRecord], list[StepRecord], list[TrajectoryRecord], Activations | None]:
@@ -324,8 +310,3 @@ def analyse(
     (out / "report.json").write_text(report.model_dump_json(indent=2))
     write_report(report, out)
     return report
-
-
-def summary_json(report: StudyReport) -> str:
-    """A short machine-readable summary (for the CLI's last line)."""
-    return json.dumps({"grids": report.n_grids, "steps": report.n_steps, "wall_s": round(report.wall_s, 1)})

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "EmbeddedServices": "interleaf.runtime.jobs",
     "EpisodeWorker": "interleaf.runtime.jobs",
     "JobEvent": "interleaf.runtime.jobs",
+    "JobEventType": "interleaf.runtime.jobs",
     "JobRecord": "interleaf.runtime.jobs",
     "JobResult": "interleaf.runtime.jobs",
     "JobRunner": "interleaf.runtime.jobs",
@@ -39,7 +40,6 @@ _EXPORTS: dict[str, str] = {
     "JobSummary": "interleaf.runtime.jobs",
     "load_trajectories": "interleaf.runtime.jobs",
     "run_job": "interleaf.runtime.jobs",
-    "summary_rows": "interleaf.runtime.jobs",
     # service/: the jobs HTTP API and dashboard
     "create_app": "interleaf.runtime.service",
 }

@@ -15,6 +15,8 @@ class ByteTokenizer:
 
     eos_token_id = 256
     vocab_size = 257
+    chat_template: str | None = None
+    """No Jinja template: ``apply_chat_template`` below is fixed (tags around each message)."""
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return list(text.encode("utf-8"))

@@ -1,8 +1,8 @@
 """interleaf.telemetry: what the reasoning cost (PTE), which patterns it fell into, traces and reports.
 
 Telemetry reads trajectory records (``interleaf.telemetry.records``) and never calls back into the
-runtime, agents or tools. The one module that talks to a server, ``study_runner`` (the PTE-latency
-study's load generator), is not imported here.
+runtime, agents or tools; nothing here talks to a server (the PTE-latency study's load generator is
+``interleaf.pte_study``, which drives the engine through the runtime client).
 
 Exports are loaded lazily (PEP 562): importing ``interleaf.telemetry.records`` stays cheap for the
 runtime, while ``from interleaf.telemetry import gamma`` pulls in only what it needs.
@@ -68,7 +68,6 @@ if TYPE_CHECKING:
     from interleaf.telemetry.summary import (
         REPORTED_VARIANTS,
         JobSummary,
-        load_trajectories,
         summarize_job,
         trajectory_pte_values,
     )
@@ -83,6 +82,7 @@ if TYPE_CHECKING:
         content_capture_enabled,
         spans_from_trajectory,
     )
+    from interleaf.telemetry.trajectory_file import dump_trajectory, load_trajectories, load_trajectory
 
 _EXPORTS: dict[str, str] = {
     "AgentSpan": "interleaf.telemetry.tracing",
@@ -116,7 +116,9 @@ _EXPORTS: dict[str, str] = {
     "final_answer": "interleaf.telemetry.patterns",
     "find_hardware_profile": "interleaf.telemetry.hardware_profile",
     "find_model_profile": "interleaf.telemetry.model_profile",
-    "load_trajectories": "interleaf.telemetry.summary",
+    "dump_trajectory": "interleaf.telemetry.trajectory_file",
+    "load_trajectories": "interleaf.telemetry.trajectory_file",
+    "load_trajectory": "interleaf.telemetry.trajectory_file",
     "measure_cpu_profile": "interleaf.telemetry.hardware_profile",
     "pattern_stats": "interleaf.telemetry.patterns",
     "plot_report": "interleaf.telemetry.report",
@@ -173,11 +175,13 @@ __all__ = [
     "configure_tracing",
     "content_capture_enabled",
     "detect_patterns",
+    "dump_trajectory",
     "final_answer",
     "find_hardware_profile",
     "find_model_profile",
     "gamma",
     "load_trajectories",
+    "load_trajectory",
     "measure_cpu_profile",
     "pattern_stats",
     "plot_report",

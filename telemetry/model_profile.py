@@ -60,11 +60,6 @@ class ModelProfile(BaseModel):
         return self
 
     @property
-    def is_mla(self) -> bool:
-        """True for multi-head latent attention (DeepSeek-V2/V3 style)."""
-        return self.kv_latent_dim is not None
-
-    @property
     def gqa_ratio(self) -> float:
         """``H_kv / H_q`` (1.0 without grouped-query attention)."""
         return self.n_kv_heads / self.n_heads

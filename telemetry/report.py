@@ -34,11 +34,11 @@ class ReportRow(BaseModel):
     def flat(self) -> dict[str, Any]:
         """The row as flat columns (per-trajectory means for tokens and PTE)."""
         s = self.summary
-        n = max(s.trajectories, 1)
+        n = max(s.episodes, 1)
         row: dict[str, Any] = {
             "model": self.model,
             "suite": self.suite,
-            "trajectories": s.trajectories,
+            "trajectories": s.episodes,
             "accuracy": s.accuracy,
             "turns": s.mean_turns,
             "tool_calls": s.mean_tool_calls,

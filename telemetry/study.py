@@ -4,7 +4,8 @@ pure generation latency, per turn and per trajectory.
 Proxies: every PTE variant, naive token count (prompt + completion), API-pricing proxies with
 input:output price ratios 1:1.5, 1:3 and 1:4, and output tokens alone. Latency is the engine's
 ``e2e_latency`` per call (``TurnTimings.e2e_s``); a trajectory's latency is the sum over its calls
-(tool time excluded). A pure function over records: the runner (``study_runner``) only produces them.
+(tool time excluded). A pure function over records: the load generator (``interleaf.pte_study``) only
+produces them.
 """
 
 from __future__ import annotations

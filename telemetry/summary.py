@@ -1,17 +1,19 @@
-"""Job summaries: accuracy, tokens, tool calls, PTE (every variant) and pattern statistics.
+"""The job summary: accuracy, turns, tool calls, tokens, cache hit rate, recomputed tokens,
+terminations, wall time, PTE (every variant) and pattern statistics.
 
-``summarize_job`` is what ``interleaf run`` prints at the end of a job and what ``interleaf report``
-tabulates per model × suite.
+``summarize_job`` computes it from trajectories; ``JobSummary.rows()`` renders it. The job runner
+stores it, the jobs API and dashboard serve it, ``interleaf run`` prints it at the end of a job and
+``interleaf report`` tabulates one per model × suite.
 """
 
 from __future__ import annotations
 
-import gzip
+import statistics
+from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from interleaf.telemetry.hardware_profile import HARDWARE_PROFILES, REFERENCE_HARDWARE, HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile, find_model_profile
@@ -24,31 +26,61 @@ REPORTED_VARIANTS = (PTEVariant.EVICT_ALL, PTEVariant.MEASURED, PTEVariant.PERFE
 
 
 class JobSummary(BaseModel):
-    """What a set of trajectories (a job, or one model × suite cell of a report) did and cost."""
+    """What a set of trajectories (a job, or one model × suite cell of a report) did and cost.
 
-    trajectories: int
-    """Number of trajectories summarised."""
-    models: list[str]
+    The one job summary: ``JobRunner`` stores it (``JobResult.summary``, Redis ``JobRecord.summary``,
+    ``<runs_dir>/<job-id>/summary.json``), the jobs API serves it, ``interleaf run`` prints its ``rows()``
+    and ``interleaf report`` tabulates one per model × suite. Every field has a default so summaries
+    stored by earlier versions still validate.
+    """
+
+    episodes: int = Field(0, validation_alias=AliasChoices("episodes", "trajectories"))
+    """Trajectories summarised, one per episode (also read from ``trajectories``, the name reports
+    used before there was one summary)."""
+    models: list[str] = Field(default_factory=list)
     """Distinct ``Trajectory.model`` values."""
-    suites: list[str]
+    suites: list[str] = Field(default_factory=list)
     """Distinct ``Trajectory.suite`` values."""
-    scored: int
-    """Trajectories with a ``correct`` verdict."""
-    accuracy: float | None
-    """Share of scored trajectories judged correct (None when none was scored)."""
-    mean_turns: float
+    scored: int = 0
+    """Trajectories with a ``correct`` verdict (their task had a reference answer)."""
+    correct: int = 0
+    """Trajectories judged correct."""
+    accuracy: float | None = None
+    """``correct / scored`` (None when none was scored)."""
+    mean_turns: float = 0.0
     """Mean LLM calls per trajectory."""
-    mean_tool_calls: float
+    tool_calls: int = 0
+    """Tool calls made, all trajectories together."""
+    mean_tool_calls: float = 0.0
     """Mean tool calls per trajectory."""
-    prompt_tokens: int
-    """Sum over all turns of the context length sent (what a stateless API would bill as input)."""
-    cached_tokens: int
-    """Sum of prompt tokens served from the KV cache."""
-    recomputed_tokens: int
-    """Sum of tokens re-prefilled after their KV was lost (eviction or release)."""
-    completion_tokens: int
+    prompt_tokens: int = 0
+    """Sum over all turns of the context length sent (what a stateless API would bill as input);
+    rebuilt from the token ids where the engine reported no figures."""
+    cached_tokens: int = 0
+    """Sum of prompt tokens served from the KV cache (session or radix prefix hit)."""
+    recomputed_tokens: int = 0
+    """Sum of prompt tokens prefilled again although an earlier call of the same trajectory had
+    computed their KV (lost to eviction, a released hold, or a failover).
+
+    Per turn this is ``CacheFigures.recomputed_tokens`` as interleaf's client recorded it: the client
+    knows which tokens an earlier call computed, so its figure is authoritative. Where a turn carries
+    0 — records of other producers, or written before the client recorded the figure — it is inferred
+    from the token counts (``TurnArrays.recomputed_tokens``: ``prompt − new − 1 − cached``, the 1 being
+    the previous turn's last sampled token, whose KV never existed; never on a trajectory's first turn
+    or where the engine reported no figures). For the client's records the two agree, so a recorded 0
+    stays 0. The ``recompute_after_pause`` pattern counts the same tokens."""
+    completion_tokens: int = 0
     """Sum of generated tokens."""
-    hardware: str
+    cache_hit_rate: float | None = None
+    """``cached / prompt`` tokens over the turns whose cache figures the engine reported (None when
+    none did)."""
+    terminations: dict[str, int] = Field(default_factory=dict)
+    """Trajectories per termination reason (``TerminationReason`` value)."""
+    wall_s: float | None = None
+    """Job wall time, seconds (None when unknown, e.g. a report built from a JSONL file)."""
+    episode_wall_p50_s: float | None = None
+    """Median episode wall time (``Trajectory.wall_s``), seconds."""
+    hardware: str = REFERENCE_HARDWARE
     """Hardware profile the PTE figures use."""
     gamma: dict[str, float] = Field(default_factory=dict)
     """γ per model profile used."""
@@ -63,59 +95,57 @@ class JobSummary(BaseModel):
     findings: list[PatternFinding] | None = None
     """Every finding, when asked for (``include_findings=True``)."""
 
+    @property
+    def trajectories(self) -> int:
+        """``episodes`` under the name reports use (one trajectory per episode)."""
+        return self.episodes
+
     def pattern(self, name: str) -> PatternStats | None:
         """The statistics of one pattern, by name."""
         return next((p for p in self.patterns if p.pattern.value == name), None)
 
     def rows(self) -> list[tuple[str, str]]:
-        """(label, value) rows of PTE and pattern figures, for a run's summary table."""
-        out: list[tuple[str, str]] = []
-        if self.pte_mean:
-            for v in (PTEVariant.EVICT_ALL, PTEVariant.MEASURED, PTEVariant.PTE_PLUS):
-                out.append((f"PTE {v.value} (mean, {self.hardware})", f"{self.pte_mean[v.value]:,.0f}"))
-        elif self.unprofiled_models:
-            out.append(("PTE", f"n/a (no profile for {', '.join(self.unprofiled_models)})"))
+        """(label, value) rows of the summary table: what ``interleaf run`` prints, the jobs API serves
+        (``/v1/jobs/{id}/summary``) and the dashboard shows. The one rendering of a summary; empty when
+        there is no trajectory."""
+        if not self.episodes:
+            return []
+
+        def pct(x: float | None) -> str:
+            return "n/a" if x is None else f"{100 * x:.1f}%"
+
+        accuracy = f"{pct(self.accuracy)} of {self.scored} scored" if self.scored else "n/a (none scored)"
+        out = [
+            ("episodes", str(self.episodes)),
+            ("accuracy", accuracy),
+            ("mean turns", f"{self.mean_turns:.2f}"),
+            ("tool calls", f"{self.tool_calls} ({self.mean_tool_calls:.2f} per episode)"),
+            ("prompt tokens", str(self.prompt_tokens)),
+            ("completion tokens", str(self.completion_tokens)),
+            ("cache hit rate", pct(self.cache_hit_rate)),
+            ("recomputed tokens", str(self.recomputed_tokens)),
+            ("terminations", ", ".join(f"{k} {v}" for k, v in sorted(self.terminations.items()))),
+            ("episode wall p50", "n/a" if self.episode_wall_p50_s is None else f"{self.episode_wall_p50_s:.1f} s"),
+            ("wall time", "n/a" if self.wall_s is None else f"{self.wall_s:.1f} s"),
+        ]
+        # PTE on ``hardware`` (the paper's reference GPU unless asked otherwise) for each model's
+        # published shape.
+        for v in REPORTED_VARIANTS if self.pte_mean else ():
+            out.append((f"PTE {v.value} (mean, {self.hardware})", f"{self.pte_mean[v.value]:,.0f}"))
+        if self.unprofiled_models:
+            out.append(("PTE", f"n/a for {', '.join(self.unprofiled_models)} (no model profile)"))
         seen = [p for p in self.patterns if p.with_pattern]
-        out.append(
-            (
-                "patterns",
-                ", ".join(
-                    f"{p.pattern.value} {p.with_pattern}"
-                    + (f" (x{p.cost_multiplier:.2f} PTE)" if p.cost_multiplier else "")
-                    for p in seen
-                )
-                or "none",
-            )
+        patterns = ", ".join(
+            f"{p.pattern.value} {p.with_pattern}/{p.trajectories}"
+            + (f" (x{p.cost_multiplier:.2f} PTE)" if p.cost_multiplier else "")
+            for p in seen
         )
+        out.append(("patterns", patterns or "none"))
         return out
 
     def lines(self) -> list[str]:
-        """A short human-readable rendering (for ``interleaf run``'s closing summary)."""
-        acc = "n/a" if self.accuracy is None else f"{self.accuracy:.1%} of {self.scored}"
-        out = [
-            f"trajectories {self.trajectories}  accuracy {acc}  turns/traj {self.mean_turns:.2f}  "
-            f"tool calls/traj {self.mean_tool_calls:.2f}",
-            f"tokens: prompt {self.prompt_tokens}  cached {self.cached_tokens}  recomputed {self.recomputed_tokens}  "
-            f"completion {self.completion_tokens}",
-        ]
-        if self.pte_mean:
-            out.append(
-                f"PTE/traj on {self.hardware}: "
-                + "  ".join(f"{k} {self.pte_mean[k]:,.0f}" for k in (v.value for v in REPORTED_VARIANTS))
-            )
-        seen = [p for p in self.patterns if p.with_pattern]
-        if seen:
-            out.append(
-                "patterns: "
-                + "  ".join(
-                    f"{p.pattern.value} {p.with_pattern}/{p.trajectories}"
-                    + (f" (x{p.cost_multiplier:.2f} PTE)" if p.cost_multiplier else "")
-                    for p in seen
-                )
-            )
-        if self.unprofiled_models:
-            out.append(f"no PTE for unprofiled models: {', '.join(self.unprofiled_models)}")
-        return out
+        """``rows()`` as text lines, ``label value`` (for logs and notebooks)."""
+        return [f"{label} {value}" for label, value in self.rows()]
 
 
 def trajectory_pte_values(
@@ -152,15 +182,18 @@ def trajectory_pte_values(
 def summarize_job(
     trajectories: Sequence[Trajectory],
     *,
+    wall_s: float | None = None,
     model: ModelProfile | None = None,
     hardware: HardwareProfile | None = None,
     pattern_config: PatternConfig | None = None,
     include_findings: bool = False,
 ) -> JobSummary:
-    """Summarise trajectories: accuracy, tokens, tool calls, PTE per variant, pattern frequency and cost.
+    """Summarise trajectories: accuracy, turns, tool calls, tokens, cache hit rate, recomputed tokens,
+    terminations, episode wall time, PTE per variant, pattern frequency and cost.
 
-    ``hardware`` defaults to the paper's reference (H100 PCIe) so figures compare with the paper;
-    pass ``measure_cpu_profile()`` to price on this machine.
+    ``wall_s``: the job's wall time, when known. ``hardware`` defaults to the paper's reference (H100
+    PCIe) so figures compare with the paper; pass ``measure_cpu_profile()`` to price on this machine.
+    ``model`` prices every trajectory with one profile instead of looking each ``Trajectory.model`` up.
     """
     hw = hardware or HARDWARE_PROFILES[REFERENCE_HARDWARE]
     n = len(trajectories)
@@ -168,7 +201,7 @@ def summarize_job(
     values, gammas, unknown = trajectory_pte_values(trajectories, hw, model)
     findings = [detect_patterns(t, config=pattern_config, gamma=_gamma_for(t, model, gammas)) for t in trajectories]
     profiled = ~np.isnan(values[PTEVariant.EVICT_ALL])
-    scored = [t.correct for t in trajectories if t.correct is not None]
+    verdicts = [t.correct for t in trajectories if t.correct is not None]
     stats = pattern_stats(
         [f for f, ok in zip(findings, profiled, strict=True) if ok], values[PTEVariant.EVICT_ALL][profiled]
     )
@@ -186,18 +219,28 @@ def summarize_job(
             )
             for s, f in zip(stats, freq, strict=True)
         ]
+    tool_calls = sum(t.tool_call_count for t in trajectories)
+    reported = turns.reported if turns.reported is not None else np.ones(len(turns.prompt_tokens), dtype=bool)
+    reported_prompt = int(turns.prompt_tokens[reported].sum())
+    terminations = Counter(t.termination.value for t in trajectories)
     return JobSummary(
-        trajectories=n,
+        episodes=n,
         models=sorted({t.model for t in trajectories}),
         suites=sorted({t.suite for t in trajectories}),
-        scored=len(scored),
-        accuracy=float(np.mean(scored)) if scored else None,
-        mean_turns=float(len(turns.prompt_tokens) / n) if n else 0.0,
-        mean_tool_calls=float(np.mean([t.tool_call_count for t in trajectories])) if n else 0.0,
+        scored=len(verdicts),
+        correct=sum(verdicts),
+        accuracy=sum(verdicts) / len(verdicts) if verdicts else None,
+        mean_turns=len(turns.prompt_tokens) / n if n else 0.0,
+        tool_calls=tool_calls,
+        mean_tool_calls=tool_calls / n if n else 0.0,
         prompt_tokens=int(turns.prompt_tokens.sum()),
         cached_tokens=int(turns.cached_tokens.sum()),
         recomputed_tokens=_recomputed(trajectories, turns),
         completion_tokens=int(turns.completion_tokens.sum()),
+        cache_hit_rate=int(turns.cached_tokens[reported].sum()) / reported_prompt if reported_prompt else None,
+        terminations=dict(sorted(terminations.items())),
+        wall_s=wall_s,
+        episode_wall_p50_s=statistics.median(t.wall_s for t in trajectories) if n else None,
         hardware=hw.name,
         gamma=gammas,
         unprofiled_models=unknown,
@@ -214,36 +257,10 @@ def _gamma_for(traj: Trajectory, model: ModelProfile | None, gammas: dict[str, f
 
 
 def _recomputed(trajectories: Sequence[Trajectory], turns: TurnArrays) -> int:
-    """Engine-reported recomputed tokens where given, else prompt - cached - new (never on turn 0)."""
-    reported = np.array([t.cache.recomputed_tokens for tr in trajectories for t in tr.turns], dtype=np.int64)
-    return int(np.where(reported > 0, reported, turns.recomputed_tokens()).sum())
+    """Recomputed tokens as ``JobSummary.recomputed_tokens`` defines them: the client's per-turn figure,
+    inferred from the token counts where a turn carries 0."""
+    recorded = np.array([t.cache.recomputed_tokens for tr in trajectories for t in tr.turns], dtype=np.int64)
+    return int(np.where(recorded > 0, recorded, turns.recomputed_tokens()).sum())
 
 
-def load_trajectories(source: str | Path) -> list[Trajectory]:
-    """Trajectories from a JSONL file (one ``Trajectory`` per line; ``.gz`` compressed is fine), or a job
-    id looked up as ``<runs_dir>/<job-id>/trajectories.jsonl``."""
-    path = Path(source)
-    if not path.exists():
-        from interleaf.settings import runs_dir
-
-        candidate = runs_dir() / str(source) / "trajectories.jsonl"
-        if not candidate.exists():
-            raise FileNotFoundError(
-                f"source={str(source)!r} is neither a JSONL file nor a job id with {candidate}; "
-                "pass a trajectories.jsonl path or set INTERLEAF_RUNS_DIR"
-            )
-        path = candidate
-    out = []
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Trajectory.model_validate_json(line))
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno} is not a Trajectory record: {exc}") from exc
-    return out
-
-
-__all__ = ["REPORTED_VARIANTS", "JobSummary", "load_trajectories", "summarize_job", "trajectory_pte_values"]
+__all__ = ["REPORTED_VARIANTS", "JobSummary", "summarize_job", "trajectory_pte_values"]

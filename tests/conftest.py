@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.engine.process import EngineProcess
 from interleaf.runtime.jobs.redis_server import RedisServer
+from tests.waiting import wait_until
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -51,17 +51,24 @@ def start_serve(*args: str, timeout_s: float = 120.0) -> tuple[subprocess.Popen,
     assert exe, "the interleaf console script is installed by scripts/install.sh"
     proc = subprocess.Popen([exe, "serve", "--port", str(port), *args])
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def healthz() -> int:
         assert proc.poll() is None, f"interleaf serve exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(f"interleaf serve did not answer /healthz within {timeout_s:.0f} s")
+        return httpx.get(f"{url}/healthz", timeout=2).status_code
+
+    try:
+        wait_until(
+            healthz,
+            until=lambda code: code == 200,
+            message=f"interleaf serve to answer {url}/healthz",
+            timeout_s=timeout_s,
+            interval_s=0.3,
+            ignore=(httpx.HTTPError,),
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 @pytest.fixture(scope="session")

@@ -8,17 +8,31 @@ Public API (the implementation modules are private to this package's layout)::
     python_tool, calculator, answer, Corpus, Document,       built-in tools
     make_corpus_tools
     mcp_toolset, serve_mcp                                   MCP in both directions
+    format_tool_call, tool_call_grammar, parse_turn, ...    the hermes tool-call format (call_format)
 """
 
-from interleaf.tools.builtin import (
-    Corpus,
-    Document,
-    SearchHit,
-    answer,
-    calculator,
-    make_corpus_tools,
-    make_python_tool,
-    python_tool,
+from typing import TYPE_CHECKING
+
+from interleaf.tools.call_format import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    CALL_CLOSE,
+    CALL_OPEN,
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    GrammarOptions,
+    ParsedCall,
+    ParsedTurn,
+    ToolSchemaError,
+    call_template,
+    format_answer,
+    format_tool_call,
+    format_tool_responses,
+    parse_call,
+    parse_calls,
+    parse_turn,
+    tool_call_grammar,
+    tools_system_prompt,
 )
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout, UnknownToolError
@@ -27,8 +41,36 @@ from interleaf.tools.sandbox import SandboxLimits, SandboxRun, run_python
 from interleaf.tools.tool import Tool, tool
 from interleaf.tools.toolset import Toolset
 
-# The MCP SDK takes ~0.4 s to import; load it only when MCP is used.
+if TYPE_CHECKING:
+    from interleaf.tools.builtin import (
+        Corpus,
+        Document,
+        SearchHit,
+        answer,
+        calculator,
+        make_corpus_tools,
+        make_python_tool,
+        python_tool,
+    )
+    from interleaf.tools.mcp_client import mcp_toolset
+    from interleaf.tools.mcp_server import build_mcp_server, serve_mcp, serve_mcp_async
+
+# Loaded on first use: the MCP SDK takes ~0.4 s to import, the built-in tools ~0.2 s (bm25s, scipy),
+# and the embedded engine imports this package for the tool-call format alone.
 _LAZY = {
+    **dict.fromkeys(
+        [
+            "Corpus",
+            "Document",
+            "SearchHit",
+            "answer",
+            "calculator",
+            "make_corpus_tools",
+            "make_python_tool",
+            "python_tool",
+        ],
+        "interleaf.tools.builtin",
+    ),
     "mcp_toolset": "interleaf.tools.mcp_client",
     "build_mcp_server": "interleaf.tools.mcp_server",
     "serve_mcp": "interleaf.tools.mcp_server",
@@ -45,8 +87,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ANSWER_CLOSE",
+    "ANSWER_OPEN",
+    "CALL_CLOSE",
+    "CALL_OPEN",
+    "RESPONSE_CLOSE",
+    "RESPONSE_OPEN",
     "Corpus",
     "Document",
+    "GrammarOptions",
+    "ParsedCall",
+    "ParsedTurn",
     "SandboxLimits",
     "SandboxRun",
     "SearchHit",
@@ -56,18 +107,28 @@ __all__ = [
     "ToolError",
     "ToolInfraError",
     "ToolResult",
+    "ToolSchemaError",
     "ToolTimeout",
     "Toolset",
     "UnknownToolError",
     "answer",
     "build_mcp_server",
     "calculator",
+    "call_template",
+    "format_answer",
+    "format_tool_call",
+    "format_tool_responses",
     "make_corpus_tools",
     "make_python_tool",
     "mcp_toolset",
+    "parse_call",
+    "parse_calls",
+    "parse_turn",
     "python_tool",
     "run_python",
     "serve_mcp",
     "serve_mcp_async",
     "tool",
+    "tool_call_grammar",
+    "tools_system_prompt",
 ]

@@ -38,6 +38,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from interleaf.tools import sandbox_boot
+
 __all__ = ["SandboxLimits", "SandboxRun", "containment_mode", "run_python"]
 
 Mode = Literal["namespace", "plain"]
@@ -85,117 +87,6 @@ class SandboxRun(BaseModel):
         return f"stdout:\n{self.stdout}\n\nstderr:\n{self.stderr}"
 
 
-# Runs as the sandboxed interpreter's __main__, before the user's code. Kept self-contained:
-# it must not import interleaf (the sandbox uid may not see this tree).
-_BOOT = r"""
-import ctypes, json, os, resource, sys
-cfg = json.loads(sys.argv[1])
-code = sys.stdin.read()
-_null = os.open("/dev/null", os.O_RDONLY)
-os.dup2(_null, 0)
-os.close(_null)
-sys.dont_write_bytecode = True
-cwd = cfg["scratch"]
-if cfg["mode"] == "namespace":
-    libc = ctypes.CDLL(None, use_errno=True)
-    MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
-
-    def mount(src, tgt, fstype, flags, data=None):
-        enc = lambda s: None if s is None else s.encode()
-        if libc.mount(enc(src), enc(tgt), enc(fstype), flags, enc(data)) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"sandbox mount of {tgt}: {os.strerror(err)}")
-
-    # Directories the interpreter needs but the sandbox uid cannot traverse (e.g. /root/.pyenv):
-    # hide the closed parent behind a tmpfs and bind back only the needed child.
-    for parent, child in cfg["reexpose"]:
-        fd = os.open(child, os.O_PATH | os.O_DIRECTORY)
-        mount("tmpfs", parent, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        target = os.path.join(parent, os.path.basename(child))
-        os.mkdir(target)
-        mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
-        os.close(fd)
-    fd = os.open(cfg["scratch"], os.O_PATH | os.O_DIRECTORY)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777")
-    os.mkdir("/tmp/work")
-    mount(f"/proc/self/fd/{fd}", "/tmp/work", None, MS_BIND)
-    os.close(fd)
-    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    for extra in ("/dev/shm", "/var/tmp", "/run/lock"):
-        try:
-            mount(None, extra, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        except OSError:
-            pass  # not a separate mount here: already covered by the read-only root
-    cwd = "/tmp/work"
-os.chdir(cwd)
-os.environ["HOME"] = cwd
-os.environ["TMPDIR"] = "/tmp" if cfg["mode"] == "namespace" else cwd
-lim = cfg["limits"]
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
-resource.setrlimit(resource.RLIMIT_AS, (lim["memory_mb"] << 20, lim["memory_mb"] << 20))
-resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_mb"] << 20, lim["file_mb"] << 20))
-resource.setrlimit(resource.RLIMIT_NPROC, (lim["processes"], lim["processes"]))
-if cfg["uid"] is not None:
-    os.setgroups([])
-    os.setgid(cfg["uid"])
-    os.setuid(cfg["uid"])
-if cfg["mode"] == "plain":
-    _blocked = ("socket.__new__", "socket.connect", "socket.bind", "subprocess.Popen", "os.system",
-                "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn")
-    if os.geteuid() == 0:  # root ignores RLIMIT_NPROC, so forking is refused outright
-        _blocked += ("os.fork", "os.forkpty")
-
-    _root = os.path.realpath(cwd) + os.sep
-    _path_events = {"os.remove": 0, "os.rename": 0, "os.rmdir": 0, "os.mkdir": 0, "os.chmod": 0,
-                    "os.chown": 0, "os.symlink": 1, "os.link": 1, "os.truncate": 0, "os.utime": 0}
-
-    def _inside(path):
-        if isinstance(path, int):
-            return True  # an already-open descriptor was checked when it was opened
-        return os.path.realpath(os.fsdecode(path)).startswith(_root)
-
-    def _audit(event, args):
-        if event in _blocked:
-            raise PermissionError(f"{event} is not allowed in the sandbox (no network, no programs)")
-        if event == "open" and args[0] is not None:
-            path, mode, flags = args
-            writes = (mode and any(c in mode for c in "wax+")) or (flags and flags & (os.O_WRONLY|os.O_RDWR))
-            if writes and not _inside(path):
-                raise PermissionError(f"writing {path!r} is not allowed: write inside the working directory")
-            if isinstance(path, str) and path.startswith("/proc/") and path.endswith("/environ"):
-                raise PermissionError("reading other processes' environments is not allowed in the sandbox")
-        elif event in _path_events and not _inside(args[_path_events[event]]):
-            raise PermissionError(f"{event} on {args[0]!r} is not allowed: outside the sandbox directory")
-
-    sys.addaudithook(_audit)
-if cfg["mode"] == "namespace":
-    # We are pid 1 of the namespace, which the kernel shields from signals such as SIGXCPU: run
-    # the code in a child, reap, and pass its status up (a signal N as exit status 128 + N).
-    _child = os.fork()
-    if _child:
-        while True:
-            _pid, _status = os.waitpid(-1, 0)
-            if _pid == _child:
-                break
-        os._exit(128 + os.WTERMSIG(_status) if os.WIFSIGNALED(_status) else os.WEXITSTATUS(_status))
-import linecache, traceback, builtins
-linecache.cache["<python>"] = (len(code), None, code.splitlines(True), "<python>")
-sys.argv = ["<python>"]
-sys.path.insert(0, os.getcwd())
-_ns = {"__name__": "__main__", "__builtins__": builtins}
-del cfg, lim, _null
-try:
-    exec(compile(code, "<python>", "exec"), _ns)
-except SystemExit:
-    raise
-except BaseException as exc:
-    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
-    sys.stderr.flush()
-    os._exit(1)
-sys.stdout.flush()
-"""
-
 _SAFE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
@@ -207,6 +98,9 @@ _SAFE_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+
+# Run by path, never as a package module: the sandbox imports nothing of interleaf (see sandbox_boot).
+_BOOT_PATH = str(Path(sandbox_boot.__file__).resolve())
 
 _SANDBOX_UID_BASE = 200_000
 _SANDBOX_UID_SPAN = 100_000
@@ -354,15 +248,17 @@ async def run_python(
         os.chown(scratch, uid, uid)
         os.chmod(scratch, 0o700)
         reexpose = _reexpose_pairs()
-    cfg = {
-        "mode": mode,
-        "scratch": str(scratch),
-        "uid": uid,
-        "tmp_mb": limits.tmp_mb,
-        "limits": limits.model_dump(),
-        "reexpose": reexpose,
-    }
-    argv = [sys.executable, "-I", "-c", _BOOT, json.dumps(cfg)]
+    cfg = sandbox_boot.BootConfig(
+        mode=mode,
+        scratch=str(scratch),
+        uid=uid,
+        tmp_mb=limits.tmp_mb,
+        limits=sandbox_boot.BootLimits(
+            cpu_s=limits.cpu_s, memory_mb=limits.memory_mb, file_mb=limits.file_mb, processes=limits.processes
+        ),
+        reexpose=reexpose,
+    )
+    argv = [sys.executable, "-I", _BOOT_PATH, json.dumps(cfg)]
     if mode == "namespace":
         argv = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
     started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,7 +75,14 @@ def run(
         console.print(f"  trajectories done: {done}", highlight=False)
 
     try:
-        report = run_study(config, folder, progress=progress)
+        with contextlib.ExitStack() as stack:
+            if config.engine_url is None:
+                from interleaf.runtime.engine.process import EngineProcess
+
+                console.print("starting the embedded engine (no --engine-url) …")
+                proc = stack.enter_context(EngineProcess(startup_timeout_s=300.0))
+                config = config.model_copy(update={"engine_url": proc.url})
+            report = run_study(config, folder, progress=progress)
     except (ValueError, RuntimeError) as exc:
         console.print(f"[red]probe run failed:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -4,64 +4,103 @@
     interleaf run --suite lookup --n 50 --backend http://gpu-1:30000 --backend http://gpu-2:30000 \\
         --retention adaptive --ray-address auto
 
-With no ``--backend`` the embedded engine is started (and stopped) for the run; with no
-``--redis-url`` a private redis-server is. Ctrl-C cancels the job: running episodes stop, their
-sessions are closed, finished results are kept.
+The job options are the ``JobSpec`` fields (type, default, docstring as help), so the command line,
+the API and the queue accept the same settings; ``--ray-address``, ``--redis-url`` and
+``--engine-arg`` are the run's own. With no ``--backend`` the embedded engine is started (and stopped)
+for the run; with no ``--redis-url`` a private redis-server is. Ctrl-C cancels the job: running
+episodes stop, their sessions are closed, finished results are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from pydantic import ValidationError
+
+from interleaf.runtime.jobs.spec import JobSpec
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from interleaf.runtime.jobs import JobSpec
+# Flags that are not ``--<field-name>``: the documented spellings and the short forms.
+_FLAGS: dict[str, tuple[str, ...]] = {
+    "suite": ("--suite", "-s"),
+    "n": ("--n", "-n"),
+    "concurrency": ("--concurrency", "-c"),
+    "backend_urls": ("--backend", "-b"),
+    "wall_time_s": ("--wall-time",),
+}
+# What the command line adds to a field's docstring.
+_CLI_HELP: dict[str, str] = {"backend_urls": "Repeat for several; none: the embedded engine is started."}
+
+
+def _flags(field: str) -> tuple[str, ...]:
+    return _FLAGS.get(field, (f"--{field.replace('_', '-')}",))
+
+
+def _spec_options() -> list[inspect.Parameter]:
+    """One option per ``JobSpec`` field, with the field's type, default and docstring: the model
+    is the one place a job's settings are declared (the API and the queue read the same)."""
+    options = []
+    for name, field in JobSpec.model_fields.items():
+        help_text = " ".join(filter(None, [(field.description or "").replace("``", ""), _CLI_HELP.get(name)]))
+        option = typer.Option(field.get_default(call_default_factory=True), *_flags(name), help=help_text)
+        options.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=field.annotation)
+        )
+    return options
+
+
+def _invalid_spec(exc: ValidationError) -> typer.BadParameter:
+    """pydantic's errors as a usage error (exit code 2): the flags, then per problem the value and what is wrong."""
+    flags, problems = [], []
+    for err in exc.errors():
+        flags.append(f"'{_flags(str(err['loc'][0]))[0]}'" if err["loc"] else "(options)")
+        if err["type"] == "value_error":  # JobSpec's own validators name the value and the choices
+            problems.append(str(err["ctx"]["error"]))
+        else:
+            problems.append(f"{err['msg']}, got {err['input']!r}")
+    return typer.BadParameter("\n".join(problems), param_hint=", ".join(flags))
 
 
 def run(
-    suite: str = typer.Option("arith", "--suite", "-s", help="arith | lookup | mixed | path to a .jsonl file."),
-    n: int = typer.Option(20, "--n", "-n", min=1, help="Number of tasks (episodes)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the suite generator."),
-    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Episodes running at once."),
-    actors: int = typer.Option(2, "--actors", min=1, help="EpisodeWorker Ray actors."),
-    backend: list[str] = typer.Option(
-        [], "--backend", "-b", help="SGLang-protocol server URL (repeat for several); none: embedded engine."
-    ),
-    retention: str = typer.Option("adaptive", "--retention", help="none | session | ttl | adaptive."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     redis_url: str | None = typer.Option(None, "--redis-url", help="Redis URL (default: a private redis-server)."),
-    agent: str = typer.Option("tir", "--agent", help="Registered agent name."),
-    max_turns: int | None = typer.Option(None, "--max-turns", min=1, help="Turn budget per episode."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Token budget per episode."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Tokens per turn."),
-    wall_time: float | None = typer.Option(None, "--wall-time", help="Wall-clock budget per episode, seconds."),
-    temperature: float | None = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature."),
-    job_id: str | None = typer.Option(None, "--job-id", help="Job id (default: generated)."),
     engine_arg: list[str] = typer.Option(
         [], "--engine-arg", help="Extra flag for the embedded engine, e.g. --engine-arg=--executor=sim."
     ),
+    **spec_options: Any,
 ) -> None:
     """Run a task suite and print accuracy, turns, tokens, tool calls, cache figures and wall time."""
-    from interleaf.agents import get_agent, load_suite
-    from interleaf.runtime.jobs import JobSpec
+    from interleaf.agents import load_suite
 
     try:
-        spec = JobSpec(
-            suite=suite, n=n, seed=seed, agent=agent, concurrency=concurrency, actors=actors,
-            backend_urls=list(backend), retention=retention, max_turns=max_turns, max_tokens=max_tokens,
-            max_new_tokens=max_new_tokens, wall_time_s=wall_time, temperature=temperature, job_id=job_id,
-        )  # fmt: skip
-        load_suite(suite, n, seed)  # before anything is started
-        get_agent(agent)
+        spec = JobSpec(**spec_options)
+    except ValidationError as exc:
+        raise _invalid_spec(exc) from None
+    try:  # a .jsonl suite is read here, before the engine is started
+        load_suite(spec.suite, spec.n, spec.seed)
     except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise typer.BadParameter(str(exc), param_hint="--suite") from None
     raise typer.Exit(run_spec(spec, redis_url=redis_url, ray_address=ray_address, engine_args=engine_arg))
+
+
+# Typer reads the options from the signature: the JobSpec fields, then the run's own.
+run.__signature__ = inspect.signature(run).replace(  # type: ignore[attr-defined]
+    parameters=[
+        *_spec_options(),
+        *(
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(run).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ),
+    ]
+)
 
 
 def run_spec(
@@ -91,8 +130,8 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from interleaf.runtime.jobs import JobRunner, summary_rows
-    from interleaf.runtime.jobs.store import JobStatus, JobStore
+    from interleaf.runtime.jobs import JobRunner
+    from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobStatus, JobStore
 
     store = JobStore(redis_url) if redis_url else None
     correct = 0
@@ -102,12 +141,12 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     ) as progress:  # fmt: skip
         bar = progress.add_task(f"{spec.suite} × {spec.n}", total=spec.n, correct=0)
 
-        def on_event(event) -> None:
+        def on_event(event: JobEvent) -> None:
             nonlocal correct
-            if event.type == "episode_finished":
+            if event.type == JobEventType.EPISODE_FINISHED:
                 correct += int((event.data.get("score") or 0) >= 1.0)
                 progress.update(bar, advance=1, correct=correct)
-            elif event.type == "worker_restarted":
+            elif event.type == JobEventType.WORKER_RESTARTED:
                 progress.console.print(f"[yellow]worker {event.data['worker']} restarted: {event.data['reason']}[/]")
 
         runner = JobRunner(spec, store=store, ray_address=ray_address, on_event=on_event)
@@ -123,7 +162,7 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     table = Table(title=f"job {result.job_id} · {spec.suite} · {result.status.value}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
-    for label, value in summary_rows(result.trajectories, summary=result.summary):
+    for label, value in result.summary.rows():
         table.add_row(label, value)
     out = Console()
     out.print(table)

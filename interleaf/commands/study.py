@@ -33,10 +33,10 @@ def pte_latency(
     out: Path | None = typer.Option(None, "--out", help="Folder for trajectories.jsonl and result.json."),
 ) -> None:
     """Run synthetic multi-turn trajectories and print Pearson/Spearman r of latency with each proxy."""
+    from interleaf.pte_study import StudyConfig, run_study
     from interleaf.settings import runs_dir
     from interleaf.telemetry import MODEL_PROFILES, find_hardware_profile, find_model_profile, measure_cpu_profile
     from interleaf.telemetry.study import pte_latency_study
-    from interleaf.telemetry.study_runner import StudyConfig, run_study
 
     if dtype not in ("fp32", "bf16"):
         raise typer.BadParameter(f"--dtype {dtype!r} is not supported; use fp32 or bf16")

@@ -9,7 +9,8 @@ async with pool.episode("ep-1") as model:          # an interleaf.agents.AgentMo
 await pool.aclose()
 
 Modules import downward only (errors, server_metrics → backend → sglang, conversation → retention,
-kv_budget, admission, router → episode_model → pool), so any of them can be imported first.
+kv_budget, admission, router → session_hold → failover → episode_model → pool), so any of them can be
+imported first.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from interleaf.runtime.client.retention import (
 )
 from interleaf.runtime.client.router import Router
 from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
-from interleaf.runtime.client.sglang import SGLangBackend
+from interleaf.runtime.client.sglang import SGLangBackend, Transport
 
 __all__ = [
     "AdmissionAbandoned",
@@ -62,6 +63,7 @@ __all__ = [
     "SessionRejected",
     "SessionTurn",
     "ToolDurationEstimator",
+    "Transport",
     "make_policy",
     "parse_prometheus",
 ]

@@ -36,6 +36,7 @@ class GenerateResult:
     """One ``/generate`` call's outcome as the server reported it (plus the client's own clock)."""
 
     text: str
+    """The generated text (detokenised by the server)."""
     output_ids: list[int]
     """Generated ids, including the stop token when one ended generation."""
     finish_reason: str
@@ -43,11 +44,13 @@ class GenerateResult:
     request_id: str
     """``meta_info.id``: the rid a later session turn names."""
     server: str
+    """Base URL of the server that answered."""
     prompt_tokens: int
     """Full context length the model attended to (session history included)."""
     cached_tokens: int
     """Prompt tokens whose KV was reused (session or radix prefix)."""
     completion_tokens: int
+    """Generated tokens (``len(output_ids)``)."""
     e2e_s: float
     """Client-measured wall time of the call, seconds."""
     server_e2e_s: float | None = None
@@ -57,8 +60,11 @@ class GenerateResult:
     ttft_s: float | None = None
     """``meta_info.ttft`` (or ``first_token_latency``) when the server reports it."""
     batch_size: float | None = None
-    """Mean decode batch size during the call, when the server reports it."""
-    hidden_states: list | None = None
+    """``meta_info.batch_size``: mean decode batch size during the call, when the server reports it."""
+    hidden_states: list | dict[str, Any] | None = None
+    """``meta_info.hidden_states`` as the server sent it, when requested: interleaf's engine answers
+    ``{"layers", "prompt", "output"}`` (each ``[layer][position][dim]``), a stock SGLang server a list
+    (the prompt's last-layer states, then one per generated token)."""
     meta_info: dict[str, Any] = field(default_factory=dict)
     """The raw meta_info, for fields this client does not model."""
 
@@ -87,8 +93,14 @@ class Backend(Protocol):
         rid: str,
         session: SessionTurn | None = None,
         return_hidden_states: bool = False,
+        hidden_states_layers: list[int] | None = None,
+        hidden_states_last_k: int | None = None,
     ) -> GenerateResult:
-        """Run one request; with ``session`` the ids are only the new tokens after the previous turn."""
+        """Run one request; with ``session`` the ids are only the new tokens after the previous turn.
+
+        ``return_hidden_states`` asks for activations (``GenerateResult.hidden_states``);
+        ``hidden_states_layers`` (decoder layers, 0-based) and ``hidden_states_last_k`` (trailing
+        positions) select them on servers with interleaf's extension and need ``return_hidden_states``."""
         ...
 
     async def open_session(self, *, timeout_s: float) -> str:

@@ -33,6 +33,11 @@ class Conversation:
     last_rid: str | None = None
     """``meta_info.id`` of the last turn run inside ``session_id``."""
 
+    @property
+    def turns(self) -> int:
+        """Number of finished turns (committed)."""
+        return len(self.prompt_lengths)
+
     def request(self, delta: list[int]) -> tuple[list[int], SessionTurn | None]:
         """The ids to send for a turn appending ``delta`` and the session they continue.
 

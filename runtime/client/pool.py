@@ -12,22 +12,18 @@ import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import Any
 
 from interleaf.runtime.client.admission import EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.client.backend import Backend
+from interleaf.runtime.client.episode_model import EpisodeModel
 from interleaf.runtime.client.errors import BackendError, BackendUnavailable
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
 from interleaf.runtime.client.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
 from interleaf.runtime.client.router import Router
 from interleaf.runtime.client.server_metrics import ServerMetrics
-from interleaf.runtime.client.sglang import SGLangBackend
+from interleaf.runtime.client.sglang import SGLangBackend, Transport
 from interleaf.runtime.tokenizer import load_tokenizer
-
-if TYPE_CHECKING:
-    from interleaf.runtime.client.episode_model import EpisodeModel
 
 _INGEST_HALF_LIFE_S = 10.0
 
@@ -124,7 +120,7 @@ class BackendPool:
         tokenizer: Any = None,
         health_interval_s: float = 1.0,
         request_timeout_s: float = 600.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         **options: Any,
     ) -> BackendPool:
         """Connect to every server (``/server_info`` capabilities), load the tokenizer, start health checks.
@@ -169,8 +165,6 @@ class BackendPool:
         ``max_turns``: the episode's turn limit, if known; admission control projects the episode's
         peak context from it (without it, from the mean length of the episodes already finished).
         """
-        from interleaf.runtime.client.episode_model import EpisodeModel
-
         if episode_id in self.episodes:
             raise ValueError(f"episode_id={episode_id!r} is already open in this pool; ids must be unique")
         if max_turns is not None and max_turns < 1:

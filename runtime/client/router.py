@@ -9,14 +9,13 @@
   the full ids there (a re-prefill it records).
 
 Pure bookkeeping plus the health loop; the retry/backoff loop around a request lives in
-``interleaf.runtime.client.episode_model``.
+``interleaf.runtime.client.failover``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -33,7 +32,6 @@ class ServerState:
     in_flight: int = 0
     episodes: set[str] = field(default_factory=set)
     last_error: str = ""
-    down_since: float | None = None
     failures: int = 0
 
 
@@ -101,24 +99,14 @@ class Router:
 
     def mark_down(self, url: str, why: str) -> None:
         state = self.servers[url]
-        if state.healthy:
-            state.down_since = time.monotonic()
         state.healthy = False
         state.last_error = why
         state.failures += 1
 
     def mark_up(self, url: str) -> None:
-        state = self.servers[url]
-        state.healthy = True
-        state.down_since = None
+        self.servers[url].healthy = True
 
-    def start_health_checks(
-        self,
-        check: Callable[[str], Awaitable[bool]],
-        *,
-        interval_s: float,
-        on_tick: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    def start_health_checks(self, check: Callable[[str], Awaitable[bool]], *, interval_s: float) -> None:
         """Poll ``check(url)`` for every server every ``interval_s`` in the background."""
 
         async def loop() -> None:
@@ -129,9 +117,6 @@ class Router:
                         self.mark_up(url)
                     elif self.servers[url].healthy:
                         self.mark_down(url, f"/health failed: {ok!r}")
-                if on_tick is not None:
-                    with contextlib.suppress(Exception):
-                        await on_tick()
                 await asyncio.sleep(interval_s)
 
         self._health_task = asyncio.ensure_future(loop())

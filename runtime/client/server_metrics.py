@@ -53,10 +53,6 @@ class ServerMetrics:
         return self.get("kv_evictable_tokens")
 
     @property
-    def max_total_num_tokens(self) -> float | None:
-        return self.get("max_total_num_tokens")
-
-    @property
     def num_streaming_sessions(self) -> float | None:
         return self.get("num_streaming_sessions")
 

@@ -1,16 +1,20 @@
 """SGLangBackend: one SGLang-protocol server over HTTP (httpx, async).
 
-Speaks ../shared/SGLANG.md: ``/generate`` with ``input_ids`` (never text: the conversation owns
-exact token ids), streaming sessions via ``/open_session`` + ``session_params`` + ``/close_session``,
-``/server_info`` / ``/model_info`` for capabilities, ``/health`` and ``/metrics``. Works against real
-SGLang (``--enable-streaming-session --enable-metrics``) and interleaf's embedded engine alike.
+The one module on the client side that builds SGLang HTTP requests (the runtime, the probes and the
+PTE-latency study all go through it). Speaks ../shared/SGLANG.md: ``/generate`` with ``input_ids``
+(the runtime's conversations own exact token ids) or with ``text`` (:meth:`SGLangBackend.generate_text`,
+for callers without a tokenizer), hidden-state capture (``return_hidden_states`` and interleaf's
+``hidden_states_layers`` / ``hidden_states_last_k``), streaming sessions via ``/open_session`` +
+``session_params`` + ``/close_session``, ``/server_info`` / ``/model_info`` for capabilities,
+``/health`` and ``/metrics``. Works against real SGLang (``--enable-streaming-session
+--enable-metrics``) and interleaf's embedded engine alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, TypeAlias
 
 import httpx
 
@@ -19,6 +23,9 @@ from interleaf.runtime.client.errors import BackendError, BackendUnavailable, Re
 from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+Transport: TypeAlias = httpx.AsyncBaseTransport
+"""What replaces the network under :class:`SGLangBackend` (tests pass an ``httpx.MockTransport``)."""
 
 
 def _first(mapping: dict[str, Any], *keys: str) -> Any:
@@ -46,7 +53,7 @@ class SGLangBackend:
         info: ServerInfo,
         *,
         request_timeout_s: float = 600.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.info = info
@@ -63,7 +70,7 @@ class SGLangBackend:
         url: str,
         *,
         request_timeout_s: float = 600.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> SGLangBackend:
         """Read ``/server_info`` and ``/model_info``; raise BackendUnavailable / BackendError naming why."""
         url = url.rstrip("/")
@@ -138,33 +145,84 @@ class SGLangBackend:
         rid: str,
         session: SessionTurn | None = None,
         return_hidden_states: bool = False,
+        hidden_states_layers: list[int] | None = None,
+        hidden_states_last_k: int | None = None,
     ) -> GenerateResult:
-        """POST /generate with ``input_ids``; raises SessionRejected when the server refused the session."""
-        payload: dict[str, Any] = {"input_ids": input_ids, "sampling_params": sampling_params, "rid": rid}
+        """POST /generate with ``input_ids``; raises SessionRejected when the server refused the session.
+
+        ``sampling_params`` go as given (SGLang names: ``max_new_tokens``, ``regex``, ``ignore_eos``,
+        ``sampling_seed``...). ``hidden_states_layers`` / ``hidden_states_last_k`` (interleaf's
+        extension; a stock server ignores them) need ``return_hidden_states=True``."""
+        payload: dict[str, Any] = {"input_ids": input_ids}
+        return await self._generate(
+            payload,
+            sampling_params,
+            rid,
+            session,
+            _hidden_state_fields(return_hidden_states, hidden_states_layers, hidden_states_last_k),
+        )
+
+    async def generate_text(
+        self,
+        text: str,
+        *,
+        sampling_params: dict[str, Any],
+        rid: str | None = None,
+        return_hidden_states: bool = False,
+        hidden_states_layers: list[int] | None = None,
+        hidden_states_last_k: int | None = None,
+    ) -> GenerateResult:
+        """POST /generate with ``text``: the server tokenises it. For one-shot requests from callers
+        that hold no tokenizer (the probes); the runtime's multi-turn conversations use :meth:`generate`,
+        which is why :class:`~interleaf.runtime.client.backend.Backend` does not require this method.
+        ``rid`` None lets the server name the request. Other arguments as in :meth:`generate`."""
+        payload: dict[str, Any] = {"text": text}
+        return await self._generate(
+            payload,
+            sampling_params,
+            rid,
+            None,
+            _hidden_state_fields(return_hidden_states, hidden_states_layers, hidden_states_last_k),
+        )
+
+    async def _generate(
+        self,
+        payload: dict[str, Any],
+        sampling_params: dict[str, Any],
+        rid: str | None,
+        session: SessionTurn | None,
+        hidden: dict[str, Any],
+    ) -> GenerateResult:
+        payload["sampling_params"] = sampling_params
+        if rid is not None:
+            payload["rid"] = rid
         if session is not None:
-            payload["session_params"] = {"id": session.session_id, "rid": session.previous_rid}
-        if return_hidden_states:
-            payload["return_hidden_states"] = True
+            # A session's first request names no earlier turn: send no rid rather than null.
+            payload["session_params"] = {"id": session.session_id}
+            if session.previous_rid is not None:
+                payload["session_params"]["rid"] = session.previous_rid
+        payload.update(hidden)
+        label = rid or ""  # errors name the request; "" when the server assigns the rid
         start = time.monotonic()
-        response = await self._request("POST", "/generate", rid=rid, json=payload)
+        response = await self._request("POST", "/generate", rid=label, json=payload)
         elapsed = time.monotonic() - start
         if response.status_code != 200:
             body = response.text[:500]
             if session is not None and response.status_code in (400, 404, 409):
                 raise SessionRejected(
                     self.url,
-                    rid,
+                    label,
                     f"session {session.session_id} turn after rid {session.previous_rid} refused: {body!r}",
                     status=response.status_code,
                 )
-            raise BackendError(self.url, rid, f"/generate refused: {body!r}", status=response.status_code)
+            raise BackendError(self.url, label, f"/generate refused: {body!r}", status=response.status_code)
         try:
             data = response.json()
         except ValueError as exc:
-            raise BackendError(self.url, rid, f"/generate returned non-JSON: {response.text[:200]!r}") from exc
+            raise BackendError(self.url, label, f"/generate returned non-JSON: {response.text[:200]!r}") from exc
         if isinstance(data, list):
             data = data[0] if data else {}
-        return self._parse_generate(data, rid, elapsed)
+        return self._parse_generate(data, label, elapsed)
 
     def _parse_generate(self, data: dict[str, Any], rid: str, elapsed: float) -> GenerateResult:
         meta = data.get("meta_info")
@@ -198,7 +256,7 @@ class SGLangBackend:
             queue_s=_float(_first(meta, "queue_time", "queue_s")),
             ttft_s=_float(_first(meta, "ttft", "first_token_latency", "time_to_first_token")),
             batch_size=_float(_first(meta, "batch_size", "mean_batch_size")),
-            hidden_states=hidden if isinstance(hidden, list) else None,
+            hidden_states=hidden if isinstance(hidden, list | dict) else None,
             meta_info=meta,
         )
 
@@ -259,6 +317,23 @@ class SGLangBackend:
         await self._http.aclose()
 
 
+def _hidden_state_fields(capture: bool, layers: list[int] | None, last_k: int | None) -> dict[str, Any]:
+    """The ``/generate`` fields of a hidden-state request; the qualifiers alone would be ignored silently."""
+    if not capture:
+        for name, value in (("hidden_states_layers", layers), ("hidden_states_last_k", last_k)):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} needs return_hidden_states=True (nothing is captured without it)")
+        return {}
+    fields: dict[str, Any] = {"return_hidden_states": True}
+    if layers is not None:
+        fields["hidden_states_layers"] = list(layers)
+    if last_k is not None:
+        if last_k < 1:
+            raise ValueError(f"hidden_states_last_k={last_k}: capture at least one position")
+        fields["hidden_states_last_k"] = last_k
+    return fields
+
+
 def _float(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
@@ -266,4 +341,4 @@ def _float(value: Any) -> float | None:
         return None
 
 
-__all__ = ["SGLangBackend"]
+__all__ = ["SGLangBackend", "Transport"]

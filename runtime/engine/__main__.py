@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from interleaf.runtime.engine.config import EngineConfig
+from interleaf.runtime.engine.executor import executor_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", default=None, help="HF model dir or .gguf (default: SmolLM2-135M-Instruct)")
     p.add_argument("--served-model-name", default=None)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
-    p.add_argument("--executor", choices=["model", "sim"], default=d.executor)
+    p.add_argument("--executor", choices=executor_names(), default=d.executor,
+                   help="registered executor: model (the real model on CPU) or sim (a simulated GPU)")  # fmt: skip
     p.add_argument("--sim-gpu", default=d.sim_gpu, help="hardware profile for --executor sim (e.g. 'H100 PCIe')")
     p.add_argument("--sim-model", default=d.sim_model, help="model profile for --executor sim")
     p.add_argument("--sim-clock", choices=["real", "virtual"], default=d.sim_clock)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from interleaf.runtime.engine.executor import check_executor_name
 
 
 class EngineConfig(BaseModel):
@@ -20,8 +22,9 @@ class EngineConfig(BaseModel):
     """Name reported by /model_info and /v1/models; defaults to the model directory's name."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Weights and KV dtype on CPU."""
-    executor: Literal["model", "sim"] = "model"
-    """``model`` runs the real model; ``sim`` replaces it with a roofline cost model (always labelled simulated)."""
+    executor: str = "model"
+    """Registered executor to run (``interleaf.runtime.engine.executor``): ``model`` runs the real model;
+    ``sim`` replaces it with a roofline cost model (always labelled simulated)."""
     sim_gpu: str = "H100-PCIe"
     """Hardware profile of the simulated executor."""
     sim_model: str = "Llama-3.1-8B-Instruct"
@@ -51,3 +54,8 @@ class EngineConfig(BaseModel):
     """Timeout for sessions opened without one (None = until closed)."""
     tool_call_parser: str = "hermes"
     """Tool-call format the OpenAI route parses (``<tool_call>{json}</tool_call>``)."""
+
+    @field_validator("executor")
+    @classmethod
+    def _registered_executor(cls, name: str) -> str:
+        return check_executor_name(name)

@@ -9,64 +9,54 @@ lengths decodes in one forward with a padded slot table and a mask.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from interleaf.runtime.engine.model_store import ModelSpec, read_config
+from interleaf.runtime.engine.executor import ForwardBatch, ForwardOutput, register_executor
+from interleaf.runtime.engine.model_store import ModelSpec, read_config, resolve_model
 
+if TYPE_CHECKING:
+    from interleaf.runtime.engine.config import EngineConfig
 
-@dataclass
-class ForwardBatch:
-    """One forward pass: B sequences, each feeding ``n_q`` new tokens (padded)."""
-
-    tokens: torch.Tensor
-    """(B, n_q) input token ids; padding positions hold any valid id."""
-    positions: torch.Tensor
-    """(B, n_q) absolute positions of the new tokens."""
-    write_slots: torch.Tensor
-    """(B, n_q) pool slots receiving the new tokens' K/V (0 = the padding slot)."""
-    kv_slots: torch.Tensor
-    """(B, L) slots of every token each sequence attends to, position order, new ones included."""
-    kv_len: torch.Tensor
-    """(B,) number of valid entries in ``kv_slots`` per sequence."""
-    logit_index: torch.Tensor
-    """(B,) which query row of each sequence to compute logits for (its last real token)."""
-    capture_layers: tuple[int, ...] = ()
-    """Decoder layers whose output residual stream to return (all query rows)."""
-
-
-@dataclass
-class ForwardOutput:
-    logits: torch.Tensor
-    """(B, vocab) float32 logits of each sequence's ``logit_index`` row."""
-    hidden: dict[int, torch.Tensor]
-    """layer -> (B, n_q, d_model) residual stream after that layer."""
+DEFAULT_KV_TOKENS = 16384
+"""KV pool size when ``--max-total-tokens`` is unset: 16384 tokens of SmolLM2-135M in fp32 are 1.5 GiB."""
 
 
 class LlamaExecutor:
-    """Runs the model on CPU; owns the K/V pool tensors."""
+    """Runs a Llama-architecture model on CPU; owns the K/V pool tensors (the ``model`` executor)."""
+
+    needs_kv_table = True
+    constrained_decoding = True
+    hidden_states = True
+    simulated = False
+    simulated_seconds = None
 
     def __init__(self, spec: ModelSpec, capacity: int, dtype: str = "float32"):
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                        "bf16": torch.bfloat16}.get(dtype)  # fmt: skip
         if torch_dtype is None:
             raise ValueError(f"--dtype must be float32 or bfloat16, got {dtype!r}")
-        self.config = read_config(spec)
+        config = read_config(spec)
+        self.context_length = context_length_of(config, spec)
+        self.model_name = spec.name
+        self.model_path = str(spec.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.path)
+        self.eos_token_ids = sorted({self.tokenizer.eos_token_id, *_config_eos(config)} - {None})
         model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=torch_dtype)
         model.eval()
         self.model = model
-        self.dtype = torch_dtype
         cfg = model.config
         self.n_layers = cfg.num_hidden_layers
         self.n_heads = cfg.num_attention_heads
         self.n_kv_heads = cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.d_model = cfg.hidden_size
+        # Older config.json files carry no head_dim: it is then hidden_size / heads.
+        self.head_dim = config.get("head_dim") or cfg.hidden_size // cfg.num_attention_heads
         self.vocab_size = cfg.vocab_size
+        self.kv_capacity = capacity
         shape = (self.n_layers, capacity + 1, self.n_kv_heads, self.head_dim)
         # torch.zeros maps untouched pages lazily: an idle pool costs almost no resident memory.
         self.k_pool = torch.zeros(shape, dtype=torch_dtype)
@@ -111,3 +101,25 @@ class LlamaExecutor:
         last = x[torch.arange(B), batch.logit_index]  # (B, d)
         logits = self.model.lm_head(inner.norm(last)).float()
         return ForwardOutput(logits=logits, hidden=hidden)
+
+
+@register_executor("model")
+def model_executor(config: EngineConfig) -> LlamaExecutor:
+    """``--executor model``: the model at ``--model-path`` (default SmolLM2-135M-Instruct) on CPU."""
+    return LlamaExecutor(resolve_model(config.model_path), config.max_total_tokens or DEFAULT_KV_TOKENS, config.dtype)
+
+
+def context_length_of(config: dict[str, Any], spec: ModelSpec) -> int:
+    """The model's context length: ``max_position_embeddings`` of its config.json."""
+    n = config.get("max_position_embeddings")
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"{spec.path / 'config.json'}: max_position_embeddings={n!r}; the engine needs the "
+                         "model's context length there (a positive integer)")  # fmt: skip
+    return n
+
+
+def _config_eos(config: dict[str, Any]) -> list[int]:
+    eos = config.get("eos_token_id")
+    if isinstance(eos, list):
+        return eos
+    return [eos] if isinstance(eos, int) else []

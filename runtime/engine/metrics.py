@@ -61,23 +61,24 @@ class _StateCollector:
             c.add_metric(vals, value)
             return c
 
-        cap = s.pool.capacity
-        used = s.used_tokens
+        cache = s.cache
+        cap = cache.capacity
+        used = cache.used_tokens
         yield counter("sglang:prompt_tokens", "Prompt tokens received.", st.prompt_tokens)
         yield counter("sglang:cached_tokens", "Prompt tokens served from the prefix cache.", st.cached_tokens)
         yield counter("sglang:generation_tokens", "Tokens generated.", st.generation_tokens)
-        yield counter("sglang:evicted_tokens", "Tokens evicted from the radix cache.", s.radix.evicted_tokens_total)
+        yield counter("sglang:evicted_tokens", "Tokens evicted from the radix cache.", cache.radix.evicted_tokens_total)
         yield counter("sglang:retracted_requests", "Requests retracted for lack of KV.", st.retractions)
         yield gauge("sglang:cache_hit_rate", "Cached / prompt tokens since start.",
                     st.cached_tokens / st.prompt_tokens if st.prompt_tokens else 0.0)  # fmt: skip
         yield gauge("sglang:max_total_num_tokens", "KV pool size in tokens.", cap)
         yield gauge("sglang:kv_used_tokens", "KV slots in use (running, cached, pinned).", used)
-        yield gauge("sglang:kv_available_tokens", "Free KV slots.", s.pool.available)
-        yield gauge("sglang:kv_evictable_tokens", "Cached KV that can be evicted.", s.radix.evictable_tokens)
+        yield gauge("sglang:kv_available_tokens", "Free KV slots.", cache.pool.available)
+        yield gauge("sglang:kv_evictable_tokens", "Cached KV that can be evicted.", cache.radix.evictable_tokens)
         yield gauge("sglang:token_usage", "Fraction of the KV pool in use.", used / cap)
-        yield gauge("sglang:num_streaming_sessions", "Open streaming sessions.", len(s.sessions))
+        yield gauge("sglang:num_streaming_sessions", "Open streaming sessions.", len(cache.sessions))
         yield gauge("sglang:streaming_session_held_tokens", "Tokens pinned by streaming sessions.",
-                    s.session_held_tokens)  # fmt: skip
+                    cache.sessions.held_tokens)  # fmt: skip
         yield gauge("sglang:num_running_reqs", "Requests prefilling or decoding.", s.num_running)
         yield gauge("sglang:num_queue_reqs", "Requests waiting for admission.", len(s.waiting))
         yield gauge("sglang:gen_throughput", "Tokens/s of the last decode step.", st.last_step_tokens_per_s)

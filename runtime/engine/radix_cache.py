@@ -23,22 +23,19 @@ _counter = itertools.count()
 
 @dataclass(eq=False)
 class Node:
+    """A run of cached token ids and the pool slots holding their K/V."""
+
     key: list[int] = field(default_factory=list)
     slots: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
     parent: Node | None = None
     children: dict[int, Node] = field(default_factory=dict)
+    """Child nodes by the first token id of their key."""
     lock_ref: int = 0
+    """Requests and sessions using this node or a descendant; never evicted while positive."""
     soft_ref: int = 0
+    """Radix-session references: evicted only after every unreferenced node."""
     last_access: float = field(default_factory=time.monotonic)
     id: int = field(default_factory=lambda: next(_counter))
-
-    def depth_tokens(self) -> int:
-        """Tokens from the root to the end of this node."""
-        n, node = 0, self
-        while node is not None:
-            n += len(node.key)
-            node = node.parent
-        return n
 
 
 @dataclass
@@ -61,7 +58,6 @@ class RadixCache:
         self.enabled = enabled
         self.root = Node(lock_ref=1)
         self.evictable_tokens = 0
-        self.protected_tokens = 0
         self.evicted_tokens_total = 0
 
     # --- lookup -------------------------------------------------------------------------------
@@ -121,7 +117,6 @@ class RadixCache:
         while node is not None and node is not self.root:
             if node.lock_ref == 0:
                 self.evictable_tokens -= len(node.key)
-                self.protected_tokens += len(node.key)
             node.lock_ref += 1
             node = node.parent
 
@@ -131,7 +126,6 @@ class RadixCache:
             assert node.lock_ref >= 0, "radix node unlocked more often than locked"
             if node.lock_ref == 0:
                 self.evictable_tokens += len(node.key)
-                self.protected_tokens -= len(node.key)
             node.last_access = time.monotonic()
             node = node.parent
 

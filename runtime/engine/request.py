@@ -77,6 +77,18 @@ class HiddenCapture:
         return {layer: torch.stack(rows) for layer, rows in self.rows.items()}
 
 
+def capture_for(layers: list[int] | None, last_k: int | None, n_layers: int) -> HiddenCapture:
+    """The capture a request asks for (default: the last layer, 3 positions); ValueError naming the field."""
+    chosen = tuple(layers) if layers else (n_layers - 1,)
+    for layer in chosen:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"hidden_states_layers: layer {layer} out of range 0..{n_layers - 1}")
+    k = last_k or 3
+    if k < 1:
+        raise ValueError(f"hidden_states_last_k must be >= 1, got {k}")
+    return HiddenCapture(layers=chosen, last_k=k)
+
+
 @dataclass(eq=False)
 class Req:
     """One generation request as the scheduler sees it."""

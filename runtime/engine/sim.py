@@ -17,14 +17,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from interleaf.runtime.engine.llama import ForwardBatch, ForwardOutput
-from interleaf.runtime.tokenizer import ByteTokenizer
+from interleaf.runtime.engine.executor import ForwardBatch, ForwardOutput, register_executor
+from interleaf.runtime.tokenizer import SIM_SCHEME, ByteTokenizer
+
+if TYPE_CHECKING:
+    from interleaf.runtime.engine.config import EngineConfig
 
 _WORDS = b"abcdefghijklmnopqrstuvwxyz"
+
+SIM_CONTEXT_LENGTH = 131072
+"""Context length of every simulated model. The shipped model profiles (``interleaf.telemetry``) carry
+no ``max_position_embeddings``; 131072 is that of Llama-3.1, the default ``--sim-model``."""
 
 
 @dataclass
@@ -52,52 +59,59 @@ class RooflineCost:
 
 
 class SimExecutor:
-    needs_kv_table = False
+    """The ``sim`` executor: predicted step times and a scripted token source (see the module docstring)."""
+
+    needs_kv_table = False  # the cost model only needs each sequence's length
+    constrained_decoding = False  # xgrammar needs a Hugging Face tokenizer; this one is bytes
+    hidden_states = False  # there is no residual stream to return
     simulated = True
 
-    def __init__(self, cost: RooflineCost, *, context_length: int, clock: str = "real", seed: int = 0,
-                 label: str = ""):  # fmt: skip
+    def __init__(self, cost: RooflineCost, *, kv_capacity: int, model_name: str, model_path: str,
+                 context_length: int = SIM_CONTEXT_LENGTH, clock: str = "real", seed: int = 0):  # fmt: skip
         self.cost = cost
         self.tokenizer = ByteTokenizer()
         self.vocab_size = ByteTokenizer.vocab_size
         self.eos_token_ids = [ByteTokenizer.eos_token_id]
         self.n_layers = cost.n_layers
+        self.kv_capacity = kv_capacity
+        self.model_name = model_name
+        self.model_path = model_path
         self.context_length = context_length
         self.clock = clock
         self.seed = seed
-        self.label = label
         self.simulated_seconds = 0.0
         """Total predicted GPU time so far (what a virtual clock would read)."""
 
     @classmethod
-    def from_config(cls, config: Any, mfu: float = 0.6, mbu: float = 0.8) -> SimExecutor:
+    def from_config(cls, config: EngineConfig, mfu: float = 0.6, mbu: float = 0.8,
+                    mem_fraction: float = 0.85) -> SimExecutor:  # fmt: skip
+        """The ``--sim-model`` on the ``--sim-gpu``. Without ``--max-total-tokens``, the KV pool is what fits
+        next to the weights in ``mem_fraction`` of the GPU's memory (SGLang's mem_fraction_static), or
+        16384 tokens for a GPU whose memory size is unknown."""
         from interleaf.telemetry import find_hardware_profile, find_model_profile
 
         hw = find_hardware_profile(config.sim_gpu)
         model = find_model_profile(config.sim_model)
         if model is None:
             raise ValueError(f"--sim-model {config.sim_model!r} has no shipped profile (see interleaf.telemetry)")
+        weight_bytes = model.n_params * model.dtype_bytes
+        kv_bytes_per_token = model.kv_bytes_per_token(formula="exact")
         cost = RooflineCost(
             n_active_params=model.n_active_params, n_layers=model.n_layers, n_heads=model.n_heads,
-            head_dim=model.head_dim, kv_bytes_per_token=model.kv_bytes_per_token(formula="exact"),
-            weight_bytes=model.n_params * model.dtype_bytes, flops_per_s=hw.dense_flops * mfu,
-            bytes_per_s=hw.mem_bw_bytes_per_s * mbu,
+            head_dim=model.head_dim, kv_bytes_per_token=kv_bytes_per_token, weight_bytes=weight_bytes,
+            flops_per_s=hw.dense_flops * mfu, bytes_per_s=hw.mem_bw_bytes_per_s * mbu,
         )  # fmt: skip
-        return cls(cost, context_length=131072, clock=config.sim_clock, label=f"{model.name}@{hw.name}")
-
-    @staticmethod
-    def default_capacity(config: Any, mem_fraction: float = 0.85) -> int:
-        """KV tokens that fit on the simulated GPU next to the weights (SGLang's mem_fraction_static)."""
-        from interleaf.telemetry import find_hardware_profile, find_model_profile
-
-        hw = find_hardware_profile(config.sim_gpu)
-        model = find_model_profile(config.sim_model)
-        if model is None or hw.memory_bytes is None:
-            return 16384
-        free = hw.memory_bytes * mem_fraction - model.n_params * model.dtype_bytes
-        return max(1024, int(free / model.kv_bytes_per_token(formula="exact")))
+        capacity = config.max_total_tokens
+        if capacity is None:
+            if hw.memory_bytes is None:
+                capacity = 16384
+            else:
+                capacity = max(1024, int((hw.memory_bytes * mem_fraction - weight_bytes) / kv_bytes_per_token))
+        return cls(cost, kv_capacity=capacity, model_name=f"sim:{config.sim_model}@{config.sim_gpu}",
+                   model_path=f"{SIM_SCHEME}{config.sim_model}", clock=config.sim_clock)  # fmt: skip
 
     def forward(self, batch: ForwardBatch) -> ForwardOutput:
+        """Advance the clock by the predicted step time; the scripted next token gets all the probability."""
         B = batch.tokens.shape[0]
         kv_lens = batch.kv_len.tolist()
         q_tokens = [int(i) + 1 for i in batch.logit_index.tolist()]
@@ -113,3 +127,9 @@ class SimExecutor:
         logits = torch.zeros(B, self.vocab_size)
         logits[torch.arange(B), script] = 1.0
         return ForwardOutput(logits=logits, hidden={})
+
+
+@register_executor("sim")
+def sim_executor(config: EngineConfig) -> SimExecutor:
+    """``--executor sim``: ``--sim-model`` on ``--sim-gpu`` with the default efficiencies."""
+    return SimExecutor.from_config(config)

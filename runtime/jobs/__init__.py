@@ -8,45 +8,41 @@ await submit_job(store, spec)        # the queue: a ``serve_jobs`` worker runs i
 
 from __future__ import annotations
 
-from interleaf.runtime.jobs.embedded import EmbeddedServices
-from interleaf.runtime.jobs.queue import serve_jobs, submit_job
-from interleaf.runtime.jobs.redis_server import RedisServer, RedisUnavailable
-from interleaf.runtime.jobs.runner import (
-    JobResult,
-    JobRunner,
-    JobSummary,
-    ensure_ray,
-    load_trajectories,
-    new_job_id,
-    run_job,
-    summarize,
-    summary_rows,
-    trajectories_path,
-)
-from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore
-from interleaf.runtime.jobs.workers import EpisodeWorker
+import importlib
+from typing import Any
 
-__all__ = [
-    "EmbeddedServices",
-    "EpisodeWorker",
-    "JobEvent",
-    "JobRecord",
-    "JobResult",
-    "JobRunner",
-    "JobSpec",
-    "JobStatus",
-    "JobStore",
-    "JobSummary",
-    "RedisServer",
-    "RedisUnavailable",
-    "ensure_ray",
-    "load_trajectories",
-    "new_job_id",
-    "run_job",
-    "serve_jobs",
-    "submit_job",
-    "summarize",
-    "summary_rows",
-    "trajectories_path",
-]
+# Resolved lazily so that reading a ``JobSpec`` (the CLI's options, the API's validation) does not start
+# up Ray: the runner and the workers import it.
+_EXPORTS: dict[str, str] = {
+    "EmbeddedServices": "interleaf.runtime.jobs.embedded",
+    "EpisodeWorker": "interleaf.runtime.jobs.workers",
+    "JobEvent": "interleaf.runtime.jobs.store",
+    "JobEventType": "interleaf.runtime.jobs.store",
+    "JobRecord": "interleaf.runtime.jobs.store",
+    "JobResult": "interleaf.runtime.jobs.runner",
+    "JobRunner": "interleaf.runtime.jobs.runner",
+    "JobSpec": "interleaf.runtime.jobs.spec",
+    "JobStatus": "interleaf.runtime.jobs.store",
+    "JobStore": "interleaf.runtime.jobs.store",
+    "RedisServer": "interleaf.runtime.jobs.redis_server",
+    "RedisUnavailable": "interleaf.runtime.jobs.redis_server",
+    "ensure_ray": "interleaf.runtime.jobs.runner",
+    "new_job_id": "interleaf.runtime.jobs.runner",
+    "run_job": "interleaf.runtime.jobs.runner",
+    "serve_jobs": "interleaf.runtime.jobs.queue",
+    "submit_job": "interleaf.runtime.jobs.queue",
+    "trajectories_path": "interleaf.runtime.jobs.runner",
+    # Telemetry owns both (DESIGN §2); re-exported because a ``JobResult`` carries the summary and its
+    # ``output_path`` is a trajectory file.
+    "JobSummary": "interleaf.telemetry.summary",
+    "load_trajectories": "interleaf.telemetry.trajectory_file",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interleaf.runtime.jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

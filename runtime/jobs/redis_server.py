@@ -38,18 +38,19 @@ def find_redis_server() -> str:
 
 
 class RedisServer:
-    """A redis-server child process bound to 127.0.0.1; use as a context manager or call stop()."""
+    """A redis-server child process bound to 127.0.0.1, without persistence (its directory is a temporary
+    one, removed on stop); use as a context manager or call stop()."""
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False, data_dir: str | None = None):
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self._dir = data_dir or tempfile.mkdtemp(prefix="interleaf-redis-")
+        self._dir = tempfile.mkdtemp(prefix="interleaf-redis-")
         args = [
             find_redis_server(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
             "--dir", self._dir,
-            "--appendonly", "yes" if appendonly else "no",
+            "--appendonly", "no",
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
@@ -83,7 +84,7 @@ class RedisServer:
                 self._proc.wait(5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-        shutil.rmtree(self._dir, ignore_errors=True) if self._dir.startswith(tempfile.gettempdir()) else None
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:
         return self

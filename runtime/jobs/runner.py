@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -33,100 +32,22 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from interleaf.agents import Agent, get_agent, load_suite
 from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore, dump_trajectory, load_trajectory
+from interleaf.runtime.jobs.store import (
+    JobEvent,
+    JobEventType,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    dump_trajectory,
+    load_trajectory,
+)
 from interleaf.runtime.jobs.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
-
-
-class JobSummary(BaseModel):
-    """Aggregate figures of a job's trajectories."""
-
-    episodes: int = 0
-    """Episodes with a result."""
-    scored: int = 0
-    """Episodes with a reference answer."""
-    correct: int = 0
-    """Episodes judged correct."""
-    accuracy: float | None = None
-    """correct / scored."""
-    mean_turns: float = 0.0
-    """Mean LLM calls per episode."""
-    prompt_tokens: int = 0
-    """Sum over turns of the context length the engine saw."""
-    cached_tokens: int = 0
-    """Sum over turns of prompt tokens served from cache."""
-    recomputed_tokens: int = 0
-    """Sum over turns of tokens prefilled again after eviction or release."""
-    completion_tokens: int = 0
-    """Tokens generated."""
-    tool_calls: int = 0
-    """Tool calls made."""
-    cache_hit_rate: float | None = None
-    """cached_tokens / prompt_tokens."""
-    terminations: dict[str, int] = Field(default_factory=dict)
-    """Episodes per termination reason."""
-    wall_s: float = 0.0
-    """Job wall time, seconds."""
-    episode_wall_p50_s: float | None = None
-    """Median episode wall time, seconds."""
-
-
-def summarize(trajectories: list[Trajectory], wall_s: float = 0.0) -> JobSummary:
-    """Figures of a set of trajectories (the job summary)."""
-    s = JobSummary(episodes=len(trajectories), wall_s=wall_s)
-    for t in trajectories:
-        if t.expected is not None:
-            s.scored += 1
-            s.correct += int(bool(t.correct))
-        s.tool_calls += t.tool_call_count
-        s.terminations[t.termination.value] = s.terminations.get(t.termination.value, 0) + 1
-        for turn in t.turns:
-            s.prompt_tokens += turn.cache.prompt_tokens
-            s.cached_tokens += turn.cache.cached_tokens
-            s.recomputed_tokens += turn.cache.recomputed_tokens
-            s.completion_tokens += len(turn.completion_ids)
-    if trajectories:
-        s.mean_turns = sum(len(t.turns) for t in trajectories) / len(trajectories)
-        s.episode_wall_p50_s = statistics.median(t.wall_s for t in trajectories)
-    s.accuracy = s.correct / s.scored if s.scored else None
-    s.cache_hit_rate = s.cached_tokens / s.prompt_tokens if s.prompt_tokens else None
-    return s
-
-
-def summary_rows(
-    trajectories: list[Trajectory], wall_s: float = 0.0, *, summary: JobSummary | None = None
-) -> list[tuple[str, str]]:
-    """(label, value) rows of the run summary table. The one place to add figures: telemetry's PTE
-    and inefficiency patterns belong here, computed from the same trajectories. ``summary``: the
-    ``summarize`` result when the caller has it already."""
-    s = summary or summarize(trajectories, wall_s)
-
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
-    rows = [
-        ("episodes", str(s.episodes)),
-        ("accuracy", f"{pct(s.accuracy)} ({s.correct}/{s.scored})"),
-        ("mean turns", f"{s.mean_turns:.2f}"),
-        ("tool calls", str(s.tool_calls)),
-        ("prompt tokens", str(s.prompt_tokens)),
-        ("completion tokens", str(s.completion_tokens)),
-        ("cache hit rate", pct(s.cache_hit_rate)),
-        ("recomputed tokens", str(s.recomputed_tokens)),
-        ("terminations", ", ".join(f"{k} {v}" for k, v in sorted(s.terminations.items()))),
-        ("episode wall p50", "n/a" if s.episode_wall_p50_s is None else f"{s.episode_wall_p50_s:.1f} s"),
-        ("wall time", f"{s.wall_s:.1f} s"),
-    ]
-    if trajectories:
-        from interleaf.telemetry import summarize_job
-
-        # PTE on the paper's reference GPU (H100 PCIe) for the model's published shape, and pattern counts.
-        rows += summarize_job(trajectories).rows()
-    return rows
+from interleaf.telemetry.summary import JobSummary, summarize_job
 
 
 class JobResult(BaseModel):
@@ -139,7 +60,7 @@ class JobResult(BaseModel):
     trajectories: list[Trajectory]
     """One per finished episode, by episode index."""
     summary: JobSummary
-    """Aggregate figures."""
+    """Aggregate figures (``summarize_job`` of ``trajectories`` and the job's wall time)."""
     output_path: str
     """The JSONL export."""
 
@@ -154,12 +75,6 @@ def trajectories_path(job_id: str, runs_dir: Path | None = None) -> Path:
     from interleaf.settings import runs_dir as default_runs_dir
 
     return (runs_dir or default_runs_dir()) / job_id / "trajectories.jsonl"
-
-
-def load_trajectories(path: str | Path) -> list[Trajectory]:
-    """Read a JSONL export; each line is one trajectory (``prompt_ids``/``token_ids`` rebuild tokens)."""
-    with open(path) as f:
-        return [load_trajectory(line) for line in f if line.strip()]
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
@@ -225,7 +140,7 @@ class JobRunner:
     def _spec_dict(self) -> dict[str, Any]:
         return self.spec.model_dump(mode="json") | {"job_id": self.job_id}
 
-    async def _emit(self, type_: str, episode: int | None = None, **data: Any) -> None:
+    async def _emit(self, type_: JobEventType, episode: int | None = None, **data: Any) -> None:
         event = JobEvent(type=type_, job_id=self.job_id, episode=episode, data=data)
         if self.on_event is not None:
             self.on_event(event)
@@ -244,7 +159,7 @@ class JobRunner:
         )
 
     async def _prepare(self, slot: _Slot) -> int:
-        return await slot.handle.prepare.remote(self.job_id, self._spec_dict(), self.agent)
+        return await slot.handle.prepare.remote(self.job_id, self.spec, self.agent)
 
     async def _restart(self, slot: _Slot, generation: int, why: str) -> None:
         """Replace a dead actor once per death (several in-flight episodes notice the same death)."""
@@ -256,7 +171,7 @@ class JobRunner:
             ray.kill(slot.handle, no_restart=True)
         slot.handle = self._new_actor(slot.index)
         await self._prepare(slot)
-        await self._emit("worker_restarted", worker=slot.index, reason=why)
+        await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why)
 
     async def run(self) -> JobResult:
         """Run every episode (or until cancelled); store and export the results."""
@@ -277,7 +192,7 @@ class JobRunner:
                 self.job_id, status=JobStatus.RUNNING, started_at=self._started, n_total=self._n_total,
                 output_path=str(self.output_path),
             )  # fmt: skip
-        await self._emit("job_started", n_total=self._n_total, actors=self.spec.actors)
+        await self._emit(JobEventType.JOB_STARTED, n_total=self._n_total, actors=self.spec.actors)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         self.output_path.write_text("")
 
@@ -315,7 +230,7 @@ class JobRunner:
             slot = min(self.slots, key=lambda s: s.load)
             generation = slot.generation
             slot.load += 1
-            await self._emit("episode_started", episode, attempt=attempt, worker=slot.index)
+            await self._emit(JobEventType.EPISODE_STARTED, episode, attempt=attempt, worker=slot.index)
             try:
                 raw = await slot.handle.run_episode.remote(self.job_id, episode, attempt)
                 traj = load_trajectory(raw)
@@ -327,14 +242,14 @@ class JobRunner:
                 if attempt >= self.spec.max_attempts:
                     await self._accept(self._failed(episode, attempt, f"worker died {attempt} times; last: {why}"))
                     return
-                await self._emit("episode_retried", episode, attempt=attempt, reason=why)
+                await self._emit(JobEventType.EPISODE_RETRIED, episode, attempt=attempt, reason=why)
                 continue
             except ray.exceptions.RayTaskError as exc:
                 why = str(exc).strip().splitlines()[-1]
                 if attempt >= self.spec.max_attempts or self._cancel.is_set():
                     await self._accept(self._failed(episode, attempt, why))
                     return
-                await self._emit("episode_retried", episode, attempt=attempt, reason=why)
+                await self._emit(JobEventType.EPISODE_RETRIED, episode, attempt=attempt, reason=why)
                 continue
             finally:
                 slot.load -= 1
@@ -366,7 +281,7 @@ class JobRunner:
         with self.output_path.open("a") as f:
             f.write(dump_trajectory(traj) + "\n")
         await self._emit(
-            "episode_finished",
+            JobEventType.EPISODE_FINISHED,
             traj.episode,
             attempt=traj.attempt,
             termination=traj.termination.value,
@@ -379,7 +294,7 @@ class JobRunner:
         if self._cancel.is_set():
             return
         self._cancel.set()
-        await self._emit("job_cancelled")
+        await self._emit(JobEventType.JOB_CANCELLED)
         await asyncio.gather(*(s.handle.cancel.remote(self.job_id) for s in self.slots), return_exceptions=True)
 
     async def _shutdown_actors(self) -> None:
@@ -393,7 +308,7 @@ class JobRunner:
     async def _finish(self, status: JobStatus, error: str | None) -> JobResult:
         trajectories = [self.results[k] for k in sorted(self.results)]
         wall = time.time() - self._started
-        summary = summarize(trajectories, wall)
+        summary = summarize_job(trajectories, wall_s=wall)
         # Rewrite the export in episode order (lines were appended as episodes finished).
         tmp = self.output_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(dump_trajectory(t) + "\n" for t in trajectories))
@@ -406,7 +321,8 @@ class JobRunner:
                 self.job_id, status=status, finished_at=time.time(), summary=summary, error=error,
                 n_done=len(trajectories),
             )  # fmt: skip
-        await self._emit("job_finished" if status != JobStatus.FAILED else "job_failed", status=status.value)
+        kind = JobEventType.JOB_FAILED if status == JobStatus.FAILED else JobEventType.JOB_FINISHED
+        await self._emit(kind, status=status.value)
         return JobResult(
             job_id=self.job_id,
             status=status,
@@ -424,11 +340,7 @@ async def run_job(spec: JobSpec, **kwargs: Any) -> JobResult:
 __all__ = [
     "JobResult",
     "JobRunner",
-    "JobSummary",
     "ensure_ray",
-    "load_trajectories",
     "run_job",
-    "summarize",
-    "summary_rows",
     "trajectories_path",
 ]

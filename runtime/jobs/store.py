@@ -30,6 +30,10 @@ from pydantic import BaseModel, Field
 
 from interleaf.telemetry.records import Trajectory
 
+# The serialised trajectory is telemetry's (it owns the record schema); re-exported here for the
+# worker, which returns trajectories to the runner in this form.
+from interleaf.telemetry.trajectory_file import dump_trajectory, load_trajectory
+
 
 class JobStatus(StrEnum):
     """Lifecycle of a job."""
@@ -72,19 +76,39 @@ class JobRecord(BaseModel):
     output_path: str | None = None
     """The JSONL export of the trajectories."""
     summary: dict[str, Any] | None = None
-    """The job summary (``interleaf.runtime.jobs.JobSummary``) once finished."""
+    """The job summary (``interleaf.telemetry.JobSummary`` as JSON) once finished."""
     cancel_requested: bool = False
     """Set by ``JobStore.request_cancel``; the worker running the job cancels it."""
     worker: str | None = None
     """Consumer name of the worker that took the job from the queue."""
 
 
-class JobEvent(BaseModel):
-    """One entry of a job's event stream."""
+class JobEventType(StrEnum):
+    """The kinds of entry in a job's event stream; ``JobEvent.data`` holds the keys named here."""
 
-    type: str
-    """``job_started`` | ``episode_started`` | ``episode_finished`` | ``episode_retried`` |
-    ``worker_restarted`` | ``job_finished`` | ``job_cancelled`` | ``job_failed``."""
+    JOB_STARTED = "job_started"
+    """The actors are up and the episodes queued: ``n_total``, ``actors``."""
+    EPISODE_STARTED = "episode_started"
+    """An episode was sent to an actor: ``attempt``, ``worker`` (actor index)."""
+    EPISODE_FINISHED = "episode_finished"
+    """An episode's result was stored: ``attempt``, ``termination``, ``score``, ``turns``."""
+    EPISODE_RETRIED = "episode_retried"
+    """An attempt failed and the episode runs again: ``attempt`` (the failed one), ``reason``."""
+    WORKER_RESTARTED = "worker_restarted"
+    """A dead actor was replaced: ``worker`` (actor index), ``reason``."""
+    JOB_CANCELLED = "job_cancelled"
+    """Cancellation began: no new episodes, running ones are being cancelled (no data)."""
+    JOB_FINISHED = "job_finished"
+    """The job ended, succeeded or cancelled: ``status``."""
+    JOB_FAILED = "job_failed"
+    """The job could not run to the end: ``status``."""
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's event stream (stored as JSON; ``type`` is the kind's string)."""
+
+    type: JobEventType
+    """What happened; the kind also says which keys ``data`` holds."""
     job_id: str
     """The job."""
     ts: float = Field(default_factory=time.time)
@@ -92,7 +116,7 @@ class JobEvent(BaseModel):
     episode: int | None = None
     """Episode index, for episode events."""
     data: dict[str, Any] = Field(default_factory=dict)
-    """Event details (score, termination, attempt, worker, error, ...)."""
+    """Event details, by kind (see ``JobEventType``)."""
 
 
 _HASH_JSON_FIELDS = ("spec", "summary")
@@ -194,10 +218,6 @@ class JobStore:
         created = await self.redis.hset(key, str(traj.episode), dump_trajectory(traj))
         return bool(created)
 
-    async def get_trajectory(self, job_id: str, episode: int) -> Trajectory | None:
-        raw = await self.redis.hget(self._key("job", job_id, "trajectories"), str(episode))
-        return load_trajectory(raw) if raw else None
-
     async def get_trajectories(self, job_id: str) -> list[Trajectory]:
         """All stored trajectories of a job, by episode index."""
         raw = await self.redis.hgetall(self._key("job", job_id, "trajectories"))
@@ -265,14 +285,4 @@ class JobStore:
         await self.redis.xack(self._key("queue"), self.group, entry_id)
 
 
-def dump_trajectory(traj: Trajectory) -> str:
-    """One-line JSON. Compact by construction: turns hold only their token deltas, so a record is
-    O(total tokens), never O(turns²). Every field is written (readers of the JSONL need no defaults)."""
-    return traj.model_dump_json()
-
-
-def load_trajectory(raw: str | bytes) -> Trajectory:
-    return Trajectory.model_validate_json(raw)
-
-
-__all__ = ["JobEvent", "JobRecord", "JobStatus", "JobStore", "dump_trajectory", "load_trajectory"]
+__all__ = ["JobEvent", "JobEventType", "JobRecord", "JobStatus", "JobStore", "dump_trajectory", "load_trajectory"]

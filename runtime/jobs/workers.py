@@ -23,6 +23,8 @@ from typing import Any
 import ray
 
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
+from interleaf.runtime.client import BackendPool, RetentionPolicyName
+from interleaf.runtime.jobs.spec import JobSpec
 from interleaf.runtime.jobs.store import dump_trajectory
 from interleaf.telemetry.records import TerminationReason, Trajectory
 
@@ -39,21 +41,23 @@ def trajectory_id(job_id: str, episode: int, attempt: int) -> str:
 class _PreparedJob:
     agent: Agent
     suite: TaskSuite
-    retention: str
+    retention: RetentionPolicyName
 
 
-def build_job_agent(spec: dict[str, Any], agent: Agent | None, suite: TaskSuite) -> Agent:
+# JobSpec fields that override the same-named ``Budgets`` field when set.
+_BUDGET_OVERRIDES = ("max_turns", "max_tokens", "max_new_tokens", "wall_time_s")
+
+
+def build_job_agent(spec: JobSpec, agent: Agent | None, suite: TaskSuite) -> Agent:
     """The agent a job runs: the named (or given) agent, plus the suite's tools, with the spec's
     budget and temperature overrides applied."""
-    base = agent or get_agent(spec.get("agent", "tir"))
+    base = agent or get_agent(spec.agent)
     own = list(base.toolset)
     names = {t.name for t in own}
     tools = own + [t for t in suite.make_tools() if t.name not in names]
-    budgets = base.budgets
-    overrides = {k: spec[k] for k in ("max_turns", "max_tokens", "max_new_tokens", "wall_time_s") if spec.get(k)}
-    if overrides:
-        budgets = dataclasses.replace(budgets, **overrides)
-    temperature = spec["temperature"] if spec.get("temperature") is not None else base.temperature
+    overrides = {k: getattr(spec, k) for k in _BUDGET_OVERRIDES if getattr(spec, k) is not None}
+    budgets = dataclasses.replace(base.budgets, **overrides)
+    temperature = base.temperature if spec.temperature is None else spec.temperature
     return dataclasses.replace(base, tools=tools, budgets=budgets, temperature=temperature)
 
 
@@ -64,7 +68,7 @@ class EpisodeWorker:
         self,
         backend_urls: list[str],
         *,
-        retention: str = "session",
+        retention: RetentionPolicyName = RetentionPolicyName.SESSION,
         kv_budget_fraction: float = 0.5,
         model_factory: ModelFactory | None = None,
         name: str = "",
@@ -74,7 +78,7 @@ class EpisodeWorker:
         self.kv_budget_fraction = kv_budget_fraction
         self.name = name
         self._model_factory = model_factory
-        self._pool: Any = None
+        self._pool: BackendPool | None = None
         self._pool_lock = asyncio.Lock()
         self._jobs: dict[str, _PreparedJob] = {}
         self._running: dict[tuple[str, int], tuple[asyncio.Task, list[Episode]]] = {}
@@ -92,24 +96,22 @@ class EpisodeWorker:
         """Liveness and load: pid, running episodes, episodes run so far."""
         return {"pid": os.getpid(), "name": self.name, "running": len(self._running), "done": self.episodes_run}
 
-    async def prepare(self, job_id: str, spec: dict[str, Any], agent: Agent | None = None) -> int:
-        """Build the job's suite and agent (deterministic, so every actor agrees); returns task count."""
+    async def prepare(self, job_id: str, spec: JobSpec, agent: Agent | None = None) -> int:
+        """Build the job's suite and agent (deterministic, so every actor agrees); returns task count.
+        ``agent``: the job's agent resolved by the caller (else ``spec.agent`` from this process's registry)."""
         if job_id not in self._jobs:
-            suite = load_suite(spec["suite"], spec["n"], spec.get("seed", 0))
-            self._jobs[job_id] = _PreparedJob(
-                build_job_agent(spec, agent, suite), suite, spec.get("retention", self.retention)
-            )
+            suite = load_suite(spec.suite, spec.n, spec.seed)
+            self._jobs[job_id] = _PreparedJob(build_job_agent(spec, agent, suite), suite, spec.retention)
         return len(self._jobs[job_id].suite)
 
-    async def _get_pool(self) -> Any:
+    async def _get_pool(self) -> BackendPool:
         async with self._pool_lock:
-            if self._pool is None:
-                from interleaf.runtime.client import BackendPool
-
-                self._pool = await BackendPool.connect(
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = await BackendPool.connect(
                     self.backend_urls, retention=self.retention, kv_budget_fraction=self.kv_budget_fraction
                 )
-        return self._pool
+        return pool
 
     @asynccontextmanager
     async def _open_model(self, episode_id: str, max_turns: int | None = None) -> AsyncIterator[AgentModel]:
@@ -186,18 +188,6 @@ class EpisodeWorker:
         await asyncio.gather(*tasks, return_exceptions=True)
         return len(tasks)
 
-    async def forget(self, job_id: str) -> None:
-        """Drop the job's prepared state (after it finished)."""
-        self._jobs.pop(job_id, None)
-        self._cancelled.discard(job_id)
-
-    async def pool_stats(self) -> dict[str, Any]:
-        """The backend pool's figures, when it has a ``stats()``."""
-        if self._pool is None or not hasattr(self._pool, "stats"):
-            return {}
-        stats = self._pool.stats()
-        return await stats if asyncio.iscoroutine(stats) else stats
-
     async def aclose(self) -> None:
         """Cancel everything and close the backend pool (call before killing the actor)."""
         for job_id in list(self._jobs):
@@ -213,7 +203,7 @@ class EpisodeWorker:
 def worker_actor(
     backend_urls: list[str],
     *,
-    retention: str = "session",
+    retention: RetentionPolicyName = RetentionPolicyName.SESSION,
     kv_budget_fraction: float = 0.5,
     model_factory: ModelFactory | None = None,
     name: str = "",

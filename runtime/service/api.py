@@ -32,8 +32,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job, summarize, summary_rows
+from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job
 from interleaf.runtime.jobs.store import JobRecord, JobStore
+from interleaf.telemetry import summarize_job
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -139,12 +140,9 @@ def create_app(
         record = await _job(job_id)
         trajs = await store.get_trajectories(job_id)
         # Wall time so far for a running job.
-        wall = max(0.0, (record.finished_at or time.time()) - record.started_at) if record.started_at else 0.0
-        figures = summarize(trajs, wall)
-        return {
-            "summary": figures.model_dump(mode="json"),
-            "rows": [list(r) for r in summary_rows(trajs, summary=figures)] if trajs else [],
-        }
+        wall = max(0.0, (record.finished_at or time.time()) - record.started_at) if record.started_at else None
+        figures = summarize_job(trajs, wall_s=wall)
+        return {"summary": figures.model_dump(mode="json"), "rows": [list(r) for r in figures.rows()]}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, bool]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import xgrammar as xg
 
-from interleaf.agents import GrammarOptions, load_suite, tool_call_grammar
+from interleaf.agents import load_suite
+from interleaf.tools import GrammarOptions, tool_call_grammar
 
 _VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
 

@@ -23,6 +23,7 @@ from interleaf.agents import (
 )
 from interleaf.telemetry.records import RetentionDecision, TerminationReason
 from interleaf.tools import ToolInfraError, tool
+from tests.waiting import wait_until_async
 
 
 @tool
@@ -182,8 +183,12 @@ async def test_cancellation_records_and_closes() -> None:
 
     episode = Episode(agent(), TASK, model)
     task = asyncio.create_task(run())
-    while len(model.calls) < 2:
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: len(model.calls),
+        until=lambda calls: calls >= 2,
+        message="the episode to be inside its second model call (model calls)",
+        interval_s=0.01,
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -13,14 +13,21 @@ import pytest
 
 from interleaf.probes import (
     ACTIONS,
+    Action,
+    GridAgent,
     StudyConfig,
+    Variant,
     analyse,
     build_grids,
+    key_grid,
     parse_hidden_states,
+    plain_grid,
     run_study,
 )
+from interleaf.probes.agent import ANSWER_REGEX, SYSTEM_PROMPT, step_prompt, user_prompt
 from interleaf.probes.policy import cell_distances
 from interleaf.probes.study import run_trajectories, save_run
+from interleaf.runtime.client import SGLangBackend
 
 
 def scripted_engine(request: httpx.Request) -> httpx.Response:
@@ -28,6 +35,10 @@ def scripted_engine(request: httpx.Request) -> httpx.Response:
 
     The distance is computed from the rendered text alone (plain grids: no key or door rules).
     """
+    if request.url.path == "/server_info":
+        return httpx.Response(200, json={"internal_states": [{"max_total_num_tokens": 4096}]})
+    if request.url.path == "/model_info":
+        return httpx.Response(200, json={"model_path": "scripted"})
     body = json.loads(request.content)
     rows = [line.split()[1:] for line in body["text"].splitlines() if re.match(r"^\s*\d+ [#_AGKD]( |$)", line)]
     walls = np.array([[c == "#" for c in r] for r in rows])
@@ -42,7 +53,47 @@ def scripted_engine(request: httpx.Request) -> httpx.Response:
     action = ACTIONS[int(rng.integers(4))].value
     hidden = {"layers": layers, "prompt": pre.tolist(), "output": post.tolist()}
     meta = {"prompt_tokens": 200, "completion_tokens": 8, "cached_tokens": 150, "hidden_states": hidden}
-    return httpx.Response(200, json={"text": json.dumps({"action": action}), "meta_info": meta})
+    return httpx.Response(200, json={"text": json.dumps({"action": action}), "output_ids": [], "meta_info": meta})
+
+
+async def test_agent_sends_the_chatml_prompt_as_text_with_the_capture_fields() -> None:
+    """The prompt, rendered by ``ChatFormat``, is byte for byte the ChatML the agent always sent."""
+    seen: list[dict] = []
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/generate":
+            seen.append(json.loads(request.content))
+        return scripted_engine(request)
+
+    def chatml(user: str) -> str:  # the hand-written template the agent used before ChatFormat
+        system = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+        return f"{system}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+    rng = np.random.default_rng(3)
+    keyed = key_grid(7, 0.4, Variant.KEY_DOOR, rng)
+    assert step_prompt(keyed, keyed.initial_state()) == chatml(user_prompt(keyed, keyed.initial_state()))
+    grid = plain_grid(7, 0.4, rng)
+    state = grid.initial_state()
+    backend = await SGLangBackend.connect("http://scripted", transport=httpx.MockTransport(engine))
+    try:
+        agent = GridAgent(backend, layers=[3, 5], last_k=2, temperature=0.5)
+        out = await agent.act(grid, state, seed=11)
+    finally:
+        await backend.aclose()
+    (body,) = seen
+    assert body["text"] == chatml(user_prompt(grid, state))
+    assert "input_ids" not in body
+    assert body["sampling_params"] == {
+        "temperature": 0.5,
+        "max_new_tokens": 16,
+        "regex": ANSWER_REGEX,
+        "sampling_seed": 11,
+    }
+    assert body["return_hidden_states"] is True
+    assert (body["hidden_states_layers"], body["hidden_states_last_k"]) == ([3, 5], 2)
+    assert isinstance(out.action, Action) and out.hidden is not None
+    assert out.hidden.source == "interleaf" and out.hidden.pre.shape == (2, 2, 8)
+    assert (out.prompt_tokens, out.completion_tokens, out.cached_tokens) == (200, 8, 150)
 
 
 def test_pipeline_with_a_scripted_engine_finds_the_planted_distance(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from interleaf.runtime.client.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
+from tests.waiting import wait_until_async
 
 
 def test_growth_estimate_prior_then_means_and_remaining_turns() -> None:
@@ -31,6 +32,16 @@ async def _admit(adm: EpisodeAdmission, key: str, context: int, done: int = 0, m
     return await adm.admit(key, context=context, turns_done=done, max_turns=max_turns, prior_growth=100)
 
 
+async def _queued(adm: EpisodeAdmission, waits: int) -> None:
+    """Wait until ``waits`` admit() calls in all have parked in the queue (stats' admission_waits)."""
+    await wait_until_async(
+        lambda: adm.stats()["admission_waits"],
+        until=lambda n: n >= waits,
+        message=f"{waits} admit() calls to queue for admission",
+        timeout_s=5,
+    )
+
+
 async def test_first_come_first_served_while_the_projections_fit() -> None:
     adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate())
     # Each projects 200 + 2 remaining turns x 100 = 400.
@@ -39,7 +50,7 @@ async def test_first_come_first_served_while_the_projections_fit() -> None:
     assert adm.committed() == 800
     waiter = asyncio.ensure_future(_admit(adm, "c", 200))
     late = asyncio.ensure_future(_admit(adm, "d", 100))  # would fit (300) but must not overtake c
-    await asyncio.sleep(0.05)
+    await _queued(adm, 2)
     assert not waiter.done() and not late.done()
     assert adm.stats()["waiting"] == 2
     adm.leave("a")
@@ -64,11 +75,11 @@ async def test_growth_overrun_suspends_the_latest_admitted_and_readmits_in_order
     assert list(adm.admitted) == ["a"] and adm.stats()["suspensions"] == 3
     b = asyncio.ensure_future(_admit(adm, "b", 300, done=1, max_turns=4))
     c = asyncio.ensure_future(_admit(adm, "c", 300, done=1, max_turns=4))
-    await asyncio.sleep(0.05)
+    await _queued(adm, 2)
     assert not b.done() and not c.done()
     adm.leave("a")
     await asyncio.wait_for(b, 2)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(c, 0.5)  # woken with b by the same change, not by the 1 s recheck
     # b projects 300 + 2 x 500 = 1,300; c the same: both fit in 3,000, in their original order.
     assert adm.is_admitted("b") and adm.is_admitted("c") and c.done()
     assert not adm.is_admitted("d")
@@ -78,7 +89,7 @@ async def test_head_is_admitted_alone_even_when_it_is_larger_than_the_budget() -
     adm = EpisodeAdmission("s", capacity=100, growth=GrowthEstimate())
     assert await _admit(adm, "huge", 5000) == 0.0  # progress: nothing else is admitted
     blocked = asyncio.ensure_future(_admit(adm, "next", 10))
-    await asyncio.sleep(0.05)
+    await _queued(adm, 1)
     assert not blocked.done()
     adm.leave("huge")
     await asyncio.wait_for(blocked, 2)
@@ -88,7 +99,7 @@ async def test_cancelled_waiter_leaves_the_queue_and_dead_server_abandons() -> N
     adm = EpisodeAdmission("s", capacity=500, growth=GrowthEstimate())
     await _admit(adm, "a", 400)
     waiter = asyncio.ensure_future(_admit(adm, "b", 400))
-    await asyncio.sleep(0.05)
+    await _queued(adm, 1)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -97,7 +108,7 @@ async def test_cancelled_waiter_leaves_the_queue_and_dead_server_abandons() -> N
     waiting = asyncio.ensure_future(
         adm.admit("c", context=400, turns_done=0, max_turns=1, prior_growth=0, alive=lambda: alive)
     )
-    await asyncio.sleep(0.05)
+    await _queued(adm, 2)
     alive = False
     with pytest.raises(AdmissionAbandoned, match="server is down"):
         await asyncio.wait_for(waiting, 5)
@@ -111,7 +122,7 @@ async def test_overcommit_admits_past_the_budget_by_its_factor() -> None:
     for key in "abc":  # 400 each: 1,200 <= 1,500
         assert await _admit(adm, key, 200) == 0.0
     waiter = asyncio.ensure_future(_admit(adm, "d", 200))  # 1,600 > 1,500
-    await asyncio.sleep(0.05)
+    await _queued(adm, 1)
     assert not waiter.done()
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):

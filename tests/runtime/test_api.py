@@ -3,13 +3,13 @@ the end-to-end test runs a job on local Ray against the real engine."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import start_serve, stop_process
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +68,13 @@ def test_job_submitted_over_http_runs_to_the_end(redis_url: str, engine_url: str
         spec = {"suite": "arith", "n": 2, "concurrency": 2, "actors": 1, "max_turns": 2, "max_new_tokens": 24}
         job = httpx.post(f"{url}/v1/jobs", json={**spec, "job_id": "api-e2e", "retention": "session"}).json()
         assert job["spec"]["backend_urls"] == [engine_url]
-        status = job["status"]
-        deadline = time.monotonic() + 420
-        while status not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
-            time.sleep(1)
-            status = httpx.get(f"{url}/v1/jobs/api-e2e").json()["status"]
+        wait_until(
+            lambda: httpx.get(f"{url}/v1/jobs/api-e2e").json()["status"],
+            until=lambda status: status in ("succeeded", "failed", "cancelled"),
+            message="job api-e2e to end",
+            timeout_s=420,
+            interval_s=1,
+        )
         record = httpx.get(f"{url}/v1/jobs/api-e2e").json()
         assert record["status"] == "succeeded", record
         assert record["n_done"] == 2
@@ -90,3 +92,16 @@ def test_job_submitted_over_http_runs_to_the_end(redis_url: str, engine_url: str
         assert [e["type"] for e in later["events"]] == ["job_finished"]
     finally:
         stop_process(proc, 60)
+
+
+def test_unknown_suite_agent_and_retention_are_422_naming_the_field(api_only: str) -> None:
+    r = httpx.post(f"{api_only}/v1/jobs", json={"suite": "no-such-suite", "agent": "nobody", "retention": "forever"})
+    assert r.status_code == 422
+    body = r.json()
+    assert {f["field"]: f["value"] for f in body["fields"]} == {
+        "suite": "no-such-suite",
+        "agent": "nobody",
+        "retention": "forever",
+    }
+    assert "suite='no-such-suite'" in body["error"] and "arith" in body["error"]
+    assert "agent='nobody'" in body["error"] and "'adaptive'" in body["error"]

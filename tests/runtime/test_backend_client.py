@@ -136,3 +136,37 @@ async def test_sessions_off_is_detected_and_refused_locally() -> None:
             await backend.open_session(timeout_s=10)
     finally:
         await backend.aclose()
+
+
+async def test_text_requests_hidden_state_fields_and_a_session_first_turn() -> None:
+    seen: list = []
+    hidden = {"layers": [3], "prompt": [[[0.5, 1.0]]], "output": [[[2.0, 3.0]]]}
+    backend = await SGLangBackend.connect(
+        "http://srv:1", transport=_transport(lambda r: _reply(hidden_states=hidden, batch_size=2.5), seen=seen)
+    )
+    try:
+        sampling = {"max_new_tokens": 8, "regex": r"(a|b)", "ignore_eos": True}
+        result = await backend.generate_text(
+            "<|im_start|>user\nhi", sampling_params=sampling, return_hidden_states=True, hidden_states_layers=[3],
+            hidden_states_last_k=1,
+        )  # fmt: skip
+        _, body = seen[-1]
+        assert body == {
+            "text": "<|im_start|>user\nhi",
+            "sampling_params": sampling,
+            "return_hidden_states": True,
+            "hidden_states_layers": [3],
+            "hidden_states_last_k": 1,
+        }
+        # interleaf's per-layer form comes back as sent; the raw meta_info figures too.
+        assert result.hidden_states == hidden and result.batch_size == 2.5 and result.request_id == "r1"
+        await backend.generate([1, 2], sampling_params={}, rid="r2", session=SessionTurn("sid-1"))
+        _, body = seen[-1]
+        assert body["session_params"] == {"id": "sid-1"} and "return_hidden_states" not in body
+        with pytest.raises(ValueError, match="hidden_states_layers=\\[3\\] needs return_hidden_states=True"):
+            await backend.generate([1], sampling_params={}, rid="r3", hidden_states_layers=[3])
+        with pytest.raises(ValueError, match="hidden_states_last_k=0"):
+            await backend.generate_text("x", sampling_params={}, return_hidden_states=True, hidden_states_last_k=0)
+        assert [p for p, _ in seen].count("/generate") == 2  # refused locally, before the network
+    finally:
+        await backend.aclose()

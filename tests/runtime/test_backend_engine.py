@@ -17,6 +17,7 @@ from interleaf.runtime.client import BackendPool, ServerMetrics, parse_prometheu
 from interleaf.runtime.client.retention import ToolDurationEstimator
 from interleaf.telemetry.records import RetentionDecision
 from tests.conftest import start_engine, stop_process
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -60,14 +61,18 @@ async def _metrics(url: str) -> ServerMetrics:
 
 
 async def _wait_sessions(url: str, n: int) -> float:
-    """Poll /metrics until num_streaming_sessions == n (or give up after a generous while)."""
-    value = -1.0
-    for _ in range(300):
-        value = (await _metrics(url)).num_streaming_sessions or 0.0
-        if value == n:
-            break
-        await asyncio.sleep(0.1)
-    return value
+    """Poll /metrics until num_streaming_sessions == n; returns it (fails after a generous while)."""
+
+    async def sessions() -> float:
+        return (await _metrics(url)).num_streaming_sessions or 0.0
+
+    return await wait_until_async(
+        sessions,
+        until=lambda value: value == n,
+        message=f"{n} open streaming sessions on {url}",
+        timeout_s=30,
+        interval_s=0.1,
+    )
 
 
 async def _noise(url: str, rng: random.Random, prompts: int, tokens: int) -> None:

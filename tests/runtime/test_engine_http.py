@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import json
 
 import httpx
 import pytest
 import torch
 
 from tests.conftest import start_engine, stop_process
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.model
 
@@ -35,6 +36,15 @@ def metric(url: str, name: str) -> float:
     raise AssertionError(f"metric {name} not exported")
 
 
+def wait_running(url: str) -> None:
+    """Wait until the engine is prefilling or decoding a request (the one a thread just sent)."""
+    wait_until(
+        lambda: metric(url, "sglang:num_running_reqs"),
+        until=lambda running: running >= 1,
+        message="the request sent from the thread to be running (sglang:num_running_reqs >= 1)",
+    )
+
+
 def test_generate_meta_info_and_server_info(engine_url: str) -> None:
     out = gen(engine_url, text=CHAT.format(q="What is 2+2?"), sampling_params=GREEDY)
     meta = out["meta_info"]
@@ -43,7 +53,14 @@ def test_generate_meta_info_and_server_info(engine_url: str) -> None:
     assert meta["finish_reason"]["type"] in ("stop", "length")
     info = httpx.get(f"{engine_url}/server_info").json()
     assert info["internal_states"][0]["max_total_num_tokens"] > 0
-    assert httpx.get(f"{engine_url}/model_info").json()["is_generation"] is True
+    model_info = httpx.get(f"{engine_url}/model_info").json()
+    assert model_info["is_generation"] is True
+    # the context length is the model's own (SmolLM2-135M: 8192), not a default
+    from interleaf.runtime.engine import resolve_model
+
+    config = json.loads((resolve_model().path / "config.json").read_text())
+    assert info["context_length"] == model_info["context_length"] == config["max_position_embeddings"]
+    assert info["max_req_input_len"] == min(config["max_position_embeddings"], info["max_total_tokens"]) - 1
     assert httpx.get(f"{engine_url}/health_generate", timeout=60).status_code == 200
 
 
@@ -56,8 +73,6 @@ def test_streaming_sse_matches_non_streaming(engine_url: str) -> None:
             if line.startswith("data: "):
                 chunks.append(line[6:])
     assert chunks[-1] == "[DONE]"
-    import json
-
     last = json.loads(chunks[-2])
     assert last["output_ids"] == plain["output_ids"] and last["text"] == plain["text"]
     assert len(chunks) > 2  # incremental chunks, not one blob
@@ -130,7 +145,7 @@ def test_bad_inputs_name_the_field_and_server_keeps_serving(engine_url: str) -> 
 
         first = threading.Thread(target=lambda: c.post(f"{engine_url}/generate", json=long))
         first.start()
-        time.sleep(1.0)
+        wait_running(engine_url)
         r = httpx.post(f"{engine_url}/generate", json={**long, "sampling_params": {"max_new_tokens": 1}})
         assert r.status_code == 400 and "in flight" in r.json()["error"]["message"]
         first.join()
@@ -150,7 +165,7 @@ def test_abort_rolls_back_session_turn(engine_url: str) -> None:
         target=lambda: res.update(httpx.post(f"{engine_url}/generate", json=body, timeout=120).json())
     )
     th.start()
-    time.sleep(1.0)
+    wait_running(engine_url)
     httpx.post(f"{engine_url}/abort_request", json={"rid": "to-abort"})
     th.join()
     assert res["meta_info"]["finish_reason"]["type"] == "abort"
@@ -212,9 +227,12 @@ def test_eviction_spares_pinned_session_then_timeout_and_close_release() -> None
         sid2 = open_session(url, timeout=2)
         gen(url, text=pinned, session_params={"id": sid2}, sampling_params={"max_new_tokens": 2})
         assert metric(url, "sglang:num_streaming_sessions") == 1
-        deadline = time.time() + 30
-        while metric(url, "sglang:num_streaming_sessions") > 0 and time.time() < deadline:
-            time.sleep(0.5)
+        wait_until(
+            lambda: metric(url, "sglang:num_streaming_sessions"),
+            until=lambda sessions: sessions == 0,
+            message="the idle session to time out (sglang:num_streaming_sessions == 0)",
+            interval_s=0.5,
+        )
         assert metric(url, "sglang:num_streaming_sessions") == 0
         assert metric(url, "sglang:streaming_session_held_tokens") == 0
         assert httpx.post(f"{url}/flush_cache").status_code == 200

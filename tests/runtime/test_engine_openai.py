@@ -11,14 +11,9 @@ import pytest
 import xgrammar as xgr
 from xgrammar.testing import _is_grammar_accept_string
 
-from interleaf.runtime.engine.openai_route import (
-    ChatCompletionIn,
-    ToolDef,
-    format_tool_call,
-    parse_tool_calls,
-    render_prompt,
-    tool_call_ebnf,
-)
+from interleaf.runtime.engine.openai.hermes import parse_tool_calls, render_prompt, tool_call_ebnf
+from interleaf.runtime.engine.openai.protocol import ChatCompletionIn, ToolDef
+from interleaf.tools import format_tool_call
 
 WEATHER = {
     "type": "function",
@@ -55,6 +50,31 @@ def test_grammar_admits_only_schema_valid_calls_or_text() -> None:
     assert not accepts(required, "It is sunny.")
     named = tool_call_ebnf(tools, only="now", required=True, parallel=True)
     assert accepts(named, now) and not accepts(named, paris) and not accepts(named, now + now)
+
+
+def test_arguments_follow_xgrammars_schema_converter() -> None:
+    """The route builds arguments with xgrammar's JSON-schema converter, so the keywords it enforces
+    hold (the agents' hand compiler leaves them to the tool's own validation)."""
+    params = {"type": "object", "properties": {
+        "city": {"type": "string", "pattern": "^[A-Z][a-z]+$"}, "code": {"type": "string", "maxLength": 3},
+        "n": {"type": "integer", "minimum": 3}, "note": {"type": "string"}}, "required": ["city"]}  # fmt: skip
+    tools = [ToolDef.model_validate({"type": "function", "function": {"name": "f", "parameters": params}}),
+             ToolDef.model_validate(NOW),
+             ToolDef.model_validate({"type": "function", "function": {"name": "any", "parameters": {}}})]  # fmt: skip
+    ebnf = tool_call_ebnf(tools, only=None, required=True, parallel=False)
+
+    def call(name: str, args: str) -> str:
+        return f'<tool_call>{{"name": "{name}", "arguments": {args}}}</tool_call>'
+
+    assert accepts(ebnf, call("f", '{"city": "Paris", "code": "FRA", "n": 3}'))
+    assert not accepts(ebnf, call("f", '{"city": "paris"}'))  # pattern
+    assert not accepts(ebnf, call("f", '{"city": "Paris", "code": "FRAN"}'))  # maxLength
+    assert not accepts(ebnf, call("f", '{"city": "Paris", "n": 2}'))  # minimum
+    assert accepts(ebnf, call("f", '{"city": "Paris", "note": "caf\\u00e9"}'))  # json.dumps' \uXXXX escape
+    assert accepts(ebnf, call("f", '{"city": "Paris", "n": 123456789012345678901}'))  # no cap on digits
+    # No parameters: the empty object only; parameters {} (any value): any object.
+    assert accepts(ebnf, call("now", "{}")) and not accepts(ebnf, call("now", '{"x": 1}'))
+    assert accepts(ebnf, call("any", '{"x": [1, "y"]}'))
 
 
 def test_parse_tool_calls_into_openai_shape() -> None:

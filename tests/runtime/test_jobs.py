@@ -12,9 +12,10 @@ import pytest
 import ray
 
 from interleaf.agents import ScriptedModelFactory, ScriptedTurn
-from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories, summary_rows
+from interleaf.runtime.jobs import JobRunner, JobSpec, JobSummary, load_trajectories
 from interleaf.runtime.jobs.store import JobStatus, JobStore
 from interleaf.telemetry.records import TerminationReason
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,18 @@ def lines(path: str) -> list[dict]:
     return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
 
 
+async def running_in_actors(runner: JobRunner, n: int, actors: int | None = None) -> None:
+    """Wait until the first ``actors`` (default all) of the job's actors run ``n`` episodes in all."""
+    handles = runner.actors[:actors]
+
+    async def running() -> int:
+        return sum([(await a.ping.remote())["running"] for a in handles])
+
+    await wait_until_async(
+        running, until=lambda count: count >= n, message=f"{n} episodes running in {len(handles)} actor(s)"
+    )
+
+
 async def test_job_spreads_over_actors_and_stores_once(local_ray, store: JobStore, tmp_path: Path) -> None:
     factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>", delay_s=0.2)])
     events = []
@@ -57,10 +70,14 @@ async def test_job_spreads_over_actors_and_stores_once(local_ray, store: JobStor
     record = await store.get_job(runner.job_id)
     assert record is not None and record.status == JobStatus.SUCCEEDED and record.n_done == 8
     assert record.summary is not None and record.summary["episodes"] == 8
+    # The one summary, stored in Redis and beside the export, reads back as it was computed.
+    assert JobSummary.model_validate(record.summary) == result.summary
+    stored = json.loads((Path(result.output_path).parent / "summary.json").read_text())
+    assert stored["job_id"] == runner.job_id and JobSummary.model_validate(stored) == result.summary
     stored_events = [e.type for _, e in await store.read_events(runner.job_id)]
     assert stored_events.count("episode_finished") == 8 and stored_events[-1] == "job_finished"
     assert [e.type for e in events] == stored_events
-    rows = dict(summary_rows(result.trajectories, result.summary.wall_s))
+    rows = dict(result.summary.rows())
     assert rows["episodes"] == "8" and "answered 8" in rows["terminations"]
 
 
@@ -75,7 +92,7 @@ async def test_killed_actor_episodes_retried_exactly_once(local_ray, store: JobS
     runner = JobRunner(spec(), store=store, model_factory=factory, runs_dir=tmp_path, on_event=on_event)
     job = asyncio.create_task(runner.run())
     await started.wait()
-    await asyncio.sleep(0.3)  # let the episode reach the actor
+    await running_in_actors(runner, 1, actors=1)  # the episode reached the actor
     ray.kill(runner.actors[0], no_restart=True)
     result = await job
     assert result.status == JobStatus.SUCCEEDED and runner.restarts >= 1
@@ -104,7 +121,7 @@ async def test_cancel_stops_running_episodes(local_ray, store: JobStore, tmp_pat
     runner = JobRunner(spec(), store=store, model_factory=factory, runs_dir=tmp_path, on_event=on_event)
     job = asyncio.create_task(runner.run())
     await four.wait()
-    await asyncio.sleep(0.3)
+    await running_in_actors(runner, 4)
     await runner.cancel()
     result = await job
     assert result.status == JobStatus.CANCELLED
@@ -131,13 +148,21 @@ async def test_queue_worker_runs_submitted_jobs_and_honours_cancel(local_ray, st
     stop = asyncio.Event()
     factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>", delay_s=0.1)])
 
+    async def statuses() -> list[JobStatus | None]:
+        records = [await store.get_job(j) for j in (quick.id, doomed.id)]
+        return [r.status if r is not None else None for r in records]
+
     async def stop_when_done() -> None:
-        while True:
-            records = [await store.get_job(j) for j in (quick.id, doomed.id)]
-            if all(r is not None and r.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) for r in records):
-                stop.set()
-                return
-            await asyncio.sleep(0.2)
+        try:
+            await wait_until_async(
+                statuses,
+                until=lambda found: all(s in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) for s in found),
+                message="both submitted jobs to end",
+                timeout_s=120,
+                interval_s=0.2,
+            )
+        finally:
+            stop.set()  # also when the wait fails, so serve_jobs returns and the failure surfaces
 
     stopper = asyncio.create_task(stop_when_done())
     ran = await serve_jobs(store, "w1", stop=stop, model_factory=factory, runs_dir=tmp_path)

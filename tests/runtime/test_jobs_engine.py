@@ -19,6 +19,7 @@ from interleaf.runtime.client import parse_prometheus
 from interleaf.runtime.jobs import JobRunner, JobSpec, load_trajectories
 from interleaf.runtime.jobs.store import JobStatus, JobStore
 from interleaf.telemetry.records import RetentionDecision, TerminationReason
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -99,9 +100,18 @@ async def test_cancel_closes_sessions(local_ray, engine_url, tmp_path: Path) -> 
     spec = JobSpec(suite="arith", n=6, actors=2, concurrency=4, backend_urls=[engine_url], retention="session")
     runner = JobRunner(spec, agent=agent, runs_dir=tmp_path)
     job = asyncio.create_task(runner.run())
-    while await sessions_open(engine_url) < 1:  # some episode holds a session on the engine
+
+    async def sessions_while_running() -> float:
         assert not job.done(), "job ended before any session was opened"
-        await asyncio.sleep(0.2)
+        return await sessions_open(engine_url)
+
+    await wait_until_async(
+        sessions_while_running,
+        until=lambda sessions: sessions >= 1,
+        message="some episode to hold a session on the engine (sglang:num_streaming_sessions >= 1)",
+        timeout_s=300,
+        interval_s=0.2,
+    )
     await runner.cancel()
     assert await sessions_open(engine_url) == 0  # cancelled episodes closed their sessions
     result = await job

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
+from tests.waiting import wait_until_async, wait_until_started
 
 
 async def test_reserve_grow_shrink_and_refuse_over_capacity() -> None:
@@ -24,7 +25,7 @@ async def test_waiter_is_admitted_when_a_hold_is_dropped() -> None:
     budget = KVBudget("s", 100)
     await budget.reserve("a", 90, wait_s=0, preempt=False)
     waiter = asyncio.ensure_future(budget.reserve("b", 50, wait_s=30, preempt=False))
-    await asyncio.sleep(0.01)
+    await wait_until_started(waiter, message="reserve('b') to run up to waiting for room")
     assert not waiter.done()
     budget.drop("a")
     assert await waiter
@@ -72,7 +73,7 @@ async def test_resume_of_a_hold_being_released_waits_and_reports_it_gone() -> No
     budget, gate = await _hold_being_released()
     assert budget.holds["a"].state is HoldState.RELEASING
     resumed = asyncio.ensure_future(budget.resume("a"))
-    await asyncio.sleep(0.01)
+    await wait_until_started(resumed, message="resume('a') to run up to waiting for the release")
     assert not resumed.done() and budget.held == 40  # tokens count until the close is confirmed
     gate.set()
     assert await resumed is False
@@ -113,13 +114,16 @@ async def test_many_concurrent_episodes_never_exceed_and_never_deadlock() -> Non
 
 async def test_a_new_reservation_waits_for_the_old_hold_release_and_is_not_dropped_by_it() -> None:
     budget, gate = await _hold_being_released()
+    old_release = budget.holds["a"].releasing
+    assert old_release is not None
     # The episode comes back while its old session is still closing and asks for a new one.
     again = asyncio.ensure_future(budget.reserve("a", 60, wait_s=0, preempt=False))
-    await asyncio.sleep(0.01)
+    await wait_until_started(again, message="reserve('a') to run up to waiting for the old release")
     assert not again.done()
     gate.set()
     assert await again
-    await asyncio.sleep(0.01)
+    # Only the old release could drop the new hold: once it has run to its end, it never will.
+    await wait_until_async(old_release.done, message="the old hold's release to finish", timeout_s=5)
     assert budget.holds["a"].tokens == 60 and budget.held == 60  # the old release did not drop it
     budget.pause("a", value=1.0, on_release=_close_now)
 

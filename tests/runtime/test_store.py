@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
-from interleaf.runtime.jobs.store import JobEvent, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn
 
 
@@ -80,3 +81,16 @@ async def test_queue_consumer_group_and_reclaim(store: JobStore) -> None:
     assert [job for _, job in reclaimed] == ["b"]
     await store.ack(reclaimed[0][0])
     assert await store.reclaim("w3", min_idle_ms=0) == []
+
+
+async def test_event_types_round_trip_as_their_strings(store: JobStore) -> None:
+    for kind in JobEventType:
+        await store.add_event(JobEvent(type=kind, job_id="k", data={"kind": kind.value}))
+    [(_, raw)] = await store.redis.xrange(f"{store.prefix}:job:k:events", count=1)  # as stored
+    assert json.loads(raw["event"])["type"] == "job_started"
+    events = [e for _, e in await store.read_events("k")]
+    assert [e.type for e in events] == list(JobEventType)
+    assert all(type(e.type) is JobEventType and e.type == e.data["kind"] for e in events)
+    assert [e.model_dump(mode="json")["type"] for e in events] == [k.value for k in JobEventType]  # the API's JSON
+    with pytest.raises(ValueError, match="type"):
+        JobEvent(type="job_exploded", job_id="k")

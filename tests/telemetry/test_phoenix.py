@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from interleaf.runtime.child_process import free_port
 from interleaf.telemetry import EpisodeTracer, configure_tracing
 from tests.telemetry.telemetry_fixtures import run_episode
+from tests.waiting import wait_until
 
 VENV = Path(os.environ.get("INTERLEAF_PHOENIX_VENV", "/work/phoenix-venv"))
 PHOENIX = VENV / "bin" / "phoenix"
@@ -45,18 +45,21 @@ def phoenix(tmp_path):
     log = (tmp_path / "phoenix.log").open("wb")
     proc = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+
+    def projects() -> int:
+        if proc.poll() is not None:
+            pytest.fail(f"phoenix exited with {proc.returncode}: {(tmp_path / 'phoenix.log').read_text()[-2000:]}")
+        return httpx.get(f"{url}/v1/projects", timeout=1).status_code
+
     try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                pytest.fail(f"phoenix exited with {proc.returncode}: {(tmp_path / 'phoenix.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/projects", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("phoenix did not answer /v1/projects within 120 s")
+        wait_until(
+            projects,
+            until=lambda code: code == 200,
+            message=f"phoenix to answer {url}/v1/projects",
+            timeout_s=120,
+            interval_s=0.5,
+            ignore=(httpx.HTTPError,),
+        )
         yield url
     finally:
         proc.terminate()
@@ -71,13 +74,18 @@ def test_phoenix_receives_genai_spans(phoenix, monkeypatch) -> None:
     setup = configure_tracing(set_global=False)
     agent = run_episode(EpisodeTracer(setup.tracer_provider, setup.meter_provider, capture_content=False))
     setup.shutdown()
-    spans: dict[str, dict] = {}
-    for _ in range(60):  # ingestion is asynchronous; poll, do not time
+
+    def received() -> dict[str, dict]:
         data = httpx.get(f"{phoenix}/v1/projects/default/spans", params={"limit": 50}).json()["data"]
-        spans = {s["name"]: s for s in data}
-        if len(spans) == 3:
-            break
-        time.sleep(0.5)
+        return {s["name"]: s for s in data}
+
+    spans = wait_until(  # ingestion is asynchronous; poll, do not time
+        received,
+        until=lambda by_name: len(by_name) == 3,
+        message="phoenix to have ingested the episode's 3 spans (spans by name)",
+        timeout_s=30,
+        interval_s=0.5,
+    )
     assert set(spans) == {"invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct", "execute_tool python"}
     a, llm, tool = (
         spans[n] for n in ("invoke_agent arith-agent", "text_completion SmolLM2-135M-Instruct", "execute_tool python")

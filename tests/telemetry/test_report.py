@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 
@@ -14,13 +15,17 @@ from interleaf.commands import report as report_cmd
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
     MODEL_PROFILES,
+    JobSummary,
     build_report,
+    dump_trajectory,
     gamma,
     load_trajectories,
+    load_trajectory,
     pte_breakdown,
     render_report,
     summarize_job,
 )
+from interleaf.telemetry.records import TerminationReason
 from tests.telemetry import telemetry_fixtures as fx
 
 
@@ -51,6 +56,66 @@ def test_summarize_job_figures() -> None:
     assert "lack_of_tool_priors 1" in rows["patterns"]
     text = "\n".join(s.lines())
     assert "accuracy 80.0% of 5" in text and "evict_all" in text and "confirmatory_tool_usage 1/5" in text
+
+
+def test_summary_carries_the_job_figures_and_one_table() -> None:
+    trajs = job()[:5]
+    trajs[4].termination = TerminationReason.MAX_TURNS
+    for k, t in enumerate(trajs):
+        t.started_at, t.ended_at = 100.0, 100.0 + k  # episode walls 0..4 s
+    s = summarize_job(trajs, wall_s=12.5)
+    assert (s.episodes, s.trajectories, s.scored, s.correct) == (5, 5, 5, 4)
+    assert s.terminations == {"answered": 4, "max_turns": 1}
+    assert s.tool_calls == sum(t.tool_call_count for t in trajs)
+    assert s.mean_tool_calls == pytest.approx(s.tool_calls / 5)
+    assert s.episode_wall_p50_s == 2.0 and s.wall_s == 12.5
+    # Hit rate over the turns the engine reported figures for (the fixtures report them on a few).
+    reported = [u.cache for t in trajs for u in t.turns if u.cache.prompt_tokens]
+    assert s.cache_hit_rate == pytest.approx(
+        sum(c.cached_tokens for c in reported) / sum(c.prompt_tokens for c in reported)
+    )
+    rows = dict(s.rows())
+    assert rows["episodes"] == "5" and rows["accuracy"] == "80.0% of 5 scored"
+    assert rows["terminations"] == "answered 4, max_turns 1" and rows["wall time"] == "12.5 s"
+    assert rows["recomputed tokens"] == "69" and rows["episode wall p50"] == "2.0 s"
+    assert summarize_job([]).rows() == []
+    assert dict(summarize_job(trajs).rows())["wall time"] == "n/a"
+
+
+def test_recomputed_tokens_prefer_the_clients_figure() -> None:
+    t = fx.recompute()
+    assert summarize_job([t]).recomputed_tokens == 69  # nothing recorded: inferred from the counts
+    t.turns[1].cache.recomputed_tokens = 50  # the client's figure wins over the inference
+    assert summarize_job([t]).recomputed_tokens == 50
+    assert summarize_job([fx.held()]).recomputed_tokens == 0  # KV kept: nothing inferred either
+
+
+def test_summaries_stored_by_either_former_shape_still_load() -> None:
+    runner_dict = {"episodes": 8, "scored": 8, "correct": 8, "accuracy": 1.0, "mean_turns": 1.0,
+                   "prompt_tokens": 80, "cached_tokens": 0, "recomputed_tokens": 0, "completion_tokens": 16,
+                   "tool_calls": 0, "cache_hit_rate": 0.0, "terminations": {"answered": 8}, "wall_s": 3.2,
+                   "episode_wall_p50_s": 0.4}  # fmt: skip
+    old = JobSummary.model_validate(runner_dict)
+    assert old.episodes == 8 and old.terminations == {"answered": 8} and old.pte_mean == {}
+    report_dict = summarize_job(job()[:5]).model_dump(mode="json")
+    report_dict["trajectories"] = report_dict.pop("episodes")
+    assert JobSummary.model_validate(report_dict) == summarize_job(job()[:5])
+    s = summarize_job(job(), wall_s=1.0)
+    assert JobSummary.model_validate_json(s.model_dump_json()) == s
+
+
+def test_trajectory_file_round_trip_gz_and_bad_line(tmp_path) -> None:
+    t = fx.recompute()
+    assert load_trajectory(dump_trajectory(t)) == t
+    assert "\n" not in dump_trajectory(t)
+    gz = tmp_path / "t.jsonl.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write("".join(dump_trajectory(x) + "\n\n" for x in job()))
+    assert load_trajectories(gz) == job()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(dump_trajectory(t) + "\n" + '{"id": 3}' + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2 is not a Trajectory record"):
+        load_trajectories(bad)
 
 
 def test_unprofiled_model_counts_patterns_but_has_no_pte() -> None:

@@ -1,4 +1,4 @@
-"""The PTE-latency study: the analysis (pure), the runner's protocol logic, and a real-engine run."""
+"""The PTE-latency study: the analysis (pure), the load generator's protocol logic, and a real-engine run."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import httpx
 import numpy as np
 import pytest
 
+from interleaf.pte_study import StudyConfig, _interval_overlap_batch, run_study
 from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, load_trajectories, step_weight_pte
 from interleaf.telemetry.records import CacheFigures, Trajectory, Turn, TurnTimings
 from interleaf.telemetry.study import pte_latency_study
-from interleaf.telemetry.study_runner import StudyConfig, _interval_overlap_batch, run_study
 
 SMOL = MODEL_PROFILES["SmolLM2-135M-Instruct"].model_copy(update={"dtype_bytes": 4})
 CPU = HardwareProfile(name="cpu-test", peak_flops=100e9, mem_bw_bytes_per_s=26e9, measured=True, dtype="fp32")
@@ -103,6 +103,10 @@ async def test_runner_speaks_the_session_protocol() -> None:
         path = request.url.path
         if path == "/model_info":
             return httpx.Response(200, json={"served_model_name": "SmolLM2-135M-Instruct"})
+        if path == "/server_info":
+            return httpx.Response(
+                200, json={"enable_streaming_session": True, "internal_states": [{"max_total_num_tokens": 20000}]}
+            )
         body = json.loads(request.content or b"{}")
         requests.append({"path": path, **body})
         if path == "/open_session":

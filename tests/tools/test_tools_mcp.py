@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mcp import Client, StdioServerParameters
 
 from interleaf.runtime.child_process import free_port
 from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
+from tests.waiting import wait_until
 
 SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
@@ -99,18 +99,21 @@ def http_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    def accepts() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"MCP server exited: {proc.stderr.read().decode()[-2000:]}")
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"MCP server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until(
+            accepts,
+            message=f"the MCP server to accept connections on port {port}",
+            timeout_s=60,
+            interval_s=0.1,
+            ignore=(OSError,),
+        )
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

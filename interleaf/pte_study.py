@@ -1,6 +1,7 @@
-"""Drives synthetic multi-turn conversations through an engine's ``/generate`` for the PTE-latency study.
+"""The PTE-latency study's load generator: synthetic multi-turn conversations through an engine's ``/generate``.
 
-The only telemetry module that talks to a server (httpx, SGLang protocol; see ../shared/SGLANG.md).
+Requests go through the runtime client (``interleaf.runtime.client.SGLangBackend``); the analysis of
+what it records is pure and lives in ``interleaf.telemetry.study`` (telemetry never talks to a server).
 Each synthetic trajectory is a random token prompt followed by turns that each append a random
 "tool result" and generate a fixed number of tokens (``ignore_eos``), in one of three arms:
 
@@ -10,7 +11,8 @@ Each synthetic trajectory is a random token prompt followed by turns that each a
   context is recomputed — what the paper's ``evict_all`` assumes happens at every pause.
 
 Per call it records the engine's ``meta_info`` (prompt/cached/completion tokens, ``e2e_latency``,
-``batch_size``) into ``Trajectory`` records, which ``study.pte_latency_study`` analyses.
+``batch_size``) into ``Trajectory`` records, which ``interleaf.telemetry.study.pte_latency_study``
+analyses.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import asyncio
 import random
 import time
 import uuid
-from typing import Any
 
-import httpx
 from pydantic import BaseModel, Field
 
+from interleaf.runtime.client import SessionTurn, SGLangBackend, Transport
 from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
 
 ARMS = ("session", "radix", "evict")
+SESSION_TIMEOUT_S = 300.0
+"""Inactivity after which the engine reaps a ``session`` arm's streaming session (it is closed at the end)."""
 
 
 class StudyConfig(BaseModel):
@@ -67,7 +70,7 @@ def _interval_overlap_batch(spans: list[tuple[float, float]]) -> list[float]:
 
 
 async def _one(
-    client: httpx.AsyncClient,
+    backend: SGLangBackend,
     cfg: StudyConfig,
     k: int,
     rng: random.Random,
@@ -87,71 +90,58 @@ async def _one(
         metadata={"arm": arm},
         started_at=time.time(),
     )
-    sid = None
-    if arm == "session":
-        r = await client.post("/open_session", json={"capacity_of_str_len": 0, "streaming": True, "timeout": 300})
-        r.raise_for_status()
-        sid = r.json()
+    sid = await backend.open_session(timeout_s=SESSION_TIMEOUT_S) if arm == "session" else None
     context: list[int] = []
-    prev_rid = None
+    prev_rid: str | None = None
     try:
         for i in range(n_turns):
             delta = ids if i == 0 else [rng.randrange(lo, hi) for _ in range(rng.randint(*cfg.tool_tokens))]
             max_new = rng.randint(*cfg.completion_tokens)
-            body: dict[str, Any] = {
-                "sampling_params": {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True},
-            }
+            sampling = {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True}
             full = context + delta
-            if arm == "session":
-                body["input_ids"] = delta
-                if prev_rid is not None:
-                    body["session_params"] = {"id": sid, "rid": prev_rid}
-                else:
-                    body["session_params"] = {"id": sid}
+            session = None
+            if sid is not None:
+                sent, session = delta, SessionTurn(sid, prev_rid)
             elif arm == "evict" and i > 0:
                 full = [lo + (full[0] - lo + i) % (hi - lo), *full[1:]]
-                body["input_ids"] = full
+                sent = full
             else:
-                body["input_ids"] = full
+                sent = full
             t0 = time.monotonic()
-            r = await client.post("/generate", json=body)
+            result = await backend.generate(sent, sampling_params=sampling, rid=f"{traj.id}-t{i}", session=session)
             t1 = time.monotonic()
-            r.raise_for_status()
-            out = r.json()
-            meta = out["meta_info"]
-            spans.append((k, i, t0, t1, bool(meta.get("batch_size"))))
-            completion = list(out.get("output_ids") or [])
+            spans.append((k, i, t0, t1, bool(result.batch_size)))
             traj.turns.append(
                 Turn(
                     index=i,
                     delta_ids=delta,
-                    completion_ids=completion,
-                    finish_reason=str((meta.get("finish_reason") or {}).get("type", "")),
-                    request_id=str(meta.get("id", "")),
+                    completion_ids=result.output_ids,
+                    finish_reason=result.finish_reason,
+                    request_id=result.request_id,
                     server=cfg.engine_url,
                     cache=CacheFigures(
-                        prompt_tokens=int(meta.get("prompt_tokens") or len(full)),
-                        cached_tokens=int(meta.get("cached_tokens") or 0),
-                        completion_tokens=int(meta.get("completion_tokens") or len(completion)),
-                        batch_size=float(meta.get("batch_size") or 0.0) or 1.0,
+                        prompt_tokens=result.prompt_tokens,
+                        cached_tokens=result.cached_tokens,
+                        completion_tokens=result.completion_tokens,
+                        batch_size=result.batch_size or 1.0,
                     ),
                     timings=TurnTimings(
-                        e2e_s=float(meta.get("e2e_latency") or (t1 - t0)),
-                        ttft_s=float(meta.get("ttft") or 0.0),
-                        queue_s=float(meta.get("queue_time") or 0.0),
+                        e2e_s=result.server_e2e_s or (t1 - t0),
+                        ttft_s=result.ttft_s or 0.0,
+                        queue_s=result.queue_s or 0.0,
                     ),
                 )
             )
-            prev_rid = meta.get("id")
-            context = full + completion
+            prev_rid = result.request_id
+            context = full + result.output_ids
     finally:
         if sid is not None:
-            await client.post("/close_session", json={"session_id": sid})
+            await backend.close_session(sid)
     traj.ended_at = time.time()
     return traj
 
 
-async def run_study(cfg: StudyConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> list[Trajectory]:
+async def run_study(cfg: StudyConfig, *, transport: Transport | None = None) -> list[Trajectory]:
     """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time.
 
     ``transport`` replaces the network (tests of the request logic only)."""
@@ -159,21 +149,17 @@ async def run_study(cfg: StudyConfig, *, transport: httpx.AsyncBaseTransport | N
     seeds = [rng.randrange(1 << 30) for _ in range(cfg.trajectories)]
     sem = asyncio.Semaphore(cfg.concurrency)
     spans: list[tuple[int, int, float, float, bool]] = []
-    limits = httpx.Limits(max_connections=cfg.concurrency + 2)
-    async with httpx.AsyncClient(
-        base_url=cfg.engine_url, timeout=cfg.timeout_s, limits=limits, transport=transport
-    ) as client:
-        info = await client.get("/model_info")
-        model = "model"
-        if info.status_code == 200:
-            data = info.json()
-            model = data.get("served_model_name") or data.get("model_path") or model
+    backend = await SGLangBackend.connect(cfg.engine_url, request_timeout_s=cfg.timeout_s, transport=transport)
+    try:
+        model = backend.info.served_model_name or "model"
 
         async def bounded(k: int) -> Trajectory:
             async with sem:
-                return await _one(client, cfg, k, random.Random(seeds[k]), model, spans)
+                return await _one(backend, cfg, k, random.Random(seeds[k]), model, spans)
 
         trajs = await asyncio.gather(*(bounded(k) for k in range(cfg.trajectories)))
+    finally:
+        await backend.aclose()
     # Where the engine gave no batch size, estimate it from the calls' overlap on the client.
     estimates = _interval_overlap_batch([(s, e) for _, _, s, e, _ in spans])
     for (k, i, _, _, reported), estimate in zip(spans, estimates, strict=True):

@@ -1,0 +1,147 @@
+"""Retries and failover: one turn's request, sent until a server answers it.
+
+On one server (:func:`_call`): take the session the episode's :class:`SessionHold` grants, send
+the request, and on a transient failure retry with exponential backoff (more patiently after an
+abort: no KV room now clears as running requests finish). A session the server refuses is dropped
+and the turn resent with the full ids (recorded ``release``).
+
+Across servers (:func:`run_turn`): when a server fails the retries, the router marks it down and
+picks another; the episode leaves its session and admission slot on the old one and re-prefills
+its whole conversation on the new one (recorded ``release`` naming the failover; the recomputed
+tokens are counted by the caller). ``NoHealthyServer`` ends the turn, listing each server's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from interleaf.runtime.client.backend import Backend, GenerateResult
+from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
+from interleaf.runtime.client.session_hold import SessionHold
+from interleaf.telemetry.records import RetentionDecision, RetentionRecord
+
+_ABORT_EXTRA_RETRIES = 4
+_MAX_BACKOFF_S = 4.0
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One turn as the episode prepared it: the same on every attempt and every server."""
+
+    delta: list[int]
+    """The turn's new token ids (tokenised once)."""
+    sampling: dict[str, Any]
+    """SGLang ``sampling_params``."""
+    max_new_tokens: int
+    """The generation bound (also what the KV budget reserves for the output)."""
+    return_hidden_states: bool = False
+    """Whether the engine should return the hidden states."""
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """The answer to a turn, and how it was obtained."""
+
+    result: GenerateResult
+    """What the server that answered returned."""
+    failover_from: str | None
+    """The server the episode left during this turn (it failed), or None."""
+    in_session: bool
+    """Whether the answering call ran inside a streaming session."""
+
+
+async def run_turn(hold: SessionHold, turn: TurnRequest, records: list[RetentionRecord]) -> TurnOutcome:
+    """Run ``turn`` on the episode's server, failing over to another when it goes down.
+
+    Appends what was done to the episode's KV on the way (session refused, failover, admission
+    waits, budget refusals) to ``records``. Raises the last error when no server is left.
+    """
+    pool, conv = hold.pool, hold.conversation
+    tried: dict[str, str] = {}
+    failover_from: str | None = None
+    while True:
+        try:
+            url = pool.router.pick(hold.episode_id, exclude=frozenset(tried))
+        except BackendError as exc:
+            detail = "; ".join(f"{u}: {why}" for u, why in tried.items())
+            raise type(exc)(exc.server, exc.request_id, f"{exc.reason}" + (f" [{detail}]" if detail else "")) from exc
+        if conv.server is not None and url != conv.server:
+            failover_from = failover_from or conv.server
+            if conv.session_id is not None:
+                await hold.close_session()
+            hold.leave_admission()
+            records.append(
+                RetentionRecord(
+                    policy=pool.policy.name.value,
+                    decision=RetentionDecision.RELEASE,
+                    reason=f"failover: {conv.server} failed ({tried.get(conv.server, 'down')}); "
+                    f"re-prefill of {len(conv.ids)} tokens on {url}",
+                )
+            )
+            pool.decisions["failover"] += 1
+        conv.server = url
+        try:
+            result = await _call(hold, pool.backends[url], turn, records)
+        except BackendUnavailable as exc:
+            if not isinstance(exc, RequestAborted):
+                pool.router.mark_down(url, exc.reason)
+            tried[url] = exc.reason
+            continue
+        return TurnOutcome(result, failover_from, conv.session_id is not None)
+
+
+async def _call(
+    hold: SessionHold, backend: Backend, turn: TurnRequest, records: list[RetentionRecord]
+) -> GenerateResult:
+    """One server: session admission, then the request with retries and backoff."""
+    pool, conv = hold.pool, hold.conversation
+    attempt = 0
+    while True:
+        need = len(conv.ids) + len(turn.delta) + turn.max_new_tokens
+        await hold.open_or_grow(backend, need, turn.max_new_tokens, records)
+        ids, session = conv.request(turn.delta)
+        rid = f"{hold.episode_id}-t{conv.turns}-{uuid.uuid4().hex[:8]}"
+        outstanding = (len(turn.delta) if session and session.previous_rid else len(ids)) + turn.max_new_tokens
+        pool.router.begin(backend.url, outstanding)
+        try:
+            return await backend.generate(
+                ids,
+                sampling_params=turn.sampling,
+                rid=rid,
+                session=session,
+                return_hidden_states=turn.return_hidden_states,
+            )
+        except SessionRejected as exc:
+            await hold.close_session()
+            records.append(
+                RetentionRecord(
+                    policy=pool.policy.name.value,
+                    decision=RetentionDecision.RELEASE,
+                    reason=f"session refused by {backend.url} ({exc.reason}); resent with full ids",
+                )
+            )
+            if attempt >= pool.retries:
+                raise
+        except BackendUnavailable as exc:
+            if session is not None:
+                await hold.close_session(rid=rid)
+            # An abort (no KV room now) clears as running requests finish: be more patient.
+            limit = pool.retries + (_ABORT_EXTRA_RETRIES if isinstance(exc, RequestAborted) else 0)
+            if attempt >= limit:
+                raise
+            await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
+        except BaseException:
+            # Cancelled or failed for good: the server must not keep this turn or its session,
+            # and an episode that may never come back must not keep others waiting for admission.
+            await asyncio.shield(hold.close_session(rid=rid))
+            hold.leave_admission()
+            raise
+        finally:
+            pool.router.end(backend.url, outstanding)
+        attempt += 1
+
+
+__all__ = ["TurnOutcome", "TurnRequest", "run_turn"]

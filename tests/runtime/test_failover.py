@@ -1,0 +1,166 @@
+"""An episode's turns against in-memory servers: retries, a refused session resent, failover (logic only).
+
+The same paths against the real engine (a killed server, the re-prefill on the survivor) are
+``test_backend_engine.py::test_killed_server_fails_over_with_recorded_reprefill``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interleaf.runtime.client import (
+    BackendPool,
+    BackendUnavailable,
+    GenerateResult,
+    ServerInfo,
+    ServerMetrics,
+    SessionRejected,
+    SessionTurn,
+)
+from interleaf.telemetry.records import RetentionDecision
+
+_OUTPUT = [7, 8]
+
+
+class _CharTokenizer:
+    """One token per character."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+class _FakeServer:
+    """A server with streaming sessions that answers every request with the same two tokens."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.info = ServerInfo(url=url, model_path="fake", max_total_num_tokens=10_000, streaming_sessions=True)
+        self.down = False
+        self.fail_next = 0
+        """Requests to fail with BackendUnavailable before answering again."""
+        self.sessions: dict[str, int] = {}
+        """Open session id -> tokens it holds."""
+        self.requests: list[tuple[list[int], SessionTurn | None]] = []
+
+    async def generate(
+        self,
+        input_ids: list[int],
+        *,
+        sampling_params: dict[str, Any],
+        rid: str,
+        session: SessionTurn | None = None,
+        **_: Any,
+    ) -> GenerateResult:
+        if self.down or self.fail_next:
+            self.fail_next = max(0, self.fail_next - 1)
+            raise BackendUnavailable(self.url, rid, "connection refused")
+        if session is not None and session.session_id not in self.sessions:
+            raise SessionRejected(self.url, rid, f"unknown session {session.session_id}")
+        self.requests.append((list(input_ids), session))
+        cached = self.sessions[session.session_id] if session is not None and session.previous_rid else 0
+        prompt = cached + len(input_ids)
+        if session is not None:
+            self.sessions[session.session_id] = prompt + len(_OUTPUT)
+        return GenerateResult(
+            text="ok",
+            output_ids=list(_OUTPUT),
+            finish_reason="stop",
+            request_id=rid,
+            server=self.url,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            completion_tokens=len(_OUTPUT),
+            e2e_s=0.001,
+        )
+
+    async def open_session(self, *, timeout_s: float) -> str:
+        if self.down:
+            raise BackendUnavailable(self.url, "", "connection refused")
+        sid = f"s{len(self.requests)}-{len(self.sessions)}"
+        self.sessions[sid] = 0
+        return sid
+
+    async def close_session(self, session_id: str) -> None:
+        if self.down:
+            raise BackendUnavailable(self.url, "", "connection refused")
+        self.sessions.pop(session_id, None)
+
+    async def abort(self, rid: str) -> None:
+        return None
+
+    async def health(self) -> bool:
+        return not self.down
+
+    async def metrics(self) -> ServerMetrics | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _pool(*servers: _FakeServer, **options: Any) -> BackendPool:
+    return BackendPool(list(servers), retention="session", tokenizer=_CharTokenizer(), backoff_s=0.0, **options)
+
+
+async def test_a_transient_failure_is_retried_on_the_same_server() -> None:
+    server = _FakeServer("http://a")
+    pool = _pool(server)
+    async with pool.episode("retry") as model:
+        await model.generate("hello", max_new_tokens=2)
+        await model.pause(["search"])
+        server.fail_next = 2  # within retries=2
+        out = await model.generate(" again", max_new_tokens=2)
+        assert out.server == "http://a" and out.failover_from is None
+        # The failed attempts gave their session up; the answer came in a fresh one, with the full ids.
+        sent, session = server.requests[-1]
+        assert out.in_session and session is not None and session.previous_rid is None
+        assert sent == model.conversation.turn_prompt(1)
+    assert pool.stats()["servers"]["http://a"]["healthy"] is True
+    assert server.sessions == {} and pool.stats()["servers"]["http://a"]["held_tokens"] == 0
+    await pool.aclose()
+
+
+async def test_a_refused_session_is_recorded_and_the_turn_resent_with_the_full_ids() -> None:
+    server = _FakeServer("http://a")
+    pool = _pool(server)
+    async with pool.episode("reaped") as model:
+        await model.generate("hello", max_new_tokens=2)
+        assert (await model.pause(["search"])).decision is RetentionDecision.HOLD
+        server.sessions.clear()  # the server reaped the session during the pause
+        out = await model.generate(" again", max_new_tokens=2)
+        assert [r.decision for r in out.retention] == [RetentionDecision.RELEASE]
+        assert "session refused by http://a" in out.retention[0].reason
+        sent, session = server.requests[-1]
+        assert sent == model.conversation.turn_prompt(1)  # full ids, in a fresh session
+        assert session is not None and session.previous_rid is None and out.in_session
+    await pool.aclose()
+
+
+async def test_a_failed_server_is_left_for_another_with_a_recorded_reprefill() -> None:
+    a, b = _FakeServer("http://a"), _FakeServer("http://b")
+    pool = _pool(a, b, retries=0)
+    async with pool.episode("moved") as model:
+        first = await model.generate("hello", max_new_tokens=2)
+        doomed, survivor = (a, b) if first.server == a.url else (b, a)
+        await model.pause(["search"])
+        doomed.down = True
+        second = await model.generate(" again", max_new_tokens=2)
+        assert second.server == survivor.url and second.failover_from == doomed.url
+        failover = [r for r in second.retention if "failover" in r.reason]
+        assert len(failover) == 1 and doomed.url in failover[0].reason
+        assert failover[0].decision is RetentionDecision.RELEASE
+        # The survivor had nothing: everything the doomed server had computed is prefilled again.
+        assert second.cache.recomputed_tokens == len("hello") + len(_OUTPUT) - 1
+        assert survivor.requests[-1][0] == model.conversation.turn_prompt(1)
+        third = await model.generate(" more", max_new_tokens=2)
+        assert third.server == survivor.url and third.failover_from is None
+        assert third.cache.recomputed_tokens == 0 and third.in_session
+    stats = pool.stats()
+    assert stats["failovers"] == 1 and stats["decisions"]["failover"] == 1
+    assert stats["reprefill_tokens"] == second.cache.recomputed_tokens
+    assert stats["servers"][doomed.url]["healthy"] is False
+    assert all(s["held_tokens"] == 0 for s in stats["servers"].values()) and survivor.sessions == {}
+    await pool.aclose()
