@@ -172,7 +172,9 @@ def trajectory_pte_values(
         profiles[profile.name] = profile
         groups.setdefault(profile.name, []).append(k)
     for name, idx in groups.items():
-        table = pte_table(TurnArrays.from_trajectories([trajectories[i] for i in idx]), profiles[name], hw)
+        # A list, not TurnArrays: trailing trajectories with no turns (cancelled before their first call)
+        # still get their row.
+        table = pte_table([trajectories[i] for i in idx], profiles[name], hw)
         for v, values in table.items():
             out[v][idx] = values
         gammas[name] = gamma(profiles[name], hw)

@@ -90,6 +90,17 @@ def test_recomputed_tokens_prefer_the_clients_figure() -> None:
     assert summarize_job([fx.held()]).recomputed_tokens == 0  # KV kept: nothing inferred either
 
 
+def test_trajectories_without_turns_keep_their_rows() -> None:
+    """A job cancelled before its last episodes' first call: those trajectories have no turns."""
+    trajs = job()[:2]
+    empty = [fx.confirmatory().model_copy(update={"turns": [], "id": f"cancelled-{i}"}) for i in range(2)]
+    s = summarize_job([*trajs, *empty])
+    smol = MODEL_PROFILES["SmolLM2-135M-Instruct"]
+    expected = pte_breakdown(trajs, smol, HARDWARE_PROFILES["H100-PCIe"])
+    assert s.trajectories == 4
+    assert s.pte_total["evict_all"] == pytest.approx(expected.evict_all)
+
+
 def test_summaries_stored_by_either_former_shape_still_load() -> None:
     runner_dict = {"episodes": 8, "scored": 8, "correct": 8, "accuracy": 1.0, "mean_turns": 1.0,
                    "prompt_tokens": 80, "cached_tokens": 0, "recomputed_tokens": 0, "completion_tokens": 16,
