@@ -82,10 +82,11 @@ def build(engine: Engine, body: ChatCompletionIn) -> ChatPlan:
 
     prompt = render_prompt(engine.tokenizer, body)
     ids = engine.tokenizer.encode(prompt, add_special_tokens=False)
-    if len(ids) + 1 > engine.context_length:
-        raise BadRequest(f"messages: the rendered prompt has {len(ids)} tokens, over the context length "
-                         f"{engine.context_length}; shorten the conversation", "messages")  # fmt: skip
-    max_new = body.max_completion_tokens or body.max_tokens or engine.context_length - len(ids)
+    if len(ids) > engine.max_req_input_len:
+        raise BadRequest(f"messages: the rendered prompt has {len(ids)} tokens, over the engine's longest prompt "
+                         f"{engine.max_req_input_len} (context length {engine.context_length}, KV pool "
+                         f"{engine.scheduler.cache.capacity}); shorten the conversation", "messages")  # fmt: skip
+    max_new = body.max_completion_tokens or body.max_tokens or engine.max_req_input_len + 1 - len(ids)
     sp = SamplingParamsIn(
         max_new_tokens=max_new, temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p, top_k=body.top_k, min_p=body.min_p, stop=body.stop,
