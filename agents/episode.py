@@ -89,10 +89,7 @@ class Episode:
         first = agent.chat_format.initial(agent.render_system(self.system_extra), self.task.question)
         # Each turn is at most generate + execute_tools (+ a nudge); leave headroom for custom nodes.
         config = {"recursion_limit": 4 * agent.budgets.max_turns + 10}
-        with self.tracer.agent_span(
-            agent.name, conversation_id=traj.id, model=traj.model or None, retention_policy=traj.retention_policy,
-            job_id=traj.job_id, episode=traj.episode, task_id=traj.task_id, suite=traj.suite,
-        ) as span:  # fmt: skip
+        with self.tracer.episode_span(traj) as span:
             traj.trace_id = span.trace_id
             try:
                 await self._run_graph(ctx, first, config, wall)

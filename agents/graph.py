@@ -187,13 +187,8 @@ def _emit_tool_spans(ctx: EpisodeContext, records: list[ToolCallRecord], started
     their measured durations; the spans carry those times."""
     if ctx.tracer is None:
         return
-    ns = 1_000_000_000
     for rec in records:
-        with ctx.tracer.tool_span(
-            rec.name or "unparsed", call_id=rec.id, arguments=rec.arguments, start_time=int(started_wall * ns)
-        ) as span:
-            span.record(rec)
-            span.end_time = int((started_wall + rec.duration_s) * ns)
+        ctx.tracer.emit_tool_call(rec, started_wall)
 
 
 def _finished(c: Completion) -> bool:

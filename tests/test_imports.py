@@ -26,6 +26,17 @@ def _packages() -> list[str]:
     return sorted(mapping)
 
 
+def test_pyproject_lists_every_package() -> None:
+    """A non-editable install (wheel, container image) ships only the packages pyproject lists."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            on_disk.add(".".join([package, *relative.parts]))
+    assert on_disk - set(setuptools["packages"]) == set(), "add these to [tool.setuptools] packages"
+
+
 def _all_modules() -> list[str]:
     """Every module and package of the distribution, found on disk through each mapped folder."""
     names: set[str] = set()

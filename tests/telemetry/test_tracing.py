@@ -162,6 +162,23 @@ def test_failed_tool_and_abnormal_episode(otel) -> None:
     assert llm0.attributes["interleaf.format_error"].startswith("Expecting value")
 
 
+def test_replay_and_live_name_an_unparsed_call_alike(otel) -> None:
+    """The live episode and the replay emit tool spans through one helper: same name, times, outcome."""
+    tp, mp, exporter, _ = otel
+    tracer = EpisodeTracer(tp, mp)
+    unparsed = fx.call(0, 0, "", None, "could not be parsed", is_error=True, error_type="ToolFormatError", raw="?")
+    unparsed.duration_s = 0.5
+    assert tracer.emit_tool_call(unparsed, 100.0) == 100.5  # the live path (agents.graph)
+    traj = fx.traj("unparsed", [fx.turn(0, "<tool_call>?", [unparsed])])
+    traj.started_at = 100.0
+    spans_from_trajectory(traj, tracer)
+    live, replayed = (s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool"))
+    assert live.name == replayed.name == "execute_tool unparsed"
+    assert live.attributes == replayed.attributes
+    assert live.attributes["error.type"] == "ToolFormatError" and live.status.status_code == StatusCode.ERROR
+    assert (live.start_time, live.end_time) == (100 * 1_000_000_000, int(100.5 * 1_000_000_000))
+
+
 def test_spans_from_trajectory_rebuilds_times_and_figures(otel) -> None:
     tp, mp, exporter, _ = otel
     traj = fx.recompute()
