@@ -1,6 +1,6 @@
 """The engine: an executor, the scheduler over it, streaming sessions and constrained decoding.
 
-The HTTP routes (server.py, openai_route.py) validate bodies and call into ``Engine``: it builds
+The HTTP routes (server.py, openai/route.py) validate bodies and call into ``Engine``: it builds
 ``Req``s (session context prepended, grammar compiled, limits checked with errors naming the field),
 hands them to the scheduler thread and turns finished requests into SGLang's response shape.
 """

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.engine import Engine
+from interleaf.runtime.engine.openai import add_openai_routes
 from interleaf.runtime.engine.protocol import AbortIn, BadRequest, CloseSessionIn, GenerateIn, OpenSessionIn
 from interleaf.runtime.engine.request import SamplingParams
 from interleaf.runtime.engine.scheduler import Scheduler, new_request
@@ -156,12 +157,7 @@ def create_app(engine: Engine) -> FastAPI:
             return _bad("metrics are disabled: start the server with --enable-metrics", None, 404)
         return Response(engine.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    try:
-        from interleaf.runtime.engine.openai import add_openai_routes
-    except ImportError:  # pragma: no cover - module lands with the OpenAI route
-        pass
-    else:
-        add_openai_routes(app, engine)
+    add_openai_routes(app, engine)
     return app
 
 
