@@ -6,55 +6,53 @@ lives in ``interleaf.tools``, shared with the engine's OpenAI route; ``GrammarOp
 ``tool_call_grammar``, ``parse_turn``, ``ParsedCall`` and ``ParsedTurn`` are re-exported here.
 """
 
-from interleaf.agents.agent import AGENTS, DEFAULT_SYSTEM_PROMPT, Agent, get_agent, register_agent
-from interleaf.agents.budgets import Budgets
-from interleaf.agents.chat_format import CHATML, ChatFormat
-from interleaf.agents.episode import Episode
-from interleaf.agents.graph import (
-    EpisodeContext,
-    EpisodeState,
-    build_tir_graph,
-    execute_tools_node,
-    generate_node,
-    route_after_generate,
-)
-from interleaf.agents.model import AgentModel, Completion, Constraint
-from interleaf.agents.scripted import ScriptedModel, ScriptedModelFactory, ScriptedTurn, ScriptExhausted
-from interleaf.agents.tasks import SUITES, Task, TaskSuite, load_suite, register_suite, score_answer
-from interleaf.tools import GrammarOptions, ParsedCall, ParsedTurn, parse_turn, tool_call_grammar
+from __future__ import annotations
 
-__all__ = [
-    "AGENTS",
-    "CHATML",
-    "DEFAULT_SYSTEM_PROMPT",
-    "SUITES",
-    "Agent",
-    "AgentModel",
-    "Budgets",
-    "ChatFormat",
-    "Completion",
-    "Constraint",
-    "Episode",
-    "EpisodeContext",
-    "EpisodeState",
-    "GrammarOptions",
-    "ParsedCall",
-    "ParsedTurn",
-    "ScriptExhausted",
-    "ScriptedModel",
-    "ScriptedModelFactory",
-    "ScriptedTurn",
-    "Task",
-    "TaskSuite",
-    "build_tir_graph",
-    "execute_tools_node",
-    "generate_node",
-    "get_agent",
-    "load_suite",
-    "parse_turn",
-    "register_agent",
-    "register_suite",
-    "route_after_generate",
-    "score_answer",
-    "tool_call_grammar",
-]
+import importlib
+from typing import Any
+
+# Resolved lazily: a job spec reads the agent and suite registries without loading LangGraph.
+_EXPORTS: dict[str, str] = {
+    "AGENTS": "interleaf.agents.agent",
+    "Agent": "interleaf.agents.agent",
+    "AgentModel": "interleaf.agents.model",
+    "Budgets": "interleaf.agents.budgets",
+    "CHATML": "interleaf.agents.chat_format",
+    "ChatFormat": "interleaf.agents.chat_format",
+    "Completion": "interleaf.agents.model",
+    "Constraint": "interleaf.agents.model",
+    "DEFAULT_SYSTEM_PROMPT": "interleaf.agents.agent",
+    "Episode": "interleaf.agents.episode",
+    "EpisodeContext": "interleaf.agents.graph",
+    "EpisodeState": "interleaf.agents.graph",
+    "GrammarOptions": "interleaf.tools",
+    "ParsedCall": "interleaf.tools",
+    "ParsedTurn": "interleaf.tools",
+    "SUITES": "interleaf.agents.tasks",
+    "ScriptExhausted": "interleaf.agents.scripted",
+    "ScriptedModel": "interleaf.agents.scripted",
+    "ScriptedModelFactory": "interleaf.agents.scripted",
+    "ScriptedTurn": "interleaf.agents.scripted",
+    "Task": "interleaf.agents.tasks",
+    "TaskSuite": "interleaf.agents.tasks",
+    "build_tir_graph": "interleaf.agents.graph",
+    "execute_tools_node": "interleaf.agents.graph",
+    "generate_node": "interleaf.agents.graph",
+    "get_agent": "interleaf.agents.agent",
+    "load_suite": "interleaf.agents.tasks",
+    "parse_turn": "interleaf.tools",
+    "register_agent": "interleaf.agents.agent",
+    "register_suite": "interleaf.agents.tasks",
+    "route_after_generate": "interleaf.agents.graph",
+    "score_answer": "interleaf.agents.tasks",
+    "tool_call_grammar": "interleaf.tools",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interleaf.agents' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -17,9 +17,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from langgraph.graph import StateGraph
+from typing import TYPE_CHECKING, Any, Literal
 
 from interleaf.agents.budgets import Budgets
 from interleaf.agents.chat_format import CHATML, ChatFormat
@@ -32,6 +30,9 @@ from interleaf.tools import (
     format_answer,
     tool_call_grammar,
 )
+
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that solves tasks step by step using tools."
 
