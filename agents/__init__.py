@@ -8,8 +8,7 @@ lives in ``interleaf.tools``, shared with the engine's OpenAI route; ``GrammarOp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interleaf.lazy_exports import lazy_exports
 
 # Resolved lazily: a job spec reads the agent and suite registries without loading LangGraph.
 _EXPORTS: dict[str, str] = {
@@ -48,11 +47,4 @@ _EXPORTS: dict[str, str] = {
     "tool_call_grammar": "interleaf.tools",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interleaf.agents' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -14,8 +14,7 @@ The SDK in one import (resolved lazily, so ``import interleaf`` and the CLI stay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interleaf.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,11 +41,5 @@ _EXPORTS: dict[str, str] = {
     "Toolset": "interleaf.tools",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interleaf' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]

@@ -8,8 +8,7 @@ To export a name, add it to ``_EXPORTS`` (name -> module).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interleaf.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # engine/: the embedded SGLang-compatible server
@@ -44,11 +43,4 @@ _EXPORTS: dict[str, str] = {
     "create_app": "interleaf.runtime.service",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interleaf.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

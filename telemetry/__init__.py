@@ -10,8 +10,9 @@ runtime, while ``from interleaf.telemetry import gamma`` pulls in only what it n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interleaf.lazy_exports import lazy_exports
 
 # ``pte`` is both a submodule and a function: bind the function eagerly, or the import system's
 # submodule attribute would shadow it once anything imports ``interleaf.telemetry.pte``.
@@ -130,18 +131,9 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+# The literal ``__all__`` below (rather than lazy_exports' own) keeps the TYPE_CHECKING imports above
+# visible to linters and IDEs as re-exports.
+__getattr__, __dir__, _ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CONTENT_ENV",

@@ -13,6 +13,7 @@ Public API (the implementation modules are private to this package's layout)::
 
 from typing import TYPE_CHECKING
 
+from interleaf.lazy_exports import lazy_exports
 from interleaf.tools.call_format import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -78,12 +79,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'interleaf.tools' has no attribute {name!r}")
+# The literal ``__all__`` below lists the eager names too, so linters see the re-exports.
+__getattr__, __dir__, _ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -8,8 +8,7 @@ await submit_job(store, spec)        # the queue: a ``serve_jobs`` worker runs i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interleaf.lazy_exports import lazy_exports
 
 # Resolved lazily so that reading a ``JobSpec`` (the CLI's options, the API's validation) does not start
 # up Ray: the runner and the workers import it.
@@ -38,11 +37,4 @@ _EXPORTS: dict[str, str] = {
     "load_trajectories": "interleaf.telemetry.trajectory_file",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interleaf.runtime.jobs' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
