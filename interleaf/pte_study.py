@@ -25,7 +25,7 @@ import uuid
 from pydantic import BaseModel, Field
 
 from interleaf.runtime.client import SessionTurn, SGLangBackend, Transport
-from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
+from interleaf.telemetry.records import TerminationReason, Trajectory, Turn, TurnTimings
 
 ARMS = ("session", "radix", "evict")
 SESSION_TIMEOUT_S = 300.0
@@ -119,12 +119,7 @@ async def _one(
                     finish_reason=result.finish_reason,
                     request_id=result.request_id,
                     server=cfg.engine_url,
-                    cache=CacheFigures(
-                        prompt_tokens=result.prompt_tokens,
-                        cached_tokens=result.cached_tokens,
-                        completion_tokens=result.completion_tokens,
-                        batch_size=result.batch_size or 1.0,
-                    ),
+                    cache=result.cache_figures(),
                     timings=TurnTimings(
                         e2e_s=result.server_e2e_s or (t1 - t0),
                         ttft_s=result.ttft_s or 0.0,

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from interleaf.runtime.client.server_metrics import ServerMetrics
+from interleaf.telemetry.records import CacheFigures
 
 
 class ServerInfo(BaseModel):
@@ -67,6 +68,17 @@ class GenerateResult:
     (the prompt's last-layer states, then one per generated token)."""
     meta_info: dict[str, Any] = field(default_factory=dict)
     """The raw meta_info, for fields this client does not model."""
+
+    def cache_figures(self, recomputed_tokens: int = 0) -> CacheFigures:
+        """The call's cache figures as a trajectory turn records them; ``recomputed_tokens`` is the
+        caller's to know (the conversation tells how much of the prompt had been computed before)."""
+        return CacheFigures(
+            prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.cached_tokens,
+            recomputed_tokens=recomputed_tokens,
+            completion_tokens=self.completion_tokens,
+            batch_size=self.batch_size or 1.0,
+        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from interleaf.runtime.client.conversation import Conversation
 from interleaf.runtime.client.errors import BackendError
 from interleaf.runtime.client.failover import TurnRequest, run_turn
 from interleaf.runtime.client.session_hold import SessionHold
-from interleaf.telemetry.records import CacheFigures, RetentionRecord, TurnTimings
+from interleaf.telemetry.records import RetentionRecord, TurnTimings
 
 if TYPE_CHECKING:
     # Only for annotations: the pool imports this module, never the reverse.
@@ -107,13 +107,7 @@ class EpisodeModel:
             finish_reason=result.finish_reason,
             request_id=result.request_id,
             server=result.server,
-            cache=CacheFigures(
-                prompt_tokens=result.prompt_tokens,
-                cached_tokens=result.cached_tokens,
-                recomputed_tokens=recomputed,
-                completion_tokens=result.completion_tokens,
-                batch_size=result.batch_size or 1.0,
-            ),
+            cache=result.cache_figures(recomputed),
             timings=TurnTimings(
                 queue_s=result.queue_s or 0.0,
                 ttft_s=ttft or 0.0,
