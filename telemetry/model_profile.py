@@ -42,6 +42,9 @@ class ModelProfile(BaseModel):
     kv_latent_dim: int | None = None
     """MLA only: cached latent width per token and layer, ``kv_lora_rank + qk_rope_head_dim``
     (DeepSeek-V3: 512 + 64 = 576). None for multi-head / GQA attention."""
+    n_dense_layers: int = Field(default=0, ge=0)
+    """MoE models only: leading decoder layers with a dense MLP (``first_k_dense_replace``; DeepSeek-V3: 3).
+    Read by the ``paper`` KV formula of MLA models, which Table 3 reproduces over the MoE layers only."""
     dtype_bytes: int = Field(default=2, gt=0)
     """Bytes per weight and per KV element as served (2 for fp16/bf16, 4 for fp32)."""
 
@@ -70,11 +73,16 @@ class ModelProfile(BaseModel):
         ``formula="paper"``: ``2 · dtype_bytes · n_layers · d_model · H_kv/H_q`` (PAPERS.md §A, K and V
         of width ``d_model`` scaled by the GQA ratio). ``formula="exact"``: ``2 · dtype_bytes · n_layers ·
         n_kv_heads · head_dim`` (differs where ``head_dim · n_heads != d_model``, e.g. Qwen3-32B).
-        MLA (either formula): one shared latent per token and layer, ``dtype_bytes · n_layers ·
-        kv_latent_dim`` — see docs/pte.md for why and how that compares with Table 3.
+        MLA: one shared latent per token and layer (no separate V), ``dtype_bytes · layers ·
+        kv_latent_dim``; ``paper`` counts the MoE layers only (``n_layers - n_dense_layers``: 58 of
+        DeepSeek-V3's 61), the one reading that reproduces Table 3's γ (0.00068); ``exact`` counts every
+        layer, as the cache really holds a latent in all of them (docs/pte.md, "The MLA case").
         """
         if self.kv_latent_dim is not None:
-            return float(self.dtype_bytes * self.n_layers * self.kv_latent_dim)
+            layers = self.n_layers - self.n_dense_layers if formula == "paper" else self.n_layers
+            if formula not in ("paper", "exact"):
+                raise ValueError(f"formula={formula!r} is not known; use 'paper' or 'exact'")
+            return float(self.dtype_bytes * layers * self.kv_latent_dim)
         if formula == "paper":
             return 2.0 * self.dtype_bytes * self.n_layers * self.d_model * self.gqa_ratio
         if formula == "exact":
@@ -132,6 +140,7 @@ class ModelProfile(BaseModel):
             head_dim=int(head_dim),
             vocab_size=int(vocab),
             kv_latent_dim=latent,
+            n_dense_layers=int(cfg.get("first_k_dense_replace") or 0) if cfg.get("n_routed_experts") else 0,
             dtype_bytes=int(dtype_bytes),
         )
 

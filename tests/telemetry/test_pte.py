@@ -135,21 +135,26 @@ def test_plus_variant_needs_weight_term() -> None:
         turn_pte(turns, 0.01, PTEVariant.PTE_PLUS)
 
 
-@pytest.mark.parametrize("name", [n for n in TABLE_3 if n != "DeepSeek-V3.1-Terminus"])
+@pytest.mark.parametrize("name", list(TABLE_3))
 def test_gamma_reproduces_table_3(name: str) -> None:
     g = gamma(MODEL_PROFILES[name], HARDWARE_PROFILES["H100-PCIe"])
     assert g == pytest.approx(TABLE_3[name], rel=0.02)
 
 
-def test_gamma_mla_deepseek_documented_case() -> None:
-    """MLA caches one latent (512 + 64) per token and layer: 2·61·576·756.5/(2·37e9) = 0.000718.
-    Table 3 prints 0.00068 (5.6% lower); docs/pte.md explains the gap. The straight GQA-style
-    formula (K and V each of width 576) would double it."""
+def test_gamma_mla_deepseek_reads_moe_layers() -> None:
+    """MLA caches one latent (512 + 64) per token and layer. Table 3's 0.00068 is reproduced by the
+    58 MoE layers (61 minus ``first_k_dense_replace`` = 3): 58·576·756.5/37e9 = 0.000683; the
+    ``exact`` formula counts all 61 layers (0.000718), and the GQA-style 2·d reading would double it."""
     ds = MODEL_PROFILES["DeepSeek-V3.1-Terminus"]
-    assert ds.kv_latent_dim == 576
-    g = gamma(ds, HARDWARE_PROFILES["H100-PCIe"])
-    assert g == pytest.approx(2 * 61 * 576 * 756.5 / (2 * 37e9), rel=1e-9)
-    assert g == pytest.approx(TABLE_3["DeepSeek-V3.1-Terminus"], rel=0.06)
+    assert (ds.kv_latent_dim, ds.n_layers, ds.n_dense_layers) == (576, 61, 3)
+    h100 = HARDWARE_PROFILES["H100-PCIe"]
+    assert gamma(ds, h100) == pytest.approx(58 * 576 * 756.5 / 37e9, rel=1e-9)
+    assert gamma(ds, h100) == pytest.approx(TABLE_3["DeepSeek-V3.1-Terminus"], rel=0.005)
+    assert gamma(ds, h100, formula="exact") == pytest.approx(61 * 576 * 756.5 / 37e9, rel=1e-9)
+    # Dense GQA models with leading dense layers (GLM-4.5) keep every layer: the reading is MLA's.
+    glm = MODEL_PROFILES["GLM-4.5"]
+    assert glm.n_dense_layers == 3
+    assert gamma(glm, h100) == pytest.approx(2 * 92 * 5120 / 12 * 756.5 / 32e9, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", list(TABLE_4))
