@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     "JobSpec": "interleaf.runtime.jobs",
     "JobRunner": "interleaf.runtime.jobs",
     "run_job": "interleaf.runtime.jobs",
+    # a remote `interleaf serve` (issue 16)
+    "JobsClient": "interleaf.jobs_client",
+    "AsyncJobsClient": "interleaf.jobs_client",
     # telemetry: the trajectory file (a job's JSONL export, or a job id)
     "load_trajectories": "interleaf.telemetry",
     # tools

@@ -28,6 +28,19 @@ from interleaf.runtime.client import SessionTurn, SGLangBackend, Transport
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn, TurnTimings
 
 ARMS = ("session", "radix", "evict")
+
+SHAPES: dict[str, dict[str, tuple[int, int]]] = {
+    "short": {"turns": (2, 5), "prompt_tokens": (32, 384), "tool_tokens": (8, 256), "completion_tokens": (4, 32)},
+    # Where PTE's decode term γ·L·D matters: long contexts (up to ~8k, SmolLM2's limit) and 200–800
+    # decoded tokens per call, so γ·L·D is a sizeable share of a call's PTE rather than ~1 %.
+    "decode": {
+        "turns": (2, 3),
+        "prompt_tokens": (512, 4096),
+        "tool_tokens": (128, 768),
+        "completion_tokens": (200, 800),
+    },
+}
+"""Named conversation shapes for ``interleaf study pte-latency --shape``."""
 SESSION_TIMEOUT_S = 300.0
 """Inactivity after which the engine reaps a ``session`` arm's streaming session (it is closed at the end)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class TerminationReason(StrEnum):
@@ -57,6 +57,10 @@ class RetentionDecision(StrEnum):
     before it can finish holding theirs; its next turn waits to be readmitted."""
     QUEUED = "queued"
     """The turn waited for admission (room in the KV budget) before it ran; ``wait_s`` says how long."""
+    UNSUPPORTED = "unsupported"
+    """The policy needs a capability the server does not offer (streaming sessions); the episode ran
+    stateless there. The record's ``policy`` is what ran (``none``), ``reason`` names the server, the
+    capability and the server flag that enables it."""
 
 
 class ToolCallRecord(BaseModel):
@@ -202,9 +206,13 @@ class Trajectory(BaseModel):
     error: str | None = None
     """Error message when the episode ended abnormally."""
     retention_policy: str = "none"
-    """Retention policy used for the episode."""
+    """Retention policy requested for the episode (the job's ``retention``); what the KV really got
+    is ``retention_effective``."""
     tools: list[str] = Field(default_factory=list)
     """Names of the tools offered to the agent."""
+    tool_calls_constrained: bool = False
+    """True when every tool call was generated under a grammar built from the tools' JSON schemas
+    (constrained decoding): calls always parse and fit their schema, so Tool Format Collapse is n/a."""
     turns: list[Turn] = Field(default_factory=list)
     """The turns, in order."""
     started_at: float = 0.0
@@ -232,6 +240,20 @@ class Trajectory(BaseModel):
             ids += t.delta_ids
             ids += t.completion_ids
         return ids
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retention_effective(self) -> str:
+        """The retention policy the episode's KV really got: ``retention_policy``, or ``none`` when its
+        server lacked what the policy needs (a retention record with decision ``unsupported`` names the
+        server, the capability and the flag) and nothing was ever held. Derived from the turns, written
+        with the record for its readers."""
+        records = [r for t in self.turns for r in (t.retention, *t.retention_events)]
+        if any(r.decision == RetentionDecision.UNSUPPORTED for r in records) and not any(
+            r.decision == RetentionDecision.HOLD for r in records
+        ):
+            return "none"
+        return self.retention_policy
 
     @property
     def wall_s(self) -> float:

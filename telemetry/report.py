@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from interleaf.telemetry.hardware_profile import HardwareProfile
-from interleaf.telemetry.model_profile import ModelProfile
+from interleaf.telemetry.hardware_profile import HARDWARE_PROFILES, HardwareProfile
+from interleaf.telemetry.model_profile import ModelProfile, find_model_profile
 from interleaf.telemetry.patterns import Pattern
+from interleaf.telemetry.pte_claims import RankingStability, ranking_stability
 from interleaf.telemetry.records import Trajectory
 from interleaf.telemetry.summary import REPORTED_VARIANTS, JobSummary, summarize_job
 
@@ -45,6 +46,8 @@ class ReportRow(BaseModel):
             "prompt_tokens": s.prompt_tokens / n,
             "cached_tokens": s.cached_tokens / n,
             "completion_tokens": s.completion_tokens / n,
+            "retention_requested": s.retention_requested,
+            "retention_effective": s.retention_effective,
             "hardware": s.hardware,
         }
         for v in REPORTED_VARIANTS:
@@ -68,6 +71,18 @@ def build_report(
     ]
 
 
+def hardware_ranking(trajectories: Sequence[Trajectory], *, model: ModelProfile | None = None) -> RankingStability:
+    """Rank the models of ``trajectories`` by mean PTE on every shipped hardware profile (the paper's
+    Table 4) and correlate the rankings (the paper: Spearman ρ 0.956–0.995). Models without a profile
+    are left out; ``model`` prices every trajectory with one profile (then there is one model)."""
+    by_model: dict[str, tuple[ModelProfile, list[Trajectory]]] = {}
+    for t in trajectories:
+        profile = model or find_model_profile(t.model)
+        if profile is not None:
+            by_model.setdefault(profile.name, (profile, []))[1].append(t)
+    return ranking_stability(by_model, list(HARDWARE_PROFILES.values()))
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None:
         return "–"
@@ -76,8 +91,10 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return str(v)
 
 
-def render_report(rows: Sequence[ReportRow], fmt: str = "md") -> str:
-    """The report as Markdown (a main table and a pattern table), JSON (full summaries) or CSV (flat)."""
+def render_report(rows: Sequence[ReportRow], fmt: str = "md", *, ranking: RankingStability | None = None) -> str:
+    """The report as Markdown (a main table and a pattern table), JSON (full summaries) or CSV (flat).
+    ``ranking`` (``hardware_ranking``) adds a line on the stability of model rankings across hardware
+    to the Markdown."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r} is not supported; use one of {FORMATS}")
     if fmt == "json":
@@ -100,6 +117,7 @@ def render_report(rows: Sequence[ReportRow], fmt: str = "md") -> str:
         "tool calls",
         "prompt tok",
         "completion tok",
+        "retention",
         *(f"PTE {v.value}" for v in REPORTED_VARIANTS),
     ]
     lines = [f"PTE per trajectory (mean) on {hw}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -113,17 +131,26 @@ def render_report(rows: Sequence[ReportRow], fmt: str = "md") -> str:
             _fmt(f["tool_calls"]),
             _fmt(f["prompt_tokens"]),
             _fmt(f["completion_tokens"]),
+            r.summary.retention_text(),
             *(_fmt(r.summary.pte_mean.get(v.value)) for v in REPORTED_VARIANTS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    for r in rows:
+        c = r.summary.pte_by_correctness
+        if c is not None and r.summary.pte_mean:
+            lines.append(f"PTE incorrect vs correct, {r.model} × {r.suite}: {c.text()}")
+    if ranking is not None:
+        lines.append(f"Model ranking by mean PTE across hardware profiles: {ranking.text()}")
     lines += ["", "| model | suite | pattern | frequency | PTE cost multiplier |", "|---|---|---|---|---|"]
     for r in rows:
         for p in r.summary.patterns:
             if p.with_pattern:
                 lines.append(
-                    f"| {r.model} | {r.suite} | {p.pattern.value} | {p.with_pattern}/{p.trajectories} "
-                    f"({p.frequency:.0%}) | {_fmt(p.cost_multiplier)} |"
+                    f"| {r.model} | {r.suite} | {p.pattern.value} | {p.with_pattern}/{p.applicable} "
+                    f"({p.frequency or 0:.0%}) | {_fmt(p.cost_multiplier)} |"
                 )
+            elif p.not_applicable:
+                lines.append(f"| {r.model} | {r.suite} | {p.pattern.value} | {p.not_applicable} | – |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +176,7 @@ def plot_report(rows: Sequence[ReportRow], path: str | Path) -> Path:
     ]
     width2 = 0.8 / max(len(seen), 1)
     for i, p in enumerate(seen):
-        ax2.bar(x + i * width2, [r.summary.pattern(p.value).frequency for r in rows], width2, label=p.value)
+        ax2.bar(x + i * width2, [r.summary.pattern(p.value).frequency or 0.0 for r in rows], width2, label=p.value)
     ax2.set_xticks(x + 0.4 - width2 / 2, labels, fontsize=7)
     ax2.set_ylabel("share of trajectories")
     ax2.set_ylim(0, 1)
@@ -162,4 +189,11 @@ def plot_report(rows: Sequence[ReportRow], path: str | Path) -> Path:
     return out
 
 
-__all__ = ["FORMATS", "ReportRow", "build_report", "plot_report", "render_report"]
+__all__ = [
+    "FORMATS",
+    "ReportRow",
+    "build_report",
+    "hardware_ranking",
+    "plot_report",
+    "render_report",
+]

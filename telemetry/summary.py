@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pydantic import AliasChoices, BaseModel, Field
 
 from interleaf.telemetry.hardware_profile import HARDWARE_PROFILES, REFERENCE_HARDWARE, HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile, find_model_profile
-from interleaf.telemetry.patterns import PatternConfig, PatternFinding, PatternStats, detect_patterns, pattern_stats
+from interleaf.telemetry.patterns import (
+    PatternConfig,
+    PatternFinding,
+    PatternStats,
+    detect_patterns,
+    not_applicable,
+    pattern_stats,
+)
 from interleaf.telemetry.pte import PTEVariant, TurnArrays, gamma, pte_table
+from interleaf.telemetry.pte_claims import CorrectnessCost, correctness_cost
 from interleaf.telemetry.records import Trajectory
 
 REPORTED_VARIANTS = (PTEVariant.EVICT_ALL, PTEVariant.MEASURED, PTEVariant.PERFECT_REUSE, PTEVariant.PTE_PLUS)
@@ -76,6 +84,13 @@ class JobSummary(BaseModel):
     none did)."""
     terminations: dict[str, int] = Field(default_factory=dict)
     """Trajectories per termination reason (``TerminationReason`` value)."""
+    retention_requested: str | None = None
+    """The retention policy the trajectories asked for (``Trajectory.retention_policy``); several
+    are listed with their counts, most frequent first (``session 3, none 1``). None without trajectories."""
+    retention_effective: str | None = None
+    """The retention policy their KV really got (``Trajectory.retention_effective``), in the same
+    form: differs from ``retention_requested`` where a server lacked what the policy needs (streaming
+    sessions for ``session``, ``ttl``, ``adaptive``), e.g. requested ``session``, effective ``none``."""
     wall_s: float | None = None
     """Job wall time, seconds (None when unknown, e.g. a report built from a JSONL file)."""
     episode_wall_p50_s: float | None = None
@@ -90,6 +105,9 @@ class JobSummary(BaseModel):
     """Mean PTE per trajectory, by variant name (only over profiled trajectories)."""
     pte_total: dict[str, float] = Field(default_factory=dict)
     """Total PTE, by variant name."""
+    pte_by_correctness: CorrectnessCost | None = None
+    """Mean ``evict_all`` PTE of correct vs incorrect trajectories with a Mann–Whitney U test (the
+    paper: incorrect trajectories cost more); None when nothing was scored."""
     patterns: list[PatternStats] = Field(default_factory=list)
     """Frequency and cost multiplier (on ``evict_all`` PTE) per pattern."""
     findings: list[PatternFinding] | None = None
@@ -125,6 +143,7 @@ class JobSummary(BaseModel):
             ("cache hit rate", pct(self.cache_hit_rate)),
             ("recomputed tokens", str(self.recomputed_tokens)),
             ("terminations", ", ".join(f"{k} {v}" for k, v in sorted(self.terminations.items()))),
+            ("retention", self.retention_text()),
             ("episode wall p50", "n/a" if self.episode_wall_p50_s is None else f"{self.episode_wall_p50_s:.1f} s"),
             ("wall time", "n/a" if self.wall_s is None else f"{self.wall_s:.1f} s"),
         ]
@@ -134,14 +153,22 @@ class JobSummary(BaseModel):
             out.append((f"PTE {v.value} (mean, {self.hardware})", f"{self.pte_mean[v.value]:,.0f}"))
         if self.unprofiled_models:
             out.append(("PTE", f"n/a for {', '.join(self.unprofiled_models)} (no model profile)"))
-        seen = [p for p in self.patterns if p.with_pattern]
+        if self.pte_by_correctness is not None and self.pte_mean:
+            out.append(("PTE incorrect vs correct", self.pte_by_correctness.text()))
+        seen = [p for p in self.patterns if p.with_pattern or p.not_applicable]
         patterns = ", ".join(
-            f"{p.pattern.value} {p.with_pattern}/{p.trajectories}"
+            f"{p.pattern.value} {p.frequency_text()}"
             + (f" (x{p.cost_multiplier:.2f} PTE)" if p.cost_multiplier else "")
             for p in seen
         )
         out.append(("patterns", patterns or "none"))
         return out
+
+    def retention_text(self) -> str:
+        """``session`` when the policy ran as requested, else ``requested session, effective none``."""
+        if self.retention_requested == self.retention_effective:
+            return self.retention_requested or "n/a"
+        return f"requested {self.retention_requested}, effective {self.retention_effective}"
 
     def lines(self) -> list[str]:
         """``rows()`` as text lines, ``label value`` (for logs and notebooks)."""
@@ -204,23 +231,13 @@ def summarize_job(
     findings = [detect_patterns(t, config=pattern_config, gamma=_gamma_for(t, model, gammas)) for t in trajectories]
     profiled = ~np.isnan(values[PTEVariant.EVICT_ALL])
     verdicts = [t.correct for t in trajectories if t.correct is not None]
+    # Cost is compared within (model, suite) settings; unpriced trajectories (NaN) count for frequency only.
     stats = pattern_stats(
-        [f for f, ok in zip(findings, profiled, strict=True) if ok], values[PTEVariant.EVICT_ALL][profiled]
+        findings,
+        values[PTEVariant.EVICT_ALL],
+        settings=[(t.model, t.suite) for t in trajectories],
+        not_applicable=[not_applicable(t) for t in trajectories],
     )
-    if not profiled.all():
-        # Frequencies must count every trajectory, priced or not.
-        freq = pattern_stats(findings, np.zeros(n))
-        stats = [
-            s.model_copy(
-                update={
-                    "trajectories": f.trajectories,
-                    "with_pattern": f.with_pattern,
-                    "findings": f.findings,
-                    "frequency": f.frequency,
-                }
-            )
-            for s, f in zip(stats, freq, strict=True)
-        ]
     tool_calls = sum(t.tool_call_count for t in trajectories)
     reported = turns.reported if turns.reported is not None else np.ones(len(turns.prompt_tokens), dtype=bool)
     reported_prompt = int(turns.prompt_tokens[reported].sum())
@@ -241,6 +258,8 @@ def summarize_job(
         completion_tokens=int(turns.completion_tokens.sum()),
         cache_hit_rate=int(turns.cached_tokens[reported].sum()) / reported_prompt if reported_prompt else None,
         terminations=dict(sorted(terminations.items())),
+        retention_requested=_tally(t.retention_policy for t in trajectories),
+        retention_effective=_tally(t.retention_effective for t in trajectories),
         wall_s=wall_s,
         episode_wall_p50_s=statistics.median(t.wall_s for t in trajectories) if n else None,
         hardware=hw.name,
@@ -248,9 +267,18 @@ def summarize_job(
         unprofiled_models=unknown,
         pte_mean={v.value: float(values[v][profiled].mean()) for v in PTEVariant} if profiled.any() else {},
         pte_total={v.value: float(values[v][profiled].sum()) for v in PTEVariant} if profiled.any() else {},
+        pte_by_correctness=correctness_cost(trajectories, values[PTEVariant.EVICT_ALL]) if verdicts else None,
         patterns=stats,
         findings=[f for fs in findings for f in fs] if include_findings else None,
     )
+
+
+def _tally(values: Iterable[str]) -> str | None:
+    """One value as itself; several as ``a 3, b 1`` (most frequent first); None when there is none."""
+    counts = Counter(values)
+    if len(counts) <= 1:
+        return next(iter(counts), None)
+    return ", ".join(f"{value} {n}" for value, n in counts.most_common())
 
 
 def _gamma_for(traj: Trajectory, model: ModelProfile | None, gammas: dict[str, float]) -> float | None:

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
 
 import anyio
+import httpx2
 import jsonschema
 import mcp_types
 from mcp import Client, StdioServerParameters
@@ -25,8 +26,46 @@ from interleaf.tools.toolset import Toolset
 
 __all__ = ["mcp_toolset", "render_mcp_content"]
 
-_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-_LOST = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, ConnectionError, OSError)
+# OpenAI's function-name rule is ^[a-zA-Z0-9_-]{1,64}$: no '.', so "git.git_status" would be refused there.
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_VALID_SEPARATOR = re.compile(r"^[A-Za-z0-9_-]*$")
+_LOST = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    ConnectionError,
+    OSError,
+    httpx2.HTTPError,  # the MCP SDK speaks HTTP through httpx2 (refused, unreachable, bad status)
+)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups: the MCP SDK's task groups wrap the real cause."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _cause(exc: BaseException) -> str:
+    """One line saying why: the innermost exceptions, their class and message (no group wrapper)."""
+    causes = []
+    for e in _leaves(exc):
+        if isinstance(e, MCPError) and e.code == mcp_types.CONNECTION_CLOSED:
+            causes.append("the server closed the connection (did the process exit? see its stderr)")
+        else:
+            causes.append(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    return "; ".join(causes)
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """True when every leaf is a lost/refused connection or an MCP protocol error (not a user's bug)."""
+    return all(isinstance(e, (MCPError, *_LOST)) for e in _leaves(exc))
+
+
+def _tool_name(prefix: str, separator: str, remote: str) -> str:
+    """``prefix`` + ``separator`` + the server's name, made OpenAI-valid (other characters become '_')."""
+    base = prefix.rstrip("._-")
+    return _INVALID_NAME_CHARS.sub("_", f"{base}{separator}{remote}" if base else remote)[:64]
 
 
 def render_mcp_content(result: mcp_types.CallToolResult) -> str:
@@ -90,11 +129,12 @@ def _make_tool(
     spec: mcp_types.Tool,
     *,
     prefix: str,
+    separator: str,
     timeout_s: float | None,
     max_output_tokens: int | None,
 ) -> Tool:
     remote = spec.name
-    local = _INVALID_NAME_CHARS.sub("_", prefix + remote)[:64]
+    local = _tool_name(prefix, separator, remote)
     schema = dict(spec.input_schema or {"type": "object", "properties": {}})
 
     async def invoke(arguments: dict[str, Any], ctx: ToolContext) -> str:
@@ -162,6 +202,7 @@ async def mcp_toolset(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     prefix: str = "",
+    separator: str = "_",
     timeout_s: float | None = 30.0,
     max_output_tokens: int | None = 1024,
     errlog: TextIO | None = None,
@@ -170,24 +211,54 @@ async def mcp_toolset(
 
     ``command`` launches a stdio server (its environment is the MCP SDK's safe default plus
     ``env``; the host's secrets are not passed on); ``url`` connects over streamable HTTP.
-    Tool errors reported by the server come back as ``ToolError``; a lost connection raises
-    ``ToolInfraError``. ``prefix`` namespaces the tool names (``"time."`` -> ``time.get_current_time``).
+    Tool errors reported by the server come back as ``ToolError``; a server that cannot be started
+    or reached, dies at start, or is lost later raises ``ToolInfraError`` naming the command or URL
+    and the cause. ``prefix`` namespaces the tool names, joined by ``separator`` (``prefix="time"``
+    -> ``time_get_current_time``); names keep to OpenAI's rule ``^[a-zA-Z0-9_-]{1,64}$``, so any other
+    character (a ``.`` in a prefix such as ``"time."``) becomes ``_``.
     """
+    if not _VALID_SEPARATOR.match(separator):
+        raise ValueError(f"mcp_toolset separator={separator!r}: use letters, digits, '_' or '-' (OpenAI's name rule)")
     server = _server(command, url, env, cwd, errlog)
-    async with AsyncExitStack() as stack:
-        try:
-            client = await stack.enter_async_context(Client(server, read_timeout_seconds=timeout_s))
-            specs: list[mcp_types.Tool] = []
-            cursor = None
-            while True:
-                page = await client.list_tools(cursor=cursor)
-                specs.extend(page.tools)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-        except (MCPError, *_LOST) as exc:
-            raise ToolInfraError(f"cannot connect to MCP server {command or url!r}: {exc!r}") from exc
-        yield Toolset(
-            _make_tool(client, spec, prefix=prefix, timeout_s=timeout_s, max_output_tokens=max_output_tokens)
-            for spec in specs
-        )
+    where = f"url={url!r}" if url is not None else f"command={command!r}"
+    body_error: BaseException | None = None
+    try:
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(Client(server, read_timeout_seconds=timeout_s))
+                specs: list[mcp_types.Tool] = []
+                cursor = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    specs.extend(page.tools)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+            except Exception as exc:
+                if not _is_connection_failure(exc):
+                    raise
+                raise ToolInfraError(f"cannot connect to MCP server {where}: {_cause(exc)}") from exc
+            try:
+                yield Toolset(
+                    _make_tool(
+                        client,
+                        spec,
+                        prefix=prefix,
+                        separator=separator,
+                        timeout_s=timeout_s,
+                        max_output_tokens=max_output_tokens,
+                    )
+                    for spec in specs
+                )
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except BaseExceptionGroup as group:
+        # The SDK's task groups wrap a server that died (at start or during the block), and the
+        # caller's own error too, in an ExceptionGroup: the caller gets its own error back unwrapped,
+        # a dead server becomes a ToolInfraError naming the server and the cause.
+        if body_error is not None and _leaves(group) == [body_error]:
+            raise body_error from body_error.__cause__
+        if body_error is not None or not _is_connection_failure(group):
+            raise
+        raise ToolInfraError(f"MCP server {where} failed: {_cause(group)}") from group

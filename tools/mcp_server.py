@@ -94,19 +94,31 @@ def serve_mcp(
 
 
 def load_toolset(spec: str) -> Toolset:
-    """Resolve ``module:attr`` or ``path/to/file.py:attr`` to a ``Toolset``."""
+    """Resolve ``module:attr`` or ``path/to/file.py:attr`` to a ``Toolset``; a spec that names no
+    module, file or attribute raises ``ValueError`` naming it."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise ValueError(f"toolset {spec!r} must look like 'package.module:name' or 'path/file.py:name'")
     if target.endswith(".py"):
         path = Path(target).resolve()
+        if not path.is_file():
+            raise ValueError(f"toolset {spec!r}: no file {path}")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         if module_spec is None or module_spec.loader is None:
             raise ValueError(f"toolset {spec!r}: cannot load {path}")
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(target)
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            # Only the module named (or a parent of it) missing is the caller's typo; a missing
+            # import *inside* their module propagates as the bug it is.
+            if exc.name is None or not (target == exc.name or target.startswith(exc.name + ".")):
+                raise
+            raise ValueError(
+                f"toolset {spec!r}: no module named {exc.name!r} (is it installed, or on PYTHONPATH?)"
+            ) from None
     try:
         obj = getattr(module, attr)
     except AttributeError:

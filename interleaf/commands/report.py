@@ -34,6 +34,7 @@ def report(
         ModelProfile,
         build_report,
         find_hardware_profile,
+        hardware_ranking,
         load_trajectories,
         plot_report,
         render_report,
@@ -45,12 +46,19 @@ def report(
         trajectories = load_trajectories(source)
         hw = find_hardware_profile(hardware)
     except (FileNotFoundError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise typer.BadParameter(str(exc)) from None
     profile = None
     if model:
-        profile = MODEL_PROFILES.get(model) or ModelProfile.from_hf_config(model)
+        try:
+            profile = MODEL_PROFILES.get(model) or ModelProfile.from_hf_config(model)
+        except (OSError, ValueError, KeyError) as exc:
+            raise typer.BadParameter(
+                f"{model!r} is neither a shipped model profile ({', '.join(sorted(MODEL_PROFILES))}) nor a readable "
+                f"HF config.json ({type(exc).__name__}: {exc})",
+                param_hint="--model-profile",
+            ) from None
     rows = build_report(trajectories, hardware=hw, model=profile)
-    text = render_report(rows, fmt)
+    text = render_report(rows, fmt, ranking=hardware_ranking(trajectories, model=profile))
     if output:
         output.write_text(text)
         typer.echo(f"wrote {output}", err=True)

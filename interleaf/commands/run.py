@@ -3,18 +3,22 @@
     interleaf run --suite arith --n 20 --concurrency 8
     interleaf run --suite lookup --n 50 --backend http://gpu-1:30000 --backend http://gpu-2:30000 \\
         --retention adaptive --ray-address auto
+    interleaf run --suite arith --n 4 --json > result.json      # the summary as JSON; progress on stderr
 
 The job options are the ``JobSpec`` fields (type, default, docstring as help), so the command line,
 the API and the queue accept the same settings; ``--ray-address``, ``--redis-url`` and
 ``--engine-arg`` are the run's own. With no ``--backend`` the embedded engine is started (and stopped)
 for the run; with no ``--redis-url`` a private redis-server is. Ctrl-C cancels the job: running
-episodes stop, their sessions are closed, finished results are kept.
+episodes stop, their sessions are closed, finished results are kept. A server that lacks what the job
+asks for (streaming sessions for a session-holding ``--retention``) is named on stderr with the flag
+that enables it; the job still runs there, stateless, and the summary shows requested vs effective.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,12 +47,14 @@ def _flags(field: str) -> tuple[str, ...]:
     return _FLAGS.get(field, (f"--{field.replace('_', '-')}",))
 
 
-def _spec_options() -> list[inspect.Parameter]:
+def spec_options(cli_help: dict[str, str] | None = None) -> list[inspect.Parameter]:
     """One option per ``JobSpec`` field, with the field's type, default and docstring: the model
-    is the one place a job's settings are declared (the API and the queue read the same)."""
+    is the one place a job's settings are declared (the API and the queue read the same).
+    ``cli_help``: what a command adds to a field's docstring (default: ``interleaf run``'s)."""
+    extra = _CLI_HELP if cli_help is None else cli_help
     options = []
     for name, field in JobSpec.model_fields.items():
-        help_text = " ".join(filter(None, [(field.description or "").replace("``", ""), _CLI_HELP.get(name)]))
+        help_text = " ".join(filter(None, [(field.description or "").replace("``", ""), extra.get(name)]))
         option = typer.Option(field.get_default(call_default_factory=True), *_flags(name), help=help_text)
         options.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=field.annotation)
@@ -57,15 +63,17 @@ def _spec_options() -> list[inspect.Parameter]:
 
 
 def _invalid_spec(exc: ValidationError) -> typer.BadParameter:
-    """pydantic's errors as a usage error (exit code 2): the flags, then per problem the value and what is wrong."""
+    """pydantic's errors as a usage error (exit code 2): the flags, then per problem the value and what
+    is wrong (the CLI prints it on one line, problems separated by '; ')."""
     flags, problems = [], []
     for err in exc.errors():
-        flags.append(f"'{_flags(str(err['loc'][0]))[0]}'" if err["loc"] else "(options)")
-        if err["type"] == "value_error":  # JobSpec's own validators name the value and the choices
+        flag = _flags(str(err["loc"][0]))[0] if err["loc"] else "(options)"
+        flags.append(f"'{flag}'")
+        if err["type"] == "value_error":  # JobSpec's own validators name the field, the value and the choices
             problems.append(str(err["ctx"]["error"]))
         else:
-            problems.append(f"{err['msg']}, got {err['input']!r}")
-    return typer.BadParameter("\n".join(problems), param_hint=", ".join(flags))
+            problems.append(f"{flag}: {err['msg']}, got {err['input']!r}")
+    return typer.BadParameter("; ".join(problems), param_hint=", ".join(flags))
 
 
 def run(
@@ -73,6 +81,9 @@ def run(
     redis_url: str | None = typer.Option(None, "--redis-url", help="Redis URL (default: a private redis-server)."),
     engine_arg: list[str] = typer.Option(
         [], "--engine-arg", help="Extra flag for the embedded engine, e.g. --engine-arg=--executor=sim."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as JSON on stdout (job, status, summary, rows); progress on stderr."
     ),
     **spec_options: Any,
 ) -> None:
@@ -87,13 +98,15 @@ def run(
         load_suite(spec.suite, spec.n, spec.seed)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--suite") from None
-    raise typer.Exit(run_spec(spec, redis_url=redis_url, ray_address=ray_address, engine_args=engine_arg))
+    raise typer.Exit(
+        run_spec(spec, redis_url=redis_url, ray_address=ray_address, engine_args=engine_arg, as_json=as_json)
+    )
 
 
 # Typer reads the options from the signature: the JobSpec fields, then the run's own.
 run.__signature__ = inspect.signature(run).replace(  # type: ignore[attr-defined]
     parameters=[
-        *_spec_options(),
+        *spec_options(),
         *(
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
             for p in inspect.signature(run).parameters.values()
@@ -104,9 +117,18 @@ run.__signature__ = inspect.signature(run).replace(  # type: ignore[attr-defined
 
 
 def run_spec(
-    spec: JobSpec, *, redis_url: str | None = None, ray_address: str | None = None, engine_args: Sequence[str] = ()
+    spec: JobSpec,
+    *,
+    redis_url: str | None = None,
+    ray_address: str | None = None,
+    engine_args: Sequence[str] = (),
+    as_json: bool = False,
 ) -> int:
-    """Bring up the embedded defaults, run ``spec`` with a progress bar, print the summary; exit code."""
+    """Bring up the embedded defaults, run ``spec`` with a progress bar, print the summary; exit code.
+
+    ``as_json``: the result goes to stdout as one JSON object (``job_id``, ``status``, ``output_path``,
+    ``summary``: the ``JobSummary``, ``rows``: its table) instead of the table; everything else
+    (progress, warnings) is on stderr either way."""
     import ray
     from rich.console import Console
 
@@ -118,14 +140,26 @@ def run_spec(
         console.print("[dim]no --backend: starting the embedded engine (first start converts the model)…[/]")
     with EmbeddedServices(given, redis_url, engine_args=list(engine_args)) as services:
         spec = spec.model_copy(update={"backend_urls": services.backend_urls})
+        _say_capability_gaps(spec)
         try:
-            return asyncio.run(_run(spec, services.redis_url, ray_address, console))
+            return asyncio.run(_run(spec, services.redis_url, ray_address, console, as_json=as_json))
         finally:
             if ray.is_initialized():
                 ray.shutdown()
 
 
-async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, console: Console) -> int:
+def _say_capability_gaps(spec: JobSpec) -> None:
+    """One stderr line per server that lacks what the job asks for (e.g. streaming sessions for
+    ``--retention session``): the URL, the capability, the server flag that enables it, the fallback."""
+    from interleaf.runtime.client.capabilities import probe_retention_gaps
+
+    for gap in asyncio.run(probe_retention_gaps(spec.backend_urls, spec.retention)):
+        typer.echo(f"interleaf run: warning: {gap.message()}", err=True)
+
+
+async def _run(
+    spec: JobSpec, redis_url: str | None, ray_address: str | None, console: Console, *, as_json: bool = False
+) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -159,6 +193,16 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
             if store is not None:
                 await store.aclose()
 
+    if as_json:
+        document = {
+            "job_id": result.job_id,
+            "status": result.status.value,
+            "output_path": result.output_path,
+            "summary": result.summary.model_dump(mode="json"),
+            "rows": [list(row) for row in result.summary.rows()],
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return 0 if result.status == JobStatus.SUCCEEDED else 1
     table = Table(title=f"job {result.job_id} · {spec.suite} · {result.status.value}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
@@ -170,4 +214,4 @@ async def _run(spec: JobSpec, redis_url: str | None, ray_address: str | None, co
     return 0 if result.status == JobStatus.SUCCEEDED else 1
 
 
-__all__ = ["run", "run_spec"]
+__all__ = ["run", "run_spec", "spec_options"]

@@ -19,7 +19,15 @@ def pte_latency(
     ),
     trajectories: int = typer.Option(24, "--trajectories", "-n", help="Synthetic trajectories to run."),
     concurrency: int = typer.Option(4, "--concurrency", "-c", help="Trajectories in flight at once."),
-    max_turns: int = typer.Option(5, "--max-turns", help="Max LLM calls per trajectory (min 2)."),
+    max_turns: int | None = typer.Option(
+        None, "--max-turns", help="Max LLM calls per trajectory (min 2); default: the shape's."
+    ),
+    shape: str = typer.Option(
+        "short",
+        "--shape",
+        help="Conversation shape: short (32-384 token prompts, 4-32 output tokens) or decode (512-4096 token "
+        "prompts, 200-800 output tokens: where PTE's decode term matters).",
+    ),
     hardware: str = typer.Option("cpu", "--hardware", help="Hardware profile: cpu (measured here) or a built-in name."),
     dtype: str = typer.Option(
         "fp32",
@@ -33,11 +41,13 @@ def pte_latency(
     out: Path | None = typer.Option(None, "--out", help="Folder for trajectories.jsonl and result.json."),
 ) -> None:
     """Run synthetic multi-turn trajectories and print Pearson/Spearman r of latency with each proxy."""
-    from interleaf.pte_study import StudyConfig, run_study
+    from interleaf.pte_study import SHAPES, StudyConfig, run_study
     from interleaf.settings import runs_dir
     from interleaf.telemetry import MODEL_PROFILES, find_hardware_profile, find_model_profile, measure_cpu_profile
     from interleaf.telemetry.study import pte_latency_study
 
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"--shape {shape!r} is not known; use one of {sorted(SHAPES)}")
     if dtype not in ("fp32", "bf16"):
         raise typer.BadParameter(f"--dtype {dtype!r} is not supported; use fp32 or bf16")
     hw = measure_cpu_profile(dtype=dtype) if hardware == "cpu" else find_hardware_profile(hardware)
@@ -58,7 +68,7 @@ def pte_latency(
             engine_url=engine_url,
             trajectories=trajectories,
             concurrency=concurrency,
-            turns=(2, max(2, max_turns)),
+            **{**SHAPES[shape], **({"turns": (2, max(2, max_turns))} if max_turns else {})},
             seed=seed,
         )
         trajs = asyncio.run(run_study(cfg))

@@ -5,21 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from interleaf.tools import Toolset
 
 app = typer.Typer(help="Tools: list schemas, call a tool, serve a toolset over MCP.", no_args_is_help=True)
 
 ToolsetSpec = Annotated[str, typer.Argument(help="The toolset: 'package.module:name' or 'path/file.py:name'.")]
 
 
+def _load(spec: str) -> Toolset:
+    """The toolset ``spec`` names; a spec naming nothing is a usage error (one line, exit 2)."""
+    from interleaf.tools.mcp_server import load_toolset
+
+    try:
+        return load_toolset(spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TOOLSET") from None
+
+
 @app.command("list")
 def list_tools(toolset: ToolsetSpec) -> None:
     """Print the OpenAI function schemas of a toolset (what the model is shown)."""
-    from interleaf.tools.mcp_server import load_toolset
-
-    typer.echo(json.dumps(load_toolset(toolset).schemas(), indent=2))
+    typer.echo(json.dumps(_load(toolset).schemas(), indent=2))
 
 
 @app.command("call")
@@ -30,9 +41,8 @@ def call_tool(
 ) -> None:
     """Call one tool as an agent would and print the ToolResult (errors included)."""
     from interleaf.tools import ToolContext
-    from interleaf.tools.mcp_server import load_toolset
 
-    ts = load_toolset(toolset)
+    ts = _load(toolset)
     ctx = ToolContext.create("cli")
     try:
         result = asyncio.run(ts.call(name, arguments, ctx))
@@ -50,11 +60,11 @@ def mcp_serve(
     name: Annotated[str, typer.Option(help="Server name announced to clients.")] = "interleaf",
 ) -> None:
     """Serve a toolset as an MCP server."""
-    from interleaf.tools.mcp_server import load_toolset, serve_mcp
+    from interleaf.tools.mcp_server import serve_mcp
 
     if transport not in ("stdio", "streamable-http"):
         raise typer.BadParameter(f"--transport {transport!r}: use 'stdio' or 'streamable-http'")
-    serve_mcp(load_toolset(toolset), transport, host, port, name=name)  # type: ignore[arg-type]
+    serve_mcp(_load(toolset), transport, host, port, name=name)  # type: ignore[arg-type]
 
 
 @app.command("sandbox")

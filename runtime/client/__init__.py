@@ -9,7 +9,7 @@ async with pool.episode("ep-1") as model:          # an interleaf.agents.AgentMo
 await pool.aclose()
 
 Modules import downward only (errors, server_metrics → backend → sglang, conversation → retention,
-kv_budget, admission, router → session_hold → failover → episode_model → pool), so any of them can be
+capabilities, kv_budget, admission, router → session_hold → failover → episode_model → pool), so any of them can be
 imported first.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from interleaf.runtime.client.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.client.backend import Backend, GenerateResult, ServerInfo, SessionTurn
+from interleaf.runtime.client.capabilities import CapabilityGap, effective_retention, probe_retention_gaps
 from interleaf.runtime.client.conversation import Conversation
 from interleaf.runtime.client.episode_model import EpisodeCompletion, EpisodeModel
 from interleaf.runtime.client.errors import (
@@ -44,6 +45,7 @@ __all__ = [
     "BackendError",
     "BackendPool",
     "BackendUnavailable",
+    "CapabilityGap",
     "Conversation",
     "EpisodeAdmission",
     "EpisodeCompletion",
@@ -64,6 +66,8 @@ __all__ = [
     "SessionTurn",
     "ToolDurationEstimator",
     "Transport",
+    "effective_retention",
     "make_policy",
     "parse_prometheus",
+    "probe_retention_gaps",
 ]

@@ -62,11 +62,13 @@ class Hold:
 class KVBudget:
     """Held-token accounting and admission control for one server."""
 
-    def __init__(self, server: str, capacity: int) -> None:
+    def __init__(self, server: str, capacity: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if capacity < 0:
             raise ValueError(f"KVBudget capacity for {server} must be >= 0 tokens, got {capacity}")
         self.server = server
         self.capacity = capacity
+        self.clock = clock
+        """Seconds for wait deadlines and pause ages (a simulation injects its virtual clock)."""
         self.holds: dict[str, Hold] = {}
         self.held = 0
         self.peak = 0
@@ -103,7 +105,7 @@ class KVBudget:
         if tokens > self.capacity:
             self.refusals += 1
             return False
-        deadline = time.monotonic() + wait_s
+        deadline = self.clock() + wait_s
         while True:
             if tokens - current <= self.free:
                 if hold is None:
@@ -114,7 +116,7 @@ class KVBudget:
             pending = [h.releasing for h in self.holds.values() if h.releasing is not None]
             if preempt:
                 pending += self._preempt(tokens - current - self.free, below=value, exclude=key)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0 and not pending:
                 self.refusals += 1
                 return False
@@ -137,7 +139,7 @@ class KVBudget:
         equal one would only churn sessions."""
         tasks: list[asyncio.Task] = []
         freed = sum(h.tokens for h in self.holds.values() if h.state is HoldState.RELEASING)
-        now = time.monotonic()
+        now = self.clock()
         for hold in sorted(
             (h for h in self.holds.values() if h.state is HoldState.PAUSED and h.key != exclude),
             key=lambda h: h.current_value(now),
@@ -165,7 +167,7 @@ class KVBudget:
         hold.value = value
         hold.expected_s = expected_s
         hold.on_release = on_release
-        hold.since = time.monotonic()
+        hold.since = self.clock()
 
     async def resume(self, key: str) -> bool:
         """The episode is back: True if its hold survived (now active), False if it was released."""

@@ -11,11 +11,13 @@ import contextlib
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from interleaf.runtime.client.admission import EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.client.backend import Backend
+from interleaf.runtime.client.capabilities import CapabilityGap, retention_gaps
 from interleaf.runtime.client.episode_model import EpisodeModel
 from interleaf.runtime.client.errors import BackendError, BackendUnavailable
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
@@ -63,6 +65,7 @@ class BackendPool:
         estimator: ToolDurationEstimator | None = None,
         admission: bool = True,
         admission_overcommit: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= kv_budget_fraction <= 1.0:
             raise ValueError(
@@ -74,6 +77,9 @@ class BackendPool:
                 f"retries={retries}, backoff_s={backoff_s}, admission_wait_s={admission_wait_s} must be >= 0"
             )
         self.backends: dict[str, Backend] = {b.url: b for b in backends}
+        self.clock = clock
+        """Seconds for pauses, budget waits and ingest rates; the event loop's clock must agree with it
+        (a simulation runs the pool on a virtual-time loop and injects that loop's ``time``)."""
         self.policy = retention if isinstance(retention, RetentionPolicy) else make_policy(retention)
         self.kv_budget_fraction = kv_budget_fraction
         self.tokenizer = tokenizer
@@ -84,7 +90,7 @@ class BackendPool:
         self.estimator = estimator or ToolDurationEstimator()
         self.router = Router(list(self.backends))
         self.budgets = {
-            url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens))
+            url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens), clock=clock)
             for url, b in self.backends.items()
         }
         self.growth = GrowthEstimate()
@@ -107,6 +113,11 @@ class BackendPool:
         self._ingest = {url: _IngestRate() for url in self.backends}
         self._client_ingest = {url: _IngestRate() for url in self.backends}
         self._client_totals: Counter[str] = Counter()
+        self.capability_gaps: list[CapabilityGap] = [
+            gap for b in backends for gap in retention_gaps(self.policy.name, b.info)
+        ]
+        """What the servers lack for this pool's retention policy (there, episodes run with ``none``;
+        each one records it as an ``unsupported`` retention record)."""
         first = backends[0].info
         self.model_name = first.served_model_name or first.model_path
 
@@ -213,7 +224,7 @@ class BackendPool:
     def observe_call(self, url: str, ingested_tokens: int) -> None:
         """Client-side ingest figures (used when a server serves no /metrics)."""
         self._client_totals[url] += ingested_tokens
-        self._client_ingest[url].sample(float(self._client_totals[url]), time.monotonic())
+        self._client_ingest[url].sample(float(self._client_totals[url]), self.clock())
 
     def pressure(self, url: str) -> ServerPressure:
         """The server's KV pressure now, from its last /metrics scrape (client figures otherwise)."""

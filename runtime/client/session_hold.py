@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 from interleaf.runtime.client.admission import AdmissionAbandoned
 from interleaf.runtime.client.backend import Backend
+from interleaf.runtime.client.capabilities import retention_gaps
 from interleaf.runtime.client.conversation import Conversation
 from interleaf.runtime.client.errors import BackendError, BackendUnavailable
 from interleaf.runtime.client.kv_budget import KVBudget
@@ -53,6 +53,8 @@ class SessionHold:
         self._paused_at: float | None = None
         self._paused_tools: list[str] = []
         self._ttl_task: asyncio.Task | None = None
+        self._unsupported_noted: set[str] = set()
+        """Servers whose missing capability this episode has recorded already (once each)."""
 
     # -- around a pause ---------------------------------------------------------------------------
 
@@ -61,7 +63,7 @@ class SessionHold:
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         tools = tuple(tool_names)
         self._cancel_ttl()  # pause() twice without a turn between: one timer only
-        self._paused_at = time.monotonic()
+        self._paused_at = self.pool.clock()
         self._paused_tools = list(tools)
         expected = pool.estimator.expected_s(list(tools))
         if not policy.uses_sessions:
@@ -70,6 +72,8 @@ class SessionHold:
                 policy.decide(self._context(tools, expected)).reason,
                 predicted_pause_s=expected,
             )
+        elif conv.server is not None and not pool.backends[conv.server].info.streaming_sessions:
+            record = self._unsupported(pool.backends[conv.server], predicted_pause_s=expected)
         elif conv.session_id is None or conv.server is None:
             decision = policy.decide(self._context(tools, expected))
             record = self._record(
@@ -105,7 +109,7 @@ class SessionHold:
         """
         pause_s = None
         if self._paused_at is not None:
-            pause_s = time.monotonic() - self._paused_at
+            pause_s = self.pool.clock() - self._paused_at
             self.pool.estimator.observe(self._paused_tools, pause_s)
             self._paused_at = None
         self._cancel_ttl()
@@ -126,7 +130,14 @@ class SessionHold:
         """Make sure the turn runs in a session with ``need`` tokens of budget, or in none."""
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         budget = pool.budgets[backend.url]
-        if not (policy.uses_sessions and backend.info.streaming_sessions):
+        if not policy.uses_sessions:
+            return
+        if not backend.info.streaming_sessions:
+            # Said once per server, on the first turn that runs there: the turn's retention events
+            # (its trace span, the dashboard) show what the episode's KV really got.
+            if backend.url not in self._unsupported_noted:
+                self._unsupported_noted.add(backend.url)
+                records.append(self._unsupported(backend))
             return
         if conv.session_id is not None and not self._admitted(backend.url):
             # Suspended while its last turn ran, and no pause() since: let go now, then queue.
@@ -296,6 +307,16 @@ class SessionHold:
             predicted_pause_s=predicted_pause_s,
             held_tokens=held_tokens,
             wait_s=wait_s,
+        )
+
+    def _unsupported(self, backend: Backend, *, predicted_pause_s: float | None = None) -> RetentionRecord:
+        """The policy needs streaming sessions and ``backend`` serves none: the turn runs stateless."""
+        gaps = retention_gaps(self.pool.policy.name, backend.info)
+        return RetentionRecord(
+            policy="none",
+            decision=RetentionDecision.UNSUPPORTED,
+            reason=gaps[0].message() if gaps else f"{backend.url} serves no streaming sessions",
+            predicted_pause_s=predicted_pause_s,
         )
 
     def _suspend_record(self, what: str) -> RetentionRecord:

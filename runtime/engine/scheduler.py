@@ -59,8 +59,12 @@ class Scheduler:
         chunk_size: int = 512,
         max_running: int = 64,
         enable_radix: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.executor = executor
+        self.clock = clock
+        """Seconds for request timings and session timeouts; a discrete-event simulation
+        (``interleaf.runtime.simulate``) injects its virtual clock and calls ``step()`` itself."""
         self.cache = CacheManager(executor.kv_capacity, enable_radix=enable_radix)
         self.tokenizer = executor.tokenizer
         self.grammar = grammar
@@ -129,10 +133,7 @@ class Scheduler:
                     log.error("HTTP server thread ended; stopping the scheduler")
                     return
             try:
-                self._drain_inbox(block=self.idle)
-                self._reap_sessions()
-                did = self._prefill_round()
-                did |= self._decode_step()
+                did = self.step(block=self.idle)
                 if not did and (self.waiting or self.prefilling):
                     time.sleep(0.005)  # waiting for KV to free up (sessions closing, timeouts)
             except Exception:  # a bug must not silently kill the engine: fail the requests in flight
@@ -141,6 +142,15 @@ class Scheduler:
                     self._finish(req, {"type": "abort", "message": "internal engine error; see server log"})
                 self.running.clear()
                 self.prefilling = None
+
+    def step(self, block: bool = False) -> bool:
+        """One iteration: take new work (waiting up to half a second for it when ``block``), reap
+        expired sessions, run one prefill round and one decode step; True when any forward ran."""
+        self._drain_inbox(block=block)
+        self._reap_sessions()
+        did = self._prefill_round()
+        did |= self._decode_step()
+        return did
 
     def _drain_inbox(self, block: bool) -> None:
         timeout = 0.5 if block else 0.0
@@ -175,7 +185,7 @@ class Scheduler:
                 self._finish(req, {"type": "abort", "message": message})
 
     def _reap_sessions(self) -> None:
-        for sid in self.cache.sessions.expired(time.monotonic()):
+        for sid in self.cache.sessions.expired(self.clock()):
             self.close_session(sid)
 
     # --- sessions (scheduler thread) -------------------------------------------------------------
@@ -202,7 +212,7 @@ class Scheduler:
             self.stats.cached_tokens += req.n_prefix
             self.stats.prompt_tokens += len(req.input_ids)
         req.state = ReqState.PREFILLING
-        req.prefill_started = req.prefill_started or time.monotonic()
+        req.prefill_started = req.prefill_started or self.clock()
         if req.prefill_started and req.retractions == 0:
             self.observe(("queue", req.prefill_started - req.created))
         return True
@@ -322,12 +332,12 @@ class Scheduler:
         else:  # the simulator only needs lengths; skip the O(batch x context) table
             kv_slots = torch.empty(B, 0, dtype=torch.int64)
         layers = tuple(sorted({layer for r in batch if r.capture for layer in r.capture.layers}))
-        t0 = time.monotonic()
+        t0 = self.clock()
         out = self.executor.forward(ForwardBatch(
             tokens=torch.tensor([[r.output_ids[-1]] for r in batch]), positions=(kv_len - 1)[:, None],
             write_slots=new_slots[:, None], kv_slots=kv_slots, kv_len=kv_len,
             logit_index=torch.zeros(B, dtype=torch.int64), capture_layers=layers))  # fmt: skip
-        dt = time.monotonic() - t0
+        dt = self.clock() - t0
         self.stats.last_step_tokens_per_s = B / dt if dt > 0 else 0.0
         self.observe(("itl", dt))
         for i, (r, t) in enumerate(zip(batch, tables, strict=True)):
@@ -351,7 +361,7 @@ class Scheduler:
                 if req.top_logprobs_num > 0:
                     top = torch.topk(lp, req.top_logprobs_num)
                     req.output_top_logprobs.append(list(zip(top.values.tolist(), top.indices.tolist(), strict=True)))
-        now = time.monotonic()
+        now = self.clock()
         for req, tok in zip(reqs, tokens, strict=True):
             req.output_ids.append(tok)
             req.batch_size_sum += batch_size

@@ -47,9 +47,20 @@ class RooflineCost:
     flops_per_s: float
     bytes_per_s: float
     overhead_s: float = 0.002
+    token_block: int = 1
+    """Real tokens one simulated token stands for (a cluster-scale simulation runs the scheduler on
+    coarser tokens: a prefill of n is one of n·k real tokens; a decode step is k real decode steps)."""
 
     def step_time(self, q_tokens: list[int], kv_lens: list[int]) -> float:
         """One forward: sequence b feeds ``q_tokens[b]`` new tokens attending to ``kv_lens[b]`` keys."""
+        k = self.token_block
+        if k == 1:
+            return self._step_time(q_tokens, kv_lens)
+        if all(q == 1 for q in q_tokens):  # k decode steps; the context grows by k meanwhile
+            return k * self._step_time(q_tokens, [kv * k - k // 2 for kv in kv_lens])
+        return self._step_time([q * k for q in q_tokens], [kv * k for kv in kv_lens])
+
+    def _step_time(self, q_tokens: list[int], kv_lens: list[int]) -> float:
         attn = 4.0 * self.n_layers * self.n_heads * self.head_dim
         flops = sum(
             2.0 * self.n_active_params * q + attn * q * (kv - q / 2) for q, kv in zip(q_tokens, kv_lens, strict=True)

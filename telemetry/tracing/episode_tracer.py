@@ -59,6 +59,8 @@ class EpisodeTracer:
         )
         self.capture_content = content_capture_enabled() if capture_content is None else capture_content
         self.provider_name = provider_name
+        self._episodes: dict[str, AgentSpan] = {}
+        """Open episode spans by conversation id: their LLM-call spans wait there for the pause figures."""
 
     def record_tokens(self, attrs: dict[str, Any], input_tokens: int | None, output_tokens: int | None) -> None:
         """Record ``gen_ai.client.token.usage`` for one call: a point per known count, typed input/output."""
@@ -104,15 +106,24 @@ class EpisodeTracer:
             start_time,
             lambda s: AgentSpan(s, self.capture_content),
         ) as handle:
-            yield handle
+            self._episodes[conversation_id] = handle
+            try:
+                yield handle
+            finally:
+                # Children end before their parent, also when the episode failed before record().
+                handle.end_llm_spans()
+                if self._episodes.get(conversation_id) is handle:
+                    del self._episodes[conversation_id]
 
     @contextmanager
     def episode_span(self, traj: Trajectory, *, start_time: int | None = None) -> Iterator[AgentSpan]:
-        """``agent_span`` for ``traj``: its agent, id (the conversation), model, retention policy, job,
-        episode, task and suite. The live episode and the after-the-fact replay both open it here."""
+        """``agent_span`` for ``traj``: its agent, id (the conversation, and the agent instance's
+        ``gen_ai.agent.id``), model, retention policy, job, episode, task and suite. The live episode
+        and the after-the-fact replay both open it here."""
         with self.agent_span(
             traj.agent or "agent",
             conversation_id=traj.id,
+            agent_id=traj.id,
             model=traj.model or None,
             retention_policy=traj.retention_policy,
             job_id=traj.job_id,
@@ -140,7 +151,12 @@ class EpisodeTracer:
         duration_s: float | None = None,
     ) -> Iterator[LLMSpan]:
         """One LLM call, ``{operation} {model}`` (CLIENT); records ``gen_ai.client.operation.duration``
-        (the span's wall time, or ``duration_s`` when given)."""
+        (the span's wall time, or ``duration_s`` when given).
+
+        ``server_address`` / ``server_port``: the server, when known before the call; else
+        ``LLMSpan.record(turn)`` sets them from ``Turn.server``. Inside the episode span of
+        ``conversation_id`` the span ends when the episode is recorded (at its own end time), so that
+        it carries the decision taken at the pause after the call."""
         if operation not in ("text_completion", "chat", "generate_content"):
             raise ValueError(f"operation={operation!r} is not a GenAI LLM operation; use text_completion or chat")
         metric_attrs = {
@@ -158,6 +174,7 @@ class EpisodeTracer:
             "gen_ai.request.seed": seed,
             "server.port": server_port,
         }
+        episode = self._episodes.get(conversation_id) if conversation_id is not None else None
         t0 = time.perf_counter()
         error: str | None = None
         try:
@@ -168,6 +185,7 @@ class EpisodeTracer:
                 attrs,
                 start_time,
                 lambda s: LLMSpan(s, self.capture_content, metric_attrs=metric_attrs, tracer=self),
+                defer_end=(lambda h, end_ns: episode.pending_llm.append((h, end_ns))) if episode else None,
             ) as handle:
                 yield handle
         except BaseException as exc:

@@ -8,6 +8,7 @@ import time
 from interleaf.telemetry.pte import PTEBreakdown
 from interleaf.telemetry.records import Trajectory
 from interleaf.telemetry.tracing.episode_tracer import EpisodeTracer
+from interleaf.telemetry.tracing.spans import server_attributes
 
 _NS = 1_000_000_000
 
@@ -31,10 +32,12 @@ def spans_from_trajectory(
     with tracer.episode_span(traj, start_time=int(t * _NS)) as agent:
         for turn in traj.turns:
             e2e = turn.timings.e2e_s or (turn.timings.ttft_s + turn.timings.decode_s)
+            server = server_attributes(turn.server) if turn.server else {}
             with tracer.llm_span(
                 traj.model or "model",
                 conversation_id=traj.id,
-                server_address=turn.server or None,
+                server_address=server.get("server.address"),
+                server_port=server.get("server.port"),
                 start_time=int(t * _NS),
                 duration_s=e2e,
             ) as llm:

@@ -170,3 +170,30 @@ async def test_text_requests_hidden_state_fields_and_a_session_first_turn() -> N
         assert [p for p, _ in seen].count("/generate") == 2  # refused locally, before the network
     finally:
         await backend.aclose()
+
+
+async def test_capability_gaps_name_server_capability_and_flag() -> None:
+    """A session-holding policy on a server without streaming sessions (SGLang's default) is a gap:
+    named with the server, the capability and the flag; ``none`` needs nothing."""
+    from interleaf.runtime.client import effective_retention, probe_retention_gaps
+
+    no_sessions = {**SERVER_INFO, "enable_streaming_session": False}
+    nested = {"server_args": {"enable_streaming_session": False}, "internal_states": [{"max_total_num_tokens": 9}]}
+    for info in (no_sessions, nested):
+        (gap,) = await probe_retention_gaps(["http://s:1"], "session", transport=_transport(server_info=info))
+        assert (gap.server, gap.capability, gap.server_flag) == (
+            "http://s:1",
+            "streaming sessions",
+            "--enable-streaming-session",
+        )
+        assert gap.message() == (
+            "http://s:1 does not serve streaming sessions (needed by retention session): "
+            "start it with --enable-streaming-session; this job runs retention none there"
+        )
+    assert await probe_retention_gaps(["http://s:1"], "none", transport=_transport(server_info=no_sessions)) == []
+    assert await probe_retention_gaps(["http://s:1"], "adaptive", transport=_transport()) == []
+    with pytest.raises(ValueError):
+        await probe_retention_gaps(["http://s:1"], "forever", transport=_transport())
+    backend = await SGLangBackend.connect("http://s:1", transport=_transport(server_info=no_sessions))
+    assert [effective_retention(p, backend.info).value for p in ("none", "session", "ttl", "adaptive")] == ["none"] * 4
+    await backend.aclose()

@@ -79,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
                                     "end": s.end_time_unix_nano,
                                     "status": int(s.status.code),
                                     "attributes": attrs(s.attributes),
+                                    "events": [{"name": e.name, "attributes": attrs(e.attributes)} for e in s.events],
                                     "resource": resource,
                                     "scope": ss.scope.name,
                                 }

@@ -27,14 +27,15 @@ def test_confirmatory_negative_number_boundaries() -> None:
 
 def test_tool_mixing() -> None:
     (f,) = found(fx.mixing(), Pattern.TOOL_MIXING)
-    assert f.turns == [0, 1] and f.figures["distinct_tools"] == 2
+    assert f.turns == [0, 1] and f.figures["distinct_tool_types"] == 2
+    assert "retrieval (search" in f.detail and "computation (python" in f.detail
     assert found(fx.confirmatory(), Pattern.TOOL_MIXING) == []
 
 
 def test_lack_of_tool_priors_empty_print_and_syntax_error() -> None:
     fs = found(fx.silent_python(), Pattern.LACK_OF_TOOL_PRIORS)
     assert [f.turns for f in fs] == [[0], [1]]
-    assert "empty output" in fs[0].detail and "execution error" in fs[1].detail
+    assert "empty output" in fs[0].detail and "did not compile (SyntaxError)" in fs[1].detail
     assert fs[1].spans[0].call_id == "call_1_0" and "SyntaxError" in fs[1].spans[0].excerpt
 
 
@@ -103,3 +104,172 @@ def test_pattern_stats_frequency_and_multiplier() -> None:
     assert stats[Pattern.TOOL_MIXING].cost_multiplier is None
     with pytest.raises(ValueError, match="baseline='x'"):
         pattern_stats(findings, [1, 2, 3, 4], baseline="x")
+
+
+# --- The paper's rules (PAPERS.md §B) on its own tool names and output format, positive and negative. ---
+
+
+def paper_call(i: int, name: str, args: dict, result: str) -> fx.ToolCallRecord:
+    return fx.call(i, 0, name, args, result)
+
+
+def test_retrieval_workflow_is_not_mixing_but_retrieval_plus_python_is() -> None:
+    """SimpleQA's search + visit is one tool type; WebInstruct's search + visit + python is two."""
+    search = paper_call(0, "google_search_tool", {"query": ["capital of France"]}, "Paris ...")
+    visit = paper_call(1, "visit_tool", {"url": "https://x", "goal": "capital"}, "Paris is the capital")
+    python = paper_call(2, "python_tool", {"code": "print(len('Paris'))"}, "stdout:\n5\n\nstderr:\n")
+    tools = ["google_search_tool", "visit_tool", "python_tool"]
+    simpleqa = fx.traj(
+        "sq",
+        [fx.turn(0, "s", [search]), fx.turn(1, "v", [visit]), fx.turn(2, "<ANSWER>Paris</ANSWER>")],
+        answer="Paris",
+        tools=tools,
+    )
+    assert found(simpleqa, Pattern.TOOL_MIXING) == []
+    web = fx.traj(
+        "wi",
+        [
+            fx.turn(0, "s", [search]),
+            fx.turn(1, "v", [visit]),
+            fx.turn(2, "p", [python]),
+            fx.turn(3, "<ANSWER>5</ANSWER>"),
+        ],
+        answer="5",
+        tools=tools,
+    )
+    (f,) = found(web, Pattern.TOOL_MIXING)
+    assert f.turns == [0, 2] and f.figures["distinct_tool_types"] == 2
+
+
+def test_mixing_ignores_unoffered_tools_and_the_answer_tool_and_is_extendable() -> None:
+    from interleaf.telemetry import PatternConfig
+
+    t = fx.mixing()
+    t.tools = ["python"]  # the search call named a tool that was not offered: format collapse, not mixing
+    assert found(t, Pattern.TOOL_MIXING) == []
+    assert found(t, Pattern.TOOL_FORMAT_COLLAPSE)
+    answered = fx.traj(
+        "ans",
+        [
+            fx.turn(0, "p", [fx.call(0, 0, "python", {"code": "print(5)"}, "5\n")]),
+            fx.turn(1, "a", [fx.call(1, 0, "answer", {"answer": "5"}, "5")]),
+        ],
+        answer="5",
+        tools=["python", "answer"],
+    )
+    assert found(answered, Pattern.TOOL_MIXING) == []
+    # A user's own tools: typed by name fragments, or declared in PatternConfig.tool_types.
+    custom = fx.traj(
+        "c",
+        [
+            fx.turn(0, "x", [fx.call(0, 0, "kb_lookup", {"q": "a"}, "r")]),
+            fx.turn(1, "y", [fx.call(1, 0, "wiki_search", {"q": "b"}, "r")]),
+        ],
+        tools=["kb_lookup", "wiki_search"],
+    )
+    assert len(found(custom, Pattern.TOOL_MIXING)) == 1  # kb_lookup is a type of its own by default
+    cfg = PatternConfig(tool_types={"kb_lookup": "retrieval"})
+    assert found(custom, Pattern.TOOL_MIXING, config=cfg) == []
+
+
+def confirm_case(text: str, answer: str, output: str) -> fx.Trajectory:
+    code = {"code": "print(1 + 1)"}
+    return fx.traj(
+        "c",
+        [
+            fx.turn(0, text + " " + fx.TC, [fx.call(0, 0, "python", code, output)]),
+            fx.turn(1, f"<answer>{answer}</answer>"),
+        ],
+        answer=answer,
+        tools=["python"],
+    )
+
+
+def test_confirmatory_needs_the_answer_as_a_stated_value_and_a_confirming_output() -> None:
+    # "Step 2" labels a step; it does not state the answer 2.
+    assert (
+        found(confirm_case("Step 2: add the numbers.", "2", "stdout:\n2\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
+        == []
+    )
+    assert found(confirm_case("1. add\n2. check", "2", "2\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+    # Stated as a value, and the tool prints it: confirmatory (the paper's 81% case).
+    (f,) = found(
+        confirm_case("1 + 1 = 2, so the answer is 2.", "2", "stdout:\n2\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE
+    )
+    assert [s.source for s in f.spans] == ["text", "tool_raw", "tool_result"]
+    # Stated, but the tool's output disagrees: the call explored, it did not confirm.
+    assert found(confirm_case("Maybe it is 2.", "2", "stdout:\n3\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+    # Numeric equality, whole numbers only; \\boxed{} and "x = 3" answers are normalised.
+    assert found(confirm_case("It is 2.0 I think.", "\\boxed{2}", "2\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
+    assert found(confirm_case("x = 3 surely", "x = 3", "3\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
+    assert found(confirm_case("Is it 23 or 2.5?", "2", "2\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+    # Word answers match whole words, case-insensitively.
+    assert found(confirm_case("I believe paris.", "Paris", "Paris\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
+    assert found(confirm_case("Parisian food.", "Paris", "Paris\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+
+
+def priors_case(result: str) -> fx.Trajectory:
+    return fx.traj(
+        "p",
+        [fx.turn(0, "x", [fx.call(0, 0, "python_tool", {"code": "..."}, result)]), fx.turn(1, "<answer>0.5</answer>")],
+        answer="0.5",
+        tools=["python_tool"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "lacks"),
+    [
+        ("stdout:\n\nstderr:\n", True),  # missing print (SandboxFusion's empty format)
+        ("", True),
+        ("stdout:\n\nstderr:\n/x.py:1: DeprecationWarning: old\n", True),  # nothing printed; warnings aside
+        ("stdout:\n\nstderr:\n  File \"/x.py\", line 1\n    print(1\nSyntaxError: '(' was never closed\n", True),
+        ('stdout:\n\nstderr:\n  File "/x.py", line 2\nIndentationError: unexpected indent\n', True),
+        ("stdout:\n0.5\n\nstderr:\n/x.py:3: DeprecationWarning: use y\n  warnings.warn()\n", False),
+        (
+            'stdout:\n\nstderr:\nTraceback (most recent call last):\n  File "/x.py", line 1\n'
+            "ZeroDivisionError: division by zero\n",
+            False,
+        ),  # a runtime exception of code that compiled
+        ("stdout:\nError rate: 0\n\nstderr:\n", False),
+    ],
+)
+def test_lack_of_priors_is_missing_print_or_bad_syntax_only(result: str, lacks: bool) -> None:
+    assert bool(found(priors_case(result), Pattern.LACK_OF_TOOL_PRIORS)) is lacks
+
+
+def test_format_collapse_is_not_applicable_under_constrained_decoding() -> None:
+    from interleaf.telemetry import not_applicable, summarize_job
+    from interleaf.telemetry.patterns import CONSTRAINED_DECODING
+
+    constrained = [fx.confirmatory(), fx.mixing()]
+    for t in constrained:
+        t.tool_calls_constrained = True
+    assert not_applicable(constrained[0]) == {Pattern.TOOL_FORMAT_COLLAPSE: CONSTRAINED_DECODING}
+    stats = summarize_job(constrained).pattern(Pattern.TOOL_FORMAT_COLLAPSE.value)
+    assert stats is not None
+    assert (stats.frequency, stats.applicable, stats.not_applicable) == (None, 0, "n/a (constrained decoding)")
+    assert "tool_format_collapse n/a (constrained decoding)" in dict(summarize_job(constrained).rows())["patterns"]
+    # Mixed jobs: the rule's frequency counts only the unconstrained trajectories.
+    mixed = [*constrained, fx.malformed_call()]
+    s = summarize_job(mixed).pattern(Pattern.TOOL_FORMAT_COLLAPSE.value)
+    assert s is not None and (s.with_pattern, s.applicable, s.frequency, s.not_applicable) == (1, 1, 1.0, None)
+
+
+def test_cost_multiplier_is_computed_within_model_and_suite() -> None:
+    """Pooling settings would compare a cheap suite's trajectories with an expensive one's."""
+    trajs = [fx.confirmatory(), fx.not_confirmatory(), fx.confirmatory(), fx.not_confirmatory()]
+    findings = [detect_patterns(t) for t in trajs]
+    settings = [("m", "arith"), ("m", "arith"), ("m", "mixed"), ("m", "mixed")]
+    stats = {s.pattern: s for s in pattern_stats(findings, [20.0, 10.0, 3000.0, 1000.0], settings=settings)}
+    c = stats[Pattern.CONFIRMATORY_TOOL_USAGE]
+    assert [g.cost_multiplier for g in c.groups] == [pytest.approx(2.0), pytest.approx(3.0)]
+    assert c.cost_multiplier == pytest.approx(2.5)  # weighted by trajectories with the pattern: 1 each
+    pooled = {s.pattern: s for s in pattern_stats(findings, [20.0, 10.0, 3000.0, 1000.0])}
+    assert pooled[Pattern.CONFIRMATORY_TOOL_USAGE].cost_multiplier == pytest.approx(1510 / 505)
+    # A setting with only one side contributes nothing.
+    one_sided = pattern_stats(
+        findings, [20.0, 10.0, 3000.0, 1000.0], settings=[("m", "a"), ("m", "b"), ("m", "b"), ("m", "c")]
+    )
+    c1 = {s.pattern: s for s in one_sided}[Pattern.CONFIRMATORY_TOOL_USAGE]
+    assert c1.cost_multiplier == pytest.approx(3000 / 10) and len(c1.groups) == 3

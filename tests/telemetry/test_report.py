@@ -25,7 +25,7 @@ from interleaf.telemetry import (
     render_report,
     summarize_job,
 )
-from interleaf.telemetry.records import TerminationReason
+from interleaf.telemetry.records import RetentionDecision, RetentionRecord, TerminationReason
 from tests.telemetry import telemetry_fixtures as fx
 
 
@@ -160,6 +160,34 @@ def test_report_formats(tmp_path) -> None:
     assert data[0]["summary"]["patterns"][1]["pattern"] == "tool_mixing"
     with pytest.raises(ValueError, match="fmt='xml'"):
         render_report(rows, "xml")
+
+
+def test_requested_and_effective_retention_in_summary_and_report() -> None:
+    """A session job on a server without streaming sessions: the turns record ``unsupported`` and
+    the summary, the report's JSON / CSV / Markdown say what was requested and what ran."""
+    ran_stateless = fx.held().model_copy(update={"retention_policy": "session", "id": "stateless"}, deep=True)
+    for turn in ran_stateless.turns:
+        turn.retention = RetentionRecord(
+            policy="none", decision=RetentionDecision.UNSUPPORTED, reason="http://x:1 does not serve streaming sessions"
+        )
+    held = fx.held().model_copy(update={"retention_policy": "session"}, deep=True)
+    assert held.retention_effective == "session" and ran_stateless.retention_effective == "none"
+    assert json.loads(dump_trajectory(ran_stateless))["retention_effective"] == "none"
+    assert load_trajectory(dump_trajectory(ran_stateless)) == ran_stateless
+
+    s = summarize_job([ran_stateless, ran_stateless.model_copy(update={"id": "b"})])
+    assert (s.retention_requested, s.retention_effective) == ("session", "none")
+    assert dict(s.rows())["retention"] == "requested session, effective none"
+    mixed = summarize_job([held, ran_stateless, ran_stateless.model_copy(update={"id": "b"})])
+    assert (mixed.retention_requested, mixed.retention_effective) == ("session", "none 2, session 1")
+    assert dict(summarize_job([held]).rows())["retention"] == "session"
+
+    rows = build_report([ran_stateless])
+    summary = json.loads(render_report(rows, "json"))[0]["summary"]
+    assert (summary["retention_requested"], summary["retention_effective"]) == ("session", "none")
+    parsed = next(csv.DictReader(io.StringIO(render_report(rows, "csv"))))
+    assert (parsed["retention_requested"], parsed["retention_effective"]) == ("session", "none")
+    assert "| requested session, effective none |" in render_report(rows, "md")
 
 
 def _cli() -> typer.Typer:

@@ -286,3 +286,53 @@ def test_retention_events_before_a_call_become_span_events(otel) -> None:
     assert [e.name for e in span.events] == ["interleaf.retention.suspend", "interleaf.retention.queued"]
     assert span.events[1].attributes["interleaf.admission.wait_s"] == 1.5
     assert span.events[0].attributes["interleaf.retention.reason"] == "suspended: budget"
+
+
+def test_live_llm_spans_get_server_pause_figures_and_the_episode_pte(otel) -> None:
+    """What the live episode does: open each call's span before the server is known, record the turn,
+    learn the pause decision later. The span names the server that answered, waits for the episode to
+    carry the pause figures, and ends at its own end; the episode span gets its id and PTE."""
+    from interleaf.telemetry.records import RetentionDecision, RetentionRecord
+
+    tp, mp, exporter, reader = otel
+    tracer = EpisodeTracer(tp, mp, capture_content=True)
+    traj = fx.held()
+    for t in traj.turns:
+        t.server = "http://10.1.2.3:30001"
+    traj.turns[0].retention = RetentionRecord(policy="session", decision=RetentionDecision.HOLD, reason="r")
+    traj.turns[0].timings.pause_s = 0.25
+    with tracer.episode_span(traj) as episode:
+        for turn in traj.turns:
+            with tracer.llm_span(traj.model, conversation_id=traj.id, max_tokens=32) as llm:
+                llm.set_prompt("What is 1?")
+                llm.record(turn)
+                turn.span_id = llm.span_id
+        assert exporter.get_finished_spans() == ()  # waiting for the pause figures
+        episode.record(traj)
+    spans = exporter.get_finished_spans()
+    agent = next(s for s in spans if s.name.startswith("invoke_agent"))
+    calls = sorted((s for s in spans if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time)
+    assert len(calls) == 2 and all(c.end_time < agent.end_time for c in calls)
+    first = calls[0].attributes
+    assert (first["server.address"], first["server.port"]) == ("10.1.2.3", 30001)
+    assert (first["interleaf.retention.policy"], first["interleaf.retention.decision"]) == ("session", "hold")
+    assert first["interleaf.pause_s"] == 0.25
+    assert "What is 1?" in first["gen_ai.input.messages"]
+    expected = pte_breakdown(traj, MODEL_PROFILES["SmolLM2-135M-Instruct"], HARDWARE_PROFILES["H100-PCIe"])
+    assert agent.attributes["gen_ai.agent.id"] == traj.id
+    assert agent.attributes["interleaf.pte.evict_all"] == pytest.approx(expected.evict_all)
+    assert agent.attributes["interleaf.pte.hardware"] == "H100-PCIe"
+    points = histogram_points(reader)
+    for name in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration"):
+        assert {p.attributes.get("server.address") for p in points[name]} == {"10.1.2.3"}, name
+
+
+def test_replay_gives_the_server_as_address_and_port(otel) -> None:
+    tp, mp, exporter, _ = otel
+    traj = fx.held()
+    traj.turns[0].server = "http://gpu-1:30000"
+    spans_from_trajectory(traj, EpisodeTracer(tp, mp))
+    call = next(
+        s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT and s.attributes.get("server.port")
+    )
+    assert (call.attributes["server.address"], call.attributes["server.port"]) == ("gpu-1", 30000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,9 +62,46 @@ async def test_third_party_time_server(ctx, quiet):
         assert not_json.error_type == "ToolArgumentError" and "not valid JSON" in not_json.content
 
 
-async def test_prefix_namespaces_tools(quiet):
+async def test_prefix_namespaces_tools_with_openai_valid_names(quiet):
+    openai_name = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+    async with mcp_toolset(TIME_SERVER, prefix="time", errlog=quiet) as ts:
+        assert sorted(ts.names) == ["time_convert_time", "time_get_current_time"]
+    # A dotted prefix (OpenAI refuses '.') is made valid; another separator can be chosen.
     async with mcp_toolset(TIME_SERVER, prefix="time.", errlog=quiet) as ts:
-        assert sorted(ts.names) == ["time.convert_time", "time.get_current_time"]
+        assert sorted(ts.names) == ["time_convert_time", "time_get_current_time"]
+        assert all(openai_name.match(n) for n in ts.names)
+    async with mcp_toolset(TIME_SERVER, prefix="clock", separator="-", errlog=quiet) as ts:
+        assert sorted(ts.names) == ["clock-convert_time", "clock-get_current_time"]
+    with pytest.raises(ValueError, match=r"separator='\.'"):
+        async with mcp_toolset(TIME_SERVER, prefix="time", separator="."):
+            pass
+
+
+async def test_server_dying_at_start_is_an_infrastructure_error_naming_it(quiet):
+    dies = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    with pytest.raises(ToolInfraError) as info:
+        async with mcp_toolset(dies, errlog=quiet):
+            pass
+    message = str(info.value)
+    assert "sys.exit(3)" in message and "closed the connection" in message
+    with pytest.raises(ToolInfraError, match=r"no-such-mcp-server.*No such file"):
+        async with mcp_toolset(["no-such-mcp-server"], errlog=quiet):
+            pass
+
+
+async def test_dead_url_is_an_infrastructure_error_naming_it():
+    url = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    with pytest.raises(ToolInfraError) as info:
+        async with mcp_toolset(url=url):
+            pass
+    assert url in str(info.value) and "ConnectError" in str(info.value)
+    assert not isinstance(info.value, BaseExceptionGroup)
+
+
+async def test_an_error_in_the_callers_block_passes_through(quiet):
+    with pytest.raises(KeyError, match="mine"):
+        async with mcp_toolset(TIME_SERVER, errlog=quiet):
+            raise KeyError("mine")
 
 
 async def test_official_client_calls_interleaf_toolset_over_stdio(quiet):

@@ -1,0 +1,22 @@
+"""interleaf.runtime.simulate: workloads as data (trace files, generators) and a virtual-time simulation of
+the whole serving path — the production engine and client classes driven by a discrete-event clock."""
+
+from __future__ import annotations
+
+from interleaf.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["SimulationReport", "render"], "interleaf.runtime.simulate.report"),
+    **dict.fromkeys(
+        ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policy"],
+        "interleaf.runtime.simulate.simulation",
+    ),
+    **dict.fromkeys(
+        ["SessionScript", "TraceError", "TraceTurn", "dump_trace", "load_trace", "parse_trace", "sessions",
+         "trace_from_trajectories"],
+        "interleaf.runtime.simulate.trace",
+    ),
+    **dict.fromkeys(["SimulationStuck", "VirtualTimeLoop", "run_virtual"], "interleaf.runtime.simulate.virtual_loop"),
+    **dict.fromkeys(["SHAPES", "WorkloadShape", "generate"], "interleaf.runtime.simulate.workloads"),
+}  # fmt: skip
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

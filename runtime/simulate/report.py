@@ -1,0 +1,61 @@
+"""The simulation's table: each policy's figures and their ratios to ``none``'s (all SIMULATED)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from interleaf.runtime.simulate.simulation import PolicyResult, SimulationSetup
+
+
+class SimulationReport(BaseModel):
+    """A whole ``interleaf simulate`` run (``--json`` prints this)."""
+
+    simulated: bool = True
+    """Always True: every time here is virtual, from the cost model, not measured."""
+    workload: str
+    """Workload name or trace file."""
+    agents: int
+    """Sessions replayed."""
+    peak_context_tokens: int
+    """The agents' peak total context (real tokens)."""
+    kv_tokens_per_server: int
+    """KV capacity of each server (real tokens; the oracle's is unbounded)."""
+    tool_floor_s: float
+    """The longest session's summed tool pauses: no policy's makespan can be shorter."""
+    setup: SimulationSetup
+    """Cluster, model and sizing."""
+    results: list[PolicyResult]
+    """One entry per policy, in the order run."""
+
+
+def render(report: SimulationReport) -> str:
+    """A plain-text table with ratios vs ``none`` (``x`` > 1 = better than none)."""
+    s = report.setup
+    base = next((r for r in report.results if r.policy == "none"), None)
+    lines = [
+        f"SIMULATED: {report.agents} agents of {report.workload} on {s.servers} x {s.gpu} "
+        f"({s.model}); peak total context {report.peak_context_tokens:,} tok; KV {report.kv_tokens_per_server:,} "
+        f"tok/server; token block {s.token_block}; tool-pause floor {report.tool_floor_s:.1f} s",
+    ]
+    head = (
+        f"{'policy':16s} {'JCT mean':>9s} {'p50':>8s} {'p95':>8s} {'makespan':>9s} {'turns/s':>8s} "
+        f"{'recomputed':>12s} {'peak held / budget':>24s} {'adm.waits':>9s} {'failed':>6s} "
+        f"{'xJCT':>6s} {'xp95':>6s} {'xmksp':>6s} {'wall':>6s}"
+    )
+    lines += [head, "-" * len(head)]
+    for r in report.results:
+
+        def ratio(a: float, b: float | None) -> str:
+            return f"{b / a:5.2f}x" if base is not None and a > 0 and b else "    -"
+
+        lines.append(
+            f"{r.policy:16s} {r.jct_mean_s:8.1f}s {r.jct_p50_s:7.1f}s {r.jct_p95_s:7.1f}s {r.makespan_s:8.1f}s "
+            f"{r.turns_per_s:8.2f} {r.recomputed_tokens:12,d} {r.peak_held_tokens:11,d} / {r.budget_tokens:<11,d} "
+            f"{r.admission_waits:9d} {r.failed:6d} {ratio(r.jct_mean_s, base and base.jct_mean_s)} "
+            f"{ratio(r.jct_p95_s, base and base.jct_p95_s)} {ratio(r.makespan_s, base and base.makespan_s)} "
+            f"{r.wall_s:5.0f}s"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["SimulationReport", "render"]

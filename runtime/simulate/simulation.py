@@ -1,0 +1,270 @@
+"""Replay a trace against N simulated servers, once per retention policy, on a virtual clock.
+
+Every agent is a production :class:`~interleaf.runtime.client.EpisodeModel` of one production
+:class:`~interleaf.runtime.client.BackendPool` (router, KV budgets, admission control, retention
+policy, tool-duration estimator), exactly as ``bench/retention.py`` drives a real engine: per turn
+``pause(tool)``, the tool's pause (a virtual sleep), ``generate(delta, ignore_eos)``. The servers are
+:class:`~interleaf.runtime.simulate.server.SimulatedServer`\\ s. Policies beside the production ones:
+
+- ``unbounded``: streaming sessions held for the whole episode with no budget but the KV itself
+  (SGLang's own sessions): held KV may fill the pool; the engine then aborts what cannot fit
+  (interleaf's engine never deadlocks, SGLang's can: its issue #27024). Failures are counted.
+- ``oracle``: every server's KV holds every agent's whole context (nothing is ever evicted or
+  recomputed, nobody waits for admission): the upper bound any policy can reach.
+- any holding policy + ``-greedy``: without episode admission control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel
+
+from interleaf.runtime.client import BackendPool
+from interleaf.runtime.client.retention import RetentionPolicyName
+from interleaf.runtime.engine.config import EngineConfig
+from interleaf.runtime.simulate.server import SimulatedServer
+from interleaf.runtime.simulate.trace import SessionScript, TraceTurn
+from interleaf.runtime.simulate.virtual_loop import run_virtual
+from interleaf.runtime.tokenizer import ByteTokenizer
+from interleaf.telemetry.records import RetentionDecision
+
+GREEDY = "-greedy"
+EXTRA_POLICIES = ("unbounded", "oracle")
+
+
+def check_policy(name: str) -> str:
+    """``name`` if it is a policy the simulation runs; ValueError listing them otherwise."""
+    base = name.removesuffix(GREEDY)
+    known = [p.value for p in RetentionPolicyName]
+    if name in EXTRA_POLICIES or (base in known and not (name.endswith(GREEDY) and base == "none")):
+        return name
+    raise ValueError(
+        f"policy {name!r} is not one of {', '.join([*known, *EXTRA_POLICIES])} "
+        f"(append {GREEDY} to a holding policy to run it without admission control)"
+    )
+
+
+class SimulationSetup(BaseModel):
+    """What is simulated: cluster, model, KV sizing (every figure the run produces is SIMULATED)."""
+
+    servers: int = 8
+    """Simulated servers (one GPU each)."""
+    gpu: str = "H100"
+    """Hardware profile (``interleaf.telemetry``)."""
+    model: str = "Llama-3.1-8B-Instruct"
+    """Model profile."""
+    budget_ratio: float = 0.5
+    """KV budget (what pools may pin, all servers) ÷ the agents' peak total context."""
+    kv_budget_fraction: float = 0.75
+    """Budget ÷ KV capacity per server (the rest is for running requests and the radix cache)."""
+    kv_tokens: int | None = None
+    """KV capacity per server in real tokens; None = from ``budget_ratio`` and ``kv_budget_fraction``."""
+    token_block: int = 1
+    """Real tokens per simulated token (1 = exact; 16 makes a 1,000-agent run take minutes)."""
+    chunked_prefill_size: int = 8192
+    """Prefill chunk in real tokens (SGLang's default on 80 GB GPUs)."""
+    max_running_requests: int = 64
+    """Concurrent requests per server (the embedded engine's default)."""
+    admission_overcommit: float = 1.0
+    """Admitted episodes' projected peaks may sum to this × the budget."""
+    seed: int = 0
+    """Seed of the token content."""
+
+
+class PolicyResult(BaseModel):
+    """One policy's run (virtual seconds: SIMULATED)."""
+
+    policy: str
+    """Policy name."""
+    agents: int
+    """Sessions replayed."""
+    failed: int
+    """Sessions that ended with an error (e.g. requests the engine aborted for lack of KV)."""
+    jct_mean_s: float
+    """Mean job (session) completion time, first request to last answer."""
+    jct_p50_s: float
+    """Median JCT."""
+    jct_p95_s: float
+    """95th-percentile JCT."""
+    makespan_s: float
+    """Start to the last session's end."""
+    turns: int
+    """Turns served."""
+    turns_per_s: float
+    """Turns ÷ makespan."""
+    prompt_tokens: int
+    """Prompt tokens over all turns (real tokens)."""
+    cached_tokens: int
+    """Prompt tokens served from the cache."""
+    recomputed_tokens: int
+    """Prompt tokens computed before and lost (evicted or released), computed again."""
+    budget_tokens: int
+    """KV budget, all servers."""
+    peak_held_tokens: int
+    """Sum over servers of each budget's peak held tokens."""
+    admission_waits: int
+    """Turns that waited for episode admission."""
+    admission_wait_s: float
+    """Their summed wait."""
+    decisions: dict[str, int]
+    """Retention decision counts."""
+    gpu_busy: float
+    """Mean share of the makespan the servers' GPUs were busy."""
+    wall_s: float
+    """Real seconds the simulation of this policy took."""
+
+
+@dataclass
+class _Totals:
+    prompt: int = 0
+    cached: int = 0
+    recomputed: int = 0
+    turns: int = 0
+    waits: int = 0
+    wait_s: float = 0.0
+    jct: list[float] = field(default_factory=list)
+    failed: int = 0
+    end: float = 0.0
+
+
+class _Content:
+    """Token content of trace turns: shared hash blocks are identical text, the rest is unique."""
+
+    def __init__(self, token_block: int, seed: int) -> None:
+        self.k = token_block
+        self.rng = np.random.default_rng(seed)
+        self.blocks: dict[tuple[int, int], str] = {}
+
+    def _letters(self, n: int) -> str:
+        return self.rng.integers(97, 123, size=n, dtype=np.uint8).tobytes().decode()
+
+    def text(self, turn: TraceTurn) -> str:
+        n = math.ceil(turn.input_length / self.k)
+        per_block = max(1, math.ceil(turn.block_tokens / self.k))
+        parts, have = [], 0
+        for h in turn.hash_ids:
+            if have >= n:
+                break
+            key = (h, per_block)
+            if key not in self.blocks:
+                self.blocks[key] = self._letters(per_block)
+            take = self.blocks[key][: n - have]
+            parts.append(take)
+            have += len(take)
+        if have < n:
+            parts.append(self._letters(n - have))
+        return "".join(parts)
+
+
+def peak_context(scripts: list[SessionScript]) -> int:
+    """The agents' peak total context (every agent at its largest), real tokens."""
+    return sum(s.peak_context for s in scripts)
+
+
+def server_kv_tokens(scripts: list[SessionScript], setup: SimulationSetup) -> int:
+    """KV capacity per server, real tokens."""
+    if setup.kv_tokens is not None:
+        return setup.kv_tokens
+    budget = setup.budget_ratio * peak_context(scripts)
+    return math.ceil(budget / setup.servers / setup.kv_budget_fraction)
+
+
+async def _run_policy(scripts: list[SessionScript], policy: str, setup: SimulationSetup) -> PolicyResult:
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    k = setup.token_block
+    # The oracle's servers could each hold every agent's whole context: nothing is ever evicted.
+    kv = peak_context(scripts) + 1024 * k if policy == "oracle" else server_kv_tokens(scripts, setup)
+    config = EngineConfig(
+        executor="sim", sim_gpu=setup.gpu, sim_model=setup.model, sim_clock="virtual",
+        max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=max(1, setup.chunked_prefill_size // k),
+        max_running_requests=setup.max_running_requests,
+    )  # fmt: skip
+    servers = [SimulatedServer(f"sim://server-{i}", config, token_block=k) for i in range(setup.servers)]
+    holding = policy not in ("none",)
+    fraction = 1.0 if policy in EXTRA_POLICIES else setup.kv_budget_fraction
+    pool = BackendPool(
+        list(servers),
+        retention="session" if policy in EXTRA_POLICIES else policy.removesuffix(GREEDY),
+        kv_budget_fraction=fraction,
+        tokenizer=ByteTokenizer(),
+        admission=holding and policy not in EXTRA_POLICIES and not policy.endswith(GREEDY),
+        admission_overcommit=setup.admission_overcommit,
+        clock=clock,
+    )
+    pool.router.start_health_checks(pool._check, interval_s=1.0)
+    content = _Content(k, setup.seed)
+    totals = _Totals()
+    t0 = clock()
+
+    async def agent(script: SessionScript) -> None:
+        await asyncio.sleep(script.start_s)
+        start = clock()
+        try:
+            async with pool.episode(script.session_id, max_turns=len(script.turns)) as model:
+                for i, turn in enumerate(script.turns):
+                    if i:
+                        await model.pause([turn.tool])
+                        await asyncio.sleep(turn.tool_pause_s or 0.0)
+                    out = await model.generate(
+                        content.text(turn), max_new_tokens=max(1, math.ceil(turn.output_length / k)), ignore_eos=True
+                    )
+                    totals.prompt += out.cache.prompt_tokens
+                    totals.cached += out.cache.cached_tokens
+                    totals.recomputed += out.cache.recomputed_tokens
+                    totals.turns += 1
+                    for record in out.retention:
+                        if record.decision is RetentionDecision.QUEUED:
+                            totals.waits += 1
+                            totals.wait_s += record.wait_s
+        except Exception:  # a failed session is a result (unbounded sessions can exhaust the KV)
+            totals.failed += 1
+        totals.jct.append(clock() - start)
+        totals.end = max(totals.end, clock())
+
+    wall = time.perf_counter()
+    try:
+        await asyncio.gather(*(agent(s) for s in scripts))
+    finally:
+        stats = pool.stats()
+        await pool.aclose()
+        for s in servers:
+            await s.aclose()
+    makespan = totals.end - t0
+    jct = sorted(totals.jct)
+    return PolicyResult(
+        policy=policy,
+        agents=len(scripts),
+        failed=totals.failed,
+        jct_mean_s=statistics.fmean(jct),
+        jct_p50_s=statistics.median(jct),
+        jct_p95_s=jct[min(len(jct) - 1, math.ceil(0.95 * len(jct)) - 1)],
+        makespan_s=makespan,
+        turns=totals.turns,
+        turns_per_s=totals.turns / makespan if makespan > 0 else 0.0,
+        prompt_tokens=totals.prompt * k,
+        cached_tokens=totals.cached * k,
+        recomputed_tokens=totals.recomputed * k,
+        budget_tokens=sum(v["budget_tokens"] for v in stats["servers"].values()) * k,
+        peak_held_tokens=sum(v["peak_held_tokens"] for v in stats["servers"].values()) * k,
+        admission_waits=totals.waits,
+        admission_wait_s=totals.wait_s,
+        decisions=stats["decisions"],
+        gpu_busy=sum(s.busy_s for s in servers) / (len(servers) * makespan) if makespan > 0 else 0.0,
+        wall_s=time.perf_counter() - wall,
+    )
+
+
+def simulate_policy(scripts: list[SessionScript], policy: str, setup: SimulationSetup) -> PolicyResult:
+    """Run one policy on a fresh cluster and a fresh virtual clock."""
+    check_policy(policy)
+    return run_virtual(_run_policy(scripts, policy, setup))
+
+
+__all__ = ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policy"]
