@@ -61,6 +61,13 @@ def test_user_errors_are_one_line_on_stderr_with_exit_2(
     assert "Traceback" not in err and "https://" not in err and "╭" not in err
 
 
+def test_sandbox_unavailable_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERLEAF_SANDBOX_MODE", "bogus")
+    code, out, err = run_cli(capsys, "tools", "sandbox")
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and "INTERLEAF_SANDBOX_MODE='bogus'" in err
+
+
 def test_the_console_script_exits_2_without_a_traceback() -> None:
     exe = shutil.which("interleaf")
     assert exe, "the interleaf console script is installed by scripts/install.sh"

@@ -70,6 +70,10 @@ def mcp_serve(
 @app.command("sandbox")
 def sandbox_info() -> None:
     """Show which containment the python sandbox uses on this host."""
-    from interleaf.tools.sandbox import SandboxLimits, containment_mode
+    from interleaf.tools.sandbox import SandboxLimits, SandboxUnavailable, containment_mode
 
-    typer.echo(json.dumps({"mode": containment_mode(), "default_limits": SandboxLimits().model_dump()}, indent=2))
+    try:
+        mode = containment_mode()
+    except SandboxUnavailable as exc:  # no bwrap / namespaces here, or a bad INTERLEAF_SANDBOX_MODE
+        raise typer.BadParameter(str(exc), param_hint="the python sandbox") from None
+    typer.echo(json.dumps({"mode": mode, "default_limits": SandboxLimits().model_dump()}, indent=2))
