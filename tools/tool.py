@@ -22,13 +22,14 @@ from interleaf.tools.schema import (
 
 __all__ = ["Tool", "tool"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""OpenAI's function-name rule (no dots: a name with one is refused by the official API)."""
 
 
 def _check_limits(name: str, timeout_s: float | None, retries: int, max_output_tokens: int | None) -> None:
     if not _NAME.match(name):
         raise ValueError(
-            f"tool name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-' (OpenAI's name rule)"
+            f"tool name {name!r} is invalid: use 1-64 letters, digits, '_' or '-' (OpenAI's function-name rule)"
         )
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"tool {name!r}: timeout_s={timeout_s!r} must be > 0 (or None for no timeout)")
