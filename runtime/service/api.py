@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job
 from interleaf.runtime.jobs.store import JobRecord, JobStore
+from interleaf.runtime.service.dashboard_api import dashboard_router
 from interleaf.telemetry import summarize_job
 
 
@@ -151,6 +152,8 @@ def create_app(
         except Exception as exc:
             raise HTTPException(status_code=503, detail=f"redis unreachable: {exc}") from exc
         return {"ok": True}
+
+    app.include_router(dashboard_router(store))  # the dashboard's data routes (dashboard_api.py)
 
     @app.get("/", response_class=HTMLResponse)
     async def dashboard() -> str:

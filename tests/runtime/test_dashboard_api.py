@@ -1,0 +1,169 @@
+"""The dashboard's data routes (``runtime/service/dashboard_api.py``) over HTTP: ``interleaf serve`` as a real
+process on loopback, a real Redis holding synthetic jobs (``tests/runtime/dashboard_jobs.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from interleaf.runtime.jobs.store import JobStatus, JobStore
+from tests.conftest import start_serve, stop_process
+from tests.runtime.dashboard_jobs import SERVERS, store_synthetic_job, synthetic_trajectory
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+SUFFIX = uuid.uuid4().hex[:6]
+ADAPTIVE, NONE, SESSION, RUNNING = (f"dash-{k}-{SUFFIX}" for k in ("adaptive", "none", "session", "running"))
+
+
+@pytest.fixture(scope="module")
+def api(redis_url: str) -> Iterator[str]:
+    async def fill() -> None:
+        async with JobStore(redis_url) as store:
+            await store_synthetic_job(store, ADAPTIVE, 60, retention="adaptive")
+            await store_synthetic_job(store, NONE, 30, retention="none")
+            await store_synthetic_job(store, SESSION, 30, retention="session")
+            await store_synthetic_job(store, RUNNING, 20, status=JobStatus.RUNNING)
+
+    asyncio.run(fill())
+    proc, url = start_serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
+    try:
+        yield url
+    finally:
+        stop_process(proc, 60)
+
+
+def get(url: str, path: str, **params) -> dict:
+    r = httpx.get(f"{url}{path}", params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def indexed(url: str, job: str) -> dict:
+    """The job overview once its episode index covers every stored episode."""
+    return wait_until(
+        lambda: get(url, f"/v1/dashboard/jobs/{job}"),
+        until=lambda o: o["indexed"] == o["total"],
+        message=f"the episode index of {job} to be complete",
+        timeout_s=60,
+        interval_s=0.2,
+    )
+
+
+def test_default_page_sort_filter_and_pagination(api: str) -> None:
+    page = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", limit=25)
+    assert page["total"] == 60 and page["matched"] == 60
+    assert [r["episode"] for r in page["rows"]] == list(range(25))
+    row = page["rows"][0]
+    assert len(row["timeline"]) == 4 and row["pte"] > 0 and row["model"]
+    seg = row["timeline"][1]
+    assert seg["cached"] + seg["recomputed"] + seg["new"] > 0 and seg["decision"] in ("hold", "release")
+    second = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", limit=25, offset=50)
+    assert [r["episode"] for r in second["rows"]] == list(range(50, 60))
+
+    overview = indexed(api, ADAPTIVE)
+    by_pte = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", sort="pte", order="desc", limit=200)
+    ptes = [r["pte"] for r in by_pte["rows"]]
+    assert len(ptes) == 60 and ptes == sorted(ptes, reverse=True) and ptes[0] > ptes[-1]
+    wrong = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", filter="incorrect", limit=200)
+    assert wrong["rows"] and all(r["correct"] is False for r in wrong["rows"])
+    assert wrong["matched"] == wrong["counts"]["incorrect"] == overview["pte_incorrect"]["n"]
+    assert wrong["counts"]["correct"] + wrong["counts"]["incorrect"] == 60
+    redundant = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", filter="pattern", pattern="redundant_tool_call")
+    assert redundant["matched"] == overview["patterns"]["redundant_tool_call"] > 0
+    assert all("redundant_tool_call" in r["patterns"] for r in redundant["rows"])
+    by_jct = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes", sort="jct", order="asc", limit=200)["rows"]
+    assert [r["jct_s"] for r in by_jct] == sorted(r["jct_s"] for r in by_jct)
+
+
+def test_overview_has_summary_and_pte_of_correct_vs_incorrect(api: str) -> None:
+    o = indexed(api, ADAPTIVE)
+    rows = dict(o["summary_rows"])
+    assert rows["episodes"] == "60" and "accuracy" in rows and rows["patterns"] != "none"
+    assert o["pte_correct"]["n"] + o["pte_incorrect"]["n"] == 60
+    assert o["pte_correct"]["cdf_y"][-1] == 1.0 and o["retention"]["policy"] == "adaptive"
+
+
+def test_episode_detail_has_turns_costs_and_evidence(api: str) -> None:
+    d = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes/4")  # episode % 4 == 0: confirmatory python call
+    t = d["trajectory"]
+    expected = synthetic_trajectory(ADAPTIVE, 4)
+    assert t["question"] == expected.question and t["expected"] == expected.expected
+    assert "delta_ids" not in t["turns"][0] and t["turns"][0]["n_delta_ids"] == 120
+    assert t["turns"][0]["tool_calls"][0]["result"] == expected.turns[0].tool_calls[0].result
+    assert abs(sum(c["share"] for c in d["cost"]) - 1.0) < 1e-9
+    assert d["pte"] == pytest.approx(sum(c["pte"] for c in d["cost"]))
+    spans = [s for f in d["findings"] for s in f["spans"]]
+    text = t["turns"][0]["text"]
+    span = next(s for s in spans if s["source"] == "text")
+    assert text[span["start"] : span["end"]] == expected.expected  # the answer, stated before the python call
+    assert (d["prev"], d["next"]) == (3, 5)
+    assert get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/episodes/0")["prev"] is None
+
+
+def test_servers_view_counts_waits_failovers_and_holds(api: str) -> None:
+    indexed(api, ADAPTIVE)
+    v = get(api, f"/v1/dashboard/jobs/{ADAPTIVE}/servers")
+    by_url = {s["url"]: s for s in v["servers"]}
+    assert set(by_url) == set(SERVERS)
+    trajs = [synthetic_trajectory(ADAPTIVE, e) for e in range(60)]
+    waits = sum(1 for t in trajs for u in t.turns for e in u.retention_events if e.decision == "queued")
+    failovers = sum(1 for t in trajs for u in t.turns for e in u.retention_events if e.reason.startswith("failover"))
+    assert sum(s["admission_waits"] for s in v["servers"]) == waits > 0
+    assert sum(s["failovers_from"] for s in v["servers"]) == failovers > 0
+    assert sum(s["turns"] for s in v["servers"]) == 240
+    for s in v["servers"]:
+        assert len(s["t"]) == len(s["held"]) == len(s["in_flight"])
+        assert 0 < s["peak_held"] <= max(s["in_flight"]) * 2 and s["budget_tokens"] is None  # servers not up
+    none = get(api, f"/v1/dashboard/jobs/{indexed(api, NONE)['job']['id']}/servers")
+    assert all(s["peak_held"] == 0 for s in none["servers"])  # retention none never holds
+
+
+def test_compare_two_jobs(api: str) -> None:
+    indexed(api, NONE)
+    indexed(api, SESSION)
+    cols = get(api, "/v1/dashboard/compare", jobs=[NONE, SESSION])
+    none, session = cols
+    assert (none["id"], session["id"]) == (NONE, SESSION)
+    assert none["recomputed_tokens"] > session["recomputed_tokens"]
+    assert none["mean_pte"] > session["mean_pte"] and none["mean_pte_evict_all"] == session["mean_pte_evict_all"]
+    assert none["jct"]["n"] == 30 and none["accuracy"] is not None
+
+
+def test_running_job_index_grows_with_new_episodes(api: str, redis_url: str) -> None:
+    first = indexed(api, RUNNING)
+    assert first["total"] == 10  # half stored (store_synthetic_job's RUNNING)
+
+    async def more() -> None:
+        async with JobStore(redis_url) as store:
+            for e in range(10, 14):
+                await store.put_trajectory(synthetic_trajectory(RUNNING, e))
+
+    asyncio.run(more())
+    page = get(api, f"/v1/dashboard/jobs/{RUNNING}/episodes", sort="pte", limit=200)
+    assert page["total"] == 14
+    assert indexed(api, RUNNING)["total"] == 14
+    assert len(get(api, f"/v1/dashboard/jobs/{RUNNING}/episodes", sort="pte", limit=200)["rows"]) == 14
+
+
+def test_bad_requests_name_the_field_or_the_missing_thing(api: str) -> None:
+    r = httpx.get(f"{api}/v1/dashboard/jobs/{ADAPTIVE}/episodes", params={"sort": "bogus"})
+    assert r.status_code == 422 and "sort='bogus'" in r.json()["error"]
+    r = httpx.get(f"{api}/v1/dashboard/jobs/{ADAPTIVE}/episodes", params={"filter": "pattern", "pattern": "nope"})
+    assert r.status_code == 422 and "pattern='nope'" in r.json()["error"]
+    r = httpx.get(f"{api}/v1/dashboard/compare", params={"jobs": [ADAPTIVE]})
+    assert r.status_code == 422 and "jobs" in r.json()["error"]
+    assert httpx.get(f"{api}/v1/dashboard/jobs/nope").json()["detail"] == "no job with id 'nope'"
+    r = httpx.get(f"{api}/v1/dashboard/jobs/{ADAPTIVE}/episodes/999")
+    assert r.status_code == 404 and "no stored episode 999" in r.json()["detail"]
+    r = httpx.get(f"{api}/dashboard/uPlot.iife.min.js")
+    assert (
+        r.status_code == 200
+        and "MIT License" in r.text[:2000]
+        and r.headers["content-type"].startswith("text/javascript")
+    )
+    assert httpx.get(f"{api}/dashboard/..%2Fapi.py").status_code == 404
