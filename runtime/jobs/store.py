@@ -101,7 +101,8 @@ class JobEventType(StrEnum):
     JOB_FINISHED = "job_finished"
     """The job ended, succeeded or cancelled: ``status``."""
     JOB_FAILED = "job_failed"
-    """The job could not run to the end: ``status``."""
+    """The job could not run to the end: ``status``; ``error`` when the worker ended it (bad spec, suite
+    not buildable, the runner raised)."""
 
 
 class JobEvent(BaseModel):
@@ -145,7 +146,9 @@ class JobStore:
     def __init__(self, redis_url: str, *, prefix: str = "interleaf") -> None:
         self.url = redis_url
         self.prefix = prefix
-        self.redis = aioredis.from_url(redis_url, decode_responses=True)
+        # Timeouts so that a Redis that stops answering fails calls (the API answers 503, the worker
+        # retries) instead of hanging them; the longest blocking read here is the queue's 1 s.
+        self.redis = aioredis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10)
         self.group = f"{prefix}-workers"
 
     async def aclose(self) -> None:

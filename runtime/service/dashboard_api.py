@@ -41,6 +41,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from interleaf.runtime.jobs.store import JobRecord, JobStatus, JobStore
+from interleaf.runtime.service.errors import error_responses
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
     REFERENCE_HARDWARE,
@@ -676,7 +677,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
     data = DashboardData(store)
     router = APIRouter(tags=["dashboard"])
 
-    @router.get("/v1/dashboard/jobs/{job_id}")
+    @router.get("/v1/dashboard/jobs/{job_id}", responses=error_responses(404))
     async def overview(job_id: str) -> JobOverview:
         record = await data.job(job_id)
         index, total = await data.advance(record)
@@ -701,7 +702,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
             patterns={p.value: counts[p.value] for p in Pattern if counts.get(p.value)},
         )
 
-    @router.get("/v1/dashboard/jobs/{job_id}/episodes")
+    @router.get("/v1/dashboard/jobs/{job_id}/episodes", responses=error_responses(404))
     async def episodes(
         job_id: str,
         offset: int = Query(0, ge=0),
@@ -734,7 +735,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
             total=total, indexed=len(indexed), matched=len(matched), offset=offset, rows=rows, counts=_counts(indexed)
         )
 
-    @router.get("/v1/dashboard/jobs/{job_id}/episodes/{episode}")
+    @router.get("/v1/dashboard/jobs/{job_id}/episodes/{episode}", responses=error_responses(404))
     async def episode(job_id: str, episode: int) -> EpisodeDetail:
         await data.job(job_id)
         (raw,) = await data.raw(job_id, [episode])
@@ -743,7 +744,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
         ids = await data.episode_ids(job_id)
         return await asyncio.to_thread(_detail, raw, ids)
 
-    @router.get("/v1/dashboard/jobs/{job_id}/servers")
+    @router.get("/v1/dashboard/jobs/{job_id}/servers", responses=error_responses(404))
     async def servers(job_id: str) -> ServersView:
         record = await data.job(job_id)
         index, total = await data.advance(record)
@@ -788,7 +789,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
             ],
         )
 
-    @router.get("/v1/dashboard/compare")
+    @router.get("/v1/dashboard/compare", responses=error_responses(404))
     async def compare(jobs: list[str] = Query(..., min_length=2, max_length=4)) -> list[CompareJob]:
         out = []
         for job_id in jobs:
@@ -825,7 +826,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
             )
         return out
 
-    @router.get("/dashboard/{name}")
+    @router.get("/dashboard/{name}", responses=error_responses(404))
     async def static(name: str) -> Response:
         if name not in _STATIC:
             raise HTTPException(status_code=404, detail=f"no dashboard file {name!r}; files: {sorted(_STATIC)}")

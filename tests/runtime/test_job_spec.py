@@ -73,3 +73,90 @@ def test_retention_is_a_policy_name() -> None:
 def test_fields_are_documented() -> None:
     # The docstrings are the descriptions: the API schema and `interleaf run --help` show them.
     assert all(field.description for field in JobSpec.model_fields.values())
+
+
+def errors_of(model: type[JobSpec], body: str) -> dict[str, object]:
+    """{field: value} of every problem of a JSON body."""
+    with pytest.raises(ValidationError) as exc:
+        model.model_validate_json(body)
+    return {".".join(map(str, e["loc"])): e["input"] for e in exc.value.errors()}
+
+
+def test_unknown_fields_booleans_and_non_finite_numbers_are_refused() -> None:
+    body = '{"n": true, "actors": 2.0, "temperature": NaN, "wall_time_s": Infinity, "suit": "arith"}'
+    problems = errors_of(JobSpec, body)
+    assert set(problems) == {"n", "actors", "temperature", "wall_time_s", "suit"}
+    assert problems["n"] is True and problems["suit"] == "arith"
+    assert JobSpec(temperature=0, kv_budget_fraction=1).temperature == 0  # an int where a float belongs is fine
+
+
+@pytest.mark.parametrize("job_id", ["../../x/trav", "X:events", ".hidden", "", "a" * 129, "a/b", "a b"])
+def test_job_id_is_a_plain_name(job_id: str) -> None:
+    assert errors_of(JobSpec, f'{{"job_id": "{job_id}"}}') == {"job_id": job_id}
+
+
+def test_job_id_pattern_admits_generated_and_documented_ids() -> None:
+    from interleaf.runtime.jobs import new_job_id
+
+    for job_id in (new_job_id(), "api-e2e", "a" * 128, "run.2026-01-01_x"):
+        assert JobSpec(job_id=job_id).job_id == job_id
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x:70", "http://", "127.0.0.1:30000", "http://h:99999"])
+def test_backend_urls_must_be_http(url: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        JobSpec(backend_urls=[url])
+    field, _value, message = only_error(exc)
+    assert field == "backend_urls" and repr(url) in message and ("http(s)" in message or "Port" in message)
+
+
+def test_output_path_stays_inside_the_runs_dir(tmp_path: Path) -> None:
+    from interleaf.runtime.jobs import trajectories_path
+
+    assert trajectories_path("job-1", tmp_path) == tmp_path.resolve() / "job-1" / "trajectories.jsonl"
+    with pytest.raises(ValueError, match="not a valid job id"):
+        trajectories_path("../../x", tmp_path)
+    (tmp_path / "escape").symlink_to(tmp_path.parent)  # a job directory that is a link elsewhere
+    (tmp_path.parent / "trajectories.jsonl").write_text("")
+    with pytest.raises(ValueError, match="outside the runs directory"):
+        trajectories_path("escape", tmp_path)
+
+
+def test_limits_bound_the_service_model_and_show_in_its_schema() -> None:
+    from interleaf.runtime.jobs.spec import JobLimits
+
+    limits = JobLimits(n=100, actors=4, concurrency=8, max_turns=5, max_new_tokens=64)
+    model = limits.request_model()
+    body = '{"n": 101, "actors": 5, "concurrency": 9, "max_turns": 6, "max_new_tokens": 65}'
+    assert errors_of(model, body) == {"n": 101, "actors": 5, "concurrency": 9, "max_turns": 6, "max_new_tokens": 65}
+    assert model.model_validate_json('{"n": 100, "max_turns": 5}').n == 100
+    schema = model.model_json_schema()["properties"]
+    assert schema["n"]["maximum"] == 100 and schema["n"]["description"] == JobSpec.model_fields["n"].description
+    assert JobSpec(n=10**6).n == 10**6  # JobSpec itself (interleaf run) is unbounded
+
+
+def test_limits_refuse_file_suites_and_backends_off_the_allow_list(tmp_path: Path) -> None:
+    from interleaf.runtime.jobs.spec import JobLimits
+
+    tasks = tmp_path / "t.jsonl"
+    tasks.write_text('{"question": "1+1?", "answer": "2"}\n')
+    strict = JobLimits(allowed_backends=("http://gpu-1:30000",)).request_model()
+    problems = errors_of(strict, f'{{"suite": "{tasks}", "backend_urls": ["http://gpu-1:30000.evil.org"]}}')
+    assert set(problems) == {"suite", "backend_urls"}
+    assert strict(backend_urls=["http://gpu-1:30000", "http://gpu-1:30000/"]).backend_urls[0] == "http://gpu-1:30000"
+    assert JobLimits(file_suites=True).request_model()(suite=str(tasks)).suite == str(tasks)
+
+
+def test_limits_from_the_environment_name_the_variable() -> None:
+    from interleaf.runtime.jobs.spec import JobLimits
+
+    env = {
+        "INTERLEAF_MAX_N": "50",
+        "INTERLEAF_ALLOWED_BACKENDS": "http://a:1, http://b:2",
+        "INTERLEAF_FILE_SUITES": "1",
+    }
+    limits = JobLimits.from_env(env)
+    assert (limits.n, limits.allowed_backends, limits.file_suites) == (50, ("http://a:1", "http://b:2"), True)
+    assert JobLimits.from_env({}) == JobLimits()
+    with pytest.raises(ValueError, match="INTERLEAF_MAX_ACTORS='lots'"):
+        JobLimits.from_env({"INTERLEAF_MAX_ACTORS": "lots"})

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -102,8 +102,12 @@ async def test_killed_actor_episodes_retried_exactly_once(local_ray, store: JobS
     assert all(t.termination == TerminationReason.ANSWERED for t in result.trajectories)
     assert await store.count_trajectories(runner.job_id) == 8
     assert sorted(r["episode"] for r in lines(result.output_path)) == list(range(8))
-    types = [e.type for _, e in await store.read_events(runner.job_id)]
+    events = [e for _, e in await store.read_events(runner.job_id)]
+    types = [e.type for e in events]
     assert "worker_restarted" in types and "episode_retried" in types
+    # The replacement was prepared before it got episodes: no attempt was lost to "not prepared".
+    reasons = [e.data.get("reason", "") for e in events if e.type == "episode_retried"]
+    assert not any("not prepared" in r for r in reasons), reasons
 
 
 async def test_cancel_stops_running_episodes(local_ray, store: JobStore, tmp_path: Path) -> None:
@@ -179,3 +183,66 @@ async def test_queue_worker_runs_submitted_jobs_and_honours_cancel(local_ray, st
 def test_unknown_suite_fails_fast() -> None:
     with pytest.raises(ValueError, match=r"JobSpec\.suite='nope'"):
         JobRunner(JobSpec(suite="nope", backend_urls=["http://127.0.0.1:1"]))
+
+
+async def test_worker_survives_failing_jobs_and_runs_the_next(local_ray, store: JobStore, tmp_path: Path) -> None:
+    """Jobs that fail inside the worker (a spec that no longer validates, a suite file gone since it was
+    submitted) end ``failed`` with the reason; the loop goes on and the next valid job succeeds."""
+    from interleaf.runtime.jobs import serve_jobs, submit_job
+    from interleaf.runtime.jobs.queue import WorkerHealth
+    from interleaf.runtime.jobs.store import JobRecord
+
+    # Reached the queue without the API's validation (another version, another process's registry).
+    await store.create_job(JobRecord(id="bad-spec", spec={"suite": "no-such-suite", "n": 2}, n_total=2))
+    await store.enqueue("bad-spec")
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"question": "1+1?", "answer": "2"}\n')
+    gone = await submit_job(store, JobSpec(suite=str(tasks), n=1, actors=1, concurrency=1))
+    tasks.unlink()
+    good = await submit_job(store, JobSpec(suite="arith", n=2, actors=1, concurrency=2))
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+    stop, health = asyncio.Event(), WorkerHealth("w-fail")
+    loop = asyncio.create_task(
+        serve_jobs(store, "w-fail", stop=stop, health=health, model_factory=factory, runs_dir=tmp_path)
+    )
+    try:
+        records = await wait_until_async(
+            lambda: asyncio.gather(*(store.get_job(j) for j in ("bad-spec", gone.id, good.id))),
+            until=lambda rs: all(r.status not in (JobStatus.QUEUED, JobStatus.RUNNING) for r in rs),
+            message="the three jobs to end",
+            timeout_s=120,
+            interval_s=0.2,
+        )
+        assert not loop.done() and health.phase in ("idle", "running")
+    finally:
+        stop.set()
+        await loop
+    bad, missing, ok = records
+    assert bad.status == JobStatus.FAILED and "no-such-suite" in (bad.error or "")
+    assert missing.status == JobStatus.FAILED and str(tasks) in (missing.error or "")
+    assert bad.finished_at is not None and missing.finished_at is not None
+    assert ok.status == JobStatus.SUCCEEDED and ok.n_done == 2
+    failed_events = [e for _, e in await store.read_events("bad-spec")]
+    assert [e.type for e in failed_events] == ["job_failed"] and "no-such-suite" in failed_events[0].data["error"]
+    assert health.jobs_done == 3 and health.phase == "stopped"
+    assert await store.reclaim("w2", min_idle_ms=0) == []  # all acked
+
+
+async def test_worker_loop_outlives_redis_going_away(redis_url: str) -> None:
+    """Redis unreachable: the loop reports it and keeps trying instead of dying."""
+    from interleaf.runtime.jobs import serve_jobs
+    from interleaf.runtime.jobs.queue import WorkerHealth
+
+    dead = JobStore("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    stop, health = asyncio.Event(), WorkerHealth("w-dead")
+    loop = asyncio.create_task(serve_jobs(dead, "w-dead", stop=stop, health=health))
+    try:
+        await wait_until_async(
+            lambda: health.error or "", until=lambda e: "queue unreachable" in e, message="the loop to report Redis"
+        )
+        await wait_until_async(lambda: health.beat, until=lambda b: health.alive(), message="the loop to keep beating")
+        assert not loop.done()
+    finally:
+        stop.set()
+        assert await loop == 0
+        await dead.aclose()
