@@ -2,6 +2,8 @@
 
 Table 4 of arXiv 2604.05404 is built in; ``measure_cpu_profile()`` measures this machine instead of
 guessing it (a matmul for FLOP/s, a large reduction for read bandwidth, a few seconds in all).
+GPUs with measured operator timings also carry a ``calibration`` (``interleaf.telemetry.gpu_cost``),
+read from ``telemetry/data/hw_calibration.json`` (written by ``bench/sim_fit.py``).
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from interleaf.telemetry.gpu_cost import KernelCalibration, fit_calibration, load_vidur, scaled_calibration
 
 REFERENCE_HARDWARE = "H100-PCIe"
 """The paper's reference hardware: α = γ / γ(H100 PCIe)."""
@@ -35,6 +40,11 @@ class HardwareProfile(BaseModel):
     """True when the figures were measured on this machine rather than taken from a datasheet."""
     dtype: str = "fp16"
     """Precision the FLOP/s figure refers to (fp16, bf16, fp32)."""
+    sm_count: int | None = None
+    """Streaming multiprocessors (GPUs; the wave size of GEMM tiles in the calibrated cost model)."""
+    calibration: KernelCalibration | None = None
+    """Per-kernel constants fitted on measured operator timings (``telemetry/data/hw_calibration.json``),
+    or None where no measurements exist; the ``sim`` executor then falls back to guessed efficiencies."""
 
     @property
     def hoi(self) -> float:
@@ -61,6 +71,7 @@ HARDWARE_PROFILES: dict[str, HardwareProfile] = {
             mem_bw_bytes_per_s=2.0e12,
             memory_bytes=80 * _GB,
             sparsity_inclusive=True,
+            sm_count=114,
         ),
         # Table 4 prints 1,617 TFLOPS but its HOI of 348.1 implies 1,671 (NVIDIA's H200 sparse FP16 peak).
         HardwareProfile(
@@ -69,6 +80,7 @@ HARDWARE_PROFILES: dict[str, HardwareProfile] = {
             mem_bw_bytes_per_s=4.8e12,
             memory_bytes=141 * _GB,
             sparsity_inclusive=True,
+            sm_count=132,
         ),
         HardwareProfile(
             name="A100",
@@ -76,6 +88,7 @@ HARDWARE_PROFILES: dict[str, HardwareProfile] = {
             mem_bw_bytes_per_s=1.935e12,
             memory_bytes=80 * _GB,
             sparsity_inclusive=True,
+            sm_count=108,
         ),
         HardwareProfile(
             name="V100",
@@ -95,6 +108,72 @@ HARDWARE_PROFILES: dict[str, HardwareProfile] = {
 }
 """Table 4 of arXiv 2604.05404 (peak TFLOPS / TB/s as printed, H200's FLOP/s corrected)."""
 
+EXTRA_HARDWARE_PROFILES: dict[str, HardwareProfile] = {
+    p.name: p
+    for p in [
+        # The SXM5 part Vidur's H100 timings were measured on (their 2.6-3.0 TB/s weight reads exceed the
+        # PCIe card's 2.0 TB/s peak). NVIDIA datasheet: 1,979 TFLOPS FP16/BF16 with sparsity, 3.35 TB/s.
+        HardwareProfile(
+            name="H100-SXM",
+            peak_flops=1979e12,
+            mem_bw_bytes_per_s=3.35e12,
+            memory_bytes=80 * _GB,
+            sparsity_inclusive=True,
+            sm_count=132,
+        ),
+    ]
+}
+"""Profiles beyond Table 4 (found by ``find_hardware_profile``, left out of the paper's PTE ranking)."""
+
+CALIBRATION_FILE = "hw_calibration.json"
+"""Shipped calibrations (``telemetry/data/``): profile name -> ``KernelCalibration`` fields."""
+
+
+def _attach_calibrations() -> None:
+    path = resources.files("interleaf.telemetry").joinpath("data", CALIBRATION_FILE)
+    if not path.is_file():
+        return
+    for name, fields in json.loads(path.read_text()).items():
+        table = next((t for t in (HARDWARE_PROFILES, EXTRA_HARDWARE_PROFILES) if name in t), None)
+        if table is None:
+            raise ValueError(f"{CALIBRATION_FILE}: {name!r} is not a hardware profile")
+        table[name] = table[name].model_copy(update={"calibration": KernelCalibration.model_validate(fields)})
+
+
+_attach_calibrations()
+
+VIDUR_FITS = {
+    "H100-SXM": "h100-Llama-2-7b-hf-mlp.csv",
+    "A100": "a100-Meta-Llama-3-8B-mlp.csv",
+}
+"""GPU profile -> the Vidur file (tensor-parallel degree 1) its calibration is fitted on."""
+
+SCALED_CALIBRATIONS = {"H100-PCIe": "H100-SXM", "H200": "H100-SXM"}
+"""GPUs without measurements -> the same-architecture profile whose calibration is scaled to them."""
+
+
+def fit_shipped_calibrations(data_dir: str | Path, *, fitted: str) -> dict[str, KernelCalibration]:
+    """Every shipped calibration, recomputed from Vidur's files in ``data_dir`` (``bench/sim_fit.py``
+    writes the result to ``telemetry/data/hw_calibration.json``; a test checks the two agree)."""
+    profiles = {**HARDWARE_PROFILES, **EXTRA_HARDWARE_PROFILES}
+    out: dict[str, KernelCalibration] = {}
+    for name, file in VIDUR_FITS.items():
+        sm = profiles[name].sm_count
+        if sm is None:
+            raise ValueError(f"hardware profile {name!r} needs sm_count to be calibrated")
+        source = f"Vidur (github.com/microsoft/vidur) {file}, tensor parallel 1, all token counts"
+        out[name] = fit_calibration([load_vidur(Path(data_dir) / file)], sm_count=sm, source=source, fitted=fitted)
+    for name, base in SCALED_CALIBRATIONS.items():
+        hw, ref = profiles[name], profiles[base]
+        out[name] = scaled_calibration(
+            out[base],
+            peak_flops_ratio=hw.dense_flops / ref.dense_flops,
+            bandwidth_ratio=hw.mem_bw_bytes_per_s / ref.mem_bw_bytes_per_s,
+            sm_count=hw.sm_count or out[base].sm_count,
+            derived_from=base,
+        )
+    return out
+
 
 def find_hardware_profile(name: str) -> HardwareProfile:
     """A built-in profile by name, case- and punctuation-insensitive (``h100``, ``RTX 4090``), or
@@ -102,11 +181,12 @@ def find_hardware_profile(name: str) -> HardwareProfile:
     if name.lower() == "cpu":
         return measure_cpu_profile()
     norm = name.lower().replace(" ", "").replace("-", "").replace("_", "")
-    for key, profile in HARDWARE_PROFILES.items():
+    for key, profile in {**HARDWARE_PROFILES, **EXTRA_HARDWARE_PROFILES}.items():
         k = key.lower().replace("-", "")
         if norm in (k, k.removesuffix("pcie")):
             return profile
-    raise ValueError(f"hardware={name!r} is not a built-in profile; use one of {sorted(HARDWARE_PROFILES)} or 'cpu'")
+    known = sorted({**HARDWARE_PROFILES, **EXTRA_HARDWARE_PROFILES})
+    raise ValueError(f"hardware={name!r} is not a built-in profile; use one of {known} or 'cpu'")
 
 
 def measure_cpu_profile(
@@ -182,9 +262,14 @@ def _total_memory() -> int | None:
 
 
 __all__ = [
+    "CALIBRATION_FILE",
+    "EXTRA_HARDWARE_PROFILES",
     "HARDWARE_PROFILES",
     "REFERENCE_HARDWARE",
+    "SCALED_CALIBRATIONS",
+    "VIDUR_FITS",
     "HardwareProfile",
     "find_hardware_profile",
+    "fit_shipped_calibrations",
     "measure_cpu_profile",
 ]

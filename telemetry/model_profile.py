@@ -47,6 +47,9 @@ class ModelProfile(BaseModel):
     Read by the ``paper`` KV formula of MLA models, which Table 3 reproduces over the MoE layers only."""
     dtype_bytes: int = Field(default=2, gt=0)
     """Bytes per weight and per KV element as served (2 for fp16/bf16, 4 for fp32)."""
+    intermediate_size: int | None = None
+    """Dense models only: the (gated) MLP's width (``intermediate_size``), for the per-kernel GPU cost model
+    of the ``sim`` executor; None for MoE models and profiles built without it."""
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelProfile:
@@ -142,6 +145,7 @@ class ModelProfile(BaseModel):
             kv_latent_dim=latent,
             n_dense_layers=int(cfg.get("first_k_dense_replace") or 0) if cfg.get("n_routed_experts") else 0,
             dtype_bytes=int(dtype_bytes),
+            intermediate_size=None if _is_moe(cfg) else cfg.get("intermediate_size") or cfg.get("ffn_hidden_size"),
         )
 
 
@@ -187,6 +191,10 @@ def estimate_param_counts(cfg: dict[str, Any]) -> tuple[int, int]:
             active_layers += attn + dense_mlp
     embeddings = vocab * d * (1 if cfg.get("tie_word_embeddings") else 2)
     return total_layers + embeddings, active_layers
+
+
+def _is_moe(cfg: dict[str, Any]) -> bool:
+    return bool(cfg.get("num_experts") or cfg.get("n_routed_experts") or cfg.get("num_local_experts"))
 
 
 def _is_moe_layer(cfg: dict[str, Any], layer: int) -> bool:

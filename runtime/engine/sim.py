@@ -2,12 +2,19 @@
 roofline cost model of a named GPU and model. For scale and capacity studies; everything it
 produces is labelled simulated (``meta_info.simulated``, a ``simulated="true"`` label on every metric).
 
-Step time = max(compute, memory) + a fixed per-step overhead, where
-- compute = FLOPs / (dense peak × ``mfu``): 2·N_active per token plus attention 4·n_layers·n_heads·head_dim
-  per (query, key) pair;
-- memory  = bytes / (bandwidth × ``mbu``): the weights once per step plus every sequence's KV once.
-The efficiencies are uncalibrated defaults (no GPU was available when they were chosen); bench/sim_calibrate.py
-measures them on a GPU with randomly initialised models of the same shapes.
+Step time, with a GPU whose operator timings were measured (``HardwareProfile.calibration``; H100-SXM and
+A100 fitted on Vidur's timings, H100-PCIe and H200 scaled from H100-SXM) and a dense model:
+- the linear and elementwise kernels of every layer, the embedding, final norm and LM head (on the logit
+  rows only), each timed by ``interleaf.telemetry.gpu_cost`` (a smooth roofline of fitted FLOP/s and
+  bandwidth plus a fitted per-kernel overhead, GEMMs padded to whole waves of tiles);
+- plus attention, not in the measured data: max(4·n_layers·n_heads·head_dim per (query, key) pair / F,
+  every sequence's KV / B_w) with the fitted GEMM rates, plus one kernel overhead per layer;
+- plus a fixed per-step overhead (host scheduling; a guess, 2 ms).
+Otherwise (MoE models, GPUs without measurements) the plain roofline max(compute, memory) + overhead, where
+- compute = FLOPs / F: 2·N_active per token plus the attention FLOPs above;
+- memory  = bytes / B: the weights once per step plus every sequence's KV once;
+and F, B are the fitted rates where the GPU has them, else dense peak × ``mfu`` and bandwidth × ``mbu``
+(guessed 0.6 / 0.8). docs/engine.md, "Simulator cost model", has the fit and its errors.
 
 Tokens come from a seeded scripted source (a deterministic function of the previous token and position),
 over a small byte-level vocabulary so text round-trips through /generate.
@@ -16,18 +23,21 @@ over a small byte-level vocabulary so text round-trips through /generate.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from interleaf.runtime.engine.executor import ForwardBatch, ForwardOutput, register_executor
 from interleaf.runtime.tokenizer import SIM_SCHEME, ByteTokenizer
+from interleaf.telemetry.gpu_cost import KernelCalibration, LayerShape, elementwise_time, gemm_time, layer_time
 
 if TYPE_CHECKING:
     from interleaf.runtime.engine.config import EngineConfig
+    from interleaf.telemetry import HardwareProfile, ModelProfile
 
 _WORDS = b"abcdefghijklmnopqrstuvwxyz"
+_WORD_IDS = torch.tensor(list(_WORDS))
 
 SIM_CONTEXT_LENGTH = 131072
 """Context length of every simulated model. The shipped model profiles (``interleaf.telemetry``) carry
@@ -35,8 +45,38 @@ no ``max_position_embeddings``; 131072 is that of Llama-3.1, the default ``--sim
 
 
 @dataclass
+class CalibratedLinear:
+    """The weight-bearing and elementwise kernels of one forward, timed kernel by kernel with a GPU's
+    fitted calibration (``interleaf.telemetry.gpu_cost``)."""
+
+    calibration: KernelCalibration
+    shape: LayerShape
+    n_layers: int
+    vocab_size: int
+    _cache: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
+
+    def seconds(self, n_tokens: int, n_logits: int) -> float:
+        """``n_tokens`` through every layer, the embedding and final norm; the LM head on ``n_logits`` rows."""
+        key = (n_tokens, n_logits)
+        t = self._cache.get(key)
+        if t is None:
+            cal, shape = self.calibration, self.shape
+            d, b = shape.d_model, shape.dtype_bytes
+            t = (
+                self.n_layers * layer_time(cal, shape, n_tokens)
+                + elementwise_time(cal, b * 2.0 * n_tokens * d)  # embedding gather
+                + elementwise_time(cal, b * 2.0 * n_tokens * d)  # final norm
+                + gemm_time(cal, n_logits, d, self.vocab_size, b)
+            )
+            if len(self._cache) > 1 << 16:  # steps repeat a few shapes; bound the rest
+                self._cache.clear()
+            self._cache[key] = t
+        return t
+
+
+@dataclass
 class RooflineCost:
-    """Predicted step times of one model on one GPU."""
+    """Predicted step times of one model on one GPU (the module docstring has the formulas)."""
 
     n_active_params: float
     n_layers: int
@@ -50,6 +90,30 @@ class RooflineCost:
     token_block: int = 1
     """Real tokens one simulated token stands for (a cluster-scale simulation runs the scheduler on
     coarser tokens: a prefill of n is one of n·k real tokens; a decode step is k real decode steps)."""
+    linear: CalibratedLinear | None = None
+    """Calibrated per-kernel time of the linear layers; None = the plain roofline over all weights."""
+
+    @classmethod
+    def for_profiles(cls, hw: HardwareProfile, model: ModelProfile, *, mfu: float = 0.6,
+                     mbu: float = 0.8) -> RooflineCost:  # fmt: skip
+        """``model`` on ``hw``: calibrated where ``hw`` has a calibration and ``model`` is dense; the fitted
+        rates in the plain roofline for an MoE model; ``mfu`` / ``mbu`` of the datasheet peaks otherwise."""
+        cal = hw.calibration
+        linear = None
+        if cal is None:
+            flops, bw = hw.dense_flops * mfu, hw.mem_bw_bytes_per_s * mbu
+        else:
+            flops, bw = cal.flops_per_s, cal.weight_bytes_per_s
+            if model.intermediate_size is not None:
+                shape = LayerShape(d_model=model.d_model, n_heads=model.n_heads, n_kv_heads=model.n_kv_heads,
+                                   head_dim=model.head_dim, d_ff=model.intermediate_size,
+                                   dtype_bytes=model.dtype_bytes)  # fmt: skip
+                linear = CalibratedLinear(cal, shape, model.n_layers, model.vocab_size)
+        return cls(
+            n_active_params=model.n_active_params, n_layers=model.n_layers, n_heads=model.n_heads,
+            head_dim=model.head_dim, kv_bytes_per_token=model.kv_bytes_per_token(formula="exact"),
+            weight_bytes=model.n_params * model.dtype_bytes, flops_per_s=flops, bytes_per_s=bw, linear=linear,
+        )  # fmt: skip
 
     def step_time(self, q_tokens: list[int], kv_lens: list[int]) -> float:
         """One forward: sequence b feeds ``q_tokens[b]`` new tokens attending to ``kv_lens[b]`` keys."""
@@ -61,12 +125,16 @@ class RooflineCost:
         return self._step_time([q * k for q in q_tokens], [kv * k for kv in kv_lens])
 
     def _step_time(self, q_tokens: list[int], kv_lens: list[int]) -> float:
-        attn = 4.0 * self.n_layers * self.n_heads * self.head_dim
-        flops = sum(
-            2.0 * self.n_active_params * q + attn * q * (kv - q / 2) for q, kv in zip(q_tokens, kv_lens, strict=True)
-        )
-        bytes_read = self.weight_bytes + self.kv_bytes_per_token * sum(kv_lens)
-        return max(flops / self.flops_per_s, bytes_read / self.bytes_per_s) + self.overhead_s
+        per_pair = 4.0 * self.n_layers * self.n_heads * self.head_dim
+        attn_flops = sum(per_pair * q * (kv - q / 2) for q, kv in zip(q_tokens, kv_lens, strict=True))
+        kv_bytes = self.kv_bytes_per_token * sum(kv_lens)
+        if self.linear is None:
+            flops = attn_flops + 2.0 * self.n_active_params * sum(q_tokens)
+            bytes_read = self.weight_bytes + kv_bytes
+            return max(flops / self.flops_per_s, bytes_read / self.bytes_per_s) + self.overhead_s
+        attention = max(attn_flops / self.flops_per_s, kv_bytes / self.bytes_per_s)
+        attention += self.n_layers * self.linear.calibration.gemm_overhead_s  # one attention kernel per layer
+        return self.linear.seconds(sum(q_tokens), len(q_tokens)) + attention + self.overhead_s
 
 
 class SimExecutor:
@@ -105,13 +173,8 @@ class SimExecutor:
         model = find_model_profile(config.sim_model)
         if model is None:
             raise ValueError(f"--sim-model {config.sim_model!r} has no shipped profile (see interleaf.telemetry)")
-        weight_bytes = model.n_params * model.dtype_bytes
-        kv_bytes_per_token = model.kv_bytes_per_token(formula="exact")
-        cost = RooflineCost(
-            n_active_params=model.n_active_params, n_layers=model.n_layers, n_heads=model.n_heads,
-            head_dim=model.head_dim, kv_bytes_per_token=kv_bytes_per_token, weight_bytes=weight_bytes,
-            flops_per_s=hw.dense_flops * mfu, bytes_per_s=hw.mem_bw_bytes_per_s * mbu,
-        )  # fmt: skip
+        cost = RooflineCost.for_profiles(hw, model, mfu=mfu, mbu=mbu)
+        weight_bytes, kv_bytes_per_token = cost.weight_bytes, cost.kv_bytes_per_token
         capacity = config.max_total_tokens
         if capacity is None:
             if hw.memory_bytes is None:
