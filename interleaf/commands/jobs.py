@@ -123,6 +123,12 @@ def _follow(client: JobsClient, record: JobRecord) -> None:
                 progress.console.print(f"[yellow]{event.type.value}: {event.data.get('reason', '')}[/]")
             elif event.type == JobEventType.JOB_CANCELLED:
                 progress.console.print("[yellow]job cancelled[/]")
+            elif event.type == JobEventType.JOB_RESUMED:
+                kept, by = event.data.get("n_done", 0), event.data.get("worker") or "another worker"
+                progress.console.print(f"[yellow]job resumed by {by}: {kept} finished episodes kept[/]")
+            elif event.type == JobEventType.CAPABILITY_MISSING:  # one line, as `interleaf run` prints it
+                line = f"interleaf jobs submit: warning: {event.data.get('message', '')}"
+                progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _result(client: JobsClient, job_id: str, as_json: bool) -> int:

@@ -8,12 +8,20 @@ Submit with ``curl -X POST localhost:8080/v1/jobs -H 'content-type: application/
 "n": 8}'`` or the dashboard form; ``--no-worker`` serves the API only (workers run
 ``interleaf.runtime.jobs.serve_jobs`` elsewhere on the same Redis). Stopping it (Ctrl-C, SIGTERM)
 stops the worker, the embedded engine and Redis, and the local Ray it started.
+
+Without ``--redis-url`` the private Redis is durable: its data lives in ``<runs dir>/.redis``
+(append-only file, password in ``password``, mode 0600), so a restarted ``interleaf serve`` lists the
+jobs it had and resumes the one it was running. Several ``interleaf serve`` on one ``--redis-url``
+share the queue; each is a consumer named by ``--worker-name`` (default ``serve@<host>:<port>``, the
+same across restarts, so a restarted one takes its own unfinished job back at once), and a job whose
+worker stops renewing its hold for ``--reclaim-after`` seconds is taken over by another.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 from urllib.parse import urlsplit
 
 import typer
@@ -53,6 +61,19 @@ def serve(
     ),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: local)."),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run a job worker in this process."),
+    worker_name: str | None = typer.Option(
+        None,
+        "--worker-name",
+        help="The worker's consumer name on the queue (default serve@<host>:<port>); keep it across restarts "
+        "so the restarted worker takes its own unfinished job back at once.",
+    ),
+    reclaim_after: float = typer.Option(
+        15.0,
+        "--reclaim-after",
+        min=2.0,
+        help="Seconds a job's worker may go without renewing its hold before another worker takes the job "
+        "over (resuming it from its finished episodes).",
+    ),
     engine_arg: list[str] = typer.Option(
         [], "--engine-arg", help="Extra flag for the embedded engine, e.g. --engine-arg=--executor=sim."
     ),
@@ -78,11 +99,12 @@ def serve(
     import uvicorn
 
     from interleaf.runtime.jobs.embedded import EmbeddedServices
+    from interleaf.runtime.jobs.redis_server import RedisUnavailable
     from interleaf.runtime.jobs.spec import JobLimits
     from interleaf.runtime.jobs.store import JobStore
     from interleaf.runtime.service.access import LOCAL_HOSTS, AccessPolicy
     from interleaf.runtime.service.api import create_app
-    from interleaf.settings import api_allowed_hosts, api_max_body_bytes
+    from interleaf.settings import api_allowed_hosts, api_max_body_bytes, runs_dir
 
     if redis_url:
         _check_redis_url(redis_url, redis_no_password)
@@ -113,16 +135,32 @@ def serve(
     # turns it into SystemExit, so the cleanup below (engine, Redis, Ray) runs instead of a bare kill.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # API only (--no-worker) needs no engine: jobs then name their backends or get --backend.
+    consumer = worker_name or f"serve@{socket.gethostname()}:{port}"
+    embedded = EmbeddedServices(
+        backend, redis_url, engine_args=list(engine_arg), start_engine=worker, redis_dir=runs_dir() / ".redis"
+    )
     try:
-        with EmbeddedServices(backend, redis_url, engine_args=list(engine_arg), start_engine=worker) as services:
+        try:
+            services = embedded.start()  # stops what it started if a part fails
+        except RedisUnavailable as exc:  # no redis-server, or another serve holds this runs directory's
+            raise typer.BadParameter(str(exc), param_hint="--redis-url") from None
+        try:
             store = JobStore(services.redis_url or "")
-            options = {"consumer": f"api-{os.getpid()}", "ray_address": ray_address} if worker else None
+            options = None
+            if worker:
+                options = {
+                    "consumer": consumer,
+                    "ray_address": ray_address,
+                    "reclaim_idle_ms": int(reclaim_after * 1000),
+                }
             app = create_app(
                 store, default_backends=services.backend_urls, worker=options, limits=limits, access=access
             )
             shown = _shown_url(services.redis_url or "")
             typer.echo(f"interleaf jobs API and dashboard on http://{host}:{port}/ (redis {shown})")
             uvicorn.run(app, host=host, port=port, log_level="warning")  # the app closes the store
+        finally:
+            services.stop()
     finally:
         _stop_local_ray()
 

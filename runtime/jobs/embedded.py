@@ -1,13 +1,15 @@
 """Embedded defaults: what ``interleaf run`` brings up when no servers are given.
 
 No backend URL: start the embedded engine as a child process (``EngineProcess``, loopback, free
-port). No Redis URL: start a private ``redis-server`` (``RedisServer``). Both stop with the context.
+port). No Redis URL: start a private ``redis-server`` (``RedisServer``; durable in ``redis_dir`` when one
+is given, as ``interleaf serve`` does). Both stop with the context.
 Given URLs are used as they are and never stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from interleaf.runtime.jobs.redis_server import RedisServer
@@ -25,6 +27,7 @@ class EmbeddedServices:
         start_redis: bool = True,
         start_engine: bool = True,
         startup_timeout_s: float = 300.0,
+        redis_dir: Path | None = None,
     ) -> None:
         self._given_urls = list(backend_urls)
         self._given_redis = redis_url
@@ -32,6 +35,7 @@ class EmbeddedServices:
         self.start_redis = start_redis
         self.start_engine = start_engine
         self.startup_timeout_s = startup_timeout_s
+        self.redis_dir = redis_dir
         self.engine: Any = None
         self.redis: RedisServer | None = None
 
@@ -59,7 +63,7 @@ class EmbeddedServices:
 
                 self.engine = EngineProcess(*self.engine_args, startup_timeout_s=self.startup_timeout_s)
             if not self._given_redis and self.start_redis:
-                self.redis = RedisServer()
+                self.redis = RedisServer(data_dir=self.redis_dir)
         except BaseException:
             self.stop()
             raise

@@ -12,11 +12,22 @@ its suite cannot be built, ``run()`` raises       takes the next job
 Redis unreachable                               ``WorkerHealth.error`` says so; the loop retries
                                                 with backoff (≤ 2 s); unacked entries are reclaimed
                                                 later (XAUTOCLAIM)
-the loop task is cancelled (shutdown)           a running job is cancelled first
+the worker is killed, hangs, or is cut off      its job's entry goes idle; after ``reclaim_idle_ms``
+from Redis mid-job                              (``RECLAIM_IDLE_MS``, 15 s) another worker reclaims it
+                                                and resumes the job: stored episodes are kept, the
+                                                others run (``job_resumed`` event)
+a worker whose job was reclaimed comes back     it finds its hold gone (``JobStore.touch``) and drops
+                                                the job without recording anything final
+the same consumer name starts again (a          it takes its own unacked entries back at once
+restarted ``interleaf serve``)                  (``JobStore.pending_own``), before new ones
+the loop task is cancelled (shutdown)           a running job is cancelled first; its entry stays
+                                                pending for this name or another worker
 ==============================================  =====================================================
 
-``WorkerHealth`` is what ``/healthz`` reads: the loop beats it at least every second, while idle and
-while a job runs.
+``WorkerHealth`` is what this process's ``/healthz`` reads: the loop beats it at least every second,
+while idle and while a job runs. The same beat goes to Redis (``WorkerBeat``, expiring after
+``WORKER_BEAT_TTL_S``), where any process sees every worker on the queue (``JobStore.list_workers``).
+While a job runs, the loop also renews its hold on the job's entry every ``poll_cancel_s``.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,12 +44,26 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore, WorkerBeat
 
 if TYPE_CHECKING:
     from interleaf.runtime.jobs.runner import JobRunner
 
 log = logging.getLogger("interleaf.jobs")
+
+RECLAIM_IDLE_MS = 15_000
+"""How long a running job's queue entry may go untouched before another worker takes the job over.
+A live worker touches it every ``poll_cancel_s`` (0.5 s), so this only has to outlast a stall of the
+worker's event loop (``ray.init`` holds the GIL for over a second) or a Redis blip."""
+MIN_RECLAIM_IDLE_MS = 2_000
+"""The shortest ``reclaim_idle_ms`` accepted: shorter would take jobs from workers that are merely busy."""
+WORKER_BEAT_TTL_S = 5.0
+"""A worker's ``WorkerBeat`` in Redis expires this long after its last beat (one per loop turn, ≤ 1 s)."""
+
+
+class LeaseLost(Exception):
+    """Another worker reclaimed the job's queue entry while this one ran it (this one was stalled or
+    cut off from Redis for longer than ``reclaim_idle_ms``): this worker drops the job."""
 
 
 async def submit_job(store: JobStore, spec: JobSpec) -> JobRecord:
@@ -68,6 +95,19 @@ class WorkerHealth:
         """The loop has not stopped and beat within ``stale_s``."""
         return self.phase != "stopped" and time.monotonic() - self.beat < stale_s
 
+    def record(self) -> WorkerBeat:
+        """This state as the ``WorkerBeat`` other processes read from Redis."""
+        return WorkerBeat(
+            consumer=self.consumer, pid=os.getpid(), host=socket.gethostname(), phase=self.phase,
+            job_id=self.job_id, jobs_done=self.jobs_done, error=self.error,
+        )  # fmt: skip
+
+
+async def _publish(store: JobStore, health: WorkerHealth) -> None:
+    """Beat in Redis; a failure is the queue's to report (the next Redis call fails the same way)."""
+    with contextlib.suppress(Exception):
+        await store.beat(health.record(), ttl_s=WORKER_BEAT_TTL_S)
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):  # one line per problem, without pydantic's URLs
@@ -90,23 +130,33 @@ async def serve_jobs(
     *,
     stop: asyncio.Event | None = None,
     health: WorkerHealth | None = None,
-    reclaim_idle_ms: int = 60_000,
+    reclaim_idle_ms: int = RECLAIM_IDLE_MS,
     poll_cancel_s: float = 0.5,
     **runner_kwargs: Any,
 ) -> int:
-    """Worker loop: take jobs from the queue (first any a crashed worker left pending for
-    ``reclaim_idle_ms``), run each with a ``JobRunner``, ack it. A job whose ``cancel_requested`` flag
-    is set (``JobStore.request_cancel``) is cancelled. Runs until ``stop`` is set; returns jobs run.
+    """Worker loop: take jobs from the queue (first its own unacked ones, from before a restart under
+    the same ``consumer`` name, then any another worker left untouched for ``reclaim_idle_ms``), run
+    each with a ``JobRunner``, ack it. A job whose ``cancel_requested`` flag is set
+    (``JobStore.request_cancel``) is cancelled. Runs until ``stop`` is set; returns jobs run.
     ``health`` is kept up to date (pass one to watch the loop). ``runner_kwargs`` go to ``JobRunner``
     (ray_address, runs_dir, model_factory, agent)."""
+    if reclaim_idle_ms < MIN_RECLAIM_IDLE_MS:
+        raise ValueError(
+            f"reclaim_idle_ms={reclaim_idle_ms}: must be at least {MIN_RECLAIM_IDLE_MS} (shorter takes jobs from "
+            "live workers that are merely busy)"
+        )
     stop = stop or asyncio.Event()
     health = health or WorkerHealth(consumer)
     backoff = 0.0
+    own_pending_checked = False
     try:
         while not stop.is_set():
             health.beat, health.phase, health.job_id = time.monotonic(), "idle", None
+            await _publish(store, health)
             try:
-                entries = await store.reclaim(consumer, min_idle_ms=reclaim_idle_ms)
+                entries = [] if own_pending_checked else await store.pending_own(consumer)
+                own_pending_checked = True
+                entries = entries or await store.reclaim(consumer, min_idle_ms=reclaim_idle_ms)
                 if not entries:
                     claimed = await store.claim(consumer, block_ms=500)
                     entries = [claimed] if claimed else []
@@ -125,6 +175,8 @@ async def serve_jobs(
         raise
     finally:
         health.phase, health.job_id = "stopped", None
+        with contextlib.suppress(Exception):  # Redis gone: the beat expires by itself
+            await asyncio.wait_for(store.remove_worker(consumer), 2)
     return health.jobs_done
 
 
@@ -148,9 +200,13 @@ async def _take(
         if record.cancel_requested:
             await store.update_job(job_id, status=JobStatus.CANCELLED, finished_at=time.time())
         else:
-            await _run(store, job_id, record, health, poll_cancel_s, runner_kwargs)
+            await _run(store, consumer, entry_id, record, health, poll_cancel_s, runner_kwargs)
     except asyncio.CancelledError:
         raise  # shutdown: the entry stays pending, another worker reclaims it
+    except LeaseLost as exc:
+        health.error = str(exc)
+        log.warning("worker %s: %s", consumer, exc)
+        return  # the job is the other worker's now: nothing to record, nothing to ack
     except Exception as exc:
         reason = _reason(exc)
         log.warning("worker %s: job %s failed: %s", consumer, job_id, reason)
@@ -172,24 +228,41 @@ def _build_runner(spec: JobSpec, store: JobStore, runner_kwargs: dict[str, Any])
 
 async def _run(
     store: JobStore,
-    job_id: str,
+    consumer: str,
+    entry_id: str,
     record: JobRecord,
     health: WorkerHealth,
     poll_cancel_s: float,
     runner_kwargs: dict[str, Any],
 ) -> None:
+    job_id = record.id
     spec = JobSpec.model_validate(record.spec | {"job_id": job_id})
     runner: JobRunner | None = None
     cancel_seen = False
+    lost = False
 
-    async def watch() -> None:  # beats the health record and polls the cancel flag, also while building
-        nonlocal cancel_seen
+    async def work() -> None:
+        nonlocal runner
+        # Off the loop the API answers on: the first job imports Ray and the agents (~1-2 s), and building
+        # a job reads its whole suite (100k tasks: seconds).
+        runner = await asyncio.to_thread(_build_runner, spec, store, runner_kwargs | {"worker": consumer})
+        await runner.run()
+
+    job = asyncio.create_task(work())
+
+    async def watch() -> None:  # beats, holds the entry and polls the cancel flag, also while building
+        nonlocal cancel_seen, lost
         while True:
             health.beat = time.monotonic()
+            await _publish(store, health)
             try:
+                if not await store.touch(consumer, entry_id):
+                    lost = True
+                    job.cancel()
+                    return
                 cancel_seen = cancel_seen or await store.cancel_requested(job_id)
             except Exception as exc:  # a Redis blip must not end the job; the health record says it
-                health.error = f"cancel flag unreadable: {_reason(exc)}"
+                health.error = f"job {job_id!r}: Redis unreachable: {_reason(exc)}"
             if cancel_seen and runner is not None:
                 await runner.cancel()
                 return
@@ -197,13 +270,23 @@ async def _run(
 
     watcher = asyncio.create_task(watch())
     try:
-        # Off the loop the API answers on: the first job imports Ray and the agents (~1-2 s), and building
-        # a job reads its whole suite (100k tasks: seconds).
-        runner = await asyncio.to_thread(_build_runner, spec, store, runner_kwargs)
-        await runner.run()
+        await job
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if lost and task is not None and not task.cancelling():  # cancelled by the watcher, not a shutdown
+            raise LeaseLost(f"job {job_id!r} was taken over by another worker; dropped here") from None
+        raise
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
 
 
-__all__ = ["WorkerHealth", "serve_jobs", "submit_job"]
+__all__ = [
+    "MIN_RECLAIM_IDLE_MS",
+    "RECLAIM_IDLE_MS",
+    "WORKER_BEAT_TTL_S",
+    "LeaseLost",
+    "WorkerHealth",
+    "serve_jobs",
+    "submit_job",
+]

@@ -14,7 +14,15 @@ an episode raises inside the actor       retried up to ``spec.max_attempts``, th
                                          with termination ``error``
 ``cancel()``                             no new episodes; running ones are cancelled (their
                                          sessions closed) and recorded as ``cancelled``
+the job has stored results already (its  they are kept and not run again; the others run
+worker died, serve restarted)            (a ``job_resumed`` event instead of ``job_started``)
 =======================================  ===================================================
+
+While it runs, the runner records what it finds out about the servers as job events: a
+``capability_missing`` event per server that lacks what the job asks for (streaming sessions for a
+session-holding ``retention``), and a ``servers_sampled`` event with each backend's KV (the job's
+held tokens from its actors' pools, the engine's ``/metrics`` KV usage) at the start, every
+``sample_every_s`` and at the end.
 
 Results are idempotent per (job, episode): the runner accepts one result per episode, and the
 Redis store keys trajectories by episode, so a retry replaces and never duplicates.
@@ -36,10 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ray
 from pydantic import BaseModel
 
 from interleaf.agents import Agent, get_agent, load_suite
+from interleaf.runtime.client import ServerMetrics, parse_prometheus, probe_retention_gaps
 from interleaf.runtime.jobs.spec import JobSpec, check_job_id
 from interleaf.runtime.jobs.store import (
     JobEvent,
@@ -47,6 +57,7 @@ from interleaf.runtime.jobs.store import (
     JobRecord,
     JobStatus,
     JobStore,
+    ServerSample,
     dump_trajectory,
     load_trajectory,
 )
@@ -135,7 +146,12 @@ class JobRunner:
         ray_address: str | None = None,
         runs_dir: Path | None = None,
         on_event: Callable[[JobEvent], None] | None = None,
+        worker: str | None = None,
+        sample_every_s: float | None = 5.0,
     ) -> None:
+        """``worker``: the queue consumer running the job (named in ``job_resumed`` events).
+        ``sample_every_s``: period of the ``servers_sampled`` events (None: none); they are recorded
+        only for jobs on backend servers (no ``model_factory``)."""
         if not spec.backend_urls and model_factory is None:
             raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.jobs.embedded")
         try:  # fail here, naming the field, rather than inside every actor
@@ -151,6 +167,10 @@ class JobRunner:
         self.ray_address = ray_address
         self.output_path = trajectories_path(self.job_id, runs_dir)
         self.on_event = on_event
+        self.worker = worker
+        if sample_every_s is not None and not sample_every_s > 0:
+            raise ValueError(f"sample_every_s={sample_every_s!r}: must be > 0, or None for no samples")
+        self.sample_every_s = sample_every_s if model_factory is None else None
         self.slots: list[_Slot] = []
         self.results: dict[int, Trajectory] = {}
         self.attempts: dict[int, int] = {}
@@ -215,33 +235,112 @@ class JobRunner:
         for slot in self.slots:
             slot.ready.set()
         self._n_total = counts[0]
-        if self.store is not None:
-            record = await self.store.get_job(self.job_id)
-            if record is None:
-                await self.store.create_job(JobRecord(id=self.job_id, spec=self._spec_dict(), n_total=self._n_total))
-            await self.store.update_job(
-                self.job_id, status=JobStatus.RUNNING, started_at=self._started, n_total=self._n_total,
-                output_path=str(self.output_path),
+        resumed = await self._load_stored() if self.store is not None else False
+        if resumed:
+            await self._emit(
+                JobEventType.JOB_RESUMED, n_total=self._n_total, n_done=len(self.results), actors=self.spec.actors,
+                worker=self.worker,
             )  # fmt: skip
-        await self._emit(JobEventType.JOB_STARTED, n_total=self._n_total, actors=self.spec.actors)
+        else:
+            await self._emit(JobEventType.JOB_STARTED, n_total=self._n_total, actors=self.spec.actors)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        self.output_path.write_text("")
+        kept = "".join(dump_trajectory(self.results[k]) + "\n" for k in sorted(self.results))
+        await asyncio.to_thread(self.output_path.write_text, kept)  # a resumed 100k-episode job: seconds
+        if self.model_factory is None:  # scripted models have no server to ask
+            await self._report_gaps()
 
-        queue = iter(range(self._n_total))  # lanes take the next index (no 100k-entry queue built on the loop)
+        # Lanes take the next index (no 100k-entry queue built on the loop); stored episodes are not rerun.
+        queue = (e for e in range(self._n_total) if e not in self.results)
         status = JobStatus.SUCCEEDED
         error: str | None = None
         lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
+        sampler = asyncio.create_task(self._sample_loop()) if self.sample_every_s is not None else None
         try:
             await asyncio.gather(*lanes)
+            if sampler is not None:  # the job's end, while the actors' pools still hold their figures
+                with contextlib.suppress(Exception):  # a sample is worth less than the job: never fail it
+                    await asyncio.wait_for(self._sample(), 10)
         except Exception as exc:
             status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
             for lane in lanes:
                 lane.cancel()
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
             await self._shutdown_actors()
         if self._cancel.is_set():
             status = JobStatus.CANCELLED
         return await self._finish(status, error)
+
+    async def _load_stored(self) -> bool:
+        """Create or update the job's record; take over its stored results. True when the job had
+        started before (another worker or an earlier ``interleaf serve`` ran part of it)."""
+        assert self.store is not None
+        record = await self.store.get_job(self.job_id)
+        if record is None:
+            await self.store.create_job(JobRecord(id=self.job_id, spec=self._spec_dict(), n_total=self._n_total))
+        kept = await self.store.get_trajectories(self.job_id)
+        self.results = {t.episode: t for t in kept if 0 <= t.episode < self._n_total}
+        resumed = bool(self.results) or (record is not None and record.started_at is not None)
+        if resumed and record is not None and record.started_at is not None:
+            self._started = record.started_at  # the job's wall time runs from its first start
+        await self.store.update_job(
+            self.job_id, status=JobStatus.RUNNING, started_at=self._started, n_total=self._n_total,
+            output_path=str(self.output_path), n_done=len(self.results),
+            n_correct=sum(1 for t in self.results.values() if t.correct),
+        )  # fmt: skip
+        return resumed
+
+    async def _report_gaps(self) -> None:
+        """A ``capability_missing`` event per server that lacks what the job asks for."""
+        try:
+            gaps = await asyncio.wait_for(probe_retention_gaps(self.spec.backend_urls, self.spec.retention), 30)
+        except Exception:  # a report is worth less than the job; the pool names a dead server itself
+            return
+        for gap in gaps:
+            await self._emit(JobEventType.CAPABILITY_MISSING, message=gap.message(), **gap.model_dump(mode="json"))
+
+    async def _sample_loop(self) -> None:
+        assert self.sample_every_s is not None
+        while True:
+            await self._sample()
+            await asyncio.sleep(self.sample_every_s)
+
+    async def _sample(self) -> None:
+        """One ``servers_sampled`` event: the actors' pool figures and the engines' ``/metrics``."""
+        samples = {url: ServerSample() for url in self.spec.backend_urls}
+        stats = await asyncio.gather(
+            *(asyncio.wait_for(s.handle.pool_stats.remote(), 5) for s in self.slots), return_exceptions=True
+        )
+        for pool in stats:
+            if not isinstance(pool, dict):  # an actor being replaced, or one without a pool yet
+                continue
+            for url, figures in pool["servers"].items():
+                sample = samples.setdefault(url, ServerSample())
+                sample.held_tokens = (sample.held_tokens or 0) + int(figures.get("held_tokens") or 0)
+                sample.budget_tokens = (sample.budget_tokens or 0) + int(figures.get("budget_tokens") or 0)
+                sample.max_total_num_tokens = figures.get("max_total_num_tokens") or sample.max_total_num_tokens
+                sample.open_episodes = (sample.open_episodes or 0) + int(pool.get("open_episodes") or 0)
+
+        async def scrape(client: httpx.AsyncClient, url: str) -> None:
+            try:
+                response = await client.get(f"{url.rstrip('/')}/metrics")
+                response.raise_for_status()
+            except httpx.HTTPError:
+                return  # no /metrics (SGLang without --enable-metrics) or the server is down
+            metrics = ServerMetrics(parse_prometheus(response.text))
+            sample = samples[url]
+            sample.kv_used_tokens = metrics.kv_used_tokens
+            sample.kv_available_tokens = metrics.kv_available_tokens
+            sample.session_held_tokens = metrics.streaming_session_held_tokens
+
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            await asyncio.gather(*(scrape(client, url) for url in self.spec.backend_urls))
+        with contextlib.suppress(Exception):  # a sample is worth less than the job: never fail it
+            await self._emit(
+                JobEventType.SERVERS_SAMPLED, servers={u: s.model_dump(mode="json") for u, s in samples.items()}
+            )
 
     async def _lane(self, queue: Iterator[int]) -> None:
         """One unit of concurrency: takes episodes until none is left or the job is cancelled."""

@@ -12,10 +12,15 @@ key                            type    holds
                                        a retried episode overwrites, never duplicates)
 ``{p}:job:{id}:events``        stream  ``JobEvent`` entries (SSE, dashboard, progress)
 ``{p}:queue``                  stream  submitted job ids; consumer group ``{p}-workers``
+``{p}:workers``                zset    worker (consumer) names by their last beat (unix time)
+``{p}:worker:{name}``          string  the worker's last ``WorkerBeat`` (JSON), expires unless beaten
 =============================  ======  ==========================================================
 
 The queue is at-least-once: a worker reads with XREADGROUP, acks when the job is finished, and
-pending entries of a crashed worker are reclaimed with XAUTOCLAIM after ``min_idle_ms``.
+pending entries of a crashed worker are reclaimed with XAUTOCLAIM after ``min_idle_ms``. A worker
+holds its entry like a lease: it ``touch``-es it while the job runs (resetting the entry's idle
+time), so only an entry whose worker stopped touching it (killed, hung, cut off from Redis) goes
+idle long enough to be reclaimed; a worker whose entry was taken over learns it from ``touch``.
 """
 
 from __future__ import annotations
@@ -96,6 +101,17 @@ class JobEventType(StrEnum):
     """An attempt failed and the episode runs again: ``attempt`` (the failed one), ``reason``."""
     WORKER_RESTARTED = "worker_restarted"
     """A dead actor was replaced: ``worker`` (actor index), ``reason``."""
+    JOB_RESUMED = "job_resumed"
+    """A worker took over a job that had started before (its worker was killed, or ``interleaf serve``
+    restarted) and runs the episodes without a stored result: ``n_total``, ``n_done`` (episodes kept,
+    not run again), ``actors``, ``worker`` (consumer name)."""
+    CAPABILITY_MISSING = "capability_missing"
+    """A server lacks what the job asked for and runs a fallback (``CapabilityGap``): ``message`` (one
+    line: server, capability, the flag that enables it, the fallback), ``server``, ``capability``,
+    ``server_flag``, ``requested``, ``effective``."""
+    SERVERS_SAMPLED = "servers_sampled"
+    """KV over time, recorded when the job starts, every ``JobRunner.sample_every_s`` and when it ends:
+    ``servers``, backend URL -> ``ServerSample`` (JSON)."""
     JOB_CANCELLED = "job_cancelled"
     """Cancellation began: no new episodes, running ones are being cancelled (no data)."""
     JOB_FINISHED = "job_finished"
@@ -120,6 +136,47 @@ class JobEvent(BaseModel):
     """Event details, by kind (see ``JobEventType``)."""
 
 
+class ServerSample(BaseModel):
+    """One backend's KV at one moment of a job (``servers_sampled`` events); None where not known."""
+
+    held_tokens: int | None = None
+    """Tokens the job's ``BackendPool``s hold on the server across tool pauses (sum over actors)."""
+    budget_tokens: int | None = None
+    """The job's KV budget on the server (sum over actors' shares)."""
+    open_episodes: int | None = None
+    """The job's episodes open in the pools (all servers; the same figure on each server's sample)."""
+    kv_used_tokens: float | None = None
+    """The engine's KV slots in use (``sglang:kv_used_tokens`` from its ``/metrics``)."""
+    kv_available_tokens: float | None = None
+    """The engine's free KV slots (``sglang:kv_available_tokens``)."""
+    session_held_tokens: float | None = None
+    """Tokens the engine's streaming sessions pin, all clients (``sglang:streaming_session_held_tokens``)."""
+    max_total_num_tokens: int | None = None
+    """The engine's KV capacity (from ``/server_info``, as the pool saw it)."""
+
+
+class WorkerBeat(BaseModel):
+    """A ``serve_jobs`` loop's sign of life in Redis: what ``/healthz`` and ``/v1/workers`` show of every
+    worker on the queue, in any process."""
+
+    consumer: str
+    """The worker's consumer name in the queue's group."""
+    pid: int
+    """Its process id."""
+    host: str
+    """Its host name."""
+    phase: str
+    """``starting``, ``idle``, ``running`` or ``stopped`` (``WorkerHealth.phase``)."""
+    job_id: str | None = None
+    """The job it runs."""
+    beat_at: float = Field(default_factory=time.time)
+    """Unix time of this beat."""
+    jobs_done: int = 0
+    """Jobs it has taken to their end."""
+    error: str | None = None
+    """The last problem it survived, if any."""
+
+
 _HASH_JSON_FIELDS = ("spec", "summary")
 
 
@@ -140,6 +197,15 @@ def _from_hash(raw: dict[str, str]) -> JobRecord:
     return JobRecord.model_validate(data)
 
 
+# Check-and-renew in one step: XCLAIM alone would also take an entry that another worker reclaimed.
+_TOUCH = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+"""
+
+
 class JobStore:
     """Async access to interleaf's Redis keys. One per process (or per actor); cheap to create."""
 
@@ -150,6 +216,7 @@ class JobStore:
         # retries) instead of hanging them; the longest blocking read here is the queue's 1 s.
         self.redis = aioredis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10)
         self.group = f"{prefix}-workers"
+        self._touch = self.redis.register_script(_TOUCH)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -229,6 +296,17 @@ class JobStore:
     async def count_trajectories(self, job_id: str) -> int:
         return int(await self.redis.hlen(self._key("job", job_id, "trajectories")))
 
+    async def episode_ids(self, job_id: str) -> list[int]:
+        """The episodes of a job with a stored trajectory, ascending."""
+        return sorted(int(k) for k in await self.redis.hkeys(self._key("job", job_id, "trajectories")))
+
+    async def get_trajectories_raw(self, job_id: str, episodes: list[int]) -> list[str | None]:
+        """The stored trajectory JSON (``load_trajectory`` reads it) of each of ``episodes``, in that
+        order; None for an episode without one. For readers that parse lazily (the dashboard)."""
+        if not episodes:
+            return []
+        return await self.redis.hmget(self._key("job", job_id, "trajectories"), [str(e) for e in episodes])
+
     # -- events ------------------------------------------------------------------------------
 
     async def add_event(self, event: JobEvent, *, maxlen: int = 100_000) -> str:
@@ -275,7 +353,7 @@ class JobStore:
                 return entry_id, fields["job_id"]
         return None
 
-    async def reclaim(self, consumer: str, *, min_idle_ms: int = 60_000) -> list[tuple[str, str]]:
+    async def reclaim(self, consumer: str, *, min_idle_ms: int = 15_000) -> list[tuple[str, str]]:
         """Take over queue entries another consumer read but never acked (it crashed)."""
         await self._ensure_group()
         _next, entries, *_ = await self.redis.xautoclaim(
@@ -283,9 +361,60 @@ class JobStore:
         )
         return [(entry_id, fields["job_id"]) for entry_id, fields in entries if fields]
 
+    async def pending_own(self, consumer: str) -> list[tuple[str, str]]:
+        """Entries ``consumer`` read and never acked: a worker restarted under the same name takes its
+        own jobs back at once, without waiting for them to go idle."""
+        await self._ensure_group()
+        result = await self.redis.xreadgroup(self.group, consumer, {self._key("queue"): "0"}, count=100)
+        return [
+            (entry_id, fields["job_id"]) for _stream, entries in result or [] for entry_id, fields in entries if fields
+        ]
+
+    async def touch(self, consumer: str, entry_id: str) -> bool:
+        """Renew ``consumer``'s hold on a pending entry (its idle time restarts, so ``reclaim`` leaves it);
+        False when the entry is no longer ``consumer``'s (another worker reclaimed it, or it was acked)."""
+        return bool(await self._touch(keys=[self._key("queue")], args=[self.group, entry_id, consumer]))
+
     async def ack(self, entry_id: str) -> None:
         """The job of ``entry_id`` is finished (whatever its status)."""
         await self.redis.xack(self._key("queue"), self.group, entry_id)
 
+    # -- workers ------------------------------------------------------------------------------
 
-__all__ = ["JobEvent", "JobEventType", "JobRecord", "JobStatus", "JobStore", "dump_trajectory", "load_trajectory"]
+    async def beat(self, beat: WorkerBeat, *, ttl_s: float) -> None:
+        """Record a worker's sign of life; it disappears from ``list_workers`` ``ttl_s`` after the last."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key("worker", beat.consumer), beat.model_dump_json(), px=max(1, int(ttl_s * 1000)))
+            pipe.zadd(self._key("workers"), {beat.consumer: beat.beat_at})
+            await pipe.execute()
+
+    async def remove_worker(self, consumer: str) -> None:
+        """A worker that stops cleanly leaves the list at once."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._key("worker", consumer))
+            pipe.zrem(self._key("workers"), consumer)
+            await pipe.execute()
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        """Workers that beat within their ttl, by name (the list of names forgets the others)."""
+        names = await self.redis.zrange(self._key("workers"), 0, -1)
+        if not names:
+            return []
+        raws = await self.redis.mget([self._key("worker", n) for n in names])
+        gone = [n for n, raw in zip(names, raws, strict=True) if raw is None]
+        if gone:
+            await self.redis.zrem(self._key("workers"), *gone)
+        return [WorkerBeat.model_validate_json(raw) for raw in raws if raw is not None]
+
+
+__all__ = [
+    "JobEvent",
+    "JobEventType",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "ServerSample",
+    "WorkerBeat",
+    "dump_trajectory",
+    "load_trajectory",
+]

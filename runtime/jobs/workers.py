@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
 from interleaf.runtime.client import BackendPool, RetentionPolicyName
@@ -93,8 +95,15 @@ class EpisodeWorker:
             self._tracing = configure_tracing(service_name=os.environ.get("OTEL_SERVICE_NAME") or "interleaf-worker")
 
     async def ping(self) -> dict[str, Any]:
-        """Liveness and load: pid, running episodes, episodes run so far."""
-        return {"pid": os.getpid(), "name": self.name, "running": len(self._running), "done": self.episodes_run}
+        """Liveness and load: pid, Ray node id, running episodes, episodes run so far."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        running, done = len(self._running), self.episodes_run
+        return {"pid": os.getpid(), "node": node, "name": self.name, "running": running, "done": done}
+
+    async def pool_stats(self) -> dict[str, Any] | None:
+        """``BackendPool.stats()`` (held tokens and budget per server), for the runner's KV samples; None
+        before the first episode opened the pool, or with a ``model_factory``."""
+        return self._pool.stats() if self._pool is not None else None
 
     async def prepare(self, job_id: str, spec: JobSpec, agent: Agent | None = None) -> int:
         """Build the job's suite and agent (deterministic, so every actor agrees); returns task count.
@@ -200,6 +209,21 @@ class EpisodeWorker:
             self._tracing = None
 
 
+_placements = itertools.count()
+
+
+def _next_node() -> Any:
+    """Where the next actor goes: round-robin over the alive nodes that offer CPUs (a KubeRay head
+    started with ``num-cpus: 0`` gets none). Zero-CPU actors would all pack on the driver's node by
+    default, and Ray's ``SPREAD`` and soft affinity are best effort for them (3 actors on a fresh
+    3-node cluster landed on 2 nodes here), so the affinity is hard; a node that dies before its
+    actor starts fails that actor like any dead actor."""
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
+    if not nodes:
+        return "SPREAD"
+    return NodeAffinitySchedulingStrategy(nodes[next(_placements) % len(nodes)], soft=False)
+
+
 def worker_actor(
     backend_urls: list[str],
     *,
@@ -212,9 +236,11 @@ def worker_actor(
 ) -> Any:
     """Start an ``EpisodeWorker`` actor. ``max_concurrency`` bounds episodes running at once in it
     (plus control calls); ``num_cpus=0`` lets several actors share a small machine (the engine, not
-    the actor, is the bottleneck)."""
+    the actor, is the bottleneck). Successive actors go round-robin over the cluster's nodes
+    (``_next_node``)."""
     cls = ray.remote(EpisodeWorker)
-    return cls.options(max_concurrency=max_concurrency, num_cpus=num_cpus, max_restarts=0).remote(
+    options = {"max_concurrency": max_concurrency, "num_cpus": num_cpus, "max_restarts": 0}
+    return cls.options(**options, scheduling_strategy=_next_node()).remote(
         backend_urls,
         retention=retention,
         kv_budget_fraction=kv_budget_fraction,

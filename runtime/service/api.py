@@ -11,6 +11,7 @@ GET      /v1/jobs/{id}/events             the job's event stream after ``?after=
 GET      /v1/jobs/{id}/trajectories       the stored trajectories (token-exact, per turn timings and cache)
 GET      /v1/jobs/{id}/summary            summary figures and rows (PTE, patterns, hit rate, ...)
 GET      /                                the dashboard (one HTML page over the routes above)
+GET      /v1/workers                      every worker on the queue, in any process (``WorkerBeat``: phase, job, beat)
 GET      /healthz                         ``Health``: Redis and the worker; 503 with the reason when either is down
 =======  ===============================  ==================================================================
 
@@ -45,7 +46,7 @@ from pydantic import BaseModel, ConfigDict
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job
 from interleaf.runtime.jobs.queue import WorkerHealth
 from interleaf.runtime.jobs.spec import JOB_ID_PATTERN, JobLimits
-from interleaf.runtime.jobs.store import JobRecord, JobStore
+from interleaf.runtime.jobs.store import JobRecord, JobStore, WorkerBeat
 from interleaf.runtime.service.access import AccessGuard, AccessPolicy
 from interleaf.runtime.service.dashboard_api import dashboard_router
 from interleaf.runtime.service.errors import document_errors, error_responses
@@ -64,6 +65,9 @@ class Health(BaseModel):
     worker: str
     """``idle``, ``running <job>``, ``none (API only)``, or why it is down (``stopped: ...``,
     ``unresponsive for N s``); a problem it survived is appended after ``;``."""
+    workers: int = 0
+    """Workers on the queue that beat lately, in any process sharing the Redis (``/v1/workers`` lists
+    them); 0 when Redis is unreachable."""
 
 
 class CancelRequest(BaseModel):
@@ -263,6 +267,10 @@ def create_app(
         rows = [[label, _finite(value)] for label, value in figures.rows()]
         return SummaryAnswer(summary=json.loads(figures.model_dump_json()), rows=rows)
 
+    @app.get("/v1/workers", summary="The workers on the queue")
+    async def workers() -> list[WorkerBeat]:
+        return await store.list_workers()
+
     @app.get(
         "/healthz",
         response_model=Health,
@@ -270,13 +278,15 @@ def create_app(
         summary="Health of Redis and the worker",
     )
     async def healthz() -> JSONResponse:
+        n_workers = 0
         try:
             await asyncio.wait_for(store.redis.ping(), 2)
             redis_state = "ok"
+            n_workers = len(await asyncio.wait_for(store.list_workers(), 2))
         except Exception as exc:
             redis_state = f"unreachable: {_reason(exc)}"
         worker_ok, worker_state = _worker_state(app.state.worker_task, app.state.worker_health, worker is not None)
-        health = Health(ok=redis_state == "ok" and worker_ok, redis=redis_state, worker=worker_state)
+        health = Health(ok=redis_state == "ok" and worker_ok, redis=redis_state, worker=worker_state, workers=n_workers)
         return JSONResponse(health.model_dump(), status_code=200 if health.ok else 503)
 
     app.include_router(dashboard_router(store))  # the dashboard's data routes (dashboard_api.py)

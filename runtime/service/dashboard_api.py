@@ -546,10 +546,6 @@ class DashboardData:
         self.indexes: OrderedDict[str, JobIndex] = OrderedDict()
         self.capacity: dict[str, int | None] = {}
 
-    def _traj_key(self, job_id: str) -> str:
-        # JobStore's documented layout: ``{p}:job:{id}:trajectories``, episode index -> trajectory JSON.
-        return f"{self.store.prefix}:job:{job_id}:trajectories"
-
     async def job(self, job_id: str) -> JobRecord:
         record = await self.store.get_job(job_id)
         if record is None:
@@ -557,12 +553,10 @@ class DashboardData:
         return record
 
     async def episode_ids(self, job_id: str) -> list[int]:
-        return sorted(int(k) for k in await self.store.redis.hkeys(self._traj_key(job_id)))
+        return await self.store.episode_ids(job_id)
 
     async def raw(self, job_id: str, episodes: list[int]) -> list[str | None]:
-        if not episodes:
-            return []
-        return await self.store.redis.hmget(self._traj_key(job_id), [str(e) for e in episodes])
+        return await self.store.get_trajectories_raw(job_id, episodes)
 
     def _index(self, job_id: str) -> JobIndex:
         index = self.indexes.get(job_id)

@@ -246,3 +246,69 @@ async def test_worker_loop_outlives_redis_going_away(redis_url: str) -> None:
         stop.set()
         assert await loop == 0
         await dead.aclose()
+
+
+async def test_a_started_job_resumes_from_its_stored_episodes(local_ray, store: JobStore, tmp_path: Path) -> None:
+    """A job that already has results (its worker died, serve restarted) keeps them and runs the rest."""
+    from interleaf.runtime.jobs.store import JobRecord
+    from interleaf.telemetry.records import Trajectory
+
+    job = spec()
+    await store.create_job(JobRecord(id=job.job_id, spec=job.model_dump(mode="json"), n_total=8, started_at=1.0))
+    kept = [
+        Trajectory(id=f"earlier-{e}", job_id=job.job_id, episode=e, termination=TerminationReason.ANSWERED)
+        for e in (0, 5)
+    ]
+    for traj in kept:
+        await store.put_trajectory(traj)
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+    events = []
+    runner = JobRunner(job, store=store, model_factory=factory, runs_dir=tmp_path, on_event=events.append, worker="w9")
+    result = await runner.run()
+    assert result.status == JobStatus.SUCCEEDED
+    assert [t.episode for t in result.trajectories] == list(range(8))
+    assert [result.trajectories[e].id for e in (0, 5)] == ["earlier-0", "earlier-5"]  # kept, not rerun
+    assert sorted(e.episode for e in events if e.type == "episode_started") == [1, 2, 3, 4, 6, 7]
+    resumed = [e for e in events if e.type == "job_resumed"]
+    assert len(resumed) == 1 and resumed[0].data == {"n_total": 8, "n_done": 2, "actors": 2, "worker": "w9"}
+    assert "job_started" not in [e.type for e in events]
+    assert [r["episode"] for r in lines(result.output_path)] == list(range(8))
+    record = await store.get_job(job.job_id)
+    assert record is not None and record.started_at == 1.0 and record.n_done == 8  # wall time from the first start
+
+
+async def test_a_worker_whose_job_was_taken_over_drops_it(local_ray, store: JobStore, tmp_path: Path) -> None:
+    """Another worker reclaimed the entry (this one looked dead): this one stops the job, records nothing
+    final, does not ack, and goes on serving."""
+    from interleaf.runtime.jobs import serve_jobs, submit_job
+    from interleaf.runtime.jobs.queue import WorkerHealth
+
+    with pytest.raises(ValueError, match="reclaim_idle_ms=500"):
+        await serve_jobs(store, "w-hasty", reclaim_idle_ms=500)
+    submitted = await submit_job(store, JobSpec(suite="arith", n=2, actors=1, concurrency=2))
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>", delay_s=120)])
+    stop, health = asyncio.Event(), WorkerHealth("w-slow")
+    loop = asyncio.create_task(
+        serve_jobs(store, "w-slow", stop=stop, health=health, model_factory=factory, runs_dir=tmp_path)
+    )
+    try:
+        await wait_until_async(
+            lambda: store.read_events(submitted.id),
+            until=lambda evs: sum(e.type == "episode_started" for _, e in evs) == 2,
+            message="both episodes to start",
+            timeout_s=60,
+        )
+        assert [w.consumer for w in await store.list_workers()] == ["w-slow"]
+        [(entry, job_id)] = await store.reclaim("w-other", min_idle_ms=0)  # as if w-slow had gone silent
+        assert job_id == submitted.id
+        await wait_until_async(
+            lambda: health.error or "", until=lambda e: "taken over" in e, message="the worker to notice"
+        )
+        await wait_until_async(lambda: health.phase, until=lambda p: p == "idle", message="the worker to go on")
+        record = await store.get_job(submitted.id)
+        assert record is not None and record.status == JobStatus.RUNNING and record.finished_at is None
+        assert await store.pending_own("w-other") == [(entry, submitted.id)]  # still the other worker's
+    finally:
+        stop.set()
+        await loop
+    assert await store.list_workers() == []  # a worker that stops leaves the list

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore, WorkerBeat
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn
 
 
@@ -94,3 +94,43 @@ async def test_event_types_round_trip_as_their_strings(store: JobStore) -> None:
     assert [e.model_dump(mode="json")["type"] for e in events] == [k.value for k in JobEventType]  # the API's JSON
     with pytest.raises(ValueError, match="type"):
         JobEvent(type="job_exploded", job_id="k")
+
+
+async def test_raw_trajectories_by_episode(store: JobStore) -> None:
+    for e in (3, 0, 11):
+        await store.put_trajectory(traj("r", e))
+    assert await store.episode_ids("r") == [0, 3, 11]  # numeric order, not the hash's strings
+    raws = await store.get_trajectories_raw("r", [11, 4, 0])
+    assert raws[1] is None and [json.loads(r)["episode"] for r in (raws[0], raws[2])] == [11, 0]
+    assert await store.get_trajectories_raw("r", []) == []
+    assert await store.episode_ids("nothing") == []
+
+
+async def test_a_workers_hold_on_its_entry(store: JobStore) -> None:
+    """``touch`` renews only the holder's entry; after a reclaim the old holder learns it lost the job;
+    ``pending_own`` gives a restarted consumer its own unacked entries."""
+    await store.enqueue("job-a")
+    entry, _ = await store.claim("w1", block_ms=100)
+    assert await store.touch("w1", entry) and not await store.touch("w2", entry)
+    assert await store.reclaim("w2", min_idle_ms=60_000) == []  # touched just now: not idle
+    assert await store.pending_own("w1") == [(entry, "job-a")] and await store.pending_own("w2") == []
+    assert await store.reclaim("w2", min_idle_ms=0) == [(entry, "job-a")]
+    assert not await store.touch("w1", entry) and await store.touch("w2", entry)
+    await store.ack(entry)
+    assert not await store.touch("w2", entry) and await store.pending_own("w2") == []
+
+
+async def test_worker_beats_expire(store: JobStore) -> None:
+    from tests.waiting import wait_until_async
+
+    await store.beat(WorkerBeat(consumer="w-long", pid=1, host="h", phase="idle"), ttl_s=60)
+    await store.beat(WorkerBeat(consumer="w-short", pid=2, host="h", phase="running", job_id="j"), ttl_s=0.2)
+    assert [w.consumer for w in await store.list_workers()] == ["w-long", "w-short"]
+    await wait_until_async(
+        lambda: store.list_workers(),
+        until=lambda ws: [w.consumer for w in ws] == ["w-long"],
+        message="the short beat to expire",
+    )
+    assert await store.redis.zrange(f"{store.prefix}:workers", 0, -1) == ["w-long"]  # forgotten too
+    await store.remove_worker("w-long")
+    assert await store.list_workers() == []
