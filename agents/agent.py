@@ -28,11 +28,16 @@ from interleaf.tools import (
     GrammarOptions,
     call_template,
     format_answer,
+    format_tool_call,
+    format_tool_responses,
     tool_call_grammar,
 )
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
+
+    from interleaf.agents.tasks import Exemplar
+    from interleaf.tools import Toolset
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant that solves tasks step by step using tools."
 
@@ -50,6 +55,18 @@ When you know the final answer, write {format_answer("the answer")}."""
 
 
 _ANSWER_ONLY = f"Write the final answer as {format_answer('the answer')}."
+
+
+def render_exemplar(exemplar: Exemplar, *, with_tools: bool) -> str:
+    """One worked example as the model would write it: the question, each call with its response,
+    then the answer (``with_tools=False``: the question and the answer only)."""
+    lines = [f"Question: {exemplar.question}"]
+    if with_tools:
+        for step in exemplar.steps:
+            lines.append(format_tool_call(step.tool, step.arguments))
+            lines.append(format_tool_responses([step.result]))
+    lines.append(format_answer(exemplar.answer))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -81,8 +98,23 @@ class Agent:
     graph: Callable[[Agent], StateGraph] | None = None
     """Custom graph builder ``graph(agent) -> StateGraph(EpisodeState, context_schema=EpisodeContext)``;
     None uses ``build_tir_graph``."""
+    max_exemplars: int = 3
+    """Worked examples (the suite's ``exemplars``) shown before the question; 0 shows none. An
+    example is shown only when the agent has every tool it uses; an agent without tools sees the
+    question and answer only."""
+    exemplars_as: Literal["turns", "system"] = "turns"
+    """Where examples go: ``turns`` — earlier turns of the conversation after the system message
+    (user question, assistant call, tool response, ..., assistant answer), the form a chat model
+    imitates best; ``system`` — a transcript in the system message."""
+    answer_after_repeat: bool = True
+    """After a turn whose calls all repeat earlier calls (same tool, same arguments: the result
+    cannot change), the next turn may only answer."""
 
     def __post_init__(self) -> None:
+        if self.max_exemplars < 0:
+            raise ValueError(f"Agent.max_exemplars must be >= 0, got {self.max_exemplars}")
+        if self.exemplars_as not in ("turns", "system"):
+            raise ValueError(f"Agent.exemplars_as must be 'turns' or 'system', got {self.exemplars_as!r}")
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"Agent.name must be a non-empty string, got {self.name!r}")
         if self.min_tool_calls < 0:
@@ -107,23 +139,77 @@ class Agent:
             self._toolset = self.tools if isinstance(self.tools, Toolset) else Toolset(self.tools)
         return self._toolset
 
-    def render_system(self, extra: str = "") -> str:
-        """The full system message: role text, tools and the turn format, then ``extra``."""
-        schemas = self.toolset.schemas()
+    def tools_for(self, names: list[str] | None) -> Toolset:
+        """The agent's tools restricted to ``names`` (a task's ``tools``); None: all of them."""
+        if names is None:
+            return self.toolset
+        from interleaf.tools import Toolset
+
+        unknown = [n for n in names if n not in self.toolset]
+        if unknown:
+            raise ValueError(f"task tools {unknown} are not among the agent's tools {self.toolset.names}")
+        return Toolset([self.toolset.get(n) for n in names])
+
+    def shown_exemplars(self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None) -> list[Exemplar]:
+        """The examples an episode shows: up to ``max_exemplars`` that ``toolset`` can follow."""
+        toolset = self.toolset if toolset is None else toolset
+        names = set(toolset.names)
+        return [e for e in exemplars or [] if not names or e.tools <= names][: self.max_exemplars]
+
+    def render_system(
+        self, extra: str = "", *, exemplars: list[Exemplar] | None = None, toolset: Toolset | None = None
+    ) -> str:
+        """The full system message: role text, tools and the turn format, then ``extra`` (and the
+        worked examples when ``exemplars_as="system"``)."""
+        toolset = self.toolset if toolset is None else toolset
+        schemas = toolset.schemas()
         if schemas:
             tools = "\n".join(json.dumps(s, separators=(", ", ": ")) for s in schemas)
             how = _tool_instructions(tools)
         else:
             how = _ANSWER_ONLY
-        return "\n\n".join(p for p in (self.system_prompt.strip(), how, extra.strip()) if p)
+        examples = ""
+        if self.exemplars_as == "system" and (shown := self.shown_exemplars(exemplars, toolset)):
+            examples = "# Examples\n" + "\n\n".join(render_exemplar(e, with_tools=bool(schemas)) for e in shown)
+        return "\n\n".join(p for p in (self.system_prompt.strip(), how, extra.strip(), examples) if p)
 
-    def turn_grammar(self, *, allow_answer: bool = True) -> str | None:
+    def render_history(self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None) -> str:
+        """The worked examples as earlier turns (``exemplars_as="turns"``; else ""): each a user
+        question, the assistant's calls exactly as the grammar makes it write them, each answered
+        by a tool response, then the assistant's answer."""
+        if self.exemplars_as != "turns":
+            return ""
+        toolset = self.toolset if toolset is None else toolset
+        fmt, with_tools = self.chat_format, len(toolset) > 0
+        out = []
+        for e in self.shown_exemplars(exemplars, toolset):
+            out.append(fmt.message("user", e.question))
+            for step in e.steps if with_tools else []:
+                out.append(fmt.message("assistant", format_tool_call(step.tool, step.arguments)))
+                out.append(fmt.message(fmt.tool_role, format_tool_responses([step.result])))
+            out.append(fmt.message("assistant", format_answer(e.answer)))
+        return "".join(out)
+
+    def render_initial(
+        self, question: str, extra: str = "", *, exemplars: list[Exemplar] | None = None, toolset: Toolset | None = None
+    ) -> str:
+        """Turn 0's delta: the system message, the worked examples, the question, the generation prompt."""
+        system = self.render_system(extra, exemplars=exemplars, toolset=toolset)
+        return self.chat_format.initial(system, question, self.render_history(exemplars, toolset))
+
+    def turn_grammar(
+        self, *, allow_answer: bool = True, answer_pattern: str | None = None, toolset: Toolset | None = None
+    ) -> str | None:
         """The EBNF a turn is constrained by (None when ``grammar`` is None). ``allow_answer=False``
-        gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met)."""
+        gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met);
+        ``answer_pattern`` constrains the answer's text (a task's answer type); ``toolset`` replaces
+        the agent's tools (a task's subset)."""
         if self.grammar is None:
             return None
-        schemas = self.toolset.schemas()
+        schemas = (self.toolset if toolset is None else toolset).schemas()
         opts = self.grammar
+        if answer_pattern is not None:
+            opts = dataclasses.replace(opts, answer_pattern=answer_pattern)
         if not allow_answer and schemas:
             opts = dataclasses.replace(opts, allow_answer=False)
         return tool_call_grammar(schemas, opts)
@@ -152,8 +238,10 @@ AgentFactory = Callable[[], Agent]
 
 
 def default_agent() -> Agent:
-    """The ``tir`` agent: the defaults, plus one tool call required before answering."""
-    return Agent(name="tir", min_tool_calls=1)
+    """The ``tir`` agent, shaped for the default model (SmolLM2-135M): one tool call required before
+    answering, no free-text reasoning before the action (its reasoning is noise that costs ~60 tokens
+    a turn and leads it off the task), greedy decoding; the suite's exemplars show the moves."""
+    return Agent(name="tir", min_tool_calls=1, grammar=GrammarOptions(max_reasoning_chars=0))
 
 
 AGENTS: dict[str, AgentFactory] = {"tir": default_agent}
@@ -172,4 +260,12 @@ def get_agent(name: str) -> Agent:
     return AGENTS[name]()
 
 
-__all__ = ["AGENTS", "DEFAULT_SYSTEM_PROMPT", "Agent", "default_agent", "get_agent", "register_agent"]
+__all__ = [
+    "AGENTS",
+    "DEFAULT_SYSTEM_PROMPT",
+    "Agent",
+    "default_agent",
+    "get_agent",
+    "register_agent",
+    "render_exemplar",
+]

@@ -34,9 +34,10 @@ class ChatFormat:
         """What opens the assistant's turn for the model to continue."""
         return f"{self.start}assistant\n"
 
-    def initial(self, system: str, user: str) -> str:
-        """Turn 0's delta: system and user messages, then the assistant generation prompt."""
-        return self.message("system", system) + self.message("user", user) + self.generation_prompt()
+    def initial(self, system: str, user: str, history: str = "") -> str:
+        """Turn 0's delta: system message, ``history`` (earlier messages, e.g. worked examples), the
+        user message, then the assistant generation prompt."""
+        return self.message("system", system) + history + self.message("user", user) + self.generation_prompt()
 
     def close_turn(self, completion_finished: bool) -> str:
         """What closes the assistant's turn: the completion already ends with the end-of-turn

@@ -17,7 +17,7 @@ from typing import Any
 from interleaf.agents.agent import Agent
 from interleaf.agents.graph import EpisodeContext
 from interleaf.agents.model import AgentModel
-from interleaf.agents.tasks.task import Task
+from interleaf.agents.tasks.task import Exemplar, Task
 from interleaf.telemetry.records import TerminationReason, Trajectory
 from interleaf.telemetry.tracing import EpisodeTracer
 
@@ -44,6 +44,7 @@ class Episode:
         attempt: int = 1,
         suite: str = "",
         system_extra: str = "",
+        exemplars: list[Exemplar] | None = None,
         retention_policy: str = "none",
         metadata: dict[str, Any] | None = None,
         tracer: EpisodeTracer | None = None,
@@ -51,6 +52,8 @@ class Episode:
         self.agent, self.task, self.model = agent, task, model
         self.tracer = tracer or _default_tracer()
         self.system_extra = system_extra
+        self.exemplars = list(exemplars or [])
+        self.toolset = agent.tools_for(task.tools)
         self.trajectory = Trajectory(
             id=trajectory_id or uuid.uuid4().hex,
             job_id=job_id,
@@ -63,30 +66,39 @@ class Episode:
             question=task.question,
             expected=task.answer,
             retention_policy=retention_policy,
-            tools=list(agent.toolset.names),
+            tools=list(self.toolset.names),
+            tool_calls_constrained=agent.grammar is not None,
             metadata={**task.metadata, **(metadata or {})},
         )
 
     async def run(self) -> Trajectory:
-        from interleaf.tools import ToolContext
+        from interleaf.tools import ToolContext, Toolset
 
         agent, traj = self.agent, self.trajectory
         traj.started_at = time.time()
         wall = agent.budgets.wall_time_s
         deadline = None if wall is None else time.monotonic() + wall
         tool_ctx = ToolContext.create(traj.id, count_tokens=self.model.count_tokens, deadline=deadline)
+        pattern, tools = self.task.answer_pattern, self.toolset
         ctx = EpisodeContext(
             agent=agent,
             model=self.model,
-            toolset=agent.toolset,
+            toolset=tools,
             tool_ctx=tool_ctx,
             trajectory=traj,
-            grammar=agent.turn_grammar(),
-            tools_only_grammar=agent.turn_grammar(allow_answer=False) if agent.min_tool_calls else None,
+            grammar=agent.turn_grammar(answer_pattern=pattern, toolset=tools),
+            answer_only_grammar=(
+                agent.turn_grammar(answer_pattern=pattern, toolset=Toolset())
+                if agent.answer_after_repeat and len(tools)
+                else None
+            ),
+            tools_only_grammar=(
+                agent.turn_grammar(allow_answer=False, toolset=tools) if agent.min_tool_calls and len(tools) else None
+            ),
             deadline=deadline,
             tracer=self.tracer,
         )
-        first = agent.chat_format.initial(agent.render_system(self.system_extra), self.task.question)
+        first = agent.render_initial(self.task.question, self.system_extra, exemplars=self.exemplars, toolset=tools)
         # Each turn is at most generate + execute_tools (+ a nudge); leave headroom for custom nodes.
         config = {"recursion_limit": 4 * agent.budgets.max_turns + 10}
         with self.tracer.episode_span(traj) as span:

@@ -72,6 +72,9 @@ class EpisodeContext:
     """The turn grammar (EBNF) built once from the tool schemas; None = unconstrained."""
     tools_only_grammar: str | None = None
     """The grammar without ``<answer>``, used until ``Agent.min_tool_calls`` calls were made."""
+    answer_only_grammar: str | None = None
+    """The grammar offering only ``<answer>``, used after a turn that repeated earlier calls
+    (``Agent.answer_after_repeat``)."""
     deadline: float | None = None
     """``time.monotonic()`` deadline from the wall-time budget."""
     context_tokens: int = 0
@@ -122,12 +125,16 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     grammar = ctx.grammar
     if ctx.tools_only_grammar and traj.tool_call_count < agent.min_tool_calls:
         grammar = ctx.tools_only_grammar
+    elif ctx.answer_only_grammar and _repeated_calls(traj):
+        grammar = ctx.answer_only_grammar
     constraint = Constraint("ebnf", grammar) if grammar else None
     sent_at = time.monotonic()
     if traj.turns and ctx.last_completion_at is not None:
         traj.turns[-1].timings.pause_s = sent_at - ctx.last_completion_at
     max_new = min(budgets.max_new_tokens, room)
     with _llm_span(ctx, max_new) as llm:
+        if llm is not None:
+            llm.set_prompt(delta)  # recorded only with content capture on
         try:
             completion = await ctx.model.generate(
                 delta, max_new_tokens=max_new, constraint=constraint, temperature=agent.temperature
@@ -166,6 +173,14 @@ async def generate_node(state: EpisodeState, runtime: Runtime[EpisodeContext]) -
     if completion.finish_reason == "length":  # cut by max_new_tokens before any action
         return ctx.finish(TerminationReason.MAX_TOKENS, "the turn hit max_new_tokens before a tool call or answer")
     return ctx.finish(TerminationReason.NO_ACTION)
+
+
+def _repeated_calls(traj: Trajectory) -> bool:
+    """Whether the last turn's calls all repeat calls of earlier turns (same tool, same arguments)."""
+    if not traj.turns or not traj.turns[-1].tool_calls:
+        return False
+    earlier = {(c.name, repr(c.arguments)) for t in traj.turns[:-1] for c in t.tool_calls}
+    return all((c.name, repr(c.arguments)) in earlier for c in traj.turns[-1].tool_calls)
 
 
 @contextmanager
@@ -226,9 +241,9 @@ async def execute_tools_node(state: EpisodeState, runtime: Runtime[EpisodeContex
     return {"calls": [], "delta": agent.chat_format.tool_responses(texts, completion_finished)}
 
 
-def route_after_generate(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> str:
+async def route_after_generate(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> str:
     """``execute_tools`` when the turn called tools (and budget remains), ``generate`` after a nudge,
-    else the end."""
+    else the end. Async although it never waits: LangGraph runs a sync edge function in a thread."""
     if state.get("done"):
         return END
     if state.get("calls"):

@@ -1,9 +1,13 @@
 """Embedded engine benchmark: prefill/decode speed, 2nd-turn TTFT (cold vs session vs radix),
 the memory-bandwidth decode ceiling, batched decode scaling vs a plain transformers loop,
-constrained-decoding overhead, and the sim executor's scheduler overhead at 1,000 sessions.
+constrained-decoding overhead, the sim executor's scheduler overhead at 1,000 sessions, and
+aggregate decode at long context (8 requests x 2k/4k/8k) against the bandwidth ceiling.
 
-    python bench/engine.py                 # everything (~5-8 min on 2 cores)
-    python bench/engine.py --only scaling  # one section: speed | turn2 | scaling | grammar | sim
+    python bench/engine.py                 # everything (~15-20 min on 2 cores)
+    python bench/engine.py --only scaling  # one section: speed | turn2 | scaling | grammar | sim | long
+    python bench/engine.py --only long --long-sizes 2048,4096 --dtype bfloat16
+
+Progress and an ETA go to stderr (bench/progress.py); figures to stdout.
 
 Figures are printed side by side with ratios; nothing here asserts on time.
 """
@@ -21,6 +25,7 @@ import time
 import httpx
 import numpy as np
 import torch
+from progress import Progress
 
 from interleaf.runtime.engine.process import EngineProcess
 
@@ -46,6 +51,7 @@ def measure_read_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
 
 def section_speed(url: str) -> None:
     print("\n== prefill / decode speed (batch 1) ==")
+    Progress("speed", total=1, unit="sections")  # ~20 s; announces the start
     prompt = list(range(1000, 1512))
     post(url, {"input_ids": [5, 6, 7], "sampling_params": {"max_new_tokens": 2}})  # warm
     ttfts = []
@@ -73,6 +79,7 @@ def section_turn2(url: str, tokenizer) -> None:
     print("\n== 2nd-turn TTFT: cold vs streaming session vs radix match ==")
     sys_prompt = "You are a careful assistant. " * 40
     rows = {"cold": [], "session": [], "radix": []}
+    progress = Progress("turn2", total=3, unit="rounds")
     for i in range(3):
         t1_text = CHAT.format(q=f"[{i}] {sys_prompt} Summarise the rules.")
         t1_ids = tokenizer.encode(t1_text, add_special_tokens=False)
@@ -95,6 +102,7 @@ def section_turn2(url: str, tokenizer) -> None:
         cold = [7 + i, *full[1:]]  # first token changed: no shared prefix at all
         d = post(url, {"input_ids": cold, "sampling_params": {"max_new_tokens": 1}})
         rows["cold"].append(d["meta_info"]["ttft"])
+        progress.advance()
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(f"context {len(full)} tokens; turn-2 delta {len(delta_ids)} tokens")
     for k, v in med.items():
@@ -154,9 +162,16 @@ def section_scaling(url: str) -> None:
     from interleaf.runtime.engine import resolve_model
 
     new_tokens = 48
-    engine = {b: asyncio.run(_concurrent_decode(url, b, new_tokens)) for b in (1, 4, 8, 16)}
+    progress = Progress("scaling", total=7, unit="runs")
+    engine = {}
+    for b in (1, 4, 8, 16):
+        engine[b] = asyncio.run(_concurrent_decode(url, b, new_tokens))
+        progress.advance(note=f"engine batch {b}")
     model = AutoModelForCausalLM.from_pretrained(resolve_model().path)
-    plain = {b: plain_transformers_decode(model, b, new_tokens) for b in (1, 8, 16)}
+    plain = {}
+    for b in (1, 8, 16):
+        plain[b] = plain_transformers_decode(model, b, new_tokens)
+        progress.advance(note=f"plain loop batch {b}")
     print(
         f"{'batch':>5} {'engine tok/s':>13} {'x batch-1':>9} {'plain loop':>11} {'x batch-1':>9} {'engine/plain':>12}"
     )
@@ -170,11 +185,14 @@ def section_scaling(url: str) -> None:
 
 def section_grammar(url: str) -> None:
     print("\n== constrained vs unconstrained decode (8 concurrent, 48 tokens) ==")
+    progress = Progress("grammar", total=2, unit="runs")
     free = asyncio.run(_concurrent_decode(url, 8, 48))
+    progress.advance()
     # >= 40 one-digit items need > 48 tokens: every constrained request decodes exactly 48 tokens, like the
     # unconstrained ones (a grammar that completes early would shrink the batch and confound the ratio).
     schema = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 40}
     constrained = asyncio.run(_concurrent_decode(url, 8, 48, {"json_schema": json.dumps(schema)}))
+    progress.advance()
     print(
         f"unconstrained {free:7.1f} tok/s   json_schema {constrained:7.1f} tok/s   "
         f"overhead {100 * (free / constrained - 1):5.1f}%"
@@ -203,8 +221,15 @@ def section_sim(n_sessions: int = 1000) -> None:
                     }
                     return (await c.post(f"{url}/generate", json=body)).json()
 
+                progress = Progress("sim", total=n_sessions, unit="sessions", every_s=2.0)
+
+                async def counted(i: int, sid: str) -> dict:
+                    out = await turn(i, sid)
+                    progress.advance()
+                    return out
+
                 t0 = time.perf_counter()
-                out = await asyncio.gather(*(turn(i, s.json()) for i, s in enumerate(sids)))
+                out = await asyncio.gather(*(counted(i, s.json()) for i, s in enumerate(sids)))
                 return time.perf_counter() - t0, out
 
         wall, out = asyncio.run(run())
@@ -228,6 +253,123 @@ def section_sim(n_sessions: int = 1000) -> None:
     print(f"all finished: {all(o['meta_info']['completion_tokens'] == 32 for o in out)}")
 
 
+LONG_BATCH = 8
+LONG_NEW_TOKENS = 32
+
+
+def _load() -> str:
+    """The 1-minute load average: the machine is shared, so every timing says how busy it was."""
+    return f"load {os.getloadavg()[0]:.1f}/{os.cpu_count()}"
+
+
+def _step_bytes(config: dict, dtype: str, batch: int, context: int) -> tuple[float, float]:
+    """(weight bytes, KV bytes) one decode step reads: every parameter once (the tied embedding is read
+    whole as lm_head), and each sequence's keys and values at every layer."""
+    elem = 2 if dtype == "bfloat16" else 4
+    d, n_layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+    head_dim = config.get("head_dim") or d // config["num_attention_heads"]
+    q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
+    per_layer = 2 * d * q + 2 * d * kv + 3 * d * config["intermediate_size"] + 2 * d
+    params = vocab * d * (1 if config.get("tie_word_embeddings", True) else 2) + n_layers * per_layer + d
+    return params * elem, batch * context * n_layers * 2 * kv * elem
+
+
+def _long_prompts(sizes: list[int]) -> list[list[int]]:
+    """LONG_BATCH distinct seeded token sequences as long as the largest size (smaller sizes are prefixes)."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(100, 40000, size=max(sizes)).tolist() for _ in range(LONG_BATCH)]
+
+
+async def _long_decode(url: str, prompts: list[list[int]]) -> tuple[float, float, int]:
+    """All prompts decoding together: (aggregate decode tok/s, mean batch size, min cached tokens)."""
+    async with httpx.AsyncClient(timeout=1800) as c:
+
+        async def one(ids: list[int]) -> dict:
+            body = {"input_ids": ids, "sampling_params": {"max_new_tokens": LONG_NEW_TOKENS, "ignore_eos": True,
+                    "temperature": 0}}  # fmt: skip
+            r = await c.post(f"{url}/generate", json=body)
+            r.raise_for_status()
+            return r.json()["meta_info"]
+
+        metas = await asyncio.gather(*(one(p) for p in prompts))
+    # Prompts are cached (warmed first): all requests start decoding in the same round and run in lockstep,
+    # so per-request decode rates add up to the aggregate.
+    rate = sum((m["completion_tokens"] - 1) / (m["e2e_latency"] - m["ttft"]) for m in metas)
+    return rate, statistics.mean(m["batch_size"] for m in metas), min(m["cached_tokens"] for m in metas)
+
+
+def section_long(sizes: list[int], dtype: str) -> None:
+    """Aggregate decode of 8 long-context requests through the engine vs the bandwidth ceiling, then the
+    old (padded) and new (per-sequence) attention A/B on the executor in this process, same machine and run."""
+    from interleaf.runtime.engine.model_store import read_config, resolve_model
+
+    print(f"\n== long context: aggregate decode, {LONG_BATCH} requests x {sizes} tokens, {dtype} ==")
+    config = read_config(resolve_model())
+    bw = measure_read_bandwidth()
+    print(f"read bandwidth {bw / 1e9:.1f} GB/s (1 GiB numpy sum, best of 5); {_load()}")
+    prompts = _long_prompts(sizes)
+    capacity = LONG_BATCH * (max(sizes) + 2 * LONG_NEW_TOKENS + 8) + 64
+    rows = []
+    with EngineProcess("--max-total-tokens", str(capacity), "--dtype", dtype) as eng:
+        total_prefill = LONG_BATCH * max(sizes)
+        warm = Progress("long: prefill", total=total_prefill, unit="prompt tokens", every_s=15.0)
+        for size in sizes:
+            for ids in prompts:  # warm the radix cache: each size extends the previous one's prompts
+                post(eng.url, {"input_ids": ids[:size], "sampling_params": {"max_new_tokens": 1}})
+                warm.advance(size - (sizes[sizes.index(size) - 1] if sizes.index(size) else 0))
+            load_before = _load()
+            rate, batch, cached = asyncio.run(_long_decode(eng.url, [ids[:size] for ids in prompts]))
+            w, kv = _step_bytes(config, dtype, LONG_BATCH, size + LONG_NEW_TOKENS // 2)
+            ceiling = LONG_BATCH * bw / (w + kv)
+            rows.append((size, rate, batch, cached, w, kv, ceiling, f"{load_before} -> {_load()}"))
+    print(f"{'context':>7} {'cached':>6} {'engine tok/s':>12} {'batch':>5} {'weights GB':>10} {'KV GB':>6} "
+          f"{'ceiling':>8} {'of ceiling':>10}  load")  # fmt: skip
+    for size, rate, batch, cached, w, kv, ceiling, load in rows:
+        print(f"{size:7d} {cached:6d} {rate:12.1f} {batch:5.1f} {w / 1e9:10.2f} {kv / 1e9:6.2f} {ceiling:8.1f} "
+              f"{rate / ceiling:10.0%}  {load}")  # fmt: skip
+    print("ceiling = batch x read bandwidth / (weights + KV read per step); target >= 40% of it")
+    _long_ab(sizes, dtype, prompts)
+
+
+def _long_ab(sizes: list[int], dtype: str, prompts: list[list[int]], reps: int = 5) -> None:
+    """One decode step's forward, old path (``padded``) vs new (``per-sequence``), alternated in this process.
+
+    The pool holds random keys and values (a step's time does not depend on them) in the engine's layout:
+    each prompt's slots contiguous, as a fresh prefill allocates them.
+    """
+    from interleaf.runtime.engine.executor import ForwardBatch
+    from interleaf.runtime.engine.llama import LlamaExecutor
+    from interleaf.runtime.engine.model_store import resolve_model
+
+    B = LONG_BATCH
+    ex = LlamaExecutor(resolve_model(), B * (max(sizes) + 1) + 16, dtype)
+    used = B * (max(sizes) + 1) + 1
+    ex.k_pool[:, :used].normal_()
+    ex.v_pool[:, :used].normal_()
+    progress = Progress("long: A/B", total=len(sizes) * reps * 2, unit="forwards")
+    print(f"\nA/B, one decode step of {B} sequences on the executor (median of {reps}, alternated):")
+    print(f"{'context':>7} {'padded tok/s':>12} {'per-sequence tok/s':>18} {'speed-up':>8}  load")
+    for size in sizes:
+        base = [1 + b * (max(sizes) + 1) for b in range(B)]
+        kv_slots = torch.stack([torch.arange(s, s + size) for s in base])
+        batch = ForwardBatch(
+            tokens=torch.tensor([[p[size - 1]] for p in prompts]), positions=torch.full((B, 1), size - 1),
+            write_slots=kv_slots[:, -1:].clone(), kv_slots=kv_slots, kv_len=torch.full((B,), size),
+            logit_index=torch.zeros(B, dtype=torch.int64))  # fmt: skip
+        times: dict[str, list[float]] = {"padded": [], "per-sequence": []}
+        load_before = _load()
+        for _ in range(reps):
+            for path in times:
+                ex.decode_attention = path  # type: ignore[assignment]
+                t0 = time.perf_counter()
+                ex.forward(batch)
+                times[path].append(time.perf_counter() - t0)
+                progress.advance()
+        old, new = (B / statistics.median(times[p]) for p in ("padded", "per-sequence"))
+        print(f"{size:7d} {old:12.1f} {new:18.1f} {new / old:7.2f}x  {load_before} -> {_load()}")
+    del ex
+
+
 def _proc_rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -241,15 +383,20 @@ def _proc_rss_mb(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["speed", "turn2", "scaling", "grammar", "sim"], action="append")
+    ap.add_argument("--only", choices=["speed", "turn2", "scaling", "grammar", "sim", "long"], action="append")
     ap.add_argument("--sim-sessions", type=int, default=1000)
+    ap.add_argument("--long-sizes", default="2048,4096,8000", help="contexts for the long section (< 8160)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="for the long section")
     args = ap.parse_args()
-    todo = args.only or ["speed", "turn2", "scaling", "grammar", "sim"]
+    long_sizes = sorted(int(x) for x in args.long_sizes.split(","))
+    if not long_sizes or long_sizes[0] < 1 or long_sizes[-1] > 8192 - 2 * LONG_NEW_TOKENS:
+        ap.error(f"--long-sizes={args.long_sizes!r}: give contexts between 1 and {8192 - 2 * LONG_NEW_TOKENS}")
+    todo = args.only or ["speed", "turn2", "scaling", "grammar", "sim", "long"]
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"peak RSS here {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
-    if set(todo) - {"sim"}:
+    if set(todo) - {"sim", "long"}:
         from interleaf.runtime.engine import load_tokenizer
 
         with EngineProcess() as eng:
@@ -263,6 +410,8 @@ def main() -> None:
                 section_grammar(eng.url)
     if "sim" in todo:
         section_sim(args.sim_sessions)
+    if "long" in todo:
+        section_long(long_sizes, args.dtype)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
+from progress import Progress
+
 from interleaf.telemetry import HARDWARE_PROFILES, MODEL_PROFILES, PTEVariant, TurnArrays, pte, pte_table
 
 
@@ -15,15 +17,18 @@ def main(n: int = 1_000_000) -> None:
     turns = TurnArrays.random(n)
     model, hw = MODEL_PROFILES["Qwen3-32B"], HARDWARE_PROFILES["H100-PCIe"]
     total = 0.0
+    progress = Progress("pte", total=len(PTEVariant) + 1, unit="runs", every_s=1.0)
     for v in PTEVariant:
         t0 = time.perf_counter()
         values = pte(turns, model, hw, v)
         dt = time.perf_counter() - t0
         total += dt
         print(f"{v.value:14s} {dt * 1e3:8.1f} ms  ({len(values):,} trajectories, mean {values.mean():,.0f} PTE)")
+        progress.advance()
     t0 = time.perf_counter()
     pte_table(turns, model, hw)
     print(f"{'all (pte_table)':14s} {(time.perf_counter() - t0) * 1e3:8.1f} ms for {n:,} turns")
+    progress.advance()
     print(f"sum of single-variant runs: {total:.3f} s")
 
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from progress import Progress
 
 from interleaf.runtime.client import BackendPool, ServerMetrics, parse_prometheus
 from interleaf.runtime.engine.process import EngineProcess
@@ -161,8 +162,15 @@ async def _flush(url: str) -> None:
 
 
 async def run_policy(
-    url: str, policy: str, scripts: list[AgentScript], fraction: float, tokenizer: Any, overcommit: float = 1.0
+    url: str,
+    policy: str,
+    scripts: list[AgentScript],
+    fraction: float,
+    tokenizer: Any,
+    overcommit: float = 1.0,
+    progress: Progress | None = None,
 ) -> PolicyResult:
+    """Run every agent under ``policy``; ``progress`` (if given) advances once per finished turn."""
     await _flush(url)
     pool = await BackendPool.connect(
         [url],
@@ -200,6 +208,8 @@ async def run_policy(
                     totals["cached"] += out.cache.cached_tokens
                     totals["recomputed"] += out.cache.recomputed_tokens
                     totals["completion"] += out.cache.completion_tokens
+                    if progress is not None:
+                        progress.advance(note=policy)
         except Exception as exc:  # a failed episode is a result, not a crash of the bench
             failed += 1
             print(f"  episode {policy}-{i} failed: {type(exc).__name__}: {exc}")
@@ -345,8 +355,11 @@ async def main() -> None:
         )
         print(header, flush=True)
         results = []
-        for policy in args.policies.split(","):
-            result = await run_policy(url, policy, scripts, fraction, tokenizer, args.admission_overcommit)
+        policies = args.policies.split(",")
+        # Turns of every policy: the ETA covers the whole run (later policies are often faster than none).
+        progress = Progress("retention", total=len(policies) * args.agents * args.turns, unit="turns", every_s=10.0)
+        for policy in policies:
+            result = await run_policy(url, policy, scripts, fraction, tokenizer, args.admission_overcommit, progress)
             results.append(result)
             print(render(results, f"after {policy}:"), flush=True)
             if args.json:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+from progress import Progress
 
 
 def pct(values: list[float], q: float) -> float:
@@ -57,6 +58,7 @@ def write_suite(path: Path, n: int, question: str) -> str:
 async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) -> list[float]:
     body = {"input_ids": ids, "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0}}
     out = []
+    progress = Progress("overhead: direct calls", total=n, unit="calls")
     async with httpx.AsyncClient(timeout=120) as client:
         await client.post(f"{url}/generate", json=body)  # warm the prefix cache, as the stack's first call does
         for _ in range(n):
@@ -64,6 +66,7 @@ async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) ->
             r = await client.post(f"{url}/generate", json=body)
             out.append(time.perf_counter() - t0)
             r.raise_for_status()
+            progress.advance()
     return out
 
 
@@ -88,12 +91,14 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
 
     started: dict[int, float] = {}
     latency: dict[int, float] = {}
+    progress = Progress("overhead: stack calls", total=spec.n, unit="episodes")
 
     def on_event(e) -> None:
         if e.type == "episode_started":
             started[e.episode] = time.perf_counter()
         elif e.type == "episode_finished":
             latency[e.episode] = time.perf_counter() - started[e.episode]
+            progress.advance()
 
     result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=on_event).run()
     stack = [latency[k] for k in sorted(latency)][1:]  # episode 0 warms the actor (imports, pool connect)
@@ -128,8 +133,14 @@ async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         retention=args.throughput_retention,
     )
     agent = bench_agent(args.turns, args.max_new_tokens)
+    progress = Progress("throughput", total=args.episodes, unit="episodes", every_s=10.0)
+
+    def on_event(e) -> None:
+        if e.type == "episode_finished":
+            progress.advance()
+
     t0 = time.perf_counter()
-    result = await JobRunner(spec, agent=agent, runs_dir=workdir).run()
+    result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=on_event).run()
     wall = time.perf_counter() - t0
     calls = sum(len(t.turns) for t in result.trajectories)
     return {

@@ -25,6 +25,7 @@ from interleaf.tools.call_format import (
     ParsedCall,
     ParsedTurn,
     ToolSchemaError,
+    answer_ebnf,
     call_template,
     format_answer,
     format_tool_call,
@@ -37,6 +38,7 @@ from interleaf.tools.call_format import (
 )
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout, UnknownToolError
+from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.result import ToolResult
 from interleaf.tools.sandbox import SandboxLimits, SandboxRun, run_python
 from interleaf.tools.tool import Tool, tool
@@ -95,6 +97,7 @@ __all__ = [
     "GrammarOptions",
     "ParsedCall",
     "ParsedTurn",
+    "RegexNotSupported",
     "SandboxLimits",
     "SandboxRun",
     "SearchHit",
@@ -109,6 +112,7 @@ __all__ = [
     "Toolset",
     "UnknownToolError",
     "answer",
+    "answer_ebnf",
     "build_mcp_server",
     "calculator",
     "call_template",
@@ -122,6 +126,7 @@ __all__ = [
     "parse_calls",
     "parse_turn",
     "python_tool",
+    "regex_to_ebnf",
     "run_python",
     "serve_mcp",
     "serve_mcp_async",

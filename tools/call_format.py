@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.schema_grammar import JSON_RULES, SchemaGrammar, literal, rule_name
 
 CALL_OPEN = "<tool_call>"
@@ -111,11 +112,30 @@ class GrammarOptions:
     it ends the turn."""
     only_tool: str | None = None
     """Restrict calls to this one tool (it must be among the tools)."""
+    answer_pattern: str | None = None
+    """A regex the answer's text must match whole (``interleaf.tools.regex_ebnf``'s subset), e.g.
+    ``-?[0-9]+(\\.[0-9]+)?`` for a number; None: any one-line text up to ``max_answer_chars``."""
+    constrain_arguments: bool = True
+    """Enforce the argument schemas' value constraints (``pattern``, lengths, numeric ranges); False
+    enforces only types and structure (see ``interleaf.tools.schema_grammar``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_reasoning_chars", "max_answer_chars"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GrammarOptions.{name} must be >= 0, got {getattr(self, name)}")
+        if self.answer_pattern is not None:
+            try:
+                answer_ebnf(self.answer_pattern)
+            except RegexNotSupported as exc:
+                raise ValueError(f"GrammarOptions.answer_pattern: {exc}") from None
+
+
+def answer_ebnf(pattern: str | None, max_chars: int = 100) -> str:
+    """EBNF for an answer's text: ``pattern`` matched whole, or any one-line text of up to
+    ``max_chars`` characters. Never ``<`` or a newline (they would end the answer early)."""
+    if pattern is None:
+        return f"[^<\\n]{{1,{max(1, max_chars)}}}"
+    return regex_to_ebnf(pattern, forbid="<\n")
 
 
 class ToolSchemaError(ValueError):
@@ -148,7 +168,7 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
     parameter schema, shaped by ``options``. Raises ``ToolSchemaError`` naming the tool whose schema
     is not a JSON schema, ``ValueError`` when the options leave nothing to generate."""
     opts = options or GrammarOptions()
-    comp = SchemaGrammar()
+    comp = SchemaGrammar(constrain_values=opts.constrain_arguments)
     calls, names = [], []
     for i, tool in enumerate(tools):
         fn = tool.get("function", tool)
@@ -172,7 +192,8 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
         call = comp.add("tool_call", f"{literal(CALL_OPEN)} ({' | '.join(calls)}) {literal(CALL_CLOSE)}")
         actions.append(comp.add("tool_calls", f"{call}+") if opts.parallel_calls else call)
     if opts.allow_answer:
-        body = f"{literal(ANSWER_OPEN)} [^<\\n]{{1,{max(1, opts.max_answer_chars)}}} {literal(ANSWER_CLOSE)}"
+        text = answer_ebnf(opts.answer_pattern, opts.max_answer_chars)
+        body = f"{literal(ANSWER_OPEN)} {text} {literal(ANSWER_CLOSE)}"
         actions.append(comp.add("answer", body))
     alternatives = []
     if actions:
@@ -292,6 +313,7 @@ __all__ = [
     "ParsedCall",
     "ParsedTurn",
     "ToolSchemaError",
+    "answer_ebnf",
     "call_head",
     "call_template",
     "format_answer",

@@ -2,8 +2,18 @@
 
 The subset handled (object, string, integer, number, boolean, null, array with ``minItems`` /
 ``maxItems``, enum, const, anyOf / oneOf, ``type`` lists, local ``$ref``) covers tool parameters;
-any other schema becomes a generic JSON value, and keywords outside it (``pattern``, ``minLength``,
-``minimum``, ``format``, ...) are not enforced: the tool's own argument validation reports those.
+any other schema becomes a generic JSON value. Value constraints are enforced too, so a small model
+cannot write an argument its tool would refuse (``constrain_values=False`` turns them off):
+
+* string ``pattern``: the regex subset of ``interleaf.tools.regex_ebnf`` (matched whole); a pattern
+  outside it leaves the string unconstrained;
+* string ``minLength`` / ``maxLength`` (without ``pattern``): a bounded run of plain characters
+  (no escapes inside a bounded string; a bounded alternation is what is slow, see below);
+* integer ``minimum`` / ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum``: exactly, digit by
+  digit; number: only the sign (no ``-`` when the minimum is >= 0).
+
+Other keywords (``format``, ``multipleOf``, ``pattern`` with a length, ...) are not enforced: the
+tool's own argument validation reports those.
 Objects are strict, as xgrammar's ``strict_mode``: no keys beyond ``properties`` unless
 ``additionalProperties`` allows them and there are no ``properties``. Properties are emitted in
 schema order with fixed ``", "`` / ``": "`` separators (``json.dumps``' own): a tight grammar
@@ -18,8 +28,11 @@ escape (the character itself is written): offering one measured ~50 ms per mask 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
+
+from interleaf.tools.regex_ebnf import RegexNotSupported, integer_range_ebnf, regex_to_ebnf
 
 JSON_RULES = r"""
 json_value ::= json_object | json_array | json_string | json_number | json_bool | "null"
@@ -27,8 +40,10 @@ json_object ::= "{" "}" | "{" json_string ": " json_value (", " json_string ": "
 json_array ::= "[" "]" | "[" json_value (", " json_value)* "]"
 json_string ::= "\"" json_char* "\""
 json_char ::= [^"\\\x00-\x1f] | "\\" ["\\/bfnrt]
-json_integer ::= "-"? ("0" | [1-9] [0-9]{0,17})
-json_number ::= json_integer ("." [0-9]{1,16})? ([eE] [+\-]? [0-9]{1,3})?
+json_integer ::= "-"? json_natural
+json_natural ::= "0" | [1-9] [0-9]{0,17}
+json_number ::= json_integer json_fraction
+json_fraction ::= ("." [0-9]{1,16})? ([eE] [+\-]? [0-9]{1,3})?
 json_bool ::= "true" | "false"
 """
 """The generic JSON rules every compiled schema may refer to; append them once to the grammar."""
@@ -47,7 +62,9 @@ def rule_name(*parts: str) -> str:
 class SchemaGrammar:
     """Collects EBNF rules with unique names; ``value`` turns one JSON schema into an expression."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, constrain_values: bool = True) -> None:
+        self.constrain_values = constrain_values
+        """Enforce ``pattern``, lengths and numeric ranges (False: types and structure only)."""
         self.rules: dict[str, str] = {}
         """Rule name -> body, in the order added."""
         self._root: dict[str, Any] = {}
@@ -85,6 +102,10 @@ class SchemaGrammar:
         if isinstance(kind, list):
             alts = [self.value({**schema, "type": k}, f"{name}_{k}") for k in kind]
             return "(" + " | ".join(alts) + ")"
+        if self.constrain_values and kind in ("string", "integer", "number"):
+            constrained = self._constrained_scalar(kind, schema, name)
+            if constrained is not None:
+                return constrained
         simple = {"string": "json_string", "integer": "json_integer", "number": "json_number",
                   "boolean": "json_bool", "null": '"null"'}  # fmt: skip
         if kind in simple:
@@ -94,6 +115,30 @@ class SchemaGrammar:
         if kind == "object" or "properties" in schema:
             return self._object(schema, name)
         return "json_value"
+
+    def _constrained_scalar(self, kind: str, schema: dict[str, Any], name: str) -> str | None:
+        """The rule for a string / integer / number with value constraints; None when it has none."""
+        if kind == "string":
+            if isinstance(schema.get("pattern"), str):
+                try:
+                    return self.add(name, f'"\\"" {regex_to_ebnf(schema["pattern"], json_string=True)} "\\""')
+                except RegexNotSupported:
+                    return None  # left to the tool's own validation
+            lo, hi = schema.get("minLength"), schema.get("maxLength")
+            if lo is None and hi is None:
+                return None
+            bounds = f"{{{int(lo or 0)},{'' if hi is None else int(hi)}}}"
+            return self.add(name, f'"\\"" [^"\\\\\\x00-\\x1f]{bounds} "\\""')
+        lo, hi = _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
+        if kind == "integer":
+            if lo is None and hi is None:
+                return None
+            lo_i = None if lo is None else math.ceil(lo)
+            hi_i = None if hi is None else math.floor(hi)
+            return self.add(name, integer_range_ebnf(lo_i, hi_i))
+        if lo is not None and lo >= 0:  # number: the sign only
+            return self.add(name, "json_natural json_fraction")
+        return None
 
     def _ref(self, ref: Any, name: str) -> str:
         if ref in self._refs:  # seen (or being compiled: a recursive schema refers to its own rule)
@@ -143,6 +188,19 @@ class SchemaGrammar:
                 alts.append(f"{members[first]} {rest}".strip())
             return self.add(name, '"{" (' + " | ".join(alts) + ')? "}"')
         return self.add(name, f'"{{" {body} {tail} "}}"')
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> float | None:
+    """The tighter of an inclusive and an exclusive bound (an exclusive integer bound moves by ``step``)."""
+    values = []
+    if isinstance(schema.get(inclusive), int | float) and not isinstance(schema.get(inclusive), bool):
+        values.append(schema[inclusive])
+    ex = schema.get(exclusive)
+    if isinstance(ex, int | float) and not isinstance(ex, bool):
+        values.append(ex + step if isinstance(ex, int) and schema.get("type") == "integer" else ex)
+    if not values:
+        return None
+    return max(values) if step > 0 else min(values)
 
 
 __all__ = ["JSON_RULES", "SchemaGrammar", "literal", "rule_name"]

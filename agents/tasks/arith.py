@@ -1,17 +1,21 @@
-"""``arith``: multi-step integer arithmetic (MATH-like), solved with the python tool.
+"""``arith``: multi-step integer arithmetic (MATH-like), solved with the calculator tool.
 
 Seeded and deterministic: the same (n, seed) gives the same tasks on every machine. Each question
 is a nested expression of 2-5 operations over +, -, *, integer powers and ``mod``; the reference
 answer is computed exactly with Python integers.
+
+Exemplars: the generator run from its own seed string (``arith:exemplars``, a stream no integer
+seed reaches), solved by one calculator call; any that equals an evaluated question is skipped.
 """
 
 from __future__ import annotations
 
 import random
 
-from interleaf.agents.tasks.task import Task, TaskSuite
+from interleaf.agents.tasks.task import Exemplar, ExemplarStep, Task, TaskSuite
 
-SYSTEM = "Use the python tool to compute exact values; print() the result. Answer with just the number."
+SYSTEM = "Compute with the calculator tool, then answer with the number it returned."
+N_EXEMPLARS = 3
 
 
 def _expr(rng: random.Random, ops: int) -> tuple[str, int]:
@@ -31,7 +35,7 @@ def _expr(rng: random.Random, ops: int) -> tuple[str, int]:
     return f"({ls} {op} {rs})", value
 
 
-def arith_tasks(n: int, seed: int = 0) -> list[Task]:
+def arith_tasks(n: int, seed: int | str = 0) -> list[Task]:
     """``n`` arithmetic tasks from ``seed``."""
     rng = random.Random(f"arith:{seed}")
     tasks = []
@@ -44,22 +48,52 @@ def arith_tasks(n: int, seed: int = 0) -> list[Task]:
                 id=f"arith-{i:04d}",
                 question=f"Compute {text}. Here ^ is exponentiation and mod is the remainder.",
                 answer=str(value),
-                scorer="numeric",
+                scorer="math",
+                answer_type="number",
                 metadata={"ops": ops, "expression": text},
             )
         )
     return tasks
 
 
+def arith_exemplars(k: int = N_EXEMPLARS, avoid: set[str] | None = None) -> list[Exemplar]:
+    """``k`` worked examples from the exemplar stream, none of whose questions is in ``avoid``: one
+    calculator call on the question's expression, then its result as the answer. The first ones
+    cover the suite's operators (a nested ``mod``, a power, a deep nesting), so that the model copies
+    whole expressions rather than the shape of one example."""
+    from interleaf.tools.builtin.calculator import evaluate
+
+    wanted = [lambda e: "mod" in e and e.count("(") >= 2, lambda e: "^" in e, lambda e: e.count("(") >= 3]
+    picked: list[Task] = []
+    for task in arith_tasks(50 * k + len(avoid or ()), seed="exemplars"):
+        expr = task.metadata["expression"]
+        if task.question in (avoid or set()) or task.metadata["ops"] < 3 or task in picked:
+            continue
+        slot = len(picked)
+        if slot >= len(wanted) or wanted[slot](expr):
+            picked.append(task)
+        if len(picked) == k:
+            break
+    out = []
+    for task in picked:
+        expression = task.metadata["expression"]
+        result = str(evaluate(expression))
+        step = ExemplarStep(tool="calculator", arguments={"expression": expression}, result=result)
+        out.append(Exemplar(question=task.question, steps=[step], answer=result))
+    return out
+
+
 def arith_suite(n: int, seed: int = 0) -> TaskSuite:
-    """The ``arith`` suite: python tool only."""
+    """The ``arith`` suite: the calculator tool."""
 
     def make_tools() -> list:
-        from interleaf.tools import python_tool
+        from interleaf.tools import calculator
 
-        return [python_tool]
+        return [calculator]
 
-    return TaskSuite("arith", arith_tasks(n, seed), make_tools, SYSTEM, {"n": n, "seed": seed})
+    tasks = arith_tasks(n, seed)
+    exemplars = arith_exemplars(avoid={t.question for t in tasks})
+    return TaskSuite("arith", tasks, make_tools, SYSTEM, {"n": n, "seed": seed}, exemplars)
 
 
-__all__ = ["arith_suite", "arith_tasks"]
+__all__ = ["arith_exemplars", "arith_suite", "arith_tasks"]

@@ -1,14 +1,18 @@
-"""``lookup``: single-fact questions about a generated world, answered with search + visit
-(SimpleQA-like). Distractor towns share the corpus, so the search has to find the right article."""
+"""``lookup``: single-fact questions about a generated world, answered with search (+ visit)
+(SimpleQA-like). Distractor towns share the corpus, so the search has to find the right article.
+
+Exemplars: questions about towns of their own (``world.exemplar_towns``: another stream, names
+unlike every evaluated town), solved by one real search call; their articles join the corpus."""
 
 from __future__ import annotations
 
 import random
 
-from interleaf.agents.tasks.task import Task, TaskSuite
-from interleaf.agents.tasks.world import corpus_tools, documents, make_towns
+from interleaf.agents.tasks.task import Exemplar, ExemplarStep, Task, TaskSuite
+from interleaf.agents.tasks.world import Town, corpus_tools, documents, exemplar_towns, make_towns
 
-SYSTEM = "Search the encyclopedia, visit the right article, and answer with the exact fact only."
+SYSTEM = "Search the encyclopedia for the town, read its article, and answer with the exact fact only."
+N_EXEMPLARS = 2
 
 _QUESTIONS = [
     ("founded", "numeric", "In what year was the town of {name} founded?"),
@@ -19,25 +23,33 @@ _QUESTIONS = [
 ]
 
 
+def _task(i: int, town: Town, rng: random.Random, prefix: str) -> Task:
+    field_name, kind, template = rng.choice(_QUESTIONS)
+    return Task(
+        id=f"{prefix}-{i:04d}",
+        question=template.format(name=town.name),
+        answer=str(getattr(town, field_name)),
+        scorer="math" if kind == "numeric" else "text",
+        answer_type="number" if kind == "numeric" else "text",
+        metadata={"town": town.name, "field": field_name, "url": town.url},
+    )
+
+
 def lookup_suite(n: int, seed: int = 0) -> TaskSuite:
-    """``n`` lookup tasks over a corpus of ``max(2n, 20)`` towns."""
+    """``n`` lookup tasks over a corpus of ``max(2n, 20)`` towns (plus the exemplars' towns)."""
     towns = make_towns(max(2 * n, 20), seed)
     rng = random.Random(f"lookup:{seed}")
-    tasks = []
-    for i in range(n):
-        town = towns[i]
-        field_name, scorer, template = rng.choice(_QUESTIONS)
-        tasks.append(
-            Task(
-                id=f"lookup-{i:04d}",
-                question=template.format(name=town.name),
-                answer=str(getattr(town, field_name)),
-                scorer=scorer,
-                metadata={"town": town.name, "field": field_name, "url": town.url},
-            )
-        )
-    docs = documents(towns)
-    return TaskSuite("lookup", tasks, lambda: corpus_tools(docs), SYSTEM, {"n": n, "seed": seed})
+    tasks = [_task(i, towns[i], rng, "lookup") for i in range(n)]
+    shots = exemplar_towns(N_EXEMPLARS, towns)
+    docs = documents(towns + shots)
+    search = corpus_tools(docs)[0]
+    exemplars = []
+    shot_rng = random.Random("lookup:exemplars")
+    for i, town in enumerate(shots):
+        task = _task(i, town, shot_rng, "exemplar")
+        step = ExemplarStep(tool="search", arguments={"query": [town.name]}, result=search(query=[town.name]))
+        exemplars.append(Exemplar(question=task.question, steps=[step], answer=str(task.answer)))
+    return TaskSuite("lookup", tasks, lambda: corpus_tools(docs), SYSTEM, {"n": n, "seed": seed}, exemplars)
 
 
 __all__ = ["lookup_suite"]

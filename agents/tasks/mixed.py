@@ -1,51 +1,66 @@
 """``mixed``: questions needing facts from the corpus *and* computation (WebInstruct-like):
-search + visit to find two facts, python to combine them."""
+search (+ visit) to find two facts, the calculator to combine them.
+
+Exemplars: questions about towns of their own (``world.exemplar_towns``), solved by one real
+search for both towns and one calculator call; their articles join the corpus."""
 
 from __future__ import annotations
 
 import random
 
-from interleaf.agents.tasks.task import Task, TaskSuite
-from interleaf.agents.tasks.world import corpus_tools, documents, make_towns
+from interleaf.agents.tasks.task import Exemplar, ExemplarStep, Task, TaskSuite
+from interleaf.agents.tasks.world import Town, corpus_tools, documents, exemplar_towns, make_towns
 
-SYSTEM = "Find the facts with search and visit, compute with python, and answer with the number only."
+SYSTEM = "Find the facts with search, combine them with the calculator, and answer with the number only."
+_KINDS = ["years", "population_sum", "population_ratio"]
+
+
+def _task(i: int, a: Town, b: Town, kind: str, prefix: str) -> tuple[Task, str]:
+    """The task and the calculator expression that solves it."""
+    if kind == "years":
+        question = f"How many years after {a.name} was {b.name} founded? (Negative if before.)"
+        value, expression = str(b.founded - a.founded), f"{b.founded} - {a.founded}"
+    elif kind == "population_sum":
+        question = f"What is the combined population of {a.name} and {b.name}?"
+        value, expression = str(a.population + b.population), f"{a.population} + {b.population}"
+    else:
+        question = f"What is the population of {a.name} divided by that of {b.name}, rounded to 2 decimals?"
+        value, expression = f"{round(a.population / b.population, 2)}", f"{a.population} / {b.population}"
+    task = Task(id=f"{prefix}-{i:04d}", question=question, answer=value, scorer="math", answer_type="number",
+                metadata={"towns": [a.name, b.name], "kind": kind})  # fmt: skip
+    return task, expression
 
 
 def mixed_suite(n: int, seed: int = 0) -> TaskSuite:
-    """``n`` two-fact numeric tasks over a corpus of ``max(2n, 20)`` towns."""
+    """``n`` two-fact numeric tasks over a corpus of ``max(2n, 20)`` towns (plus the exemplars' towns)."""
     towns = make_towns(max(2 * n, 20), seed)
     rng = random.Random(f"mixed:{seed}")
     tasks = []
     for i in range(n):
         a, b = rng.sample(towns, 2)
-        kind = rng.choice(["years", "population_sum", "population_ratio"])
-        if kind == "years":
-            question = f"How many years after {a.name} was {b.name} founded? (Negative if before.)"
-            value = str(b.founded - a.founded)
-        elif kind == "population_sum":
-            question = f"What is the combined population of {a.name} and {b.name}?"
-            value = str(a.population + b.population)
-        else:
-            question = f"What is the population of {a.name} divided by that of {b.name}, rounded to 2 decimals?"
-            value = f"{round(a.population / b.population, 2)}"
-        tasks.append(
-            Task(
-                id=f"mixed-{i:04d}",
-                question=question,
-                answer=value,
-                scorer="numeric",
-                metadata={"towns": [a.name, b.name], "kind": kind},
-            )
-        )
+        tasks.append(_task(i, a, b, rng.choice(_KINDS), "mixed")[0])
 
-    docs = documents(towns)
+    shots = exemplar_towns(4, towns)
+    docs = documents(towns + shots)
 
     def make_tools() -> list:
-        from interleaf.tools import python_tool
+        from interleaf.tools import calculator
 
-        return [*corpus_tools(docs), python_tool]
+        return [*corpus_tools(docs), calculator]
 
-    return TaskSuite("mixed", tasks, make_tools, SYSTEM, {"n": n, "seed": seed})
+    from interleaf.tools.builtin.calculator import evaluate
+
+    search = corpus_tools(docs)[0]
+    exemplars = []
+    for i, (kind, (a, b)) in enumerate([("years", shots[:2]), ("population_sum", shots[2:4])]):
+        task, expression = _task(i, a, b, kind, "exemplar")
+        result = str(evaluate(expression))
+        steps = [
+            ExemplarStep(tool="search", arguments={"query": [a.name, b.name]}, result=search(query=[a.name, b.name])),
+            ExemplarStep(tool="calculator", arguments={"expression": expression}, result=result),
+        ]
+        exemplars.append(Exemplar(question=task.question, steps=steps, answer=result))
+    return TaskSuite("mixed", tasks, make_tools, SYSTEM, {"n": n, "seed": seed}, exemplars)
 
 
 __all__ = ["mixed_suite"]

@@ -43,7 +43,7 @@ def _word(rng: random.Random, parts: int) -> str:
     return "".join(rng.choice(_SYL) for _ in range(parts)).capitalize()
 
 
-def make_towns(n: int, seed: int) -> list[Town]:
+def make_towns(n: int, seed: int | str) -> list[Town]:
     """``n`` towns with distinct names from ``seed``."""
     rng = random.Random(f"world:{seed}")
     towns: list[Town] = []
@@ -68,6 +68,14 @@ def make_towns(n: int, seed: int) -> list[Town]:
     return towns
 
 
+def exemplar_towns(k: int, world: list[Town]) -> list[Town]:
+    """``k`` towns for worked examples, from their own stream (``world:exemplars``) and named
+    unlike every town of ``world``, so no example shares a town with an evaluated task. Their
+    articles join the corpus (the examples' tool calls are real ones)."""
+    taken = {t.name for t in world}
+    return [t for t in make_towns(k + len(world), "exemplars") if t.name not in taken][:k]
+
+
 def documents(towns: list[Town]) -> list[dict[str, str]]:
     """One encyclopedia article per town, as ``{"url", "title", "text"}``."""
     return [{"url": t.url, "title": t.name, "text": t.article()} for t in towns]
@@ -80,4 +88,4 @@ def corpus_tools(docs: list[dict[str, str]]) -> list:
     return list(make_corpus_tools(Corpus(documents=[Document(**d) for d in docs])))
 
 
-__all__ = ["Town", "corpus_tools", "documents", "make_towns"]
+__all__ = ["Town", "corpus_tools", "documents", "exemplar_towns", "make_towns"]

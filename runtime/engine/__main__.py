@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port)
     p.add_argument("--model-path", default=None, help="HF model dir or .gguf (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--lora-path", "--lora-paths", dest="lora_path", default=None,
+                   help="PEFT LoRA adapter dir, merged into the weights at load (needs peft)")  # fmt: skip
     p.add_argument("--served-model-name", default=None)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=d.dtype)
     p.add_argument("--executor", choices=executor_names(), default=d.executor,
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-model", default=d.sim_model, help="model profile for --executor sim")
     p.add_argument("--sim-clock", choices=["real", "virtual"], default=d.sim_clock)
     p.add_argument("--max-total-tokens", type=int, default=d.max_total_tokens)
+    p.add_argument("--mem-fraction-static", type=float, default=d.mem_fraction_static,
+                   help="share of the available memory for the KV pool when --max-total-tokens is unset")  # fmt: skip
     p.add_argument("--chunked-prefill-size", type=int, default=d.chunked_prefill_size)
     p.add_argument("--max-running-requests", type=int, default=d.max_running_requests)
     p.add_argument("--session-timeout", type=float, default=None, help="default timeout of sessions opened without one")
@@ -45,8 +49,10 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
     on = not a.sglang_defaults
     return EngineConfig(
         host=a.host, port=a.port, model_path=a.model_path, served_model_name=a.served_model_name, dtype=a.dtype,
+        lora_path=a.lora_path,
         executor=a.executor, sim_gpu=a.sim_gpu, sim_model=a.sim_model, sim_clock=a.sim_clock,
-        max_total_tokens=a.max_total_tokens, chunked_prefill_size=a.chunked_prefill_size,
+        max_total_tokens=a.max_total_tokens, mem_fraction_static=a.mem_fraction_static,
+        chunked_prefill_size=a.chunked_prefill_size,
         max_running_requests=a.max_running_requests, session_timeout_default=a.session_timeout,
         disable_radix_cache=a.disable_radix_cache, tool_call_parser=a.tool_call_parser,
         enable_streaming_session=on or a.enable_streaming_session,

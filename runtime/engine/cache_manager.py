@@ -47,10 +47,13 @@ class CacheManager:
 
         Returns 0 when admitted; otherwise the number of KV slots the request needs, more than can be
         freed (nothing stays locked and the request is unchanged). The last ``keep`` prompt tokens are
-        never matched: the first output needs their logits, and hidden-state capture their residuals.
+        never matched: the first output needs their logits, hidden-state capture their residuals, prompt
+        logprobs (``logprob_start_len``) the logits from that position on.
         """
         fill = req.seq_ids
         keep = max(1, req.capture.last_k if req.capture else 1)
+        if req.logprob_start >= 0 and req.retractions == 0:  # prompt logprobs need those positions' logits
+            keep = max(keep, len(req.input_ids) - req.logprob_start)
         match = self.radix.match_prefix(fill[: max(0, len(fill) - keep)])
         self.radix.lock(match.node)
         need = len(fill) - match.length

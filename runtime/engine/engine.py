@@ -76,10 +76,11 @@ class Engine:
             field = str(exc).split(" ", 1)[0].rstrip(":")
             raise BadRequest(str(exc), field) from exc
         for i, t in enumerate(params.stop_token_ids):
-            self._check_id(t, f"sampling_params.stop_token_ids[{i}]")
+            self.check_token_id(t, f"sampling_params.stop_token_ids[{i}]")
         return params
 
-    def _check_id(self, t: int, field: str) -> None:
+    def check_token_id(self, t: int, field: str) -> None:
+        """``BadRequest`` naming ``field`` when token id ``t`` is outside the vocabulary."""
         if not 0 <= t < self.executor.vocab_size:
             raise BadRequest(f"{field}: token id {t} is out of range 0..{self.executor.vocab_size - 1}", field)
 
@@ -88,9 +89,9 @@ class Engine:
         params = self.sampling_params(body.sampling_params)
         if ids is None:
             ids = self.tokenizer.encode(text or "", add_special_tokens=False)
-        else:
+        elif ids and not 0 <= min(ids) <= max(ids) < self.executor.vocab_size:  # one pass in C; name the first bad one
             for i, t in enumerate(ids):
-                self._check_id(t, f"input_ids[{i}]")
+                self.check_token_id(t, f"input_ids[{i}]")
         capture = None
         if body.return_hidden_states:
             if not self.executor.hidden_states:
@@ -111,18 +112,26 @@ class Engine:
                           capture=capture)  # fmt: skip
         if body.return_logprob:
             req.top_logprobs_num = max(0, body.top_logprobs_num or 0)
+            req.logprob_text = body.return_text_in_logprobs
+            if body.logprob_start_len > len(ids):
+                self._release_inflight(session_id, rid)
+                raise BadRequest(f"logprob_start_len={body.logprob_start_len} is beyond the prompt's {len(ids)} "
+                                 "tokens; send a smaller one (or -1 for output logprobs only)",
+                                 "logprob_start_len")  # fmt: skip
+            if 0 <= body.logprob_start_len < len(ids):
+                req.logprob_start = body.logprob_start_len
         if len(ids) > self.max_req_input_len:
-            self._release_inflight(session_id)
+            self._release_inflight(session_id, rid)
             raise BadRequest(self._too_long_message(len(ids)), "input_ids")
         if params.constrained:
             if self.grammar is None:
-                self._release_inflight(session_id)
+                self._release_inflight(session_id, rid)
                 raise BadRequest(f"constrained decoding is not available on the {self.config.executor} executor",
                                  "sampling_params")  # fmt: skip
             try:
                 req.grammar = self.grammar.matcher(self.grammar.compile(params))
             except GrammarError as exc:
-                self._release_inflight(session_id)
+                self._release_inflight(session_id, rid)
                 raise BadRequest(str(exc), str(exc).split(" ", 1)[0]) from exc
         if session_id is not None:
             self.sessions.attach(session_id, req)
@@ -140,20 +149,11 @@ class Engine:
         assert sp is not None
         if body.session_id is not None:
             raise BadRequest("session_id and session_params are exclusive; send one", "session_id")
-        if sp.replace:
-            raise BadRequest("session_params.replace is not allowed on a streaming session (append-only)",
-                             "session_params.replace")  # fmt: skip
-        if sp.drop_previous_output:
-            raise BadRequest("session_params.drop_previous_output is not allowed on a streaming session",
-                             "session_params.drop_previous_output")  # fmt: skip
-        if sp.offset not in (None, 0, -1):
-            raise BadRequest(f"session_params.offset={sp.offset}: streaming sessions are append-only (use 0)",
-                             "session_params.offset")  # fmt: skip
-        return self.sessions.begin_turn(sp.id, rid, sp.rid, delta), sp.id
+        return self.sessions.begin_turn(rid, sp, delta), sp.id
 
-    def _release_inflight(self, session_id: str | None) -> None:
+    def _release_inflight(self, session_id: str | None, rid: str) -> None:
         if session_id is not None:
-            self.sessions.release(session_id)
+            self.sessions.release(session_id, rid)
 
     # --- running ---------------------------------------------------------------------------------
     async def run(self, req: Req) -> None:
@@ -182,9 +182,11 @@ class Engine:
         if self.simulated:
             meta["simulated"] = True
         if req.top_logprobs_num >= 0:
-            meta["output_token_logprobs"] = [[lp, t, None] for lp, t in req.output_logprobs]
+            entry = self._logprob_entry if req.logprob_text else _logprob_entry_no_text
+            meta["output_token_logprobs"] = [entry(lp, t) for lp, t in req.output_logprobs]
             if req.top_logprobs_num > 0:
-                meta["output_top_logprobs"] = [[[lp, t, None] for lp, t in step] for step in req.output_top_logprobs]
+                meta["output_top_logprobs"] = [[entry(lp, t) for lp, t in step] for step in req.output_top_logprobs]
+            meta["input_token_logprobs"] = [entry(lp, t) for lp, t in req.input_logprobs]  # [] without a start
         if req.finished and req.capture is not None:
             cap = req.capture
             meta["hidden_states"] = {
@@ -193,6 +195,9 @@ class Engine:
                 "output": [cap.snapshot()[layer].tolist() for layer in cap.layers],
             }
         return {"text": text, "output_ids": out_ids, "meta_info": meta}
+
+    def _logprob_entry(self, logprob: float | None, token: int) -> list[Any]:
+        return [logprob, token, self.tokenizer.decode([token])]
 
     async def wait(self, req: Req) -> dict[str, Any]:
         """The result once ``req`` finishes; cancelling the wait aborts the request."""
@@ -223,18 +228,21 @@ class Engine:
                 self.scheduler.abort(req.rid, "client disconnected")
 
     def open_session(self, body: OpenSessionIn) -> str:
-        """Open a streaming session (``/open_session``); returns its id."""
-        if not self.config.enable_streaming_session:
+        """Open a session (``/open_session``): streaming with ``"streaming": true``, else plain (SGLang's
+        default, which pins nothing); returns its id."""
+        if body.streaming and not self.config.enable_streaming_session:
             raise BadRequest("streaming sessions are disabled: start the server with --enable-streaming-session",
                              "streaming")  # fmt: skip
-        if not body.streaming:
-            raise BadRequest('only streaming sessions are supported: send "streaming": true', "streaming")
         if body.timeout is not None and body.timeout <= 0:
             raise BadRequest(f"timeout must be > 0 seconds, got {body.timeout}", "timeout")
-        if self.config.disable_radix_cache:
+        if body.streaming and self.config.disable_radix_cache:
             raise BadRequest("streaming sessions need the radix cache (server started with --disable-radix-cache)",
                              "streaming")  # fmt: skip
         sid = body.session_id or uuid.uuid4().hex
         timeout = body.timeout if body.timeout is not None else self.config.session_timeout_default
-        self.sessions.open(sid, timeout)
+        self.sessions.open(sid, timeout, streaming=body.streaming)
         return sid
+
+
+def _logprob_entry_no_text(logprob: float | None, token: int) -> list[Any]:
+    return [logprob, token, None]

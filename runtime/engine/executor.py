@@ -42,6 +42,8 @@ class ForwardBatch:
     """(B,) which query row of each sequence to compute logits for (its last real token)."""
     capture_layers: tuple[int, ...] = ()
     """Decoder layers whose output residual stream to return (all query rows)."""
+    all_logits: bool = False
+    """Also return the logits of every query row (``ForwardOutput.all_logits``): prompt logprobs."""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class ForwardOutput:
     """(B, vocab) float32 logits of each sequence's ``logit_index`` row."""
     hidden: dict[int, torch.Tensor]
     """layer -> (B, n_q, d_model) residual stream after that layer (the batch's ``capture_layers``)."""
+    all_logits: torch.Tensor | None = None
+    """(B, n_q, vocab) float32 logits of every query row when ``ForwardBatch.all_logits`` asked for them."""
 
 
 class Executor(Protocol):

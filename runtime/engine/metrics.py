@@ -30,6 +30,8 @@ class EngineMetrics:
             "e2e": Histogram("sglang:e2e_request_latency_seconds", "Request latency.", names,
                              registry=self.registry, buckets=_BUCKETS),
         }  # fmt: skip
+        for hist in self.hist.values():  # export every histogram from the start, as SGLang does
+            hist.labels(**self.labels)
         self.registry.register(_StateCollector(self))
         scheduler.observe = self.observe
 
@@ -69,6 +71,7 @@ class _StateCollector:
         yield counter("sglang:generation_tokens", "Tokens generated.", st.generation_tokens)
         yield counter("sglang:evicted_tokens", "Tokens evicted from the radix cache.", cache.radix.evicted_tokens_total)
         yield counter("sglang:retracted_requests", "Requests retracted for lack of KV.", st.retractions)
+        yield counter("sglang:num_requests", "Requests finished (completed or aborted).", st.requests)
         yield gauge("sglang:cache_hit_rate", "Cached / prompt tokens since start.",
                     st.cached_tokens / st.prompt_tokens if st.prompt_tokens else 0.0)  # fmt: skip
         yield gauge("sglang:max_total_num_tokens", "KV pool size in tokens.", cap)

@@ -102,3 +102,20 @@ def load_tokenizer(model_path: str | None = None) -> Any:
 def read_config(spec: ModelSpec) -> dict[str, Any]:
     """The model's HF config.json as a dict."""
     return json.loads((spec.path / "config.json").read_text())
+
+
+def merge_lora(model: Any, lora_path: str) -> Any:
+    """``model`` with the PEFT LoRA adapter at ``lora_path`` merged into its weights (``--lora-path``).
+
+    Merged, the adapter costs nothing per token and every code path (the paged-KV forward included)
+    runs the adapted weights unchanged; the price is one adapter per engine, as SGLang without
+    multi-LoRA batching.
+    """
+    path = Path(lora_path)
+    if not (path / "adapter_config.json").exists():
+        raise ModelNotFound(f"--lora-path {lora_path!r} has no adapter_config.json (expected a PEFT adapter directory)")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ModelNotFound("--lora-path needs peft: `pip install peft -c constraints.txt`") from None
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()

@@ -61,7 +61,13 @@ class GenerateIn(BaseModel):
     stream: bool = False
     rid: str | None = None
     return_logprob: bool = False
+    logprob_start_len: int = -1
+    """With ``return_logprob``: the first prompt position whose logprob to return in
+    ``meta_info.input_token_logprobs`` (-1: none, output tokens only). As SGLang: that first entry's
+    logprob is null, and the prompt from there on is recomputed rather than read from the cache."""
     top_logprobs_num: int | None = None
+    return_text_in_logprobs: bool = False
+    """Make each logprob entry ``[logprob, token_id, token_text]`` instead of ``[..., null]``."""
     return_hidden_states: bool = False
     hidden_states_layers: list[int] | None = None
     """interleaf extension: decoder layers to return (default: the last)."""
@@ -82,6 +88,32 @@ class OpenSessionIn(BaseModel):
     streaming: bool = False
     timeout: float | None = None
     session_id: str | None = None
+
+
+class TokenizeIn(BaseModel):
+    """Body of ``POST /tokenize`` (and ``/v1/tokenize``): text to token ids."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    """Ignored: the engine serves one model."""
+    prompt: str | list[str]
+    """The text, or a list of texts (then ``tokens`` and ``count`` are lists too)."""
+    add_special_tokens: bool = True
+    """Whether the tokenizer adds its special tokens (BOS, ...), as SGLang's default."""
+
+
+class DetokenizeIn(BaseModel):
+    """Body of ``POST /detokenize`` (and ``/v1/detokenize``): token ids to text."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    """Ignored: the engine serves one model."""
+    tokens: list[int] | list[list[int]]
+    """Token ids, or a list of id lists (then ``text`` is a list)."""
+    skip_special_tokens: bool = True
+    """Leave special tokens (EOS, padding) out of the text."""
 
 
 class CloseSessionIn(BaseModel):

@@ -105,6 +105,11 @@ class Req:
     capture: HiddenCapture | None = None
     top_logprobs_num: int = -1
     """-1: no logprobs; 0: the chosen token's logprob; k > 0: also the top-k alternatives."""
+    logprob_start: int = -1
+    """First prompt position whose logprob to return (``logprob_start_len``); -1: none. Prompt tokens from
+    there on are recomputed, never read from the cache, since their logits are needed."""
+    logprob_text: bool = False
+    """Logprob entries carry the token's text (``return_text_in_logprobs``)."""
 
     # --- filled by the scheduler -------------------------------------------------------------
     state: ReqState = ReqState.WAITING
@@ -124,6 +129,8 @@ class Req:
     finish_reason: dict[str, Any] | None = None
     retractions: int = 0
     output_logprobs: list[tuple[float, int]] = field(default_factory=list)
+    input_logprobs: list[tuple[float | None, int]] = field(default_factory=list)
+    """(logprob, token) of prompt tokens from ``logprob_start`` on; the first logprob is None (SGLang's shape)."""
     output_top_logprobs: list[list[tuple[float, int]]] = field(default_factory=list)
     batch_size_sum: int = 0
     decode_steps: int = 0

@@ -45,6 +45,8 @@ class SchedulerStats:
     cached_tokens: int = 0
     generation_tokens: int = 0
     retractions: int = 0
+    requests: int = 0
+    """Requests finished (completed or aborted): ``sglang:num_requests_total``."""
     last_step_tokens_per_s: float = 0.0
 
 
@@ -275,12 +277,14 @@ class Scheduler:
             tokens=tokens, positions=positions, write_slots=write,
             kv_slots=torch.nn.utils.rnn.pad_sequence(tables, batch_first=True, padding_value=0),
             kv_len=torch.tensor([len(t) for t in tables]), logit_index=torch.tensor(logit_index),
-            capture_layers=layers))  # fmt: skip
+            capture_layers=layers, all_logits=any(_wants_prompt_logprobs(r) for r, _, _ in group)))  # fmt: skip
         done, rows = [], []
         for b, ((req, start, new_slots), table) in enumerate(zip(group, tables, strict=True)):
             n = int(new_slots.numel())
             req.slots = table
             req.prefill_done = start + n
+            if _wants_prompt_logprobs(req) and out.all_logits is not None:
+                _collect_prompt_logprobs(req, start, out.all_logits[b, :n])
             if req.capture:
                 for layer in req.capture.layers:
                     req.capture.push(layer, out.hidden[layer][b, :n])
@@ -397,14 +401,35 @@ class Scheduler:
         self.cache.finish(req, completed=reason["type"] != "abort")
         req.state = ReqState.FINISHED
         req.finish_reason = reason
-        req.finished_at = time.monotonic()
+        req.finished_at = self.clock()
         if req.capture is not None and req.capture.prompt is None:
             req.capture.prompt = req.capture.snapshot()
         if not req.text or req.finish_reason.get("type") != "stop" or not req.params.stop:
             req.text = self.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
-        if req.first_token_at is not None:
-            self.observe(("e2e", req.finished_at - req.created))
+        self.stats.requests += 1
+        self.observe(("e2e", req.finished_at - req.created))  # every finished request, as SGLang
         req.notify("done")
+
+
+def _wants_prompt_logprobs(req: Req) -> bool:
+    """Whether ``req``'s prompt logprobs are still to be collected (retracted requests resume after them)."""
+    return req.logprob_start >= 0 and req.retractions == 0
+
+
+def _collect_prompt_logprobs(req: Req, start: int, logits: torch.Tensor) -> None:
+    """Append the logprobs of the prompt tokens that rows ``start..`` of this chunk predict (row p predicts
+    token p + 1), from ``req.logprob_start`` on; that first token's logprob is None, as in SGLang."""
+    ids = req.input_ids
+    if not req.input_logprobs:
+        req.input_logprobs.append((None, ids[req.logprob_start]))
+    first = max(start, req.logprob_start)
+    last = min(start + int(logits.shape[0]), len(ids) - 1)  # the last prompt row predicts the first output
+    if last <= first:
+        return
+    rows = torch.log_softmax(logits[first - start : last - start].float(), dim=-1)
+    targets = torch.tensor(ids[first + 1 : last + 1])
+    values = rows[torch.arange(last - first), targets].tolist()
+    req.input_logprobs.extend(zip(values, ids[first + 1 : last + 1], strict=True))
 
 
 def _padding_groups(work: list[tuple[Req, int, torch.Tensor]]) -> list[list[tuple[Req, int, torch.Tensor]]]:

@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.engine import Engine
 from interleaf.runtime.engine.openai import add_openai_routes
-from interleaf.runtime.engine.protocol import AbortIn, BadRequest, CloseSessionIn, GenerateIn, OpenSessionIn
+from interleaf.runtime.engine.protocol import (
+    AbortIn,
+    BadRequest,
+    CloseSessionIn,
+    DetokenizeIn,
+    GenerateIn,
+    OpenSessionIn,
+    TokenizeIn,
+)
 from interleaf.runtime.engine.request import SamplingParams
 from interleaf.runtime.engine.scheduler import Scheduler, new_request
 
@@ -89,14 +97,43 @@ def create_app(engine: Engine) -> FastAPI:
             return StreamingResponse(engine.stream(req), media_type="text/event-stream")
         return await engine.wait(req)
 
-    @app.post("/open_session")
+    # GET with a JSON body too, as SGLang's routes accept it.
+    @app.api_route("/open_session", methods=["GET", "POST"])
     async def open_session(body: OpenSessionIn) -> Any:
         return engine.open_session(body)
 
-    @app.post("/close_session")
+    @app.api_route("/close_session", methods=["GET", "POST"])
     async def close_session(body: CloseSessionIn) -> Any:
         closed = await asyncio.wrap_future(sched.call(lambda s: s.close_session(body.session_id)))
         return {"success": True, "closed": closed}
+
+    @app.post("/tokenize")
+    @app.post("/v1/tokenize")
+    async def tokenize(body: TokenizeIn) -> Any:
+        texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        ids = [engine.tokenizer.encode(t, add_special_tokens=body.add_special_tokens) for t in texts]
+        if isinstance(body.prompt, str):
+            return {"tokens": ids[0], "count": len(ids[0]), "max_model_len": engine.context_length}
+        return {"tokens": ids, "count": [len(i) for i in ids], "max_model_len": engine.context_length}
+
+    @app.post("/detokenize")
+    @app.post("/v1/detokenize")
+    async def detokenize(body: DetokenizeIn) -> Any:
+        batch = bool(body.tokens) and isinstance(body.tokens[0], list)
+        lists: list[list[int]] = body.tokens if batch else [body.tokens]  # type: ignore[assignment,list-item]
+        for i, ids in enumerate(lists):
+            for j, t in enumerate(ids):
+                engine.check_token_id(t, f"tokens[{i}][{j}]" if batch else f"tokens[{j}]")
+        texts = [engine.tokenizer.decode(ids, skip_special_tokens=body.skip_special_tokens) for ids in lists]
+        return {"text": texts if batch else texts[0]}
+
+    @app.get("/get_load")
+    async def get_load() -> Any:
+        def load(s: Scheduler) -> list[dict[str, int]]:
+            return [{"dp_rank": 0, "num_reqs": s.num_running + len(s.waiting), "num_waiting_reqs": len(s.waiting),
+                     "num_tokens": s.cache.used_tokens}]  # fmt: skip
+
+        return await asyncio.wrap_future(sched.call(load))
 
     @app.post("/abort_request")
     async def abort_request(body: AbortIn) -> Any:
@@ -105,7 +142,7 @@ def create_app(engine: Engine) -> FastAPI:
             sched.abort(rid)
         return {"success": True}
 
-    @app.post("/flush_cache")
+    @app.api_route("/flush_cache", methods=["GET", "POST"])
     async def flush_cache() -> Any:
         def flush(s: Scheduler) -> str | None:
             if not s.idle:
@@ -135,6 +172,8 @@ def create_app(engine: Engine) -> FastAPI:
                     "max_req_input_len": engine.max_req_input_len})  # fmt: skip
         cfg["version"] = VERSION
         cache = sched.cache
+        # Top level as SGLang's scheduler info puts them (clients read either place).
+        cfg["max_total_num_tokens"] = cache.capacity
         cfg["internal_states"] = [{
             "max_total_num_tokens": cache.capacity,
             "available_tokens": cache.pool.available,

@@ -193,14 +193,22 @@ class SimExecutor:
         self.simulated_seconds += dt
         if self.clock == "real":
             time.sleep(dt)
-        last = batch.tokens[torch.arange(B), batch.logit_index]
-        pos = batch.positions[torch.arange(B), batch.logit_index]
-        # Scripted source: a deterministic walk over lowercase letters with a space every few tokens.
-        nxt = (last * 31 + pos * 17 + self.seed) % 29
-        script = torch.where(nxt < 26, torch.tensor(list(_WORDS))[nxt.clamp(max=25)], torch.tensor(32))
-        logits = torch.zeros(B, self.vocab_size)
-        logits[torch.arange(B), script] = 1.0
-        return ForwardOutput(logits=logits, hidden={})
+        if not batch.all_logits:  # only the rows sampled from: a long prefill chunk costs no (n_q, vocab) tensor
+            at = batch.logit_index[:, None]
+            logits = self._script_logits(batch.tokens.gather(1, at), batch.positions.gather(1, at))[:, 0]
+            return ForwardOutput(logits=logits, hidden={})
+        every = self._script_logits(batch.tokens, batch.positions)  # (B, n_q, vocab)
+        logits = every[torch.arange(B), batch.logit_index]
+        return ForwardOutput(logits=logits, hidden={}, all_logits=every)
+
+    def _script_logits(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Scripted source: a deterministic walk over lowercase letters with a space every few tokens;
+        the next token of each row gets all the probability."""
+        nxt = (tokens * 31 + positions * 17 + self.seed) % 29
+        script = torch.where(nxt < 26, _WORD_IDS[nxt.clamp(max=25)], 32)
+        logits = torch.zeros(*tokens.shape, self.vocab_size)
+        logits.scatter_(-1, script[..., None], 1.0)
+        return logits
 
 
 @register_executor("sim")

@@ -153,6 +153,7 @@ class EpisodeWorker:
                     attempt=attempt,
                     suite=job.suite.name,
                     system_extra=job.suite.system_prompt,
+                    exemplars=job.suite.exemplars,
                     retention_policy=job.retention,
                     metadata={"worker": self.name, "suite_params": job.suite.params},
                 )

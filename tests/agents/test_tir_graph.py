@@ -13,6 +13,8 @@ from interleaf.agents import (
     Budgets,
     EpisodeContext,
     EpisodeState,
+    Exemplar,
+    ExemplarStep,
     GrammarOptions,
     ScriptedModel,
     ScriptedTurn,
@@ -274,3 +276,73 @@ async def test_episode_emits_genai_spans() -> None:
     llm_ids = {format(s.context.span_id, "016x") for s in exporter.get_finished_spans() if s.name.startswith("text")}
     assert {t.span_id for t in traj.turns} == llm_ids
     assert spans["execute_tool add"].attributes["gen_ai.tool.call.id"] == "call_0_0"
+
+
+SHOTS = [
+    Exemplar(
+        question="What is 4 + 4?", steps=[ExemplarStep(tool="add", arguments={"a": 4, "b": 4}, result="8")], answer="8"
+    ),
+    Exemplar(
+        question="Is it broken?", steps=[ExemplarStep(tool="broken", arguments={"x": 1}, result="no")], answer="no"
+    ),
+]
+
+
+async def test_exemplars_precede_the_question_as_turns_the_model_then_continues() -> None:
+    model = ScriptedModel([call("add", '{"a": 2, "b": 3}'), "<answer>5</answer>"])
+    traj = await Agent(name="t", tools=[add]).run(TASK, model, exemplars=SHOTS)
+    first = model.calls[0].delta_text
+    # The example the agent can follow (it has no 'broken' tool) is a real exchange before the question.
+    shot = (
+        "<|im_start|>user\nWhat is 4 + 4?<|im_end|>\n"
+        '<|im_start|>assistant\n<tool_call>{"name": "add", "arguments": {"a": 4, "b": 4}}</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n8\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n<answer>8</answer><|im_end|>\n"
+        "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert first.endswith(shot) and "Is it broken?" not in first
+    assert traj.correct and traj.token_ids() == model.sent_ids
+    direct = ScriptedModel(["<answer>5</answer>"])
+    await Agent(name="d", tools=[]).run(TASK, direct, exemplars=SHOTS)
+    assert "<|im_start|>user\nWhat is 4 + 4?<|im_end|>\n<|im_start|>assistant\n<answer>8</answer>" in (
+        direct.calls[0].delta_text
+    )  # no tools: question and answer only
+    in_system = ScriptedModel(["<answer>5</answer>"])
+    await Agent(name="s", tools=[add], exemplars_as="system").run(TASK, in_system, exemplars=SHOTS)
+    system = in_system.calls[0].delta_text.split("<|im_end|>")[0]
+    assert "# Examples\nQuestion: What is 4 + 4?\n<tool_call>" in system
+    none = ScriptedModel(["<answer>5</answer>"])
+    await Agent(name="n", tools=[add], max_exemplars=0).run(TASK, none, exemplars=SHOTS)
+    assert "4 + 4" not in none.calls[0].delta_text
+
+
+async def test_the_task_answer_type_and_tools_shape_the_grammar() -> None:
+    task = Task(id="t2", question="What is 2 + 3?", answer="5", answer_type="number", tools=["add"])
+    model = ScriptedModel(["<answer>5</answer>"])
+    traj = await agent().run(task, model)
+    grammar = model.calls[0].constraint.value
+    assert "call_add ::=" in grammar and "call_broken" not in grammar and traj.tools == ["add"]
+    assert '"<answer>" (' in grammar and "[^<\\n]{1," not in grammar  # a number, not free text
+    with pytest.raises(ValueError, match="not among the agent's tools"):
+        await agent().run(Task(id="t3", question="?", tools=["mul"]), ScriptedModel([]))
+
+
+async def test_a_repeated_call_is_followed_by_an_answer_only_turn() -> None:
+    same = call("add", '{"a": 2, "b": 3}')
+    model = ScriptedModel([same, same, "<answer>5</answer>"])
+    traj = await agent().run(TASK, model)
+    first, second, third = (c.constraint.value for c in model.calls)
+    assert first == second and "tool_call ::=" in second
+    assert "tool_call ::=" not in third and "answer ::=" in third
+    assert traj.correct
+    keep_going = ScriptedModel([same, same, same, "<answer>5</answer>"])
+    await agent(answer_after_repeat=False).run(TASK, keep_going)
+    assert len({c.constraint.value for c in keep_going.calls}) == 1
+
+
+def test_default_agent_is_shaped_for_the_small_model() -> None:
+    from interleaf.agents import get_agent
+
+    tir = get_agent("tir")
+    assert tir.temperature == 0.0 and tir.grammar is not None and tir.grammar.max_reasoning_chars == 0
+    assert tir.exemplars_as == "turns" and tir.max_exemplars >= 1 and tir.answer_after_repeat

@@ -201,6 +201,84 @@ def test_hidden_states_match_transformers(engine_url: str) -> None:
         torch.testing.assert_close(torch.tensor(hs["output"][i]), ref[layer + 1][0, -3:], atol=2e-3, rtol=1e-3)
 
 
+def test_prompt_logprobs_match_transformers_and_ignore_the_cache(engine_url: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from interleaf.runtime.engine import load_tokenizer, resolve_model
+
+    prompt = CHAT.format(q="Name a colour.")
+    gen(engine_url, text=prompt, sampling_params={"max_new_tokens": 1})  # the whole prompt is now cached
+    body = {"text": prompt, "return_logprob": True, "logprob_start_len": 4, "return_text_in_logprobs": True,
+            "sampling_params": {"max_new_tokens": 2, "temperature": 0}}  # fmt: skip
+    meta = gen(engine_url, **body)["meta_info"]
+    ids = load_tokenizer().encode(prompt, add_special_tokens=False)
+    got = meta["input_token_logprobs"]
+    # SGLang's shape: one entry per prompt token from logprob_start_len on, the first without a logprob
+    assert [t for _, t, _ in got] == ids[4:] and got[0][0] is None
+    assert all(text == load_tokenizer().decode([t]) for _, t, text in got)
+    assert meta["cached_tokens"] <= 4  # positions from logprob_start_len on were recomputed
+    model = AutoModelForCausalLM.from_pretrained(resolve_model().path)
+    with torch.no_grad():
+        ref = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    expected = [float(ref[p - 1, ids[p]]) for p in range(5, len(ids))]
+    torch.testing.assert_close(torch.tensor([lp for lp, _, _ in got[1:]]), torch.tensor(expected), atol=2e-3,
+                               rtol=1e-3)  # fmt: skip
+    # without logprob_start_len: output logprobs only, input list empty (as SGLang)
+    meta = gen(engine_url, text=prompt, return_logprob=True, sampling_params={"max_new_tokens": 1})["meta_info"]
+    assert meta["input_token_logprobs"] == [] and len(meta["output_token_logprobs"]) == 1
+    r = httpx.post(f"{engine_url}/generate", json={**body, "logprob_start_len": len(ids) + 1})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logprob_start_len"
+
+
+def test_plain_session_continues_forks_and_replaces_like_sglang(engine_url: str) -> None:
+    r = httpx.request("GET", f"{engine_url}/open_session", json={"capacity_of_str_len": 0})  # GET, as SGLang allows
+    assert r.status_code == 200, r.text
+    sid = r.json()
+    greedy = {"max_new_tokens": 4, "temperature": 0}
+    first = gen(engine_url, input_ids=[1, 504, 3575], sampling_params=greedy, session_params={"id": sid}, rid="a")
+    full = [1, 504, 3575, *first["output_ids"]]
+    # continue "a": its prompt + output + the new ids, served from the radix cache
+    cont = gen(engine_url, input_ids=[282], sampling_params=greedy, session_params={"id": sid, "rid": "a"}, rid="b")
+    assert cont["meta_info"]["prompt_tokens"] == len(full) + 1
+    assert cont["meta_info"]["cached_tokens"] >= 3
+    # fork "a" again, without its output, then cut at an offset
+    fork = gen(engine_url, input_ids=[282], sampling_params=greedy, rid="c",
+               session_params={"id": sid, "rid": "a", "drop_previous_output": True})  # fmt: skip
+    assert fork["meta_info"]["prompt_tokens"] == 4
+    cut = gen(engine_url, input_ids=[282], sampling_params=greedy, rid="d", session_params={"id": sid, "rid": "a",
+              "offset": 2})  # fmt: skip
+    assert cut["meta_info"]["prompt_tokens"] == 3
+    # replace drops "a"'s children: continuing "b" is then an unknown rid, a 400 naming the field
+    gen(engine_url, input_ids=[282], sampling_params=greedy, rid="e", session_params={"id": sid, "rid": "a",
+        "replace": True})  # fmt: skip
+    r = httpx.post(f"{engine_url}/generate", json={"input_ids": [282], "session_params": {"id": sid, "rid": "b"}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "session_params.rid"
+    assert httpx.request("GET", f"{engine_url}/close_session", json={"session_id": sid}).status_code == 200
+    r = httpx.post(f"{engine_url}/generate", json={"input_ids": [282], "session_params": {"id": sid}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "session_params.id"
+
+
+def test_tokenize_detokenize_load_flush_and_sglang_server_info(engine_url: str) -> None:
+    tok = httpx.post(f"{engine_url}/tokenize", json={"prompt": "hello world"}).json()
+    assert tok["count"] == len(tok["tokens"]) > 0 and tok["max_model_len"] == 8192
+    batch = httpx.post(f"{engine_url}/v1/tokenize", json={"prompt": ["a", "b c"]}).json()
+    assert len(batch["tokens"]) == 2 and batch["count"] == [len(t) for t in batch["tokens"]]
+    assert httpx.post(f"{engine_url}/detokenize", json={"tokens": tok["tokens"]}).json() == {"text": "hello world"}
+    both = httpx.post(f"{engine_url}/v1/detokenize", json={"tokens": batch["tokens"]}).json()
+    assert both == {"text": ["a", "b c"]}
+    r = httpx.post(f"{engine_url}/detokenize", json={"tokens": [1, 10**9]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tokens[1]"
+    load = httpx.get(f"{engine_url}/get_load").json()
+    assert load[0]["dp_rank"] == 0 and {"num_reqs", "num_waiting_reqs", "num_tokens"} <= set(load[0])
+    assert httpx.get(f"{engine_url}/flush_cache").status_code in (200, 400)  # GET accepted (400 = sessions open)
+    info = httpx.get(f"{engine_url}/get_server_info").json()
+    assert info["max_total_num_tokens"] == info["internal_states"][0]["max_total_num_tokens"] > 0
+    assert 0 < info["max_req_input_len"] < info["max_total_num_tokens"]
+    gen(engine_url, input_ids=[1, 2], sampling_params={"max_new_tokens": 0})  # no token: e2e latency still observed
+    assert metric(engine_url, "sglang:num_requests_total") >= 1
+    assert metric(engine_url, "sglang:e2e_request_latency_seconds_count") >= 1
+
+
 def test_eviction_spares_pinned_session_then_timeout_and_close_release() -> None:
     proc, url = start_engine("--max-total-tokens", "600", "--chunked-prefill-size", "256")
     try:

@@ -87,6 +87,23 @@ def test_parse_tool_calls_into_openai_shape() -> None:
     assert parse_tool_calls("<tool_call>{not json</tool_call>", {"x"}) == ("<tool_call>{not json</tool_call>", [])
 
 
+def test_truncated_tool_call_is_reported_as_a_call_never_as_markup() -> None:
+    whole = format_tool_call("get_weather", {"city": "Paris"})
+    names = {"get_weather"}
+    # cut inside the arguments: a call with the partial arguments text (OpenAI's shape with finish "length")
+    content, calls = parse_tool_calls("Sure. " + whole[: whole.index("Paris") + 2], names)
+    assert content == "Sure." and [c["function"] for c in calls] == [{"name": "get_weather",
+                                                                       "arguments": '{"city": "Pa'}]  # fmt: skip
+    # JSON complete, closing tag cut: a complete call (SGLang's and vLLM's parsers read it the same)
+    content, calls = parse_tool_calls(whole.removesuffix("</tool_call>"), names)
+    assert content is None and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+    # cut before the name is complete: dropped, nothing shown as prose
+    assert parse_tool_calls("Hm " + whole[:20], names) == ("Hm", [])
+    # a complete call followed by a cut one: both reported, in order
+    _, calls = parse_tool_calls(whole + whole[:-20], names)
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_weather"]
+
+
 class _Template:
     """A stand-in tokenizer that shows what reaches the chat template."""
 

@@ -22,7 +22,7 @@ async def test_prepare_and_run_episode() -> None:
     traj = load_trajectory(await worker.run_episode("j", 2, attempt=2))
     assert (traj.id, traj.episode, traj.attempt, traj.job_id) == (trajectory_id("j", 2, 2), 2, 2, "j")
     assert traj.task_id == load_suite("arith", 3).tasks[2].id and traj.suite == "arith"
-    assert traj.tools == ["python"] and traj.retention_policy == "session" and traj.metadata["worker"] == "w"
+    assert traj.tools == ["calculator"] and traj.retention_policy == "session" and traj.metadata["worker"] == "w"
     assert (await worker.ping())["done"] == 1
     with pytest.raises(KeyError, match="not prepared"):
         await worker.run_episode("other", 0)
@@ -57,6 +57,6 @@ def test_job_agent_gets_suite_tools_and_overrides() -> None:
     suite = load_suite("mixed", 2)
     base = Agent(name="mine", temperature=0.5)
     agent = build_job_agent(JobSpec(max_turns=2, max_new_tokens=32, temperature=None), base, suite)
-    assert [t.name for t in agent.tools] == ["search", "visit", "python"]
+    assert [t.name for t in agent.tools] == ["search", "visit", "calculator"]
     assert (agent.budgets.max_turns, agent.budgets.max_new_tokens, agent.temperature) == (2, 32, 0.5)
     assert base.tools == [] and base.budgets.max_turns == 8  # the given agent is not modified

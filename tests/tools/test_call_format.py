@@ -108,3 +108,90 @@ def test_a_schema_that_is_not_a_json_schema_names_the_tool() -> None:
     assert (info.value.index, info.value.tool) == (1, "f")
     with pytest.raises(ToolSchemaError, match="points at nothing"):
         tool_call_grammar([{"name": "g", "parameters": {"$ref": "#/$defs/Missing"}}])
+
+
+# --- value constraints: pattern, lengths, numeric ranges (tools/regex_ebnf.py, schema_grammar.py) ---
+
+
+def _arg_grammar(prop: dict, options: GrammarOptions | None = None) -> str:
+    schema = {"name": "f", "parameters": {"type": "object", "properties": {"x": prop}, "required": ["x"]}}
+    return tool_call_grammar([schema], options or GrammarOptions(allow_answer=False, max_reasoning_chars=0))
+
+
+def _call(value: str) -> str:
+    return f'<tool_call>{{"name": "f", "arguments": {{"x": {value}}}}}</tool_call>'
+
+
+@pytest.mark.parametrize(
+    ("pattern", "good", "bad"),
+    [
+        (r"^(?:[0-9.+\-*/%^() ]|mod)+$", ["(3 + 4) mod 5", "2^3"], ["x", "", "mo", "3 dom"]),
+        (r"^[a-z]{2,4}\d?$", ["ab", "abcd1"], ["a", "abcde", "ab12", "AB"]),
+        (r"https://wiki\.local/[a-z]+", ["https://wiki.local/kave"], ["https://wikixlocal/k", "https://wiki.local/"]),
+        (r"-?\d+(?:\.\d+)?", ["-12", "3.5"], ["3.", "--1"]),
+        (r"UP|DOWN", ["UP", "DOWN"], ["UPDOWN", "up"]),
+        (r"a\"b.", ['a\\"bz'], ['a\\"b"', 'a\\"b\\\\']),  # quotes escaped; '.' never a quote or backslash
+    ],
+)
+def test_string_patterns_are_enforced(pattern: str, good: list[str], bad: list[str]) -> None:
+    ebnf = _arg_grammar({"type": "string", "pattern": pattern})
+    for text in good:
+        assert accepts(ebnf, _call(f'"{text}"')), text
+    for text in bad:
+        assert not accepts(ebnf, _call(f'"{text}"')), text
+    loose = _arg_grammar({"type": "string", "pattern": pattern}, GrammarOptions(constrain_arguments=False))
+    assert all(accepts(loose, _call(f'"{text}"')) for text in bad if "\\" not in text and '"' not in text)
+
+
+def test_unsupported_patterns_leave_the_string_to_the_tool_and_are_reported_by_the_converter() -> None:
+    from interleaf.tools import RegexNotSupported, regex_to_ebnf
+
+    for pattern in [r"(?=a)b", r"(a)\1", "a{2", "[a", "a)"]:
+        with pytest.raises(RegexNotSupported, match="not supported"):
+            regex_to_ebnf(pattern)
+    for valid_but_unsupported in [r"(?=a)b", r"(a)\1"]:
+        assert accepts(_arg_grammar({"type": "string", "pattern": valid_but_unsupported}), _call('"anything"'))
+
+
+def test_string_lengths_are_enforced() -> None:
+    ebnf = _arg_grammar({"type": "string", "minLength": 2, "maxLength": 4})
+    assert accepts(ebnf, _call('"ab"')) and accepts(ebnf, _call('"abcd"'))
+    assert not accepts(ebnf, _call('"a"')) and not accepts(ebnf, _call('"abcde"'))
+
+
+@pytest.mark.parametrize(
+    ("bounds", "lo", "hi"),
+    [
+        ({"minimum": -5, "maximum": 120}, -5, 120),
+        ({"minimum": 17, "maximum": 342}, 17, 342),
+        ({"minimum": -300, "maximum": -17}, -300, -17),
+        ({"exclusiveMinimum": 0, "exclusiveMaximum": 10}, 1, 9),
+        ({"minimum": 3}, 3, None),
+        ({"maximum": 10}, None, 10),
+    ],
+)
+def test_integer_ranges_are_enforced_exactly(bounds: dict, lo: int | None, hi: int | None) -> None:
+    ebnf = _arg_grammar({"type": "integer", **bounds})
+    first, last = (lo if lo is not None else -1000), (hi if hi is not None else 1000)
+    for v in [*range(first - 25, first + 25), *range(last - 25, last + 25), 10**17, -(10**17)]:
+        inside = (lo is None or v >= lo) and (hi is None or v <= hi)
+        assert accepts(ebnf, _call(str(v))) == inside, v
+    assert not accepts(ebnf, _call("007"))
+
+
+def test_number_minimum_forbids_the_sign_only() -> None:
+    ebnf = _arg_grammar({"type": "number", "minimum": 0})
+    assert accepts(ebnf, _call("2.5")) and accepts(ebnf, _call("1e3"))
+    assert not accepts(ebnf, _call("-2.5"))
+
+
+def test_calculator_schema_restricts_its_expression_to_arithmetic() -> None:
+    from interleaf.tools import calculator
+
+    prop = calculator.parameters["properties"]["expression"]
+    assert prop["pattern"] and prop["maxLength"] == 200
+    ebnf = tool_call_grammar([calculator.openai_schema()], GrammarOptions(allow_answer=False, max_reasoning_chars=0))
+    expression = "((31 mod 34) * (17 + 75 * 27))^2"
+    ok = f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{expression}"}}}}</tool_call>'
+    assert accepts(ebnf, ok)
+    assert not accepts(ebnf, ok.replace("31 mod 34", "x"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from interleaf.tools import (
     Document,
     SandboxLimits,
     ToolContext,
+    ToolError,
     Toolset,
     answer,
     calculator,
@@ -85,9 +87,34 @@ def test_calculator_evaluates(expression, expected):
         ("sqrt(-1)", "math domain error"),
     ],
 )
+def test_evaluate_refuses_with_reason(expression, message):
+    with pytest.raises(ToolError, match=re.escape(message)):
+        evaluate(expression)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("1 / 0", "division by zero"),
+        ("2 ^ 99999999", "exponent 99999999 is too large"),
+        ("10 ^ 5000", "more than 4000 digits"),
+        ("2 +", "cannot parse"),
+    ],
+)
 async def test_calculator_refuses_with_reason(ctx, expression, message):
     res = await Toolset([calculator]).call("calculator", {"expression": expression}, ctx)
     assert res.is_error and res.error_type == "ToolError" and message in res.content
+
+
+@pytest.mark.parametrize("expression", ["x + 1", "sqrt(16)", "__import__('os')", "Compute 2 + 2", "1" * 201])
+async def test_calculator_schema_refuses_what_is_not_arithmetic(ctx, expression):
+    res = await Toolset([calculator]).call("calculator", {"expression": expression}, ctx)
+    assert res.is_error and res.error_type == "ToolArgumentError" and "field 'expression'" in res.content
+
+
+async def test_calculator_reads_mod_and_caret(ctx):
+    res = await Toolset([calculator]).call("calculator", {"expression": "((31 mod 34) * (17 + 75 * 27)) ^ 2"}, ctx)
+    assert (res.content, res.is_error) == (str((31 % 34 * (17 + 75 * 27)) ** 2), False)
 
 
 async def test_answer_tool(ctx):
@@ -147,3 +174,9 @@ def test_visit_keeps_the_passages_that_match_the_goal():
     assert out.startswith("Lead paragraph.") and "founded in 1420" in out
     assert out.endswith("characters of less relevant text omitted]")
     assert focus_on_goal("short", "x", 300) == "short"
+
+
+def test_calculator_closes_parentheses_left_open_at_the_end():
+    assert evaluate("((31 mod 34) * (17 + (75 * 27))") == 31 * (17 + 75 * 27)
+    with pytest.raises(ToolError, match="cannot parse"):
+        evaluate("(2 + 3))")  # one too many is still an error

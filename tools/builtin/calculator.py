@@ -5,13 +5,24 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from interleaf.tools.errors import ToolError
 from interleaf.tools.tool import tool
 
-__all__ = ["calculator", "evaluate"]
+__all__ = ["ARITHMETIC_PATTERN", "calculator", "evaluate"]
+
+ARITHMETIC_PATTERN = r"^(?:[0-9.+\-*/%^() ]|mod)+$"
+"""What the ``calculator`` tool's ``expression`` may hold: numbers, ``+ - * / % ^ ( )``, spaces and
+the word ``mod``. The turn grammar enforces it, so a small model cannot call the calculator with a
+variable name, a function or prose: the arguments it writes are arithmetic. The length cap (200)
+is the tool's own validation: written into the pattern as ``{1,200}``, the bounded repetition of an
+alternation measured up to 17 ms per token mask with xgrammar 0.2.8, against 0.03 ms unbounded."""
+_MOD = re.compile(r"\bmod\b")
 
 _MAX_EXPONENT = 10_000
 _MAX_FACTORIAL = 1_000
@@ -111,8 +122,12 @@ def evaluate(expression: str) -> int | float | complex:
     """Evaluate an arithmetic expression safely; raise ``ToolError`` with the reason otherwise."""
     if len(expression) > _MAX_LENGTH:
         raise ToolError(f"expression is {len(expression)} characters long; the limit is {_MAX_LENGTH}")
+    text = _MOD.sub("%", expression.strip().replace("^", "**"))
+    # Parentheses left open at the end are closed there, as pocket calculators do: a small model
+    # copying a nested expression most often drops the last ")".
+    text += ")" * max(0, text.count("(") - text.count(")"))
     try:
-        tree = ast.parse(expression.strip().replace("^", "**"), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ToolError(f"cannot parse {expression!r}: {exc.msg} at column {exc.offset}") from None
     try:
@@ -126,11 +141,10 @@ def evaluate(expression: str) -> int | float | complex:
 
 
 @tool(name="calculator", timeout_s=5.0, max_output_tokens=256)
-def calculator(expression: str) -> str:
+def calculator(expression: Annotated[str, Field(pattern=ARITHMETIC_PATTERN, max_length=200)]) -> str:
     """Evaluate an arithmetic expression and return the result.
 
     Args:
-        expression: e.g. "2 * (3 + 4) ** 2 / sqrt(16)"; supports + - * / // % ** (or ^), parentheses,
-            sqrt, log, exp, trig functions, factorial, comb, gcd and the constants pi and e.
+        expression: numbers with + - * / % (or mod) and ^ (power), and parentheses, e.g. "(12 + 7) * 3 mod 5".
     """
     return str(evaluate(expression))

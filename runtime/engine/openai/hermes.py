@@ -203,23 +203,44 @@ def tool_call_ebnf(tools: list[ToolDef], *, only: str | None, required: bool, pa
 
 
 def parse_tool_calls(text: str, names: set[str]) -> tuple[str | None, list[dict[str, Any]]]:
-    """Split hermes output into (content, OpenAI tool_calls). A block that is cut off, does not parse,
-    or names a tool not in ``names`` stays content."""
+    """Split hermes output into (content, OpenAI tool_calls).
+
+    A closed block that does not parse, or names a tool not in ``names``, stays content. A block the
+    output ends inside (``max_tokens`` or a stop string cut it) is never content: if its JSON is
+    complete it is a call; if its name is written, a call whose ``arguments`` is the partial JSON text
+    written so far (what OpenAI returns, and what SGLang and vLLM stream, with ``finish_reason``
+    ``"length"``); otherwise it is dropped. docs/engine-openai.md, "Truncated tool calls".
+    """
     calls: list[dict[str, Any]] = []
     kept: list[str] = []
     pos = 0
     for call in parse_calls(text):
-        if not call.closed or call.error is not None or call.name not in names:
+        if call.closed and (call.error is not None or call.name not in names):
             continue
         kept.append(text[pos : call.start])
         pos = call.end
-        calls.append({
-            "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-            "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
-        })  # fmt: skip
+        if call.error is None and call.name in names:
+            calls.append(_openai_call(call.name, json.dumps(call.arguments, ensure_ascii=False)))
+        elif not call.closed and (cut := _cut_call(call.raw, names)) is not None:
+            calls.append(_openai_call(*cut))
     kept.append(text[pos:])
-    content = "".join(kept).strip() if calls else text
+    content = "".join(kept).strip() if pos else text
     return (content or None), calls
+
+
+def _openai_call(name: str, arguments: str) -> dict[str, Any]:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": name, "arguments": arguments}}  # fmt: skip
+
+
+def _cut_call(raw: str, names: set[str]) -> tuple[str, str] | None:
+    """(name, partial arguments text) of a call cut off after its name, as the grammar writes calls."""
+    body = raw.lstrip()
+    for name in names:
+        head = call_head(name)
+        if body.startswith(head):
+            return name, body[len(head) :]
+    return None
 
 
 __all__ = [

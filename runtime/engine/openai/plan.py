@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from interleaf.runtime.engine.grammar import GrammarError
 from interleaf.runtime.engine.openai.hermes import render_prompt, tool_call_ebnf
-from interleaf.runtime.engine.openai.protocol import ChatCompletionIn, NamedToolChoice
-from interleaf.runtime.engine.protocol import BadRequest, SamplingParamsIn
+from interleaf.runtime.engine.openai.protocol import ChatCompletionIn, CompletionIn, NamedToolChoice
+from interleaf.runtime.engine.protocol import BadRequest, GenerateIn, SamplingParamsIn
 from interleaf.runtime.engine.request import Req
 from interleaf.runtime.engine.scheduler import new_request
 
@@ -91,15 +91,12 @@ def build(engine: Engine, body: ChatCompletionIn) -> ChatPlan:
         max_new_tokens=max_new, temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p, top_k=body.top_k, min_p=body.min_p, stop=body.stop,
         sampling_seed=body.seed, frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
-        repetition_penalty=body.repetition_penalty, json_schema=json_schema, ebnf=ebnf,
+        repetition_penalty=body.repetition_penalty, json_schema=json_schema, ebnf=ebnf, ignore_eos=body.ignore_eos,
     )  # fmt: skip
     try:
         params = engine.sampling_params(sp)
-    except BadRequest as exc:  # name the OpenAI field, not the SGLang one
-        param = (exc.param or "").removeprefix("sampling_params.")
-        param = {"max_new_tokens": "max_tokens", "sampling_seed": "seed", "json_schema": "response_format"}.get(
-            param, param)  # fmt: skip
-        raise BadRequest(str(exc).replace(exc.param or "\0", param), param) from exc
+    except BadRequest as exc:
+        raise _openai_named(exc, {"json_schema": "response_format"}) from exc
     req = new_request(uuid.uuid4().hex, ids, params, stream=body.stream)
     if params.constrained:
         field = "tools" if ebnf is not None else "response_format"
@@ -113,4 +110,70 @@ def build(engine: Engine, body: ChatCompletionIn) -> ChatPlan:
     return ChatPlan(req, set(names), parse_tools=use_tools)
 
 
-__all__ = ["ChatPlan", "build"]
+def _openai_named(exc: BadRequest, extra: dict[str, str] | None = None) -> BadRequest:
+    """``exc`` naming the OpenAI field rather than the SGLang one (``max_tokens``, not
+    ``sampling_params.max_new_tokens``)."""
+    param = (exc.param or "").removeprefix("sampling_params.")
+    names = {"max_new_tokens": "max_tokens", "sampling_seed": "seed", **(extra or {})}
+    head, sep, rest = param.partition("[")
+    param = names.get(param, names.get(head, head) + sep + rest)
+    return BadRequest(str(exc).replace(exc.param or "\0", param), param)
+
+
+class CompletionPlan:
+    """One ``/v1/completions`` request as the engine runs it: an engine request per prompt."""
+
+    def __init__(self, reqs: list[Req], prompts: list[str]):
+        self.reqs = reqs
+        """One engine request per prompt, in the order of ``prompt``."""
+        self.prompts = prompts
+        """Each prompt's text, for ``echo`` ("" when ``echo`` is off)."""
+        self.id = f"cmpl-{reqs[0].rid}"
+        """The completion's id."""
+        self.created = int(time.time())
+        """The completion's creation time (Unix seconds)."""
+
+
+def build_completion(engine: Engine, body: CompletionIn) -> CompletionPlan:
+    """The plan for a text completion; raises ``BadRequest`` naming the OpenAI field at fault."""
+    if body.n != 1:
+        raise BadRequest(f"n={body.n} is not supported by the embedded engine; send n requests", "n")
+    if body.logprobs is not None:
+        raise BadRequest("logprobs is not supported by the embedded engine's completions route; use /generate "
+                         "with return_logprob", "logprobs")  # fmt: skip
+    if body.suffix:
+        raise BadRequest("suffix is not supported: the engine does no fill-in-the-middle; drop it", "suffix")
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        items: list[str | list[int]] = [prompt]
+    elif prompt and isinstance(prompt[0], int):
+        items = [prompt]  # type: ignore[list-item]
+    else:
+        items = list(prompt)  # type: ignore[arg-type]
+    if not items:
+        raise BadRequest("prompt: the list of prompts is empty; send at least one", "prompt")
+    if body.stream and len(items) > 1:
+        raise BadRequest(f"prompt: streaming takes one prompt, got {len(items)}; send them as separate requests",
+                         "prompt")  # fmt: skip
+    sp = SamplingParamsIn(
+        max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+        min_p=body.min_p, stop=body.stop, stop_token_ids=body.stop_token_ids, ignore_eos=body.ignore_eos,
+        skip_special_tokens=body.skip_special_tokens, sampling_seed=body.seed,
+        frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
+        repetition_penalty=body.repetition_penalty, json_schema=body.json_schema, regex=body.regex, ebnf=body.ebnf,
+    )  # fmt: skip
+    gen = GenerateIn(sampling_params=sp, stream=body.stream)
+    reqs, prompts = [], []
+    for i, item in enumerate(items):
+        text = item if isinstance(item, str) else None
+        ids = None if isinstance(item, str) else item
+        try:
+            reqs.append(engine.build_request(gen, text, ids))
+        except BadRequest as exc:
+            where = "prompt" if len(items) == 1 else f"prompt[{i}]"
+            raise _openai_named(exc, {"input_ids": where}) from exc
+        prompts.append("" if not body.echo else text if text is not None else engine.tokenizer.decode(ids))
+    return CompletionPlan(reqs, prompts)
+
+
+__all__ = ["ChatPlan", "CompletionPlan", "build", "build_completion"]

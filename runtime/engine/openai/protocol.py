@@ -158,10 +158,68 @@ class ChatCompletionIn(_In):
     """SGLang's extra: drop tokens below this fraction of the likeliest one's probability."""
     repetition_penalty: float = 1.0
     """SGLang's extra: multiplicative penalty on tokens already in the output (1: none)."""
+    ignore_eos: bool = False
+    """SGLang's extra: keep generating past the end-of-sequence token (load tests use it)."""
+
+
+class CompletionIn(_In):
+    """Body of ``POST /v1/completions`` (OpenAI's legacy text completions; SGLang's sampling extras too)."""
+
+    model: str | None = None
+    """Ignored: the engine serves one model."""
+    prompt: str | list[str] | list[int] | list[list[int]]
+    """A text, token ids, or a batch of either (one choice per prompt, ``index`` in order)."""
+    max_tokens: int = Field(default=16, ge=0)
+    """Cap on generated tokens (OpenAI's and SGLang's default: 16)."""
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    """Sampling temperature (0 is greedy)."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    n: int = 1
+    """Choices per prompt; only 1 is supported."""
+    stream: bool = False
+    """Reply as server-sent ``text_completion`` chunks (one prompt only)."""
+    stream_options: StreamOptions | None = None
+    """Options of the stream."""
+    stop: str | list[str] | None = None
+    """Stop strings; generation ends before them."""
+    seed: int | None = None
+    """Sampling seed, for reproducible sampling."""
+    echo: bool = False
+    """Prepend the prompt to the returned text."""
+    logprobs: int | None = None
+    """Refused when set: use ``/generate`` with ``return_logprob`` for logprobs."""
+    suffix: str | None = None
+    """Refused when set: the engine does no fill-in-the-middle."""
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    """Penalty per earlier occurrence of a token in the output."""
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    """Penalty once a token occurred in the output."""
+    user: str | None = None
+    """Ignored (an end-user id for the provider's abuse monitoring)."""
+    top_k: int = -1
+    """SGLang's extra: sample among the k likeliest tokens (-1: all)."""
+    min_p: float = 0.0
+    """SGLang's extra: drop tokens below this fraction of the likeliest one's probability."""
+    repetition_penalty: float = 1.0
+    """SGLang's extra: multiplicative penalty on tokens already in the output (1: none)."""
+    stop_token_ids: list[int] | None = None
+    """SGLang's extra: token ids that end generation."""
+    ignore_eos: bool = False
+    """SGLang's extra: keep generating past the end-of-sequence token (load tests use it)."""
+    skip_special_tokens: bool = True
+    """SGLang's extra: leave special tokens out of the text."""
+    json_schema: str | None = None
+    """SGLang's extra: constrain the text to JSON matching this schema (a JSON string)."""
+    regex: str | None = None
+    """SGLang's extra: constrain the text to this regular expression."""
+    ebnf: str | None = None
+    """SGLang's extra: constrain the text to this EBNF grammar."""
 
 
 __all__ = [
     "ChatCompletionIn",
+    "CompletionIn",
     "FunctionCallIn",
     "FunctionDef",
     "FunctionName",

@@ -1,8 +1,10 @@
-"""The OpenAI route's HTTP face: ``GET /v1/models`` and ``POST /v1/chat/completions``, answered whole
-or streamed as ``chat.completion.chunk`` events."""
+"""The OpenAI route's HTTP face: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/chat/completions``
+and ``POST /v1/completions``, answered whole or streamed as ``chat.completion.chunk`` / ``text_completion``
+events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -11,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from interleaf.runtime.engine.openai.hermes import parse_tool_calls
-from interleaf.runtime.engine.openai.plan import ChatPlan, build
-from interleaf.runtime.engine.openai.protocol import ChatCompletionIn
+from interleaf.runtime.engine.openai.plan import ChatPlan, CompletionPlan, build, build_completion
+from interleaf.runtime.engine.openai.protocol import ChatCompletionIn, CompletionIn
 from interleaf.runtime.engine.request import Req
 from interleaf.tools import CALL_OPEN
 
@@ -134,13 +136,84 @@ async def stream_chunks(engine: Engine, plan: ChatPlan, include_usage: bool) -> 
             engine.scheduler.abort(req.rid, "client disconnected")
 
 
+def text_completion(engine: Engine, plan: CompletionPlan) -> dict[str, Any]:
+    """The ``text_completion`` body of finished requests (one choice per prompt)."""
+    choices = [{"index": i, "text": echo + req.text, "logprobs": None,
+                "finish_reason": "length" if (req.finish_reason or {}).get("type") == "length" else "stop"}
+               for i, (req, echo) in enumerate(zip(plan.reqs, plan.prompts, strict=True))]  # fmt: skip
+    usages = [_usage(engine, req) for req in plan.reqs]
+    usage = {k: sum(u[k] for u in usages) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    if engine.config.enable_cache_report:
+        usage["prompt_tokens_details"] = {"cached_tokens": sum(r.cached_tokens for r in plan.reqs)}
+    return {"id": plan.id, "object": "text_completion", "created": plan.created, "model": engine.model_name,
+            "choices": choices, "usage": usage}  # fmt: skip
+
+
+async def stream_text(engine: Engine, plan: CompletionPlan, include_usage: bool) -> AsyncIterator[bytes]:
+    """SSE ``text_completion`` chunks of one prompt's completion; text that may become a stop string is
+    held back until it cannot."""
+    req = plan.reqs[0]
+    assert req.queue is not None
+
+    def chunk(text: str, finish: str | None = None, usage: dict[str, Any] | None = None) -> bytes:
+        body: dict[str, Any] = {"id": plan.id, "object": "text_completion", "created": plan.created,
+                                "model": engine.model_name,
+                                "choices": [] if usage else [{"index": 0, "text": text, "logprobs": None,
+                                                              "finish_reason": finish}]}  # fmt: skip
+        if usage:
+            body["usage"] = usage
+        return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+    sent = 0
+    try:
+        if plan.prompts[0]:
+            yield chunk(plan.prompts[0])
+        while not req.finished:
+            await req.queue.get()
+            while not req.queue.empty():
+                req.queue.get_nowait()
+            if req.finished:
+                break
+            text = engine.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
+            text = text.rstrip("\ufffd")  # an incomplete UTF-8 sequence: wait for its next token
+            end = len(text) - _held_back(text, req.params.stop)
+            if end > sent:
+                yield chunk(text[sent:end])
+                sent = end
+        problem = _abort_message(req)
+        if problem is not None:
+            yield b"data: " + json.dumps(_error(problem, 500)).encode() + b"\n\n"
+        else:
+            if req.text[sent:]:
+                yield chunk(req.text[sent:])
+            yield chunk("", "length" if (req.finish_reason or {}).get("type") == "length" else "stop")
+            if include_usage:
+                yield chunk("", usage=_usage(engine, req))
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not req.finished:
+            engine.scheduler.abort(req.rid, "client disconnected")
+
+
 def add_openai_routes(app: FastAPI, engine: Engine) -> None:
-    """Mount ``GET /v1/models`` and ``POST /v1/chat/completions`` on the engine's app."""
+    """Mount ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions`` and
+    ``POST /v1/completions`` on the engine's app."""
+
+    def card() -> dict[str, Any]:
+        return {"id": engine.model_name, "object": "model", "created": int(engine.started), "owned_by": "interleaf",
+                "root": engine.model_name, "parent": None, "max_model_len": engine.context_length}  # fmt: skip
 
     @app.get("/v1/models")
     async def models() -> Any:
-        return {"object": "list", "data": [{"id": engine.model_name, "object": "model",
-                                            "created": int(engine.started), "owned_by": "interleaf"}]}  # fmt: skip
+        return {"object": "list", "data": [card()]}
+
+    @app.get("/v1/models/{model:path}", response_model=None)
+    async def model(model: str) -> Any:
+        if model != engine.model_name:
+            return JSONResponse({"error": {"message": f"The model '{model}' does not exist; this engine serves "
+                                           f"'{engine.model_name}'", "type": "invalid_request_error",
+                                           "param": "model", "code": "model_not_found"}}, status_code=404)  # fmt: skip
+        return card()
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionIn) -> Any:
@@ -155,5 +228,20 @@ def add_openai_routes(app: FastAPI, engine: Engine) -> None:
             return JSONResponse(_error(problem, 500), status_code=500)
         return completion(engine, plan)
 
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionIn) -> Any:
+        plan = build_completion(engine, body)
+        for req in plan.reqs:
+            await engine.run(req)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(stream_text(engine, plan, include_usage), media_type="text/event-stream")
+        await asyncio.gather(*(engine.wait(req) for req in plan.reqs))
+        for req in plan.reqs:
+            problem = _abort_message(req)
+            if problem is not None:
+                return JSONResponse(_error(problem, 500), status_code=500)
+        return text_completion(engine, plan)
 
-__all__ = ["add_openai_routes", "completion", "stream_chunks"]
+
+__all__ = ["add_openai_routes", "completion", "stream_chunks", "stream_text", "text_completion"]
