@@ -6,6 +6,7 @@ runtime client's public API (``interleaf.runtime.client.SGLangBackend``).
 """
 
 from interleaf.probes.agent import GridAgent, HiddenStates, parse_hidden_states
+from interleaf.probes.bootstrap import Interval, bootstrap_interval
 from interleaf.probes.dataset import Activations
 from interleaf.probes.generator import key_grid, plain_grid
 from interleaf.probes.gridworld import (
@@ -30,6 +31,7 @@ from interleaf.probes.metrics import (
     paired_test,
     spl,
 )
+from interleaf.probes.navigator import NavigatorConfig, NavigatorLog, train_navigator
 from interleaf.probes.policy import OptimalPolicy
 from interleaf.probes.probe import FittedProbe, ProbeKind, ProbeScore, fit_probe, split_by_group
 from interleaf.probes.probing import policy_consistency, run_probes
@@ -59,6 +61,9 @@ __all__ = [
     "GridRecord",
     "GridState",
     "HiddenStates",
+    "Interval",
+    "NavigatorConfig",
+    "NavigatorLog",
     "OptimalPolicy",
     "PairedTest",
     "ProbeKind",
@@ -72,6 +77,7 @@ __all__ = [
     "action_accuracy",
     "analyse",
     "apply_transform",
+    "bootstrap_interval",
     "build_grids",
     "ece",
     "entropy_bits",
@@ -89,4 +95,5 @@ __all__ = [
     "spl",
     "split_by_group",
     "step_cap",
+    "train_navigator",
 ]

@@ -26,6 +26,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, mean_absolu
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from interleaf.probes.bootstrap import Interval, bootstrap_interval
+
 
 class ProbeKind(StrEnum):
     """Probe model families."""
@@ -64,9 +66,14 @@ class ProbeScore(BaseModel):
     majority_baseline: float | None = None
     """Accuracy of always answering the training split's most frequent label (classification)."""
     r2: float | None = None
-    """Held-out coefficient of determination (regression)."""
+    """Held-out coefficient of determination (regression; averaged over x and y for coordinates)."""
     mae: float | None = None
     """Held-out mean absolute error (regression)."""
+    cell_error: float | None = None
+    """Coordinate targets: mean Euclidean distance (in cells) between decoded and true (x, y)."""
+    interval: Interval | None = None
+    """95 % bootstrap interval of the headline figure (balanced accuracy or R²), resampling held-out grids;
+    its ``warning`` is set when the figure rests on too few grids or rows to mean anything."""
 
 
 def robust_scaler(x: np.ndarray) -> StandardScaler:
@@ -231,9 +238,20 @@ def fit_probe(
         n_test=int(test.size),
         n_classes=0 if regression else int(np.unique(y_train).size),
     )
+    test_groups = groups[test]
     if regression:
-        score.r2 = float(r2_score(y[test].astype(float), pred))
-        score.mae = float(mean_absolute_error(y[test].astype(float), pred))
+        truth = y[test].astype(float)
+        pred = np.asarray(pred, dtype=float).reshape(truth.shape)
+        score.r2 = float(r2_score(truth, pred))
+        score.mae = float(mean_absolute_error(truth, pred))
+        if truth.ndim == 2:
+            score.cell_error = float(np.linalg.norm(pred - truth, axis=1).mean())
+
+        def r2_of(rows: np.ndarray) -> float:
+            t = truth[rows]
+            return float(r2_score(t, pred[rows])) if np.ptp(t, axis=0).max() > 0 else float("nan")
+
+        score.interval = bootstrap_interval(r2_of, test_groups, seed=seed)
     else:
         vals, counts = np.unique(y[train], return_counts=True)
         majority = vals[int(np.argmax(counts))]
@@ -242,4 +260,12 @@ def fit_probe(
             warnings.simplefilter("ignore", UserWarning)
             score.balanced_accuracy = float(balanced_accuracy_score(y[test], pred))
         score.majority_baseline = float(np.mean(y[test] == majority))
+        truth_c = y[test]
+
+        def bal_acc(rows: np.ndarray) -> float:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return float(balanced_accuracy_score(truth_c[rows], pred[rows]))
+
+        score.interval = bootstrap_interval(bal_acc, test_groups, seed=seed)
     return score, probe

@@ -12,6 +12,7 @@ import time
 import numpy as np
 from sklearn.decomposition import PCA
 
+from interleaf.probes.bootstrap import bootstrap_interval
 from interleaf.probes.dataset import Activations, MapSamples, interior_cells, map_samples, step_targets
 from interleaf.probes.gridworld import DELTAS, Action, CellClass, Grid
 from interleaf.probes.policy import cell_distances
@@ -54,7 +55,7 @@ def policy_consistency(
     """Decode the whole interior map at each held-out step and check the agent's action on it."""
     classes = list(probe.classes)
     goal_col = classes.index(CellClass.GOAL.value) if CellClass.GOAL.value in classes else None
-    on_decoded, on_true, cell_hits, cell_total = [], [], 0, 0
+    on_decoded, on_true, cell_hits, cell_total, groups = [], [], 0, 0, []
     for row in test_steps[:max_steps]:
         s = steps[int(row)]
         grid = grids[s.grid_id]
@@ -70,7 +71,10 @@ def policy_consistency(
         goal_p = proba[:, goal_col] if goal_col is not None else np.zeros(len(cells))
         on_decoded.append(goal_col is not None and _decoded_optimal(grid, decoded, goal_p, s))
         on_true.append(s.action in s.optimal)
+        groups.append(s.grid_id)
+    decoded_ok = np.array(on_decoded, dtype=float)
     return ConsistencyScore(
+        interval=bootstrap_interval(lambda r: float(decoded_ok[r].mean()), np.array(groups)) if groups else None,
         layer=layer,
         position=position,
         kind=kind,
@@ -110,15 +114,16 @@ def run_probes(
     train_steps, test_steps = split_by_group(groups, config.test_fraction, rng)
     test_groups = set(groups[test_steps])
     targets = step_targets(steps, records, config.next_k)
-    samples: MapSamples = map_samples(steps, grids, config.cells_per_step, rng)
+    samples: MapSamples = map_samples(steps, grids)
     sample_test = np.isin(groups[samples.step_rows], list(test_groups))
     map_split = (np.nonzero(~sample_test)[0], np.nonzero(sample_test)[0])
     scores: list[ProbeScore] = []
     consistency: list[ConsistencyScore] = []
     notes: list[str] = []
     common = {"pca_dims": None, "seed": config.seed, "zscore": config.pca_dims is None}
+    positions = ("pre", "post") if config.reasoning_chars > 0 else ("pre",)
     for layer in acts.layers:
-        for position in ("pre", "post"):
+        for position in positions:
             t0 = time.perf_counter()
             feats = reduce(acts.features(layer, position), train_steps, config.pca_dims, config.seed)
             for t in targets:
@@ -178,14 +183,15 @@ def run_probes(
 def caveats(config: StudyConfig) -> list[str]:
     """What a reader must know to read the probe table correctly (added to every report)."""
     out = [
-        "goal_position is constant within a grid and the split is by grid, so a held-out grid's goal cell "
-        "is usually a label never seen in training: near-zero scores there are a ceiling of the design.",
-        "the prompt states the agent's coordinates in words ('You are at x=.., y=..'), so agent_position "
-        "can be read from that text, not only from the rendered grid.",
+        "goal_position (cell labels) is constant within a grid and the split is by grid, so a held-out grid's "
+        "goal cell is usually a label never seen in training: near-zero scores there are a ceiling of the "
+        "design; goal_xy (coordinates, R² and mean cell error) is the readable form.",
     ]
-    if config.reasoning_chars <= 0:
+    if config.coordinates:
         out.append(
-            "without reasoning the 'post' positions are the emitted JSON answer itself, so next_action_1 at "
-            "'post' reads the output, not a plan; read plans from 'pre' (and next_action_2+)."
+            "the prompt states the agent's coordinates in words ('You are at x=.., y=..'), so agent_position "
+            "and agent_xy can be read from that text, not only from the rendered grid."
         )
+    if config.reasoning_chars <= 0:
+        out.append("reasoning is off, so there is no 'post-reasoning' position; only 'pre' (end of prompt) is probed.")
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
+from interleaf.probes.bootstrap import Interval
 from interleaf.probes.gridworld import Grid, GridState, Variant
 from interleaf.probes.metrics import GridMetrics, PairedTest
 from interleaf.probes.probe import ProbeScore
@@ -32,22 +33,25 @@ class StudyConfig(BaseModel):
     """Key variants to add (keydoor, keynodoor, twopathkey), ``grids`` per size each, at the middle density."""
     transforms: list[str] = Field(default_factory=list)
     """Transforms (rotate, reflect, transpose, swap) applied to every plain base grid, for the Wilcoxon comparison."""
-    layers: list[int] = Field(default_factory=lambda: [7, 15, 23, 29])
-    """Decoder layers (0-based) whose residual-stream output is captured."""
+    layers: list[int] = Field(default_factory=lambda: [9, 19, 29])
+    """Decoder layers (0-based) whose residual-stream output is captured. The default sits at the paper's
+    relative depths: it probed layers 7, 15, 23 of 24 (1/3, 2/3 and 3/3 of the depth); of SmolLM2's 30
+    layers that is 9, 19, 29."""
     last_k: int = 3
     """Positions captured at the end of the prompt (pre) and of the generation (post)."""
     temperature: float = 1.0
     """Sampling temperature (> 0 so trajectories differ)."""
-    reasoning_chars: int = 0
-    """If > 0, the agent may write up to this many characters of free reasoning before its JSON answer."""
+    reasoning_chars: int = 32
+    """If > 0, the agent writes a reasoning line of up to this many characters before its JSON answer, and
+    'post' is captured after that line, before the answer. 0: no reasoning, only 'pre' is probed."""
+    coordinates: bool = False
+    """State the agent's (x, y) in the prompt. Off by default: probes must read position from the grid."""
     concurrency: int = 8
     """Trajectories run at once (the engine batches their decode steps)."""
     seed: int = 0
     """Seed of grid generation, sampling seeds and probe splits."""
     next_k: int = 2
     """Plan probes decode the agent's actions t, t+1, ..., t+next_k−1."""
-    cells_per_step: int = 6
-    """Random interior cells per step for the cognitive-map probe (plus the agent's and the goal's cell)."""
     pca_dims: int | None = 64
     """PCA components of z-scored activations before probing (None: no PCA)."""
     test_fraction: float = 0.25
@@ -196,6 +200,8 @@ class ConsistencyScore(BaseModel):
     """Fraction of the same actions optimal on the true map (the action accuracy of those steps)."""
     decoded_cell_accuracy: float
     """Fraction of interior cells whose decoded class is right on those steps."""
+    interval: Interval | None = None
+    """95 % bootstrap interval of ``optimal_on_decoded`` over held-out grids (with a too-few-samples warning)."""
 
 
 class StudyReport(BaseModel):

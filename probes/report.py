@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from interleaf.probes.bootstrap import Interval, mean_interval, too_few
 from interleaf.probes.metrics import GridMetrics
 from interleaf.probes.probe import ProbeScore
 from interleaf.probes.records import StudyReport
+
+WARN = "⚠"
+"""Marks a figure that rests on too few samples to mean anything (see interleaf.probes.bootstrap)."""
 
 BEHAVIOUR_COLUMNS = ("action_accuracy", "success", "spl", "mean_entropy", "mean_jsd", "ece")
 
@@ -29,8 +33,33 @@ def _mean(ms: list[GridMetrics], field: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _ci(value: float | None, interval: Interval | None, digits: int = 2) -> str:
+    """``value [low, high]``, with the too-few-samples mark when the interval carries a warning."""
+    if value is None:
+        return "–"
+    text = f"{value:.{digits + 1}f}"
+    if interval is not None and interval.low is not None and interval.high is not None:
+        text += f" [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+    if interval is not None and interval.warning:
+        text += f" {WARN}"
+    return text
+
+
+def mean_with_ci(ms: list[GridMetrics], field: str) -> str:
+    """The mean of ``field`` over grids with its grid-bootstrap interval (one row per grid)."""
+    vals = [(m.grid_id, getattr(m, field)) for m in ms if getattr(m, field) is not None]
+    if not vals:
+        return "–"
+    mean, interval = mean_interval(np.array([v for _, v in vals]), np.array([g for g, _ in vals]))
+    # A grid's metric pools its trajectories: the rows the figure rests on are those trajectories.
+    rows = sum(m.n_trajectories for m in ms)
+    interval.n_rows = rows
+    interval.warning = too_few(interval.n_groups, rows)
+    return _ci(mean, interval)
+
+
 def behaviour_rows(metrics: list[GridMetrics]) -> list[list[str]]:
-    """Mean behavioural metrics per (variant, size, density) over base grids."""
+    """Mean behavioural metrics per (variant, size, density) over base grids, each with a 95 % CI."""
     cells: dict[tuple, list[GridMetrics]] = defaultdict(list)
     for m in metrics:
         if m.transform == "base":
@@ -38,7 +67,7 @@ def behaviour_rows(metrics: list[GridMetrics]) -> list[list[str]]:
     rows = []
     for (variant, size, density), ms in sorted(cells.items()):
         d = "–" if density < 0 else f"{density:g}"
-        rows.append([variant, str(size), d, str(len(ms))] + [_f(_mean(ms, c)) for c in BEHAVIOUR_COLUMNS])
+        rows.append([variant, str(size), d, str(len(ms))] + [mean_with_ci(ms, c) for c in BEHAVIOUR_COLUMNS])
     return rows
 
 
@@ -47,27 +76,48 @@ def score_value(s: ProbeScore) -> float:
     return float(s.r2 if s.regression else s.balanced_accuracy)  # type: ignore[arg-type]
 
 
+def score_ci(s: ProbeScore | None) -> str:
+    """A probe's headline figure with its interval and warning mark."""
+    if s is None:
+        return "–"
+    return _ci(score_value(s), s.interval)
+
+
 def probe_rows(scores: list[ProbeScore]) -> list[list[str]]:
-    """One row per (target, layer, position, kind): probe vs its shuffled-label control."""
+    """One row per (target, layer, position, kind): probe vs its shuffled-label control, with 95 % CIs."""
     real = {(s.target, s.layer, s.position, s.kind.value): s for s in scores if not s.control}
     ctl = {(s.target, s.layer, s.position, s.kind.value): s for s in scores if s.control}
     rows = []
     for key in sorted(real, key=lambda k: (k[0], k[1] or 0, k[2] or "", k[3])):
         s, c = real[key], ctl.get(key)
         if s.regression:
-            rows.append([*map(str, key), "R²", _f(s.r2), _f(c.r2 if c else None), "–", f"MAE {_f(s.mae, 2)}"])
+            detail = f"MAE {_f(s.mae, 2)}"
+            if s.cell_error is not None:
+                detail = f"cell error {_f(s.cell_error, 2)} / ctl {_f(c.cell_error if c else None, 2)}"
+            rows.append([*map(str, key), "R²", score_ci(s), score_ci(c), "–", detail])
         else:
             rows.append(
                 [
                     *map(str, key),
                     "bal. acc",
-                    _f(s.balanced_accuracy),
-                    _f(c.balanced_accuracy if c else None),
+                    score_ci(s),
+                    score_ci(c),
                     _f(s.majority_baseline),
                     f"acc {_f(s.accuracy)} / ctl {_f(c.accuracy if c else None)}",
                 ]
             )
     return rows
+
+
+def warning_lines(report: StudyReport) -> list[str]:
+    """One line per distinct too-few-samples warning among the report's figures."""
+    found = {s.interval.warning for s in report.probe_scores if s.interval is not None and s.interval.warning}
+    found |= {c.interval.warning for c in report.consistency if c.interval is not None and c.interval.warning}
+    base = [m for m in report.grid_metrics if m.transform == "base"]
+    w = too_few(len(base), sum(m.n_trajectories for m in base))
+    if w:
+        found.add(f"behaviour: {w}")
+    return sorted(found)
 
 
 def render_markdown(report: StudyReport) -> str:
@@ -80,9 +130,19 @@ def render_markdown(report: StudyReport) -> str:
         f"per grid, variants {c.variants or 'none'}, transforms {c.transforms or 'none'}",
         f"- temperature {c.temperature}, layers {c.layers}, last {c.last_k} tokens, PCA {c.pca_dims}, "
         f"test share of grids {c.test_fraction}, seed {c.seed}",
+        f"- reasoning: {f'up to {c.reasoning_chars} characters' if c.reasoning_chars > 0 else 'off'}; "
+        f"coordinates in the prompt: {'yes' if c.coordinates else 'no'}",
         f"- {report.n_grids} grids, {report.n_steps} steps, {report.invalid_answers} invalid answers; "
         f"agent {report.agent_s:.0f} s, probes {report.probe_s:.0f} s, total {report.wall_s:.0f} s",
         "",
+        "Every figure is `value [95 % CI]`, the interval from a bootstrap over grids (held-out grids for "
+        f"probes); {WARN} marks a figure on too few grids or rows to mean anything.",
+        "",
+    ]
+    warns = warning_lines(report)
+    if warns:
+        lines += [f"## {WARN} Too few samples", "", *[f"- {w}" for w in warns], ""]
+    lines += [
         "## Behaviour (means over base grids)",
         "",
         *_table(["variant", "size", "density", "grids", *BEHAVIOUR_COLUMNS], behaviour_rows(report.grid_metrics)),
@@ -119,7 +179,8 @@ def render_markdown(report: StudyReport) -> str:
         lines += [
             "## Probes (held-out grids) vs shuffled-label control",
             "",
-            "Balanced accuracy for classification targets, R² for distance; 'majority' is the accuracy of "
+            "Balanced accuracy for classification targets, R² for distance and coordinates (agent_xy, goal_xy: "
+            "R² averaged over x and y; cell error = mean distance in cells); 'majority' is the accuracy of "
             "always answering the most frequent training label.",
             "",
             *_table(
@@ -135,7 +196,7 @@ def render_markdown(report: StudyReport) -> str:
                 s.kind,
                 str(s.n_steps),
                 _f(s.decoded_cell_accuracy),
-                _f(s.optimal_on_decoded),
+                _ci(s.optimal_on_decoded, s.interval),
                 _f(s.optimal_on_true),
             ]
             for s in report.consistency
@@ -241,3 +302,85 @@ def write_report(report: StudyReport, out: Path) -> Path:
     md = out / "report.md"
     md.write_text(render_markdown(report))
     return md
+
+
+def _pooled(metrics: list[GridMetrics], field: str, density: float | None = None) -> str:
+    ms = [m for m in metrics if m.transform == "base" and (density is None or m.density == density)]
+    return mean_with_ci(ms, field)
+
+
+CONSISTENCY_HEADER = [
+    "model",
+    "layer",
+    "position",
+    "map probe",
+    "steps",
+    "cell acc",
+    "optimal on decoded",
+    "optimal on true",
+]
+
+
+def render_comparison(reports: dict[str, StudyReport]) -> str:
+    """Studies side by side (e.g. base model vs navigator): behaviour and probes, each with its 95 % CI."""
+    names = list(reports)
+    lines = [
+        "# Goal-directedness: " + " vs ".join(names),
+        "",
+        *[
+            f"- **{n}**: `{r.model}`, {r.n_grids} grids, {r.n_steps} steps, agent {r.agent_s:.0f} s, "
+            f"probes {r.probe_s:.0f} s"
+            for n, r in reports.items()
+        ],
+        "",
+        f"`value [95 % CI]` from a bootstrap over grids; {WARN} = too few samples to mean anything.",
+        "",
+        "## Behaviour (base grids)",
+        "",
+    ]
+    densities = sorted({m.density for r in reports.values() for m in r.grid_metrics if m.density is not None})
+    rows = []
+    for field in BEHAVIOUR_COLUMNS:
+        for d in [None, *densities] if len(densities) > 1 else [None]:
+            label = "all" if d is None else f"d={d:g}"
+            rows.append([field, label, *[_pooled(r.grid_metrics, field, d) for r in reports.values()]])
+    lines += _table(["metric", "grids", *names], rows)
+    keys = sorted(
+        {(s.target, s.layer, s.position, s.kind.value) for r in reports.values() for s in r.probe_scores},
+        key=lambda k: (k[0], k[1] or 0, k[2] or "", k[3]),
+    )
+    if keys:
+        index = {
+            n: {(s.target, s.layer, s.position, s.kind.value, s.control): s for s in r.probe_scores}
+            for n, r in reports.items()
+        }
+        rows = []
+        for k in keys:
+            row = [*map(str, k)]
+            for n in names:
+                row += [score_ci(index[n].get((*k, False))), score_ci(index[n].get((*k, True)))]
+            rows.append(row)
+        header = ["target", "layer", "position", "kind"]
+        for n in names:
+            header += [f"{n} probe", f"{n} control"]
+        lines += [
+            "## Probes on held-out grids (balanced accuracy; R² for distance, agent_xy, goal_xy)",
+            "",
+            *_table(header, rows),
+        ]
+    cons = [(n, c) for n, r in reports.items() for c in r.consistency]
+    if cons:
+        rows = [
+            [n, str(c.layer), c.position, c.kind, str(c.n_steps), _f(c.decoded_cell_accuracy),
+             _ci(c.optimal_on_decoded, c.interval), _f(c.optimal_on_true)]
+            for n, c in cons
+        ]  # fmt: skip
+        lines += [
+            "## Policy consistency",
+            "",
+            *_table(CONSISTENCY_HEADER, rows),
+        ]
+    warns = sorted({f"{n}: {w}" for n, r in reports.items() for w in warning_lines(r)})
+    if warns:
+        lines += [f"## {WARN} Too few samples", "", *[f"- {w}" for w in warns], ""]
+    return "\n".join(lines)

@@ -113,6 +113,7 @@ async def run_trajectories(
             last_k=config.last_k,
             temperature=config.temperature,
             reasoning_chars=config.reasoning_chars,
+            coordinates=config.coordinates,
         )
 
         async def one(gi: int, rec: GridRecord, grid: Grid, policy: OptimalPolicy, traj: int) -> None:

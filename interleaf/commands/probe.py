@@ -37,13 +37,27 @@ def run(
     trajectories: int = typer.Option(3, help="Sampled trajectories per grid."),
     variants: str = typer.Option("", help="Key variants to add: keydoor,keynodoor,twopathkey."),
     transforms: str = typer.Option("", help="Transforms of each base grid: rotate,reflect,transpose,swap."),
-    layers: str = typer.Option("7,15,23,29", help="Decoder layers (0-based) to capture."),
+    layers: str = typer.Option(
+        "9,19,29", help="Decoder layers (0-based) to capture; default: the paper's relative depths (7/15/23 of 24)."
+    ),
     temperature: float = typer.Option(1.0, help="Sampling temperature (> 0: trajectories differ)."),
-    reasoning_chars: int = typer.Option(0, help="Allow this many characters of free reasoning before the answer."),
+    reasoning_chars: int = typer.Option(
+        32, help="Reasoning line of up to this many characters before the answer ('post' is captured after it); 0: off."
+    ),
+    coordinates: bool = typer.Option(False, help="State the agent's (x, y) in the prompt (off: read from the grid)."),
     concurrency: int = typer.Option(8, help="Trajectories in flight at once."),
     seed: int = typer.Option(0, help="Seed of grids, sampling and probe splits."),
     pca_dims: int = typer.Option(64, help="PCA components before probing (0: none)."),
+    test_fraction: float = typer.Option(0.25, help="Share of base grids held out for probe testing."),
+    probe_kinds: str = typer.Option("linear,mlp", help="Probe families: linear, mlp."),
     engine_url: str | None = typer.Option(None, help="SGLang-protocol server; default: start the embedded engine."),
+    timeout_s: float = typer.Option(120.0, help="Per-request HTTP timeout (raise it on a busy CPU)."),
+    lora_path: str | None = typer.Option(None, help="Serve the embedded engine with this LoRA adapter merged."),
+    navigator: str | None = typer.Option(
+        None,
+        help="Also run the study with this adapter (e.g. probes/data/navigator-lora) and write OUT/comparison.md: "
+        "base model vs navigator side by side.",
+    ),
     out: Path | None = typer.Option(None, help="Output folder; default runs/probes/<UTC time>."),
 ) -> None:
     """Run the study and write report.md, report.json, plots/ and the raw artefacts to OUT."""
@@ -63,10 +77,14 @@ def run(
         layers=_ints(layers, "--layers"),
         temperature=temperature,
         reasoning_chars=reasoning_chars,
+        coordinates=coordinates,
         concurrency=concurrency,
         seed=seed,
         pca_dims=pca_dims or None,
+        test_fraction=test_fraction,
+        probe_kinds=_names(probe_kinds),
         engine_url=engine_url,
+        timeout_s=timeout_s,
     )
     folder = out or runs_dir() / "probes" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     console.print(f"probe study → {folder}")
@@ -74,21 +92,102 @@ def run(
     def progress(done: int) -> None:
         console.print(f"  trajectories done: {done}", highlight=False)
 
+    if navigator is not None and (engine_url is not None or lora_path is not None):
+        raise typer.BadParameter("--navigator starts the embedded engine twice; leave out --engine-url and --lora-path")
+    arms = {"base": lora_path} if navigator is None else {"base": None, "navigator": navigator}
+    reports = {}
     try:
-        with contextlib.ExitStack() as stack:
-            if config.engine_url is None:
-                from interleaf.runtime.engine.process import EngineProcess
+        for name, adapter in arms.items():
+            target = folder if navigator is None else folder / name
+            with contextlib.ExitStack() as stack:
+                cfg = config
+                if config.engine_url is None:
+                    from interleaf.runtime.engine.process import EngineProcess
 
-                console.print("starting the embedded engine (no --engine-url) …")
-                proc = stack.enter_context(EngineProcess(startup_timeout_s=300.0))
-                config = config.model_copy(update={"engine_url": proc.url})
-            report = run_study(config, folder, progress=progress)
+                    extra = ("--lora-path", adapter) if adapter else ()
+                    console.print(f"starting the embedded engine{' with ' + adapter if adapter else ''} …")
+                    proc = stack.enter_context(EngineProcess(*extra, startup_timeout_s=300.0))
+                    cfg = config.model_copy(update={"engine_url": proc.url})
+                reports[name] = run_study(cfg, target, progress=progress)
+            r = reports[name]
+            console.print(f"{name}: {r.n_grids} grids, {r.n_steps} steps in {r.wall_s:.0f} s; {target / 'report.md'}")
     except (ValueError, RuntimeError) as exc:
         console.print(f"[red]probe run failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(
-        f"{report.n_grids} grids, {report.n_steps} steps in {report.wall_s:.0f} s; report: {folder / 'report.md'}"
+    if navigator is not None:
+        from interleaf.probes.report import render_comparison
+
+        (folder / "comparison.md").write_text(render_comparison(reports))
+        console.print(f"comparison: {folder / 'comparison.md'}")
+
+
+@app.command("train-navigator")
+def train_navigator(
+    out: Path = typer.Option(Path("probes/data/navigator-lora"), help="Adapter folder to write."),
+    grids: int = typer.Option(400, help="Training grids (one BFS-optimal trajectory each)."),
+    sizes: str = typer.Option("7", help="Grid sizes of the training grids."),
+    densities: str = typer.Option("0,0.2,0.4", help="Wall densities of the training grids."),
+    seed: int = typer.Option(1000, help="Seed of the training grids (keep it apart from study seeds)."),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    lr: float = typer.Option(1e-3, help="Learning rate."),
+    batch_size: int = typer.Option(8, help="Sequences per optimiser step."),
+    epochs: float = typer.Option(1.0, help="Passes over the examples."),
+    max_minutes: float = typer.Option(30.0, help="Wall-clock budget of the optimisation loop."),
+    model_path: str | None = typer.Option(None, help="Base model (HF dir or .gguf); default SmolLM2-135M-Instruct."),
+) -> None:
+    """Train the positive-control navigator: a LoRA adapter on BFS-optimal grid trajectories (CPU)."""
+    import shlex
+    import sys
+
+    from interleaf.probes.navigator import NavigatorConfig
+    from interleaf.probes.navigator import train_navigator as train
+    from interleaf.runtime.engine.model_store import resolve_model
+
+    config = NavigatorConfig(
+        sizes=_ints(sizes, "--sizes"),
+        densities=_floats(densities, "--densities"),
+        grids=grids,
+        seed=seed,
+        rank=rank,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_minutes=max_minutes,
     )
+    base = resolve_model(model_path).path
+
+    def progress(step: int, total: int, loss: float) -> None:
+        typer.echo(f"step {step}/{total} loss {loss:.4f}")
+
+    command = "interleaf probe " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train-navigator") :])
+    log = train(config, base, out, command=command, progress=progress)
+    typer.echo(
+        f"{log.examples} examples, {log.optimiser_steps} steps ({log.epochs_done:.2f} epochs) in {log.wall_s:.0f} s; "
+        f"loss {log.loss_first:.3f} -> {log.loss_last:.3f}; adapter {log.adapter_bytes / 1e6:.1f} MB in {out}"
+    )
+
+
+@app.command("compare")
+def compare(
+    folders: list[Path] = typer.Argument(..., help="Study folders with report.json, e.g. OUT/base OUT/navigator."),
+    out: Path | None = typer.Option(None, help="Write the markdown here (default: print it)."),
+) -> None:
+    """Studies side by side: behaviour and probes with their 95 % CIs (names are the folder names)."""
+    from interleaf.probes import StudyReport
+    from interleaf.probes.report import render_comparison
+
+    reports = {}
+    for f in folders:
+        path = f / "report.json"
+        if not path.exists():
+            raise typer.BadParameter(f"{f}: no report.json; run `interleaf probe run` (or `probe report`) first")
+        reports[f.name] = StudyReport.model_validate_json(path.read_text())
+    text = render_comparison(reports)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text)
+        typer.echo(str(out))
 
 
 @app.command("report")

@@ -106,6 +106,7 @@ def test_pipeline_with_a_scripted_engine_finds_the_planted_distance(tmp_path: Pa
         layers=[3, 5],
         pca_dims=None,
         probe_kinds=["linear"],
+        reasoning_chars=0,
     )
     grids = build_grids(config)
     assert len(grids) == 2 * 3 * 2  # base + rotated per plain grid
@@ -119,16 +120,17 @@ def test_pipeline_with_a_scripted_engine_finds_the_planted_distance(tmp_path: Pa
         assert t.success or t.length == cap
     save_run(tmp_path, grids, col)
     report = analyse(tmp_path, config, model="scripted", engine_url="scripted")
-    assert (tmp_path / "report.md").read_text().count("| distance |") == 4
+    # Without reasoning there is no post-reasoning position: only 'pre' is probed (2 layers x 1 position).
+    assert (tmp_path / "report.md").read_text().count("| distance |") == 2
     assert (tmp_path / "plots" / "probes.png").stat().st_size > 0
     scores = {(s.target, s.layer, s.position, s.control): s for s in report.probe_scores}
     for layer in (3, 5):
         assert scores[("distance", layer, "pre", False)].r2 > 0.8
         assert scores[("distance", layer, "pre", True)].r2 < 0.2
-        assert scores[("distance", layer, "post", False)].r2 < 0.2
+        assert ("distance", layer, "post", False) not in scores
     assert {t.transform for t in report.paired_tests} == {"rotate"}
     assert all(m.key_pickup is None for m in report.grid_metrics)
-    assert len(report.consistency) == 4
+    assert len(report.consistency) == 2
 
 
 def test_stock_sglang_hidden_states_are_read_as_last_layer_only() -> None:
