@@ -48,6 +48,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["report", "no-such-file.jsonl"], "no-such-file.jsonl"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         (["jobs", "submit", "--server", "localhost:8080"], "give the server's base URL"),
+        (["engine", "serve", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["engine", "serve", "--mem-fraction-static", "2"], "--mem-fraction-static: Input should be less than 1"),
     ],
 )
 def test_user_errors_are_one_line_on_stderr_with_exit_2(

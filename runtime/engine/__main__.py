@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
+
+from pydantic import ValidationError
 
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.executor import executor_names
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag or value is one line on stderr and exit status 2, as every other interleaf command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="interleaf engine serve",
         description="Serve an SGLang-compatible engine on CPU (a real model) or a simulated GPU (--executor sim).",
     )
@@ -45,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: list[str] | None = None) -> EngineConfig:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return _config(a)
+    except ValidationError as exc:  # a value argparse let through (e.g. --mem-fraction-static 2)
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        parser.error(problems)
+
+
+def _config(a: argparse.Namespace) -> EngineConfig:
     on = not a.sglang_defaults
     return EngineConfig(
         host=a.host, port=a.port, model_path=a.model_path, served_model_name=a.served_model_name, dtype=a.dtype,
