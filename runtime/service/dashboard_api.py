@@ -38,9 +38,9 @@ import httpx
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from interleaf.runtime.jobs.store import JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import JobEventType, JobRecord, JobStatus, JobStore
 from interleaf.runtime.service.errors import error_responses
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
@@ -266,6 +266,10 @@ class ServerSeries(BaseModel):
     it now (None when the server does not answer ``/server_info``)."""
     max_total_num_tokens: int | None
     """The server's KV pool size (``/server_info``), when it answered."""
+    engine_kv_used: list[float | None] = Field(default_factory=list)
+    """The engine's KV slots in use (all clients, radix cache included) per bin, from the job's
+    ``servers_sampled`` events (the last sample up to the bin's end; None before the first or where the
+    engine did not report it). Empty when the job recorded no samples."""
     turns: int
     """LLM calls served."""
     hit_rate: float | None
@@ -511,6 +515,24 @@ def _distribution(values: list[float]) -> Distribution:
     )
 
 
+def _sampled_series(points: list[tuple[float, float]], t0: float, t1: float) -> list[float | None]:
+    """The last sampled value up to the end of each of ``SERIES_POINTS`` bins over [t0, t1] (None before
+    the first sample)."""
+    if not points or t1 <= t0:
+        return []
+    points = sorted(points)
+    width = (t1 - t0) / SERIES_POINTS
+    out: list[float | None] = []
+    k, last = 0, None
+    for b in range(SERIES_POINTS):
+        edge = t0 + b * width
+        while k < len(points) and points[k][0] <= edge + width:
+            last = points[k][1]
+            k += 1
+        out.append(last)
+    return out
+
+
 def _peak_series(intervals: list[tuple[float, float, float]], t0: float, t1: float) -> list[float]:
     """Peak of the summed intervals within each of ``SERIES_POINTS`` bins over [t0, t1]."""
     if not intervals or t1 <= t0:
@@ -554,6 +576,23 @@ class DashboardData:
 
     async def episode_ids(self, job_id: str) -> list[int]:
         return await self.store.episode_ids(job_id)
+
+    async def kv_samples(self, job_id: str) -> dict[str, list[tuple[float, float]]]:
+        """Per backend, (Unix time, the engine's KV tokens in use) from the job's ``servers_sampled`` events."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        after = "0-0"
+        while True:
+            batch = await self.store.read_events(job_id, after=after, count=1000)
+            if not batch:
+                return out
+            after = batch[-1][0]
+            for _, event in batch:
+                if event.type != JobEventType.SERVERS_SAMPLED:
+                    continue
+                for url, sample in (event.data.get("servers") or {}).items():
+                    used = sample.get("kv_used_tokens") if isinstance(sample, dict) else None
+                    if used is not None:
+                        out.setdefault(url, []).append((event.ts, float(used)))
 
     async def raw(self, job_id: str, episodes: list[int]) -> list[str | None]:
         return await self.store.get_trajectories_raw(job_id, episodes)
@@ -747,10 +786,12 @@ def dashboard_router(store: JobStore) -> APIRouter:
         ends = [b for s in traces.values() for _, b, _ in s.in_flight + s.held]
         t0, t1 = (min(starts), max(ends)) if starts else (0.0, 0.0)
         fraction = float(record.spec.get("kv_budget_fraction") or 0.5)
+        samples = await data.kv_samples(job_id)
         out = []
         for url, s in sorted(traces.items()):
             capacity = await data.server_capacity(url) if url in record.spec.get("backend_urls", []) else None
             held = _peak_series(s.held, t0, t1)
+            used = _sampled_series(samples.get(url, []), t0, t1)
             out.append(
                 ServerSeries(
                     url=url,
@@ -759,6 +800,7 @@ def dashboard_router(store: JobStore) -> APIRouter:
                     in_flight=_peak_series(s.in_flight, t0, t1),
                     budget_tokens=fraction * capacity if capacity else None,
                     max_total_num_tokens=capacity,
+                    engine_kv_used=used,
                     turns=s.turns,
                     hit_rate=s.cached_reported / s.prompt_reported if s.prompt_reported else None,
                     recomputed_tokens=s.recomputed,
@@ -776,8 +818,9 @@ def dashboard_router(store: JobStore) -> APIRouter:
             span_s=t1 - t0,
             servers=out,
             approximations=[
-                "rebuilt from each turn's timings (start = episode start + earlier calls and pauses), not sampled "
-                "from the engine: the engine's own KV use (other clients, radix cache) is not recorded",
+                "held and in-flight KV are rebuilt from each turn's timings (start = episode start + earlier calls "
+                "and pauses); the engine's own KV in use (all clients, radix cache) is sampled every few seconds "
+                "while the job runs (servers_sampled events) and drawn as steps",
                 "a hold lasts the whole tool pause; one released during it (TTL) ends at its predicted pause",
                 "in-flight KV counts a call's full context + generated tokens from its start to its end",
             ],

@@ -178,6 +178,12 @@ async def store_synthetic_job(
         for e in range(done):
             data = {"attempt": 1, "termination": "answered", "score": 1.0, "turns": turns}
             await store.add_event(JobEvent(type=JobEventType.EPISODE_FINISHED, job_id=job_id, episode=e, data=data))
+    # The runner's KV samples (the engine's KV in use on each server), every 0.7 s of the ~9 s this job spans.
+    for k in range(13):
+        servers = {url: {"kv_used_tokens": 1000.0 * (k + 1) + 500 * i} for i, url in enumerate(SERVERS)}
+        await store.add_event(
+            JobEvent(type=JobEventType.SERVERS_SAMPLED, job_id=job_id, ts=t0 + 0.7 * k, data={"servers": servers})
+        )
     finished = None if status == JobStatus.RUNNING else t0 + 0.05 * n + 10
     await store.update_job(job_id, status=status, started_at=t0, finished_at=finished, n_correct=correct)
 

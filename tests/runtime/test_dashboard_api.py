@@ -122,6 +122,9 @@ def test_servers_view_counts_waits_failovers_and_holds(api: str) -> None:
     for s in v["servers"]:
         assert len(s["t"]) == len(s["held"]) == len(s["in_flight"])
         assert 0 < s["peak_held"] <= max(s["in_flight"]) * 2 and s["budget_tokens"] is None  # servers not up
+        # The engine's own KV in use, from the job's servers_sampled events, as steps over the same bins.
+        used = [x for x in s["engine_kv_used"] if x is not None]
+        assert len(s["engine_kv_used"]) == len(s["t"]) and used == sorted(used) and used[-1] >= 13000
     none = get(api, f"/v1/dashboard/jobs/{indexed(api, NONE)['job']['id']}/servers")
     assert all(s["peak_held"] == 0 for s in none["servers"])  # retention none never holds
 
