@@ -264,8 +264,6 @@ def _bwrap_argv(bwrap: str, limits: SandboxLimits, boot_fd: int, seccomp_fd: int
             argv += ["--ro-bind", path, path]
     for path in _ETC_PATHS:
         argv += ["--ro-bind-try", path, path]
-    for path in _interpreter_paths((os.path.dirname(bwrap),)):
-        argv += ["--ro-bind", os.path.realpath(path), path]
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
@@ -274,6 +272,11 @@ def _bwrap_argv(bwrap: str, limits: SandboxLimits, boot_fd: int, seccomp_fd: int
         "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
         "--dir", sandbox_boot.SANDBOX_WORKDIR,
         "--ro-bind-data", str(boot_fd), _BOOT_IN_SANDBOX,
+    ]  # fmt: skip
+    # After the private /tmp: an interpreter or virtualenv that lives under /tmp stays reachable (read-only).
+    for path in _interpreter_paths((os.path.dirname(bwrap),)):
+        argv += ["--ro-bind", os.path.realpath(path), path]
+    argv += [
         "--remount-ro", "/",
         "--chdir", sandbox_boot.SANDBOX_WORKDIR,
         "--clearenv",
