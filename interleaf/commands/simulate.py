@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -25,23 +26,39 @@ def simulate(
     chunked_prefill_size: int = typer.Option(8192, "--chunked-prefill-size", help="Prefill chunk, real tokens."),
     max_running: int = typer.Option(64, "--max-running-requests", help="Concurrent requests per server."),
     seed: int = typer.Option(0, "--seed"),
+    jobs: int = typer.Option(
+        0, "--jobs", "-j", help="Policies simulated at once, one process each (0 = one per CPU core)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    capacity: float | None = typer.Option(
+        None,
+        "--capacity",
+        help="Capacity planning: the fewest servers meeting this JCT target (seconds), per "
+        "policy; each server's KV from its GPU's memory. --servers is then the smallest count tried.",
+    ),
+    capacity_stat: str = typer.Option(
+        "mean", "--capacity-stat", help="JCT statistic the target applies to: mean | p50 | p95."
+    ),
+    max_servers: int = typer.Option(256, "--max-servers", help="Largest server count --capacity tries."),
 ) -> None:
     """Replay a workload against simulated servers once per retention policy; print JCT, makespan, recompute."""
+    from interleaf.runtime.engine.sim import SIM_CONTEXT_LENGTH
     from interleaf.runtime.simulate import (
         SHAPES,
         SimulationReport,
         SimulationSetup,
         TraceError,
         check_policy,
+        fit_context,
         generate,
         load_trace,
         render,
         sessions,
-        simulate_policy,
+        simulate_policies,
     )
     from interleaf.runtime.simulate.simulation import peak_context, server_kv_tokens
 
+    cut = 0
     if agents < 1 or servers < 1 or token_block < 1:
         raise typer.BadParameter(f"--agents={agents}, --servers={servers}, --token-block={token_block} must be >= 1")
     try:
@@ -50,6 +67,7 @@ def simulate(
             scripts = sessions(generate(workload, agents, seed=seed, turns=turns))
         elif Path(workload).exists():
             scripts = sessions(load_trace(workload))[:agents]
+            scripts, cut = fit_context(scripts, SIM_CONTEXT_LENGTH)
         else:
             raise ValueError(f"--workload {workload!r} is neither one of {sorted(SHAPES)} nor a trace file")
         setup = SimulationSetup(
@@ -59,17 +77,35 @@ def simulate(
         )  # fmt: skip
     except (TraceError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if capacity is not None:
+        from interleaf.runtime.simulate import plan_capacity, render_plan
+
+        if capacity_stat not in ("mean", "p50", "p95"):
+            raise typer.BadParameter(f"--capacity-stat {capacity_stat!r} is not one of mean, p50, p95")
+        for name in names:
+            try:
+                plan = plan_capacity(
+                    scripts, name, setup, target_s=capacity, statistic=capacity_stat,  # type: ignore[arg-type]
+                    min_servers=servers, max_servers=max(servers, max_servers),
+                    on_probe=lambda p: typer.echo(f"[{p.servers} servers: JCT {capacity_stat} {p.jct_s:.1f} s, "
+                                                  f"{p.result.wall_s:.0f} s wall]", err=True),
+                )  # fmt: skip
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+            typer.echo(plan.model_dump_json(indent=2) if as_json else render_plan(plan))
+        return
     report = SimulationReport(
         workload=workload,
         agents=len(scripts),
         peak_context_tokens=peak_context(scripts),
+        turns_cut=cut,
         kv_tokens_per_server=server_kv_tokens(scripts, setup),
         tool_floor_s=max(s.tool_time_s for s in scripts),
         setup=setup,
         results=[],
     )
-    for name in names:
-        report.results.append(simulate_policy(scripts, name, setup))
-        if not as_json:
-            typer.echo(f"[{name}: done in {report.results[-1].wall_s:.0f} s wall]", err=True)
+    for result in simulate_policies(scripts, names, setup, jobs=jobs or os.cpu_count() or 1):
+        report.results.append(result)
+        typer.echo(f"[{result.policy}: done in {result.wall_s:.0f} s wall]", err=True)
+    report.results.sort(key=lambda r: names.index(r.policy))
     typer.echo(report.model_dump_json(indent=2) if as_json else render(report))

@@ -12,8 +12,10 @@ Admission control keeps the set of holding episodes small enough to finish withi
   Remaining turns: the mean length of the episodes this pool has finished, capped by the episode's
   ``max_turns`` hint; before any has finished, the hint (else one more turn);
 * episodes are admitted first come, first served while the admitted projections fit the budget;
-  the others wait before their turn (their prefix stays in the server's unpinned radix cache,
-  which nothing pinned can take: held KV is at most the budget);
+  the others wait before their turn while the server is saturated (their prefix stays in the
+  server's unpinned radix cache, which nothing pinned can take: held KV is at most the budget) —
+  program-level FCFS, after Continuum — and run without a session, keeping their place in the queue,
+  while it has spare capacity (the caller's ``saturated`` test): waiting on an idle GPU only loses time;
 * when the projections outgrow the budget (the estimate learned that turns are bigger), the most
   recently admitted episodes are **suspended**: a paused hold is released at once, a running turn's
   at its next pause; they wait at the head of the queue, in their original order (no starvation);
@@ -132,10 +134,14 @@ class EpisodeAdmission:
         max_turns: int | None,
         prior_growth: int,
         alive: Callable[[], bool] = lambda: True,
+        saturated: Callable[[], bool] | None = None,
     ) -> float:
         """Wait until ``key`` is admitted; returns the seconds waited.
 
         ``context``: tokens the turn about to run will hold (context + delta + max_new_tokens).
+        ``saturated``: wait only while it says the server is saturated; when it says not (the server has
+        spare capacity), return without admission — ``key`` keeps its place in the queue and the caller
+        runs the turn without a session (work-conserving: nobody idles while the GPU could serve them).
         Raises :class:`AdmissionAbandoned` when ``alive()`` turns false while waiting (server down).
         """
         entry = self.admitted.get(key)
@@ -148,7 +154,7 @@ class EpisodeAdmission:
         # The turn about to run is counted in ``context``: project from after it.
         entry.context, entry.turns_done, entry.prior_growth = context, turns_done + 1, prior_growth
         self._fill()
-        if key in self.admitted:
+        if key in self.admitted or (saturated is not None and not saturated()):
             return 0.0
         self.waits += 1
         loop = asyncio.get_running_loop()
@@ -157,10 +163,14 @@ class EpisodeAdmission:
             while key not in self.admitted:
                 if not alive():
                     raise AdmissionAbandoned(self.server, key)
+                if saturated is not None and not saturated():
+                    break  # spare capacity now: run without a session, keep the place in the queue
                 changed = self._changed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), _RECHECK_S)
-                self._fill()
+                # No _fill() here: every change that can admit (leave, update, rebalance, a new
+                # entry) fills the queue itself; hundreds of waiters each re-filling on every
+                # wake-up was most of a 1,000-agent simulation's time.
         except BaseException:
             if self.waiting.get(key) is entry:
                 del self.waiting[key]
@@ -217,6 +227,11 @@ class EpisodeAdmission:
             admitted_any = True
         self.peak_admitted = max(self.peak_admitted, len(self.admitted))
         if admitted_any:
+            self._notify()
+
+    def poke(self) -> None:
+        """Wake the waiters to re-check (the server's load figures changed)."""
+        if self.waiting:
             self._notify()
 
     def _notify(self) -> None:

@@ -95,6 +95,8 @@ class EpisodeModel:
         recomputed = conv.recomputed(result.prompt_tokens, result.cached_tokens)
         if outcome.failover_from is not None:
             self.pool.reprefill_tokens += recomputed
+        if not outcome.in_session and conv.turns > 0:  # a later turn without a session: did its prefix survive?
+            self.pool.observe_stateless(result.server, recomputed=recomputed, context=len(conv.ids))
         conv.commit(delta, result.output_ids, result.request_id)
         self.pool.observe_call(result.server, result.prompt_tokens - result.cached_tokens + result.completion_tokens)
         self.hold.turn_done(result.server, added=len(delta) + result.completion_tokens)

@@ -28,6 +28,11 @@ from interleaf.runtime.client.sglang import SGLangBackend, Transport
 from interleaf.runtime.tokenizer import load_tokenizer
 
 _INGEST_HALF_LIFE_S = 10.0
+_SATURATED_BUSY = 0.9
+"""A server whose scrapes found requests running this share of the time (smoothed) is saturated."""
+_THRASHING = 0.2
+"""Admission control makes episodes wait (rather than run without a session) only on a server where later
+turns without a session recently recomputed at least this share of their earlier context."""
 
 
 @dataclass
@@ -48,6 +53,40 @@ class _IngestRate:
         self.last_total, self.last_at = total, at
 
 
+@dataclass
+class _BusyShare:
+    """Exponentially weighted share of ``/metrics`` scrapes that found the server running or queueing work:
+    an estimate of how busy its GPU is (it is busy whenever a request is prefilling or decoding)."""
+
+    share: float = 0.0
+    last_at: float | None = None
+
+    def sample(self, busy: bool, at: float) -> None:
+        if self.last_at is None:
+            self.share = float(busy)
+        elif at > self.last_at:
+            weight = 1 - 0.5 ** ((at - self.last_at) / _INGEST_HALF_LIFE_S)
+            self.share += weight * (float(busy) - self.share)
+        self.last_at = at
+
+
+@dataclass
+class _LostShare:
+    """Running share of their earlier context that later turns without a session had to recompute (the
+    radix cache lost it meanwhile), weighted by context and decayed per observation."""
+
+    recomputed: float = 0.0
+    context: float = 0.0
+
+    def sample(self, recomputed: int, context: int, decay: float = 0.95) -> None:
+        self.recomputed = decay * self.recomputed + recomputed
+        self.context = decay * self.context + context
+
+    @property
+    def share(self) -> float:
+        return self.recomputed / self.context if self.context > 0 else 0.0
+
+
 class BackendPool:
     """N servers behind a sticky router, each with a bounded KV budget, one retention policy."""
 
@@ -65,6 +104,7 @@ class BackendPool:
         estimator: ToolDurationEstimator | None = None,
         admission: bool = True,
         admission_overcommit: float = 1.0,
+        admission_defer: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= kv_budget_fraction <= 1.0:
@@ -93,6 +133,9 @@ class BackendPool:
             url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens), clock=clock)
             for url, b in self.backends.items()
         }
+        self.admission_defer = admission_defer
+        """A turn not admitted yet waits only while its server is saturated (``saturated``); otherwise it
+        runs without a session and keeps its place in the queue. False: it always waits."""
         self.growth = GrowthEstimate()
         self.admissions: dict[str, EpisodeAdmission] = {}
         if admission and self.policy.uses_sessions:
@@ -113,6 +156,8 @@ class BackendPool:
         self._ingest = {url: _IngestRate() for url in self.backends}
         self._client_ingest = {url: _IngestRate() for url in self.backends}
         self._client_totals: Counter[str] = Counter()
+        self._busy = {url: _BusyShare() for url in self.backends}
+        self._lost = {url: _LostShare() for url in self.backends}
         self.capability_gaps: list[CapabilityGap] = [
             gap for b in backends for gap in retention_gaps(self.policy.name, b.info)
         ]
@@ -138,9 +183,10 @@ class BackendPool:
 
         ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
         first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
-        session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit (see the
-        constructor; ``admission=False`` turns episode admission control off: every episode may try to
-        hold; ``admission_overcommit`` > 1 lets the admitted projections exceed the budget by that factor).
+        session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit, admission_defer
+        (see the constructor; ``admission=False`` turns episode admission control off: every episode may try
+        to hold; ``admission_overcommit`` > 1 lets the admitted projections exceed the budget by that factor;
+        ``admission_defer=False`` makes a turn not admitted wait even when its server has spare capacity).
         """
         if not urls:
             raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
@@ -188,11 +234,11 @@ class BackendPool:
         """Admission bookkeeping after a turn: learn the growth, re-project, suspend or admit."""
         if added is not None:
             self.growth.observe_turn(added)
-        for url, admission in self.admissions.items():
-            if url == server:
-                admission.update(episode_id, context=context, turns_done=turns_done)
-            else:
-                admission.rebalance()
+        # Only this server's admission re-projects now; the others pick up the new growth estimate at
+        # their own next turn (re-projecting every server after every turn made a turn cost O(episodes)).
+        admission = self.admissions.get(server)
+        if admission is not None:
+            admission.update(episode_id, context=context, turns_done=turns_done)
 
     def _suspended(self, budget: KVBudget, episode_id: str, reason: str) -> None:
         """Admission control suspended an episode: a paused hold goes now (a running turn's at its pause)."""
@@ -219,7 +265,32 @@ class BackendPool:
                 total = metrics.ingested_tokens_total
                 if total is not None:
                     self._ingest[url].sample(total, metrics.at)
+                running, queued = metrics.get("num_running_reqs"), metrics.get("num_queue_reqs")
+                if running is not None:
+                    self._busy[url].sample(running + (queued or 0.0) > 0, metrics.at)
+                if url in self.admissions and not self.saturated(url):
+                    self.admissions[url].poke()  # spare capacity: waiters may run without a session
         return ok
+
+    def observe_stateless(self, url: str, *, recomputed: int, context: int) -> None:
+        """A later turn ran on ``url`` without a session: ``recomputed`` of its ``context`` earlier tokens
+        were lost from the radix cache meanwhile."""
+        self._lost[url].sample(recomputed, context)
+
+    def saturated(self, url: str) -> bool:
+        """Whether a turn that admission control cannot admit should wait on ``url`` rather than run now
+        without a session (``admission_defer``): when the server is thrashing — later turns without a
+        session recently recomputed ≥ 20% of their context, so one more would mostly redo lost work — and it
+        has no spare capacity: at its last ``/metrics`` scrape requests were queued (its KV or batch was
+        full) or its scrapes found it busy ≥ 90% of the time lately, or nothing is known yet."""
+        if self._lost[url].share < _THRASHING:
+            return False
+        metrics = self.last_metrics.get(url)
+        queued = metrics.get("num_queue_reqs") if metrics is not None else None
+        if queued is None or queued > 0:
+            return True
+        busy = self._busy[url]
+        return busy.last_at is not None and busy.share >= _SATURATED_BUSY
 
     def observe_call(self, url: str, ingested_tokens: int) -> None:
         """Client-side ingest figures (used when a server serves no /metrics)."""

@@ -4,7 +4,8 @@ Three claims, taken and given back together: the streaming session that pins the
 KV, the tokens the pool's :class:`~interleaf.runtime.client.kv_budget.KVBudget` counts for it, and
 the episode's slot in admission control (:mod:`interleaf.runtime.client.admission`).
 
-* Before a turn (:meth:`SessionHold.open_or_grow`): wait for admission, reserve the turn's tokens
+* Before a turn (:meth:`SessionHold.open_or_grow`): wait for admission (or, when the server has spare
+  capacity, run the turn without a session for now: deferred), reserve the turn's tokens
   in the budget, open a session (or grow the held one); when the budget refuses, the turn runs
   without a session (recorded ``denied``).
 * At a tool pause (:meth:`SessionHold.pause`): the retention policy holds the session (preemptable,
@@ -53,6 +54,8 @@ class SessionHold:
         self._paused_at: float | None = None
         self._paused_tools: list[str] = []
         self._ttl_task: asyncio.Task | None = None
+        self._deferred = False
+        """This turn runs without a session because admission control deferred the episode."""
         self._unsupported_noted: set[str] = set()
         """Servers whose missing capability this episode has recorded already (once each)."""
 
@@ -76,11 +79,15 @@ class SessionHold:
             record = self._unsupported(pool.backends[conv.server], predicted_pause_s=expected)
         elif conv.session_id is None or conv.server is None:
             decision = policy.decide(self._context(tools, expected))
+            why = (
+                "no session to hold: admission control has not admitted the episode yet (the server had "
+                "spare capacity, so the turn ran without a session rather than wait)"
+                if self._deferred
+                else "no session to hold: the KV budget refused one at this turn's start"
+            )
             record = self._record(
                 RetentionDecision.DENIED if decision.hold else RetentionDecision.RELEASE,
-                "no session to hold: the KV budget refused one at this turn's start"
-                if decision.hold
-                else decision.reason,
+                why if decision.hold else decision.reason,
                 predicted_pause_s=expected,
             )
         elif not self._admitted(conv.server):
@@ -130,6 +137,7 @@ class SessionHold:
         """Make sure the turn runs in a session with ``need`` tokens of budget, or in none."""
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         budget = pool.budgets[backend.url]
+        self._deferred = False
         if not policy.uses_sessions:
             return
         if not backend.info.streaming_sessions:
@@ -145,6 +153,11 @@ class SessionHold:
             records.append(self._suspend_record(f"before turn {conv.turns} ({len(conv.ids)} tokens released)"))
         if conv.session_id is None:
             await self._admit(backend.url, need, max_new, records)
+            if not self._admitted(backend.url):
+                # Deferred: the server has spare capacity, so the turn runs now without a session.
+                self._deferred = True
+                pool.decisions["deferred"] += 1
+                return
         if conv.session_id is not None:
             own = budget.holds.get(self.episode_id)
             value = own.value if own is not None else 0.0
@@ -250,7 +263,8 @@ class SessionHold:
         held = len(conv.ids)
         sid = conv.detach_session()
         if sid is not None and conv.server is not None:
-            with contextlib.suppress(BackendError):
+            # Best effort, as close_session(): a close that times out must not fail the release task.
+            with contextlib.suppress(BackendError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.pool.backends[conv.server].close_session(sid), _CLOSE_TIMEOUT_S)
         self._pending.append(
             self._record(
@@ -278,6 +292,7 @@ class SessionHold:
                 max_turns=self.max_turns,
                 prior_growth=max_new,
                 alive=lambda: self.pool.router.servers[url].healthy,
+                saturated=(lambda: self.pool.saturated(url)) if self.pool.admission_defer else None,
             )
         except AdmissionAbandoned as exc:
             raise BackendUnavailable(url, "", str(exc)) from exc

@@ -6,14 +6,18 @@ from __future__ import annotations
 from interleaf.lazy_exports import lazy_exports
 
 _EXPORTS = {
+    **dict.fromkeys(
+        ["CapacityPlan", "CapacityProbe", "plan_capacity", "render_plan"], "interleaf.runtime.simulate.capacity"
+    ),
     **dict.fromkeys(["SimulationReport", "render"], "interleaf.runtime.simulate.report"),
     **dict.fromkeys(
-        ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policy"],
+        ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policies",
+         "simulate_policy"],
         "interleaf.runtime.simulate.simulation",
     ),
     **dict.fromkeys(
-        ["SessionScript", "TraceError", "TraceTurn", "dump_trace", "load_trace", "parse_trace", "sessions",
-         "trace_from_trajectories"],
+        ["SessionScript", "TraceError", "TraceTurn", "dump_trace", "fit_context", "load_trace", "parse_trace",
+         "sessions", "trace_from_trajectories"],
         "interleaf.runtime.simulate.trace",
     ),
     **dict.fromkeys(["SimulationStuck", "VirtualTimeLoop", "run_virtual"], "interleaf.runtime.simulate.virtual_loop"),

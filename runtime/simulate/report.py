@@ -20,6 +20,8 @@ class SimulationReport(BaseModel):
     """The agents' peak total context (real tokens)."""
     kv_tokens_per_server: int
     """KV capacity of each server (real tokens; the oracle's is unbounded)."""
+    turns_cut: int = 0
+    """Trace turns left out because the context would have passed the model's window (``fit_context``)."""
     tool_floor_s: float
     """The longest session's summed tool pauses: no policy's makespan can be shorter."""
     setup: SimulationSetup
@@ -35,12 +37,13 @@ def render(report: SimulationReport) -> str:
     lines = [
         f"SIMULATED: {report.agents} agents of {report.workload} on {s.servers} x {s.gpu} "
         f"({s.model}); peak total context {report.peak_context_tokens:,} tok; KV {report.kv_tokens_per_server:,} "
-        f"tok/server; token block {s.token_block}; tool-pause floor {report.tool_floor_s:.1f} s",
+        f"tok/server; token block {s.token_block}; tool-pause floor {report.tool_floor_s:.1f} s"
+        + (f"; {report.turns_cut:,} turns cut at the model's context window" if report.turns_cut else ""),
     ]
     head = (
         f"{'policy':16s} {'JCT mean':>9s} {'p50':>8s} {'p95':>8s} {'makespan':>9s} {'turns/s':>8s} "
         f"{'recomputed':>12s} {'peak held / budget':>24s} {'adm.waits':>9s} {'failed':>6s} "
-        f"{'xJCT':>6s} {'xp95':>6s} {'xmksp':>6s} {'wall':>6s}"
+        f"{'xJCT':>6s} {'xp95':>6s} {'xmksp':>6s} {'wall':>6s} {'cpu':>6s}"
     )
     lines += [head, "-" * len(head)]
     for r in report.results:
@@ -53,7 +56,7 @@ def render(report: SimulationReport) -> str:
             f"{r.turns_per_s:8.2f} {r.recomputed_tokens:12,d} {r.peak_held_tokens:11,d} / {r.budget_tokens:<11,d} "
             f"{r.admission_waits:9d} {r.failed:6d} {ratio(r.jct_mean_s, base and base.jct_mean_s)} "
             f"{ratio(r.jct_p95_s, base and base.jct_p95_s)} {ratio(r.makespan_s, base and base.makespan_s)} "
-            f"{r.wall_s:5.0f}s"
+            f"{r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
         )
     return "\n".join(lines)
 

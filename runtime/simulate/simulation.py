@@ -11,23 +11,29 @@ policy, tool-duration estimator), exactly as ``bench/retention.py`` drives a rea
   (interleaf's engine never deadlocks, SGLang's can: its issue #27024). Failures are counted.
 - ``oracle``: every server's KV holds every agent's whole context (nothing is ever evicted or
   recomputed, nobody waits for admission): the upper bound any policy can reach.
-- any holding policy + ``-greedy``: without episode admission control.
+- any holding policy + ``-greedy``: without episode admission control; + ``-strict``: with admission
+  control that always waits (``admission_defer=False``, the behaviour before deferral).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import statistics
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from pydantic import BaseModel
 
 from interleaf.runtime.client import BackendPool
 from interleaf.runtime.client.retention import RetentionPolicyName
 from interleaf.runtime.engine.config import EngineConfig
+from interleaf.runtime.engine.sim import SimExecutor
 from interleaf.runtime.simulate.server import SimulatedServer
 from interleaf.runtime.simulate.trace import SessionScript, TraceTurn
 from interleaf.runtime.simulate.virtual_loop import run_virtual
@@ -35,18 +41,27 @@ from interleaf.runtime.tokenizer import ByteTokenizer
 from interleaf.telemetry.records import RetentionDecision
 
 GREEDY = "-greedy"
+STRICT = "-strict"
 EXTRA_POLICIES = ("unbounded", "oracle")
+
+
+def split_policy(name: str) -> tuple[str, str]:
+    """(production policy, variant suffix) of a simulation policy name."""
+    for suffix in (GREEDY, STRICT):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), suffix
+    return name, ""
 
 
 def check_policy(name: str) -> str:
     """``name`` if it is a policy the simulation runs; ValueError listing them otherwise."""
-    base = name.removesuffix(GREEDY)
+    base, suffix = split_policy(name)
     known = [p.value for p in RetentionPolicyName]
-    if name in EXTRA_POLICIES or (base in known and not (name.endswith(GREEDY) and base == "none")):
+    if name in EXTRA_POLICIES or (base in known and not (suffix and base == "none")):
         return name
     raise ValueError(
-        f"policy {name!r} is not one of {', '.join([*known, *EXTRA_POLICIES])} "
-        f"(append {GREEDY} to a holding policy to run it without admission control)"
+        f"policy {name!r} is not one of {', '.join([*known, *EXTRA_POLICIES])} (append {GREEDY} to a holding "
+        f"policy to run it without admission control, {STRICT} for admission control that always waits)"
     )
 
 
@@ -64,11 +79,17 @@ class SimulationSetup(BaseModel):
     kv_budget_fraction: float = 0.75
     """Budget ÷ KV capacity per server (the rest is for running requests and the radix cache)."""
     kv_tokens: int | None = None
-    """KV capacity per server in real tokens; None = from ``budget_ratio`` and ``kv_budget_fraction``."""
+    """KV capacity per server in real tokens; None = from ``kv_from_gpu``, else from ``budget_ratio`` and
+    ``kv_budget_fraction``."""
+    kv_from_gpu: bool = False
+    """Size each server's KV from the GPU's memory (what the weights leave of 85% of it, SGLang's
+    ``mem_fraction_static``) instead of from ``budget_ratio``: capacity planning, where adding a server
+    adds a GPU's worth of KV."""
     token_block: int = 1
     """Real tokens per simulated token (1 = exact; 16 makes a 1,000-agent run take minutes)."""
     chunked_prefill_size: int = 8192
-    """Prefill chunk in real tokens (SGLang's default on 80 GB GPUs)."""
+    """Prefill chunk per scheduler iteration, real tokens (SGLang's default on 80 GB GPUs). With token
+    block k a simulated iteration stands for k real ones and prefills k chunks."""
     max_running_requests: int = 64
     """Concurrent requests per server (the embedded engine's default)."""
     admission_overcommit: float = 1.0
@@ -118,10 +139,14 @@ class PolicyResult(BaseModel):
     """Mean share of the makespan the servers' GPUs were busy."""
     wall_s: float
     """Real seconds the simulation of this policy took."""
+    cpu_s: float = 0.0
+    """CPU seconds it took (on a shared box the wall time also counts other processes' turns)."""
 
 
 @dataclass
-class _Totals:
+class Totals:
+    """What a replay counts (token figures in simulated tokens: × the token block for real ones)."""
+
     prompt: int = 0
     cached: int = 0
     recomputed: int = 0
@@ -171,37 +196,26 @@ def server_kv_tokens(scripts: list[SessionScript], setup: SimulationSetup) -> in
     """KV capacity per server, real tokens."""
     if setup.kv_tokens is not None:
         return setup.kv_tokens
+    if setup.kv_from_gpu:
+        return gpu_kv_tokens(setup.gpu, setup.model)
     budget = setup.budget_ratio * peak_context(scripts)
     return math.ceil(budget / setup.servers / setup.kv_budget_fraction)
 
 
-async def _run_policy(scripts: list[SessionScript], policy: str, setup: SimulationSetup) -> PolicyResult:
+def gpu_kv_tokens(gpu: str, model: str) -> int:
+    """KV tokens one ``gpu`` holds next to ``model``'s weights (the ``sim`` executor's own sizing)."""
+    return SimExecutor.from_config(EngineConfig(executor="sim", sim_gpu=gpu, sim_model=model)).kv_capacity
+
+
+async def replay(pool: BackendPool, scripts: list[SessionScript], *, token_block: int = 1, seed: int = 0) -> Totals:
+    """Every session of ``scripts`` as an episode of ``pool``, on the running loop's clock: per turn
+    ``pause(tool)``, the tool's pause (``asyncio.sleep``), ``generate(delta, ignore_eos)``, as
+    ``bench/retention.py`` drives an engine. On a virtual-time loop this is the simulation; on an ordinary
+    loop against real servers it is the same replay in real time (``bench/simulate_fidelity.py``)."""
     loop = asyncio.get_running_loop()
-    clock = loop.time
-    k = setup.token_block
-    # The oracle's servers could each hold every agent's whole context: nothing is ever evicted.
-    kv = peak_context(scripts) + 1024 * k if policy == "oracle" else server_kv_tokens(scripts, setup)
-    config = EngineConfig(
-        executor="sim", sim_gpu=setup.gpu, sim_model=setup.model, sim_clock="virtual",
-        max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=max(1, setup.chunked_prefill_size // k),
-        max_running_requests=setup.max_running_requests,
-    )  # fmt: skip
-    servers = [SimulatedServer(f"sim://server-{i}", config, token_block=k) for i in range(setup.servers)]
-    holding = policy not in ("none",)
-    fraction = 1.0 if policy in EXTRA_POLICIES else setup.kv_budget_fraction
-    pool = BackendPool(
-        list(servers),
-        retention="session" if policy in EXTRA_POLICIES else policy.removesuffix(GREEDY),
-        kv_budget_fraction=fraction,
-        tokenizer=ByteTokenizer(),
-        admission=holding and policy not in EXTRA_POLICIES and not policy.endswith(GREEDY),
-        admission_overcommit=setup.admission_overcommit,
-        clock=clock,
-    )
-    pool.router.start_health_checks(pool._check, interval_s=1.0)
-    content = _Content(k, setup.seed)
-    totals = _Totals()
-    t0 = clock()
+    clock, k = loop.time, token_block
+    content = _Content(k, seed)
+    totals = Totals()
 
     async def agent(script: SessionScript) -> None:
         await asyncio.sleep(script.start_s)
@@ -228,9 +242,43 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         totals.jct.append(clock() - start)
         totals.end = max(totals.end, clock())
 
-    wall = time.perf_counter()
+    await asyncio.gather(*(agent(s) for s in scripts))
+    return totals
+
+
+async def _run_policy(scripts: list[SessionScript], policy: str, setup: SimulationSetup) -> PolicyResult:
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    k = setup.token_block
+    # The oracle's servers could each hold every agent's whole context: nothing is ever evicted.
+    kv = peak_context(scripts) + 1024 * k if policy == "oracle" else server_kv_tokens(scripts, setup)
+    config = EngineConfig(
+        executor="sim", sim_gpu=setup.gpu, sim_model=setup.model, sim_clock="virtual",
+        # One scheduler iteration stands for k real ones (its decode step is k real steps), so it
+        # prefills k real chunks: chunked_prefill_size simulated tokens. Dividing the chunk by k
+        # starved prefill against decode k-fold and inflated `none`'s JCT by 20% at k=16.
+        max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=setup.chunked_prefill_size,
+        max_running_requests=setup.max_running_requests,
+    )  # fmt: skip
+    servers = [SimulatedServer(f"sim://server-{i}", config, token_block=k) for i in range(setup.servers)]
+    holding = policy not in ("none",)
+    fraction = 1.0 if policy in EXTRA_POLICIES else setup.kv_budget_fraction
+    base, variant = split_policy(policy)
+    pool = BackendPool(
+        list(servers),
+        retention="session" if policy in EXTRA_POLICIES else base,
+        kv_budget_fraction=fraction,
+        tokenizer=ByteTokenizer(),
+        admission=holding and policy not in EXTRA_POLICIES and variant != GREEDY,
+        admission_overcommit=setup.admission_overcommit,
+        admission_defer=variant != STRICT,
+        clock=clock,
+    )
+    pool.router.start_health_checks(pool._check, interval_s=1.0)
+    t0 = clock()
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
-        await asyncio.gather(*(agent(s) for s in scripts))
+        totals = await replay(pool, scripts, token_block=k, seed=setup.seed)
     finally:
         stats = pool.stats()
         await pool.aclose()
@@ -258,13 +306,37 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         decisions=stats["decisions"],
         gpu_busy=sum(s.busy_s for s in servers) / (len(servers) * makespan) if makespan > 0 else 0.0,
         wall_s=time.perf_counter() - wall,
+        cpu_s=time.process_time() - cpu,
     )
 
 
 def simulate_policy(scripts: list[SessionScript], policy: str, setup: SimulationSetup) -> PolicyResult:
     """Run one policy on a fresh cluster and a fresh virtual clock."""
     check_policy(policy)
-    return run_virtual(_run_policy(scripts, policy, setup))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the sim's tensors are tiny: intra-op threads only spin and steal a core
+    try:
+        return run_virtual(_run_policy(scripts, policy, setup))
+    finally:
+        torch.set_num_threads(threads)
 
 
-__all__ = ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policy"]
+def simulate_policies(
+    scripts: list[SessionScript], policies: list[str], setup: SimulationSetup, *, jobs: int = 1
+) -> Iterator[PolicyResult]:
+    """Each policy's result as it finishes; ``jobs`` > 1 runs that many policies at once in worker processes
+    (each run is single-threaded and independent, so N cores finish N policies in the time of one)."""
+    for policy in policies:
+        check_policy(policy)
+    if jobs <= 1 or len(policies) <= 1:
+        for policy in policies:
+            yield simulate_policy(scripts, policy, setup)
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or loops
+    with ProcessPoolExecutor(max_workers=min(jobs, len(policies)), mp_context=context) as workers:
+        futures = [workers.submit(simulate_policy, scripts, policy, setup) for policy in policies]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+__all__ = ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policies", "simulate_policy"]

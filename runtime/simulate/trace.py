@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -152,6 +152,24 @@ def sessions(turns: list[TraceTurn]) -> list[SessionScript]:
     return out
 
 
+def fit_context(scripts: list[SessionScript], limit: int) -> tuple[list[SessionScript], int]:
+    """Each session cut before the first turn whose prompt plus output would pass ``limit`` tokens (the
+    model's context: the engine would refuse that request; a real agent would have compacted its context
+    or stopped). Returns the sessions (a session with nothing left is dropped) and the turns cut."""
+    out, cut = [], 0
+    for script in scripts:
+        context, keep = 0, 0
+        for turn in script.turns:
+            if context + turn.input_length + turn.output_length > limit:
+                break
+            context += turn.input_length + turn.output_length
+            keep += 1
+        cut += len(script.turns) - keep
+        if keep:
+            out.append(script if keep == len(script.turns) else replace(script, turns=script.turns[:keep]))
+    return out, cut
+
+
 def trace_from_trajectories(source: str | Path) -> list[TraceTurn]:
     """Replay recorded jobs: interleaf trajectories (``trajectories.jsonl``) as a trace, one session per
     trajectory, each turn's new tokens, output tokens and measured pause as recorded."""
@@ -183,6 +201,7 @@ __all__ = [
     "TraceError",
     "TraceTurn",
     "dump_trace",
+    "fit_context",
     "load_trace",
     "parse_trace",
     "sessions",

@@ -127,3 +127,27 @@ async def test_overcommit_admits_past_the_budget_by_its_factor() -> None:
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_deferral_waits_only_while_saturated_and_keeps_the_place_in_the_queue() -> None:
+    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate())
+    busy = {"now": False}
+
+    async def admit(key: str) -> float:
+        return await adm.admit(
+            key, context=200, turns_done=0, max_turns=3, prior_growth=100, saturated=lambda: busy["now"]
+        )
+
+    assert await admit("a") == 0.0 and await admit("b") == 0.0  # 2 x 400 of 1000
+    # Not admitted, but the server has spare capacity: returns at once, not admitted, still queued.
+    assert await admit("c") == 0.0
+    assert not adm.is_admitted("c") and adm.stats()["waiting"] == 1 and adm.stats()["admission_waits"] == 0
+    busy["now"] = True
+    late = asyncio.ensure_future(admit("d"))  # saturated: d waits behind c
+    await _queued(adm, 1)
+    adm.leave("a")  # room for one: c (earlier) is admitted, not d
+    assert adm.is_admitted("c") and not late.done()
+    busy["now"] = False
+    adm.poke()  # the server's figures changed: d stops waiting and runs without admission
+    assert await asyncio.wait_for(late, 2) >= 0.0
+    assert not adm.is_admitted("d") and "d" in adm.waiting

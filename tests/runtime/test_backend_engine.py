@@ -191,8 +191,10 @@ async def test_32_agents_under_a_tight_budget_never_exceed_it(
     assert len(samples) > 5 and max(samples) <= budget
     assert 0 < server["peak_held_tokens"] <= budget
     if admission:
-        # Episodes beyond what the budget can carry waited for admission instead of thrashing.
-        assert stats["decisions"].get("queued", 0) > 0 and server["peak_admitted"] < 32
+        # Episodes beyond what the budget can carry waited for admission, or ran without a session while the
+        # server was not thrashing (deferred), instead of all trying to hold.
+        waited_or_deferred = stats["decisions"].get("queued", 0) + stats["decisions"].get("deferred", 0)
+        assert waited_or_deferred > 0 and server["peak_admitted"] < 32
         assert server["admitted"] == 0 and server["waiting"] == 0
     else:
         assert stats["decisions"].get("denied", 0) > 0, "the budget should have been too small for everyone"

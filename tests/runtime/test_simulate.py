@@ -84,6 +84,78 @@ def test_policies_on_a_small_reference_workload():
     assert results["oracle"].jct_mean_s <= results["none"].jct_mean_s * 1.02
 
 
+def test_admission_defers_rather_than_idles_the_gpu():
+    # 8 reference agents on one server with KV for half their context: the server is mostly idle, so an
+    # episode admission control cannot admit yet runs its turn without a session instead of waiting
+    # (the 0.74x regression of admission control that always waits, `session-strict`).
+    from interleaf.runtime.simulate import generate
+
+    scripts = sessions(generate("reference", 8, seed=0))
+    setup = SimulationSetup(servers=1, token_block=4, chunked_prefill_size=512)
+    none, session, strict = (simulate_policy(scripts, p, setup) for p in ("none", "session", "session-strict"))
+    assert strict.admission_waits > 0 and strict.jct_mean_s > none.jct_mean_s * 1.1
+    assert session.decisions.get("deferred", 0) > 0
+    assert session.jct_mean_s <= none.jct_mean_s * 1.02 and session.makespan_s <= none.makespan_s * 1.02
+
+
+def test_simulated_metrics_are_the_engines_own():
+    from interleaf.runtime.client.server_metrics import parse_prometheus
+
+    async def run() -> tuple[dict[str, float], dict[str, float]]:
+        server = SimulatedServer("sim://m", EngineConfig(executor="sim", max_total_tokens=4096))
+        await server.generate(list(b"hello world"), sampling_params={"max_new_tokens": 3}, rid="r1")
+        rendered = parse_prometheus(server.engine.metrics.render().decode())
+        values = server.metric_values()
+        await server.aclose()
+        return rendered, values
+
+    rendered, values = run_virtual(run())
+    assert values["sglang:prompt_tokens_total"] == 11 and values["sglang:generation_tokens_total"] == 3
+    assert values == {name: rendered[name] for name in values}
+
+
 def test_trace_turn_defaults():
     turn = TraceTurn(input_length=3, output_length=1)
     assert turn.session_id is None and turn.hash_ids == [] and turn.block_tokens == 512
+
+
+def test_capacity_plan_finds_the_fewest_servers_by_search():
+    from interleaf.runtime.simulate import generate, plan_capacity
+
+    scripts = sessions(generate("reference", 12, seed=2, turns=2))
+    setup = SimulationSetup(token_block=8, chunked_prefill_size=512, kv_tokens=4096)
+    probes = {s: simulate_policy(scripts, "none", setup.model_copy(update={"servers": s})) for s in (1, 2, 3, 4)}
+    # A target between what 2 and 3 servers give: the answer is 3 (the JCT falls as servers are added).
+    means = [probes[s].jct_mean_s for s in (1, 2, 3, 4)]
+    assert means == sorted(means, reverse=True) and means[1] > means[2]
+    target = (means[1] + means[2]) / 2
+    plan = plan_capacity(scripts, "none", setup, target_s=target, max_servers=8)
+    assert plan.servers == 3 and plan.simulated
+    assert {p.servers for p in plan.probes} == {1, 2, 4, 3}  # doubled to 4, then bisected
+    assert all(p.meets == (p.jct_s <= target) for p in plan.probes)
+
+
+def test_admission_waits_only_on_a_thrashing_saturated_server():
+    from interleaf.runtime.client.server_metrics import ServerMetrics
+
+    async def run() -> list[bool]:
+        server = SimulatedServer("sim://s", EngineConfig(executor="sim", max_total_tokens=4096))
+        pool = BackendPool(
+            [server], retention="session", tokenizer=ByteTokenizer(), clock=asyncio.get_running_loop().time
+        )
+        url, seen = server.url, []
+        seen.append(pool.saturated(url))  # nothing observed: no thrashing, never wait
+        pool.observe_stateless(url, recomputed=60, context=100)
+        seen.append(pool.saturated(url))  # thrashing, but no /metrics yet: unknown load counts as saturated
+        pool.last_metrics[url] = ServerMetrics({"sglang:num_queue_reqs": 0.0, "sglang:num_running_reqs": 0.0}, at=0)
+        seen.append(pool.saturated(url))  # thrashing but idle: run without a session
+        pool.last_metrics[url] = ServerMetrics({"sglang:num_queue_reqs": 3.0, "sglang:num_running_reqs": 8.0}, at=1)
+        seen.append(pool.saturated(url))  # thrashing and queueing: wait
+        for _ in range(40):  # the prefixes survive from now on: the lost share decays below 20%
+            pool.observe_stateless(url, recomputed=0, context=100)
+        seen.append(pool.saturated(url))
+        await pool.aclose()
+        await server.aclose()
+        return seen
+
+    assert run_virtual(run()) == [False, True, False, True, False]

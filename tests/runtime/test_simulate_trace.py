@@ -64,3 +64,17 @@ def test_generated_workload_round_trips_and_keeps_its_shape(tmp_path):
 def test_unknown_workload_is_named():
     with pytest.raises(ValueError, match="workload='nope'"):
         generate("nope", 1)
+
+
+def test_fit_context_cuts_sessions_at_the_window():
+    from interleaf.runtime.simulate import fit_context
+
+    rows = [
+        {"session_id": "a", "turn": 0, "input_length": 60, "output_length": 10},
+        {"session_id": "a", "turn": 1, "input_length": 20, "output_length": 10},  # 100: fits exactly
+        {"session_id": "a", "turn": 2, "input_length": 1, "output_length": 1},  # 102: cut
+        {"session_id": "b", "turn": 0, "input_length": 200, "output_length": 1},  # nothing fits: dropped
+        {"session_id": "c", "turn": 0, "input_length": 5, "output_length": 1},
+    ]
+    scripts, cut = fit_context(sessions(parse_trace([json.dumps(r) for r in rows])), 100)
+    assert [(s.session_id, len(s.turns)) for s in scripts] == [("a", 2), ("c", 1)] and cut == 2
