@@ -81,6 +81,17 @@ def engine_url() -> Iterator[str]:
         stop_process(proc)
 
 
+@pytest.fixture(scope="module")
+def sim_engine_no_sessions() -> Iterator[str]:
+    """The sim engine on a real clock (episodes take ~1 s), metrics on, streaming sessions off (SGLang's
+    defaults): what the served-job tests run against."""
+    proc, url = start_engine("--executor", "sim", "--sim-clock", "real", "--sglang-defaults", "--enable-metrics")
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
 

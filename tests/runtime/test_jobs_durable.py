@@ -12,7 +12,6 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,23 +19,13 @@ import pytest
 
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.jobs.redis_server import PASSWORD_FILE
-from tests.conftest import start_engine, stop_process
+from tests.conftest import stop_process
 from tests.runtime.serve_plain_agent import REPO, descendants, end_all, launch_serve, wait_healthy
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 N = 24
-
-
-@pytest.fixture(scope="module")
-def sim_engine() -> Iterator[str]:
-    """The sim engine on a real clock (episodes take ~1 s), metrics on, streaming sessions off."""
-    proc, url = start_engine("--executor", "sim", "--sim-clock", "real", "--sglang-defaults", "--enable-metrics")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def record(url: str, job_id: str) -> dict:
@@ -60,12 +49,14 @@ def spec(job_id: str, n: int) -> dict:
     }  # fmt: skip
 
 
-def test_kill_9_and_restart_resumes_the_job_and_runs_the_queued_one(sim_engine: str, tmp_path: Path) -> None:
+def test_kill_9_and_restart_resumes_the_job_and_runs_the_queued_one(
+    sim_engine_no_sessions: str, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
     env = {**os.environ, "INTERLEAF_RUNS_DIR": str(runs)}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = ("--backend", sim_engine)  # no --redis-url: the private, durable Redis
+    args = ("--backend", sim_engine_no_sessions)  # no --redis-url: the private, durable Redis
     serve = launch_serve(port, *args, env=env)
     started = []
     try:
@@ -127,7 +118,8 @@ def test_kill_9_and_restart_resumes_the_job_and_runs_the_queued_one(sim_engine: 
         assert submit.returncode == 0, submit.stderr
         warnings = [line for line in submit.stderr.splitlines() if "does not serve streaming sessions" in line]
         assert warnings == [
-            f"interleaf jobs submit: warning: {sim_engine} does not serve streaming sessions (needed by retention "
+            f"interleaf jobs submit: warning: {sim_engine_no_sessions} does not serve streaming sessions "
+            "(needed by retention "
             "session): start it with --enable-streaming-session; this job runs retention none there"
         ], submit.stderr
     finally:

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,23 +17,13 @@ import pytest
 
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.jobs.redis_server import RedisServer
-from tests.conftest import start_engine, stop_process
+from tests.conftest import stop_process
 from tests.runtime.serve_plain_agent import descendants, end_all, launch_serve, wait_healthy
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 N = 24
-
-
-@pytest.fixture(scope="module")
-def sim_engine() -> Iterator[str]:
-    """The sim engine on a real clock (episodes take ~1 s), metrics on, streaming sessions off."""
-    proc, url = start_engine("--executor", "sim", "--sim-clock", "real", "--sglang-defaults", "--enable-metrics")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def job(url: str, job_id: str) -> dict:
@@ -45,14 +34,14 @@ def events(url: str, job_id: str) -> list[dict]:
     return httpx.get(f"{url}/v1/jobs/{job_id}/events", params={"count": 10_000}).json()["events"]
 
 
-def test_a_killed_serves_job_is_taken_over_by_the_other(sim_engine: str, tmp_path: Path) -> None:
+def test_a_killed_serves_job_is_taken_over_by_the_other(sim_engine_no_sessions: str, tmp_path: Path) -> None:
     env = {**os.environ, "INTERLEAF_RUNS_DIR": str(tmp_path)}
     host = socket.gethostname()
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     names = [f"serve@{host}:{p}" for p in ports]
     with RedisServer() as redis:
-        common = ("--redis-url", redis.url, "--backend", sim_engine, "--reclaim-after", "3")
+        common = ("--redis-url", redis.url, "--backend", sim_engine_no_sessions, "--reclaim-after", "3")
         procs = [launch_serve(p, *common, env=env) for p in ports]  # both start at once: Ray takes a while
         started = []
         try:
@@ -121,7 +110,7 @@ def test_a_killed_serves_job_is_taken_over_by_the_other(sim_engine: str, tmp_pat
             assert kinds[-1] == "job_finished"
 
             # KV over time: samples from the engine's /metrics (sessions off: nothing held by the job).
-            samples = [e["data"]["servers"][sim_engine] for e in stream if e["type"] == "servers_sampled"]
+            samples = [e["data"]["servers"][sim_engine_no_sessions] for e in stream if e["type"] == "servers_sampled"]
             assert len(samples) >= 2, Counter(kinds)
             assert all(s["kv_used_tokens"] is not None and s["kv_available_tokens"] is not None for s in samples)
             assert any(s["held_tokens"] == 0 and s["max_total_num_tokens"] for s in samples), samples
