@@ -156,6 +156,7 @@ def test_study_end_to_end_on_the_embedded_engine(engine_url: str, tmp_path: Path
         probe_kinds=["linear"],
         engine_url=engine_url,
         concurrency=8,
+        timeout_s=600.0,  # a correctness test: a loaded CI box must not turn it into a timing test
     )
     report = run_study(config, tmp_path)
     assert report.hidden_state_source == "interleaf"
