@@ -5,8 +5,10 @@ One transformer layer is the kernels Vidur measures (github.com/microsoft/vidur;
 (two RMSNorms, rotary embedding, SiLU-and-multiply, residual add). A kernel takes
 
 - GEMM ``n × k → o``: ``max_p(flops_eff / F, bytes / B_w) + c_w``, where ``max_p(a, b) = (a^p + b^p)^(1/p)``,
-  ``bytes`` = weights + input + output activations (bf16), and ``flops_eff`` = ``2·n·k·o`` padded to whole
-  waves of output tiles over the GPU's SMs, with the tile shape (of five common cuBLAS ones) that pads least;
+  ``bytes`` = weights + input + output activations (bf16), and ``flops_eff`` = ``2·k`` × the output tiles'
+  area as the GPU spends it: with fewer tiles than SMs the kernel splits ``k`` over the idle SMs (split-K,
+  nothing wasted beyond the tiles' padding); with more, whole waves of tiles over the SMs. The tile shape
+  is the one of the GPU architecture's (``GEMM_TILES``) that finishes first;
 - elementwise: ``bytes / B_e + c_e``.
 
 ``F``, ``B_w``, ``B_e``, ``c_w``, ``c_e`` are fitted per GPU (``fit_calibration``) by robust least squares
@@ -25,14 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PositiveInt
 
 SMOOTHNESS = 4.0
 """Exponent ``p`` of the smooth max joining a GEMM's compute and memory time. Not identifiable from one
 model's data (cuBLAS's kernel picks dominate the ridge); 4 is the value that fits both H100 models."""
 
-GEMM_TILES = ((64, 64), (64, 128), (128, 128), (128, 256), (256, 128))
-"""Output tile shapes (tokens × features) a GEMM may be run with; the one that wastes least is assumed."""
+GEMM_TILES: dict[str, tuple[tuple[int, int], ...]] = {
+    "hopper": ((128, 128), (128, 256), (256, 128)),
+    "ampere": ((64, 128), (128, 128), (128, 256), (256, 128)),
+}
+"""Output tile shapes (tokens × features) the model lets a GEMM run with, per GPU architecture. A modelling
+choice, not read from cuBLAS: H100's measured steps sit at multiples of 128 tokens (smaller tiles would
+smooth them away), A100's fit better with 64-row tiles too (docs/engine.md, "Simulator cost model")."""
 
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 ELEMENTWISE_OPS = ("input_layernorm", "attn_rope", "post_attention_layernorm", "mlp_act", "add")
@@ -55,6 +62,8 @@ class KernelCalibration(BaseModel):
     """Fixed time per elementwise kernel (``c_e``), seconds."""
     sm_count: int = Field(gt=0)
     """Streaming multiprocessors (the wave size of GEMM tiles)."""
+    gemm_tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = Field(min_length=1)
+    """Output tile shapes (tokens × features) the GPU's GEMM kernels run with (``GEMM_TILES``)."""
     smoothness: float = Field(default=SMOOTHNESS, gt=0)
     """Exponent ``p`` of the smooth max of a GEMM's compute and memory time."""
     source: str
@@ -64,7 +73,7 @@ class KernelCalibration(BaseModel):
     derived_from: str | None = None
     """For a GPU without measurements: the profile whose calibration was scaled by the peaks' ratio."""
     max_layer_error: float | None = None
-    """Largest |predicted / measured − 1| of one layer's time over the fitted data's token counts (powers of two)."""
+    """Largest |predicted / measured − 1| of one layer's time over every token count of the fitted data."""
 
 
 @dataclass(frozen=True)
@@ -100,18 +109,23 @@ class LayerShape:
         ]
 
 
-def _padded_flops(n: int, k: int, o: int, sm_count: int) -> float:
-    """``2·n·k·o`` as the GPU spends it: whole waves of output tiles, best tile shape."""
+def padded_flops(n: int, k: int, o: int, sm_count: int, tiles: Iterable[tuple[int, int]]) -> float:
+    """``2·n·k·o`` as the GPU spends it, with the tile shape of ``tiles`` that spends least.
+
+    A kernel's tiles beyond a whole number of waves leave SMs idle in the last wave (a layer at 520
+    tokens takes ~1.6× its time at 512 on H100); below one wave cuBLAS splits ``k`` across the SMs
+    instead, so a small GEMM wastes only its tiles' padding."""
     best = math.inf
-    for tm, tn in GEMM_TILES:
-        tiles = math.ceil(n / tm) * math.ceil(o / tn)
-        best = min(best, math.ceil(tiles / sm_count) * sm_count * tm * tn)
+    for tm, tn in tiles:
+        count = math.ceil(n / tm) * math.ceil(o / tn)
+        slots = count if count <= sm_count else math.ceil(count / sm_count) * sm_count
+        best = min(best, slots * tm * tn)
     return 2.0 * k * best
 
 
 def gemm_time(cal: KernelCalibration, n: int, k: int, o: int, dtype_bytes: int = 2) -> float:
     """Seconds for an ``n × k`` by ``k × o`` GEMM."""
-    compute = _padded_flops(n, k, o, cal.sm_count) / cal.flops_per_s
+    compute = padded_flops(n, k, o, cal.sm_count, cal.gemm_tiles) / cal.flops_per_s
     memory = dtype_bytes * (k * o + n * k + n * o) / cal.weight_bytes_per_s
     p = cal.smoothness
     return (compute**p + memory**p) ** (1 / p) + cal.gemm_overhead_s
@@ -182,7 +196,13 @@ def load_vidur(path: str | Path, tp: int = 1) -> OperatorTimings:
 # ---- fit ------------------------------------------------------------------------------------------
 
 
-def fit_calibration(data: Sequence[OperatorTimings], *, sm_count: int, source: str, fitted: str) -> KernelCalibration:
+def layer_errors(cal: KernelCalibration, data: OperatorTimings) -> dict[int, float]:
+    """Token count -> predicted / measured − 1 of one layer's time, at every token count of ``data``."""
+    return {n: layer_time(cal, data.shape, n) / data.layer_seconds(n) - 1 for n in data.seconds}
+
+
+def fit_calibration(data: Sequence[OperatorTimings], *, sm_count: int, gemm_tiles: Sequence[tuple[int, int]],
+                    source: str, fitted: str) -> KernelCalibration:  # fmt: skip
     """Fit ``F, B_w, B_e, c_w, c_e`` to every operator at every token count of ``data``.
 
     Residuals are ``log(predicted / measured)`` (every token count weighs the same, 1 µs kernels as much
@@ -191,14 +211,15 @@ def fit_calibration(data: Sequence[OperatorTimings], *, sm_count: int, source: s
     import numpy as np
     from scipy.optimize import least_squares
 
+    tiles = tuple((int(tm), int(tn)) for tm, tn in gemm_tiles)
     points = [(spec, t[op], d.shape.dtype_bytes) for d in data for n, t in d.seconds.items()
               for op, spec in d.shape.kernels(n)]  # fmt: skip
 
     def calibration(x: Iterable[float]) -> KernelCalibration:
         f, bw, be, cw, ce = (float(v) for v in np.exp(np.asarray(list(x))))
         return KernelCalibration(flops_per_s=f, weight_bytes_per_s=bw, elementwise_bytes_per_s=be,
-                                 gemm_overhead_s=cw, elementwise_overhead_s=ce, sm_count=sm_count, source=source,
-                                 fitted=fitted)  # fmt: skip
+                                 gemm_overhead_s=cw, elementwise_overhead_s=ce, sm_count=sm_count,
+                                 gemm_tiles=tiles, source=source, fitted=fitted)  # fmt: skip
 
     def residuals(x: np.ndarray) -> np.ndarray:
         cal = calibration(x)
@@ -211,12 +232,8 @@ def fit_calibration(data: Sequence[OperatorTimings], *, sm_count: int, source: s
     rounded = {k: float(f"{getattr(cal, k):.4g}") for k in ("flops_per_s", "weight_bytes_per_s",
                "elementwise_bytes_per_s", "gemm_overhead_s", "elementwise_overhead_s")}  # fmt: skip
     cal = cal.model_copy(update=rounded)
-    errors = [layer_time(cal, d.shape, n) / d.layer_seconds(n) - 1 for d in data for n in d.seconds if _pow2(n)]
-    return cal.model_copy(update={"max_layer_error": round(max(abs(e) for e in errors), 4)})
-
-
-def _pow2(n: int) -> bool:
-    return n & (n - 1) == 0
+    worst = max(abs(e) for d in data for e in layer_errors(cal, d).values())
+    return cal.model_copy(update={"max_layer_error": round(worst, 4)})
 
 
 def scaled_calibration(cal: KernelCalibration, *, peak_flops_ratio: float, bandwidth_ratio: float, sm_count: int,
@@ -237,6 +254,7 @@ def scaled_calibration(cal: KernelCalibration, *, peak_flops_ratio: float, bandw
 __all__ = [
     "ELEMENTWISE_OPS",
     "GEMM_OPS",
+    "GEMM_TILES",
     "LAYER_OPS",
     "KernelCalibration",
     "LayerShape",
@@ -245,7 +263,9 @@ __all__ = [
     "fit_calibration",
     "gemm_time",
     "kernel_time",
+    "layer_errors",
     "layer_time",
     "load_vidur",
+    "padded_flops",
     "scaled_calibration",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from interleaf.telemetry.gpu_cost import KernelCalibration, fit_calibration, load_vidur, scaled_calibration
+from interleaf.telemetry.gpu_cost import GEMM_TILES, KernelCalibration, fit_calibration, load_vidur, scaled_calibration
 
 REFERENCE_HARDWARE = "H100-PCIe"
 """The paper's reference hardware: α = γ / γ(H100 PCIe)."""
@@ -148,6 +148,9 @@ VIDUR_FITS = {
 }
 """GPU profile -> the Vidur file (tensor-parallel degree 1) its calibration is fitted on."""
 
+GEMM_ARCHITECTURES = {"H100-SXM": "hopper", "A100": "ampere"}
+"""Calibrated GPU profile -> its architecture's GEMM tile shapes (``gpu_cost.GEMM_TILES``)."""
+
 SCALED_CALIBRATIONS = {"H100-PCIe": "H100-SXM", "H200": "H100-SXM"}
 """GPUs without measurements -> the same-architecture profile whose calibration is scaled to them."""
 
@@ -162,7 +165,9 @@ def fit_shipped_calibrations(data_dir: str | Path, *, fitted: str) -> dict[str, 
         if sm is None:
             raise ValueError(f"hardware profile {name!r} needs sm_count to be calibrated")
         source = f"Vidur (github.com/microsoft/vidur) {file}, tensor parallel 1, all token counts"
-        out[name] = fit_calibration([load_vidur(Path(data_dir) / file)], sm_count=sm, source=source, fitted=fitted)
+        tiles = GEMM_TILES[GEMM_ARCHITECTURES[name]]
+        data = [load_vidur(Path(data_dir) / file)]
+        out[name] = fit_calibration(data, sm_count=sm, gemm_tiles=tiles, source=source, fitted=fitted)
     for name, base in SCALED_CALIBRATIONS.items():
         hw, ref = profiles[name], profiles[base]
         out[name] = scaled_calibration(

@@ -3,6 +3,7 @@ operator timings, the fit predicts a model it never saw, and the sim executor us
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.sim import RooflineCost, SimExecutor
 from interleaf.telemetry import find_hardware_profile, find_model_profile
-from interleaf.telemetry.gpu_cost import gemm_time, layer_time, load_vidur
+from interleaf.telemetry.gpu_cost import (
+    GEMM_TILES,
+    LayerShape,
+    gemm_time,
+    layer_errors,
+    layer_time,
+    load_vidur,
+    padded_flops,
+)
 from interleaf.telemetry.hardware_profile import EXTRA_HARDWARE_PROFILES, HARDWARE_PROFILES, fit_shipped_calibrations
 
 VIDUR = Path(os.environ.get("INTERLEAF_VIDUR_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "vidur"))
@@ -34,35 +43,64 @@ def test_fit_reproduces_the_shipped_constants():
         for key in ("flops_per_s", "weight_bytes_per_s", "elementwise_bytes_per_s", "gemm_overhead_s",
                     "elementwise_overhead_s"):  # fmt: skip
             assert getattr(cal, key) == pytest.approx(getattr(shipped, key), rel=2e-3), (name, key)
-        assert (cal.sm_count, cal.smoothness, cal.derived_from) == (shipped.sm_count, shipped.smoothness,
-                                                                    shipped.derived_from)  # fmt: skip
+        assert (cal.sm_count, cal.gemm_tiles, cal.smoothness, cal.derived_from) == (
+            shipped.sm_count, shipped.gemm_tiles, shipped.smoothness, shipped.derived_from)  # fmt: skip
     # What the issue read off the files: ≈ 0.77 of dense peak at ≥ 1k tokens, ≈ 2.6 TB/s weight reads at 1-8.
     sxm = EXTRA_HARDWARE_PROFILES["H100-SXM"]
     assert 0.70 < fitted["H100-SXM"].flops_per_s / sxm.dense_flops < 0.80
 
 
+def _summary(errors: dict[int, float]) -> tuple[float, float, float]:
+    """max |err|, median |err|, share of token counts within 10%."""
+    a = sorted(abs(e) for e in errors.values())
+    return a[-1], a[len(a) // 2], sum(e <= 0.10 for e in a) / len(a)
+
+
 @needs_vidur
-def test_held_out_llama2_70b_within_10_percent_per_layer():
-    """Fitted on Llama-2-7B only; Llama-2-70B's shapes (d 8192, GQA, ffn 28672) are new to it."""
+def test_held_out_llama2_70b_per_layer_at_every_measured_token_count():
+    """Fitted on Llama-2-7B only; Llama-2-70B's shapes (d 8192, GQA, ffn 28672) are new to it. The bounds
+    are the shipped fit's figures (docs/engine.md) rounded up: a change to the model that loses accuracy
+    on the held-out model fails here."""
     cal, data = _shipped("H100-SXM"), load_vidur(VIDUR / "h100-Llama-2-70b-hf-mlp.csv")
-    errors = {n: layer_time(cal, data.shape, n) / data.layer_seconds(n) - 1 for n in data.seconds}
-    assert all(n in errors for n in POW2[:13])  # 1 ... 4096
-    bad = {n: round(e, 3) for n, e in errors.items() if n in POW2 and abs(e) > 0.10}
-    assert not bad, f"held-out per-layer error above 10% at {bad}"
-    # Decode-sized batches (weight-read bound) hold at every measured count, not only powers of two.
+    errors = layer_errors(cal, data)
+    assert len(errors) == 259 and all(n in errors for n in POW2[:13])  # 1 ... 4096, every 8 or 16 or 32 tokens
+    worst, mid, within = _summary(errors)
+    assert worst <= 0.21 and mid <= 0.08 and within >= 0.75, (worst, mid, within)
+    # Decode-sized batches (weight-read bound) hold at every measured count.
     bad = {n: round(e, 3) for n, e in errors.items() if n <= 128 and abs(e) > 0.10}
     assert not bad, f"held-out decode-sized error above 10% at {bad}"
+    # The fitted model itself, for comparison (it is no better than this anywhere).
+    worst, mid, within = _summary(layer_errors(cal, load_vidur(VIDUR / "h100-Llama-2-7b-hf-mlp.csv")))
+    assert worst <= 0.16 and mid <= 0.04 and within >= 0.88, (worst, mid, within)
+    assert cal.max_layer_error == pytest.approx(worst, abs=1e-4)
 
 
 @needs_vidur
-def test_a100_fit_within_10_percent_up_to_32k_tokens_and_on_a_tp2_shard():
+def test_a100_fit_at_every_token_count_up_to_32k_and_on_a_tp2_shard():
     cal = _shipped("A100")
-    for tp in (1, 2):
-        data = load_vidur(VIDUR / "a100-Meta-Llama-3-8B-mlp.csv", tp=tp)
-        bad = {
-            n: round(layer_time(cal, data.shape, n) / data.layer_seconds(n) - 1, 3) for n in POW2 if n in data.seconds
-        }
-        assert len(bad) == 16 and all(abs(e) <= 0.10 for e in bad.values()), (tp, bad)
+    for tp, bound, share in ((1, 0.13, 0.98), (2, 0.20, 0.94)):
+        errors = layer_errors(cal, load_vidur(VIDUR / "a100-Meta-Llama-3-8B-mlp.csv", tp=tp))
+        assert all(n in errors for n in POW2)
+        worst, _, within = _summary(errors)
+        assert worst <= bound and within >= share, (tp, worst, within)
+
+
+def test_gemm_waves_and_split_k():
+    hopper = GEMM_TILES["hopper"]
+    # Llama-2-70B's MLP down projection: 512 tokens fill one wave of 128x256 tiles on 132 SMs (128 tiles);
+    # 520 need a second, mostly idle one; the best tile then is 128x128 in 3 waves.
+    at = {n: padded_flops(n, 28672, 8192, 132, hopper) for n in (512, 520)}
+    assert at[512] == 2 * 28672 * 128 * 128 * 256
+    assert at[520] == 2 * 28672 * 3 * 132 * 128 * 128
+    # Under a wave the kernel splits k over the idle SMs: only the tiles' padding is spent (1 row -> 128).
+    assert padded_flops(1, 4096, 4096, 132, hopper) == 2 * 4096 * 128 * 4096
+    assert padded_flops(100, 4096, 4096, 132, hopper) == padded_flops(128, 4096, 4096, 132, hopper)
+    # More SMs, fewer waves: the same GEMM spends less on a bigger GPU.
+    assert padded_flops(520, 28672, 8192, 264, hopper) < at[520]
+    # Never less time for more tokens (the docs' error floor for such models assumes it).
+    cal, shape = _shipped("H100-SXM"), LayerShape(d_model=8192, n_heads=64, n_kv_heads=8, head_dim=128, d_ff=28672)
+    times = [layer_time(cal, shape, n) for n in range(1, 4097)]
+    assert all(a <= b for a, b in itertools.pairwise(times))
 
 
 def test_malformed_vidur_row_names_its_line(tmp_path):
