@@ -48,7 +48,7 @@ def main() -> None:
     chosen = pick.run()
     fork = forked.run()
     number = phone.run()
-    print(json.dumps({
+    result = {
         "answer": one["answer"],
         "answer_meta": one.get_meta_info("answer"),
         "batch": [b["answer"] for b in batch],
@@ -57,7 +57,8 @@ def main() -> None:
         "choice_meta": chosen.get_meta_info("choice"),
         "fork_text": fork.text(),
         "phone": number["number"],
-    }))
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

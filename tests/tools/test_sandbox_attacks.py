@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from interleaf.tools import SandboxLimits, ToolContext, ToolResult, Toolset, make_python_tool
-from interleaf.tools.sandbox import _bwrap_problem, _reexpose_pairs
+from interleaf.tools.sandbox_bwrap import bwrap_problem, reexpose_pairs
 
-pytestmark = pytest.mark.skipif(_bwrap_problem() is not None, reason=f"bwrap mode unavailable: {_bwrap_problem()}")
+pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason=f"bwrap mode unavailable: {bwrap_problem()}")
 
 LIMITS = SandboxLimits(wall_s=20, cpu_s=5, memory_mb=256, processes=8, file_mb=1, tmp_mb=8, shm_mb=2)
 PIDNS = "import os\nprint(os.readlink('/proc/self/ns/pid'), flush=True)\n"
@@ -337,7 +337,7 @@ def test_the_default_holds_for_an_unprivileged_host_user():
         mounts = "".join(
             f"d=$(mktemp -d) && mount --bind {child} $d && mount -t tmpfs -o mode=755 tmpfs {parent} && "
             f"mkdir {child} && mount --move $d {child} && "
-            for parent, child in _reexpose_pairs([sys.prefix, sys.base_prefix])
+            for parent, child in reexpose_pairs([sys.prefix, sys.base_prefix])
         )
         command = (
             f'{mounts}exec setpriv --reuid {uid} --regid {uid} --clear-groups {sys.executable} -c "$PROBE" {scratch}'

@@ -12,12 +12,13 @@ import pytest
 
 from interleaf.tools import SandboxLimits, run_python
 from interleaf.tools import sandbox as sandbox_module
-from interleaf.tools.sandbox import SandboxUnavailable, _bwrap_problem, containment_mode
+from interleaf.tools.sandbox import SandboxUnavailable, containment_mode
+from interleaf.tools.sandbox_bwrap import bwrap_problem
 from tests.waiting import wait_until_async
 
-BWRAP = _bwrap_problem() is None
+BWRAP = bwrap_problem() is None
 MODES = ["bwrap", "plain"] if BWRAP else ["plain"]
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bwrap mode unavailable: {_bwrap_problem()}")
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bwrap mode unavailable: {bwrap_problem()}")
 
 SMALL = SandboxLimits(wall_s=5, cpu_s=2, memory_mb=256, processes=8, file_mb=1, tmp_mb=8)
 
@@ -149,7 +150,7 @@ async def test_traceback_points_at_user_code(tmp_path, mode):
 def test_plain_is_never_chosen_silently(monkeypatch, caplog):
     """Without bwrap the default refuses, naming the fix and what plain would not contain."""
     monkeypatch.delenv(sandbox_module.MODE_ENV, raising=False)
-    monkeypatch.setattr(sandbox_module, "_bwrap_problem", lambda: "no `bwrap` program on PATH")
+    monkeypatch.setattr(sandbox_module, "bwrap_problem", lambda: "no `bwrap` program on PATH")
     with pytest.raises(SandboxUnavailable, match="no `bwrap` program on PATH") as refused:
         containment_mode()
     assert "apt-get install bubblewrap" in str(refused.value) and "INTERLEAF_SANDBOX_MODE=plain" in str(refused.value)
