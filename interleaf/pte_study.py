@@ -24,20 +24,24 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-from interleaf.runtime.client import SessionTurn, SGLangBackend, Transport
+from interleaf.runtime.client import BackendError, SessionTurn, SGLangBackend, Transport
 from interleaf.telemetry.records import TerminationReason, Trajectory, Turn, TurnTimings
 
 ARMS = ("session", "radix", "evict")
 
-SHAPES: dict[str, dict[str, tuple[int, int]]] = {
+SHAPES: dict[str, dict[str, tuple[int, int] | int]] = {
     "short": {"turns": (2, 5), "prompt_tokens": (32, 384), "tool_tokens": (8, 256), "completion_tokens": (4, 32)},
-    # Where PTE's decode term γ·L·D matters: long contexts (up to ~8k, SmolLM2's limit) and 200–800
-    # decoded tokens per call, so γ·L·D is a sizeable share of a call's PTE rather than ~1 %.
+    # Where PTE's decode term γ·L·D matters: contexts from ~1k up to SmolLM2's 8,192-token limit and
+    # 200–1,000 decoded tokens per call, so γ·L·D is a sizeable share of a call's PTE rather than ~1 %.
+    # A trajectory whose next call would not fit the window ends there (``max_context``).
     "decode": {
         "turns": (2, 3),
-        "prompt_tokens": (512, 4096),
-        "tool_tokens": (128, 768),
-        "completion_tokens": (200, 800),
+        "prompt_tokens": (768, 6144),
+        "tool_tokens": (128, 1024),
+        "completion_tokens": (200, 1000),
+        "max_context": 8192,
+        # A 1,000-token decode at a 7k context takes minutes on a loaded 2-core CPU.
+        "timeout_s": 900,
     },
 }
 """Named conversation shapes for ``interleaf study pte-latency --shape``."""
@@ -70,6 +74,12 @@ class StudyConfig(BaseModel):
     """Random seed (lengths, ids, arms)."""
     timeout_s: float = 600.0
     """HTTP timeout per call."""
+    max_context: int | None = Field(default=None, gt=0)
+    """Model context window: a trajectory ends before a call whose prompt + output would exceed it
+    (None: no limit)."""
+    time_budget_s: float | None = Field(default=None, gt=0)
+    """Wall time after which no further call starts: trajectories in flight end after their current
+    call, later ones never start (None: run them all)."""
 
 
 def _interval_overlap_batch(spans: list[tuple[float, float]]) -> list[float]:
@@ -89,6 +99,7 @@ async def _one(
     rng: random.Random,
     model: str,
     spans: list[tuple[int, int, float, float, bool]],
+    deadline: float,
 ) -> Trajectory:
     arm = cfg.arms[k % len(cfg.arms)]
     lo, hi = cfg.token_range
@@ -110,6 +121,12 @@ async def _one(
         for i in range(n_turns):
             delta = ids if i == 0 else [rng.randrange(lo, hi) for _ in range(rng.randint(*cfg.tool_tokens))]
             max_new = rng.randint(*cfg.completion_tokens)
+            if cfg.max_context is not None and len(context) + len(delta) + max_new > cfg.max_context:
+                traj.termination = TerminationReason.MAX_TOKENS  # the call would not fit the model's window
+                break
+            if time.monotonic() > deadline:
+                traj.termination = TerminationReason.WALL_TIME
+                break
             sampling = {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True}
             full = context + delta
             session = None
@@ -121,7 +138,13 @@ async def _one(
             else:
                 sent = full
             t0 = time.monotonic()
-            result = await backend.generate(sent, sampling_params=sampling, rid=f"{traj.id}-t{i}", session=session)
+            try:
+                result = await backend.generate(sent, sampling_params=sampling, rid=f"{traj.id}-t{i}", session=session)
+            except BackendError as exc:
+                # One failed call (typically a timeout on a saturated machine) ends this trajectory; the
+                # calls already measured stay in the study rather than the whole run being lost.
+                traj.termination, traj.error = TerminationReason.BACKEND_ERROR, str(exc)
+                break
             t1 = time.monotonic()
             spans.append((k, i, t0, t1, bool(result.batch_size)))
             traj.turns.append(
@@ -150,7 +173,8 @@ async def _one(
 
 
 async def run_study(cfg: StudyConfig, *, transport: Transport | None = None) -> list[Trajectory]:
-    """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time.
+    """Run ``cfg.trajectories`` synthetic trajectories, ``cfg.concurrency`` at a time (fewer when
+    ``cfg.time_budget_s`` runs out first; trajectories that never started are not returned).
 
     ``transport`` replaces the network (tests of the request logic only)."""
     rng = random.Random(cfg.seed)
@@ -161,9 +185,13 @@ async def run_study(cfg: StudyConfig, *, transport: Transport | None = None) -> 
     try:
         model = backend.info.served_model_name or "model"
 
-        async def bounded(k: int) -> Trajectory:
+        deadline = time.monotonic() + (cfg.time_budget_s if cfg.time_budget_s is not None else float("inf"))
+
+        async def bounded(k: int) -> Trajectory | None:
             async with sem:
-                return await _one(backend, cfg, k, random.Random(seeds[k]), model, spans)
+                if time.monotonic() > deadline:
+                    return None
+                return await _one(backend, cfg, k, random.Random(seeds[k]), model, spans, deadline)
 
         trajs = await asyncio.gather(*(bounded(k) for k in range(cfg.trajectories)))
     finally:
@@ -171,9 +199,10 @@ async def run_study(cfg: StudyConfig, *, transport: Transport | None = None) -> 
     # Where the engine gave no batch size, estimate it from the calls' overlap on the client.
     estimates = _interval_overlap_batch([(s, e) for _, _, s, e, _ in spans])
     for (k, i, _, _, reported), estimate in zip(spans, estimates, strict=True):
-        if not reported:
-            trajs[k].turns[i].cache.batch_size = max(1.0, estimate)
-    return list(trajs)
+        traj = trajs[k]  # never None here: spans come from trajectories that started
+        if not reported and traj is not None:
+            traj.turns[i].cache.batch_size = max(1.0, estimate)
+    return [t for t in trajs if t is not None and t.turns]
 
 
 __all__ = ["ARMS", "StudyConfig", "run_study"]

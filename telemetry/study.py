@@ -132,6 +132,9 @@ class StudyResult(BaseModel):
     """Bootstrap resamples behind every interval."""
     fit: LatencyFit | None = None
     """Empirical per-call cost model (None with fewer than 5 calls)."""
+    decode_share: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """``all`` or arm → PTE variant → share of its summed PTE that is decode terms (γ·L·D, plus the
+    weight reads of the ``*_plus`` variants): how much the study exercises the decode term at all."""
 
     def table(self) -> str:
         """Markdown: r with its 95% interval per proxy and level, overall and per arm, then the paired
@@ -144,8 +147,12 @@ class StudyResult(BaseModel):
         ]
         # Printed: every arm's correlations; the comparisons of the paper's variant and the measured ones
         # overall and on the evict arm (all of them are in ``comparisons``).
-        for arm, corrs in [("all arms", self.correlations), *((f"arm {a} alone", c) for a, c in self.arms.items())]:
-            lines += ["", f"**{arm}**", "", *_correlation_table(corrs)]
+        arms = [("all", "all arms", self.correlations), *((a, f"arm {a} alone", c) for a, c in self.arms.items())]
+        for key, title, corrs in arms:
+            lines += ["", f"**{title}**", "", *_correlation_table(corrs)]
+            if key in self.decode_share:
+                shares = ", ".join(f"{v} {x:.0%}" for v, x in self.decode_share[key].items())
+                lines += ["", f"decode terms' share of PTE: {shares}"]
         shown = [c for c in self.comparisons if c.arm in ("all", "evict") and c.proxy in PRINTED_COMPARISONS]
         if shown:
             lines += [
@@ -304,6 +311,26 @@ def proxies_per_turn(turns: TurnArrays, model: ModelProfile, hw: HardwareProfile
     return out
 
 
+_PREFILL_OF = {
+    PTEVariant.EVICT_ALL: PTEVariant.EVICT_ALL,
+    PTEVariant.PTE_PLUS: PTEVariant.EVICT_ALL,
+    PTEVariant.MEASURED: PTEVariant.MEASURED,
+    PTEVariant.MEASURED_PLUS: PTEVariant.MEASURED,
+    PTEVariant.PERFECT_REUSE: PTEVariant.PERFECT_REUSE,
+}
+"""The variant whose prefill term each variant shares (evaluated with γ = 0 it is the prefill alone)."""
+
+
+def _decode_share(proxies: dict[str, np.ndarray], turns: TurnArrays, keep: np.ndarray) -> dict[str, float]:
+    out = {}
+    for v in PTEVariant:
+        total = float(proxies[v.value][keep].sum())
+        prefill = float(turn_pte(turns, 0.0, _PREFILL_OF[v])[keep].sum())
+        if total > 0:
+            out[v.value] = 1.0 - prefill / total
+    return out
+
+
 PRINTED_COMPARISONS = ("evict_all", "measured", "pte_plus", "measured_plus")
 """Variants whose comparisons ``StudyResult.table`` prints (``perfect_reuse`` is a bound, not a proxy)."""
 
@@ -352,12 +379,14 @@ def pte_latency_study(trajectories: Sequence[Trajectory], model: ModelProfile, h
     proxies = proxies_per_turn(turns, model, hw)
     everything = np.ones(len(latency), dtype=bool)
     corrs, comps = _analyse(proxies, latency, turns, everything, n_traj, "all")
+    shares = {"all": _decode_share(proxies, turns, everything)}
     arm_of = np.array([str(trajectories[k].metadata.get("arm", "")) for k in turns.trajectory], dtype=object)
     arms: dict[str, list[Correlation]] = {}
     for arm in sorted({a for a in arm_of if a}):
         arm_corrs, arm_comps = _analyse(proxies, latency, turns, arm_of == arm, n_traj, arm)
         arms[arm] = arm_corrs
         comps += arm_comps
+        shares[arm] = _decode_share(proxies, turns, arm_of == arm)
     return StudyResult(
         model=model.name,
         hardware=hw,
@@ -371,6 +400,7 @@ def pte_latency_study(trajectories: Sequence[Trajectory], model: ModelProfile, h
         comparisons=comps,
         bootstrap=BOOTSTRAP,
         fit=latency_fit(turns, latency),
+        decode_share=shares,
     )
 
 

@@ -25,8 +25,8 @@ def pte_latency(
     shape: str = typer.Option(
         "short",
         "--shape",
-        help="Conversation shape: short (32-384 token prompts, 4-32 output tokens) or decode (512-4096 token "
-        "prompts, 200-800 output tokens: where PTE's decode term matters).",
+        help="Conversation shape: short (32-384 token prompts, 4-32 output tokens) or decode (768-6144 token "
+        "prompts, 200-1000 output tokens, contexts up to 8192: where PTE's decode term matters).",
     ),
     hardware: str = typer.Option("cpu", "--hardware", help="Hardware profile: cpu (measured here) or a built-in name."),
     dtype: str = typer.Option(
@@ -38,6 +38,9 @@ def pte_latency(
         None, "--model-profile", help="Model profile name; default: the served model's shipped profile."
     ),
     seed: int = typer.Option(0, "--seed"),
+    time_budget_min: float | None = typer.Option(
+        None, "--time-budget-min", min=0.1, help="Start no trajectory after this many minutes (those in flight finish)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Folder for trajectories.jsonl and result.json."),
 ) -> None:
     """Run synthetic multi-turn trajectories and print Pearson/Spearman r of latency with each proxy."""
@@ -70,6 +73,7 @@ def pte_latency(
             concurrency=concurrency,
             **{**SHAPES[shape], **({"turns": (2, max(2, max_turns))} if max_turns else {})},
             seed=seed,
+            time_budget_s=time_budget_min * 60 if time_budget_min else None,
         )
         trajs = asyncio.run(run_study(cfg))
     finally:

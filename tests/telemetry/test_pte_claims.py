@@ -15,6 +15,7 @@ from interleaf.telemetry import (
     render_report,
     summarize_job,
 )
+from interleaf.telemetry.records import CacheFigures, Trajectory, Turn
 from tests.telemetry import telemetry_fixtures as fx
 
 
@@ -46,19 +47,36 @@ def test_summary_reports_pte_of_correct_vs_incorrect() -> None:
     assert "incorrect (n=1) vs" in dict(s.rows())["PTE incorrect vs correct"]
 
 
+def one_call(model: str, prompt: int, completion: int) -> Trajectory:
+    """A one-call trajectory with engine figures: ``prompt`` context tokens, ``completion`` decoded."""
+    cache = CacheFigures(prompt_tokens=prompt, cached_tokens=0, completion_tokens=completion)
+    return Trajectory(
+        id=f"{model}-{prompt}-{completion}",
+        model=model,
+        turns=[Turn(index=0, delta_ids=[1] * prompt, completion_ids=[2] * completion, cache=cache)],
+    )
+
+
 def test_ranking_stability_across_hardware() -> None:
-    names = ["Qwen2.5-7B-Instruct", "Llama-3.1-8B-Instruct", "Qwen3-32B", "Llama-3.1-70B-Instruct"]
-    by_model = {}
-    for k, name in enumerate(names):
-        t = fx.long_response()
-        t.model = name
-        for turn in t.turns:  # different decode loads per model
-            turn.completion_ids = [8] * (10 + 40 * k)
-        by_model[name] = (MODEL_PROFILES[name], [t])
+    """γ scales with each profile's HOI (α = 1 on H100, 0.18 on V100), so a decode-heavy model can
+    outrank a prefill-heavy one on H100 and not on V100: ρ must show it."""
+    heavy_prefill, decode_heavy, top = "Qwen2.5-7B-Instruct", "Llama-3.1-8B-Instruct", "Qwen3-32B"
+    # evict_all PTE = context + γ·context·decoded. The decode-heavy one: 8,000 + γ·8,000·500 with
+    # γ_H100 = 0.0062 → 32,800, ×α elsewhere: 19,400 (H200), 18,600 (A100, RTX-4090), 12,600 (V100).
+    workloads = {heavy_prefill: (15_000, 0), decode_heavy: (8_000, 500), top: (40_000, 0)}
+    by_model = {name: (MODEL_PROFILES[name], [one_call(name, *w)]) for name, w in workloads.items()}
     r = ranking_stability(by_model, list(HARDWARE_PROFILES.values()))
-    assert r.models == sorted(names) and len(r.spearman) == 10  # 5 profiles, pairwise
-    assert r.min_rho is not None and -1.0 <= r.min_rho <= 1.0
-    assert "min Spearman ρ" in r.text()
+    assert r.models == sorted(workloads) and len(r.spearman) == 10  # 5 profiles, pairwise
+    assert r.mean_pte["H100-PCIe"][decode_heavy] > r.mean_pte["H100-PCIe"][heavy_prefill]
+    assert r.mean_pte["V100"][decode_heavy] < r.mean_pte["V100"][heavy_prefill]
+    # Ranks swap for 2 of 3 models between V100 and every other profile: ρ = 1 − 6·2/(3·8) = 0.5.
+    assert r.spearman["H100-PCIe vs V100"] == pytest.approx(0.5)
+    assert r.spearman["H100-PCIe vs H200"] == pytest.approx(1.0)
+    assert r.min_rho == pytest.approx(0.5) and "min Spearman ρ 0.500" in r.text()
+    # Without decode work the ranking is the prefill ranking everywhere.
+    flat = {name: (MODEL_PROFILES[name], [one_call(name, p, 0)]) for name, (p, _) in workloads.items()}
+    assert ranking_stability(flat, list(HARDWARE_PROFILES.values())).spearman["H100-PCIe vs V100"] == 1.0
+    assert ranking_stability(flat, list(HARDWARE_PROFILES.values())).min_rho == pytest.approx(1.0)
     # Two models: a rank correlation of two items says nothing.
     two = ranking_stability(dict(list(by_model.items())[:2]), list(HARDWARE_PROFILES.values()))
     assert two.min_rho is None and "needs 3 or more" in two.text()
@@ -68,3 +86,11 @@ def test_report_prints_ranking_line() -> None:
     trajs = [fx.confirmatory(), fx.long_response()]
     text = render_report(build_report(trajs), "md", ranking=hardware_ranking(trajs))
     assert "Model ranking by mean PTE across hardware profiles: n/a (1 model(s)" in text
+    # Three profiled models: a figure, computed from the trajectories' own model names.
+    many = [
+        one_call("Qwen2.5-7B-Instruct", 15_000, 0),
+        one_call("Llama-3.1-8B-Instruct", 8_000, 500),
+        one_call("Qwen3-32B", 40_000, 0),
+    ]
+    text = render_report(build_report(many), "md", ranking=hardware_ranking(many))
+    assert "Model ranking by mean PTE across hardware profiles: min Spearman ρ 0.500 over 5 hardware" in text

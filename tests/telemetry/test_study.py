@@ -11,7 +11,7 @@ import pytest
 
 from interleaf.pte_study import StudyConfig, _interval_overlap_batch, run_study
 from interleaf.telemetry import MODEL_PROFILES, HardwareProfile, gamma, load_trajectories, step_weight_pte
-from interleaf.telemetry.records import CacheFigures, Trajectory, Turn, TurnTimings
+from interleaf.telemetry.records import CacheFigures, TerminationReason, Trajectory, Turn, TurnTimings
 from interleaf.telemetry.study import pte_latency_study
 
 SMOL = MODEL_PROFILES["SmolLM2-135M-Instruct"].model_copy(update={"dtype_bytes": 4})
@@ -80,6 +80,21 @@ def test_latency_fit_recovers_cost_constants() -> None:
     assert fit.gamma_empirical == pytest.approx(5e-4, rel=1e-5)
 
 
+def test_decode_share_is_the_decode_terms_part_of_pte() -> None:
+    trajs = synthetic(lambda *a: 1.0)
+    res = pte_latency_study(trajs, SMOL, CPU)
+    g, w = gamma(SMOL, CPU), step_weight_pte(SMOL, CPU)
+    cache = [t.cache for tr in trajs for t in tr.turns]
+    kv = sum(g * c.prompt_tokens * c.completion_tokens for c in cache)
+    weights = sum(w * c.completion_tokens / c.batch_size for c in cache)
+    prompt = sum(c.prompt_tokens for c in cache)
+    share = res.decode_share["all"]
+    assert share["evict_all"] == pytest.approx(kv / (prompt + kv))
+    assert share["pte_plus"] == pytest.approx((kv + weights) / (prompt + kv + weights))
+    assert share["measured"] > share["evict_all"]  # same decode work over a smaller prefill
+    assert "decode terms' share of PTE: evict_all " in res.table()
+
+
 def test_price_proxy_and_constant_series() -> None:
     trajs = synthetic(lambda p, prefill, d, b: p + 3 * d)
     by = {(c.proxy, c.level): c for c in pte_latency_study(trajs, SMOL, CPU).correlations}
@@ -95,9 +110,9 @@ def test_interval_overlap_batch_estimate() -> None:
     assert _interval_overlap_batch([(0, 2), (1, 2)]) == [1.5, 2.0]
 
 
-async def test_runner_speaks_the_session_protocol() -> None:
-    """Request logic only, against an in-process fake of /generate (the real engine test is below)."""
-    requests: list[dict] = []
+def fake_engine(requests: list[dict], *, fail_call: int | None = None) -> httpx.MockTransport:
+    """An in-process fake of the engine's /generate and session endpoints (request logic only);
+    the ``fail_call``-th /generate (1-based) answers 503."""
     state = {"n": 0, "sessions": {}}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -115,6 +130,8 @@ async def test_runner_speaks_the_session_protocol() -> None:
         if path == "/close_session":
             return httpx.Response(200, json=True)
         state["n"] += 1
+        if state["n"] == fail_call:
+            return httpx.Response(503, text="overloaded")
         n_out = body["sampling_params"]["max_new_tokens"]
         sp = body.get("session_params")
         prompt = len(body["input_ids"]) + (state["sessions"].get(sp["id"], 0) if sp and sp.get("rid") else 0)
@@ -131,8 +148,14 @@ async def test_runner_speaks_the_session_protocol() -> None:
         }
         return httpx.Response(200, json={"text": "", "output_ids": [5] * n_out, "meta_info": meta})
 
+    return httpx.MockTransport(handler)
+
+
+async def test_runner_speaks_the_session_protocol() -> None:
+    """Request logic only, against an in-process fake of /generate (the real engine test is below)."""
+    requests: list[dict] = []
     cfg = StudyConfig(engine_url="http://127.0.0.1:9", trajectories=3, concurrency=1, turns=(3, 3), arms=["session"])
-    trajs = await run_study(cfg, transport=httpx.MockTransport(handler))
+    trajs = await run_study(cfg, transport=fake_engine(requests))
     assert len(trajs) == 3 and all(len(t.turns) == 3 for t in trajs)
     gens = [r for r in requests if r["path"] == "/generate"]
     assert gens[0]["session_params"] == {"id": "sid-1"}
@@ -142,6 +165,51 @@ async def test_runner_speaks_the_session_protocol() -> None:
     assert len(gens[1]["input_ids"]) == len(t.turns[1].delta_ids)
     assert t.turns[1].cache.cached_tokens == t.turns[0].cache.prompt_tokens + t.turns[0].cache.completion_tokens
     assert sum(r["path"] == "/close_session" for r in requests) == 3
+
+
+async def test_runner_keeps_calls_inside_the_context_window() -> None:
+    """The decode shape runs up to the model's window: a call that would not fit ends its trajectory."""
+    requests: list[dict] = []
+    cfg = StudyConfig(
+        engine_url="http://127.0.0.1:9",
+        trajectories=6,
+        concurrency=2,
+        turns=(3, 3),
+        prompt_tokens=(100, 400),
+        tool_tokens=(50, 300),
+        completion_tokens=(100, 300),
+        arms=["radix", "evict"],
+        max_context=1000,
+    )
+    trajs = await run_study(cfg, transport=fake_engine(requests))
+    gens = [r for r in requests if r["path"] == "/generate"]
+    assert all(len(r["input_ids"]) + r["sampling_params"]["max_new_tokens"] <= 1000 for r in gens)
+    lengths = [len(t.turns) for t in trajs]
+    assert min(lengths) < 3 and len(gens) == sum(lengths)  # some were cut short, none lost
+    assert all(t.termination == TerminationReason.MAX_TOKENS for t in trajs if len(t.turns) < 3)
+    # Without the window every trajectory runs its three calls, and some exceed 1,000 tokens.
+    unbounded = await run_study(cfg.model_copy(update={"max_context": None}), transport=fake_engine([]))
+    assert all(len(t.turns) == 3 for t in unbounded)
+
+
+async def test_a_failed_call_ends_its_trajectory_and_keeps_the_run() -> None:
+    """A timeout or 503 on a saturated machine costs one trajectory's remaining calls, not the run."""
+    cfg = StudyConfig(engine_url="http://127.0.0.1:9", trajectories=2, concurrency=1, turns=(3, 3), arms=["radix"])
+    first, second = await run_study(cfg, transport=fake_engine([], fail_call=2))
+    assert len(first.turns) == 1 and first.termination == TerminationReason.BACKEND_ERROR
+    assert first.error is not None and "overloaded" in first.error
+    assert len(second.turns) == 3 and second.termination == TerminationReason.ANSWERED
+
+
+async def test_runner_starts_nothing_after_the_time_budget() -> None:
+    """``time_budget_s``: trajectories not started by then are skipped, those in flight finish."""
+    requests: list[dict] = []
+    cfg = StudyConfig(engine_url="http://127.0.0.1:9", trajectories=5, concurrency=1, turns=(2, 2), time_budget_s=1e-9)
+    # Connecting alone takes longer than 1 ns: nothing starts.
+    assert await run_study(cfg, transport=fake_engine(requests)) == []
+    assert not any(r["path"] == "/generate" for r in requests)
+    full = await run_study(cfg.model_copy(update={"time_budget_s": 3600.0}), transport=fake_engine([]))
+    assert len(full) == 5
 
 
 @pytest.mark.model
@@ -194,6 +262,8 @@ def test_documented_study_reproduces_from_recorded_runs() -> None:
         # Where the paper's assumption holds (evict arm), its PTE ties naive tokens.
         assert verdict[("evict_all", "naive_tokens", level, "evict")] == "not separated"
     assert c1.arms["evict"][0].pearson_ci is not None
+    # Why these runs cannot test the decode term: γ·L·D is under 1 % of the paper's PTE.
+    assert c1.decode_share["all"]["evict_all"] < 0.01
     c4 = pte_latency_study(load_trajectories(DATA / "pte_latency_c4.jsonl.gz"), SMOL, CPU_THEN)
     by4 = {(c.proxy, c.level): c.pearson_r for c in c4.correlations}
     assert c4.turns == 128 and by4[("output_tokens", "turn")] == pytest.approx(0.700, abs=1e-3)
