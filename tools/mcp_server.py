@@ -46,7 +46,7 @@ def build_mcp_server(toolset: Toolset, *, name: str = "interleaf", scratch_root:
         except ToolInfraError as exc:
             raise MCPError(code=mcp_types.INTERNAL_ERROR, message=f"tool infrastructure failed: {exc.reason}") from exc
         finally:
-            shutil.rmtree(tool_ctx.scratch_dir, ignore_errors=True)
+            tool_ctx.remove_scratch()
         return mcp_types.CallToolResult(
             content=[mcp_types.TextContent(type="text", text=result.content)], is_error=result.is_error
         )

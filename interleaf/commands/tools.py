@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -47,7 +46,7 @@ def call_tool(
     try:
         result = asyncio.run(ts.call(name, arguments, ctx))
     finally:
-        shutil.rmtree(ctx.scratch_dir, ignore_errors=True)
+        ctx.remove_scratch()
     typer.echo(result.model_dump_json(indent=2))
 
 

@@ -14,7 +14,7 @@ tokens are counted by the caller). ``NoHealthyServer`` ends the turn, listing ea
 from __future__ import annotations
 
 import asyncio
-import uuid
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,9 @@ async def _call(
         need = len(conv.ids) + len(turn.delta) + turn.max_new_tokens
         await hold.open_or_grow(backend, need, turn.max_new_tokens, records)
         ids, session = conv.request(turn.delta)
-        rid = f"{hold.episode_id}-t{conv.turns}-{uuid.uuid4().hex[:8]}"
+        # 32 random bits tell a retry's request from the first (uuid4 read os.urandom per call: ~1 % of
+        # an actor's CPU at 1,000 episodes in flight); ``random`` is re-seeded in forked children.
+        rid = f"{hold.episode_id}-t{conv.turns}-{random.getrandbits(32):08x}"
         outstanding = (len(turn.delta) if session and session.previous_rid else len(ids)) + turn.max_new_tokens
         pool.router.begin(backend.url, outstanding)
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
 
 import httpx
+import orjson
 
 from interleaf.runtime.client.backend import GenerateResult, ServerInfo, SessionTurn
 from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
@@ -28,6 +29,9 @@ _SHARD_CONNECTIONS = 32
 """Connections per httpx client (see ``_ClientShards``)."""
 _MAX_SHARDS = 32
 """Clients per server at most: 1,024 connections in all."""
+_JSON_HEADERS = {"content-type": "application/json"}
+"""``/generate`` bodies are encoded with orjson: a body of 2,000 token ids takes ~6 us against httpx's
+``json=`` (the standard library) ~86 us, and without a session a turn sends the whole conversation."""
 
 Transport: TypeAlias = httpx.AsyncBaseTransport
 """What replaces the network under :class:`SGLangBackend` (tests pass an ``httpx.MockTransport``)."""
@@ -245,7 +249,8 @@ class SGLangBackend:
         payload.update(hidden)
         label = rid or ""  # errors name the request; "" when the server assigns the rid
         start = time.monotonic()
-        response = await self._request("POST", "/generate", rid=label, json=payload)
+        body = orjson.dumps(payload)
+        response = await self._request("POST", "/generate", rid=label, content=body, headers=_JSON_HEADERS)
         elapsed = time.monotonic() - start
         if response.status_code != 200:
             body = response.text[:500]
@@ -258,8 +263,8 @@ class SGLangBackend:
                 )
             raise BackendError(self.url, label, f"/generate refused: {body!r}", status=response.status_code)
         try:
-            data = response.json()
-        except ValueError as exc:
+            data = orjson.loads(response.content)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             raise BackendError(self.url, label, f"/generate returned non-JSON: {response.text[:200]!r}") from exc
         if isinstance(data, list):
             data = data[0] if data else {}

@@ -50,6 +50,7 @@ from pydantic import BaseModel
 
 from interleaf.agents import Agent, get_agent, load_suite
 from interleaf.runtime.client import ServerMetrics, parse_prometheus, probe_retention_gaps
+from interleaf.runtime.jobs.ray_orphans import reap_orphaned_ray_agents
 from interleaf.runtime.jobs.spec import JobSpec, check_job_id
 from interleaf.runtime.jobs.store import (
     JobEvent,
@@ -116,6 +117,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address in (None, "", "local"):
+        # Agents of a local Ray whose driver was killed (an earlier serve) linger for a minute each.
+        reap_orphaned_ray_agents()
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:
@@ -177,6 +181,8 @@ class JobRunner:
         self.restarts = 0
         self._cancel = asyncio.Event()
         self._n_total = 0
+        self._n_correct = 0
+        """Correct episodes among ``results`` (kept for the store's job record)."""
         self._started = 0.0
 
     @property
@@ -282,13 +288,14 @@ class JobRunner:
             await self.store.create_job(JobRecord(id=self.job_id, spec=self._spec_dict(), n_total=self._n_total))
         kept = await self.store.get_trajectories(self.job_id)
         self.results = {t.episode: t for t in kept if 0 <= t.episode < self._n_total}
+        self._n_correct = sum(1 for t in self.results.values() if t.correct)
         resumed = bool(self.results) or (record is not None and record.started_at is not None)
         if resumed and record is not None and record.started_at is not None:
             self._started = record.started_at  # the job's wall time runs from its first start
         await self.store.update_job(
             self.job_id, status=JobStatus.RUNNING, started_at=self._started, n_total=self._n_total,
             output_path=str(self.output_path), n_done=len(self.results),
-            n_correct=sum(1 for t in self.results.values() if t.correct),
+            n_correct=self._n_correct,
         )  # fmt: skip
         return resumed
 
@@ -385,7 +392,7 @@ class JobRunner:
                 continue
             finally:
                 slot.load -= 1
-            await self._accept(traj)
+            await self._accept(traj, raw)
             return
 
     def _failed(self, episode: int, attempt: int, why: str) -> Trajectory:
@@ -398,20 +405,21 @@ class JobRunner:
             error=why,
         )
 
-    async def _accept(self, traj: Trajectory) -> None:
-        """Record an episode's result, once (a duplicate late result is dropped)."""
+    async def _accept(self, traj: Trajectory, raw: str | None = None) -> None:
+        """Record an episode's result, once (a duplicate late result is dropped). ``raw``: the
+        trajectory's JSON as the actor sent it (``dump_trajectory``), stored as is rather than
+        serialised again."""
         if traj.episode in self.results:
             return
         self.results[traj.episode] = traj
+        line = dump_trajectory(traj) if raw is None else raw
+        # Counted here, not summed over all results per episode (that made a job O(episodes²)).
+        self._n_correct += bool(traj.correct)
         if self.store is not None:
-            await self.store.put_trajectory(traj)
-            await self.store.update_job(
-                self.job_id,
-                n_done=len(self.results),
-                n_correct=sum(1 for t in self.results.values() if t.correct),
-            )
+            await self.store.put_trajectory(traj, line)
+            await self.store.update_job(self.job_id, n_done=len(self.results), n_correct=self._n_correct)
         with self.output_path.open("a") as f:
-            f.write(dump_trajectory(traj) + "\n")
+            f.write(line + "\n")
         await self._emit(
             JobEventType.EPISODE_FINISHED,
             traj.episode,

@@ -281,11 +281,12 @@ class JobStore:
 
     # -- trajectories ------------------------------------------------------------------------
 
-    async def put_trajectory(self, traj: Trajectory) -> bool:
+    async def put_trajectory(self, traj: Trajectory, raw: str | None = None) -> bool:
         """Store ``traj`` as the result of (job, episode); True if it is the first result for that
-        episode. A later attempt replaces an earlier one (idempotent per episode)."""
+        episode. A later attempt replaces an earlier one (idempotent per episode). ``raw``: its
+        ``dump_trajectory`` JSON when the caller has it already (the runner gets it from the actor)."""
         key = self._key("job", traj.job_id, "trajectories")
-        created = await self.redis.hset(key, str(traj.episode), dump_trajectory(traj))
+        created = await self.redis.hset(key, str(traj.episode), dump_trajectory(traj) if raw is None else raw)
         return bool(created)
 
     async def get_trajectories(self, job_id: str) -> list[Trajectory]:

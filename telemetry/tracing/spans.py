@@ -123,6 +123,8 @@ class AgentSpan(SpanHandle):
         ``pte``: default, the episode's PTE on the reference hardware (``H100-PCIe``) when its model
         has a shipped profile. Ends the pending LLM-call spans with their pause figures."""
         self.end_llm_spans(traj)
+        if not self.span.is_recording():
+            return  # tracing off: the PTE below costs ~0.1 ms per episode for a no-op span
         if pte is None:
             pte = default_pte(traj)
         set_present(
