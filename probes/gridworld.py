@@ -17,7 +17,7 @@ import numpy as np
 
 
 class Action(StrEnum):
-    """The four moves; the value is what the agent writes in ``{"action": ...}``."""
+    """The four moves; the value is what the agent writes in ``<answer>...</answer>``."""
 
     UP = "UP"
     DOWN = "DOWN"

@@ -3,13 +3,14 @@
 A probe study on a model that does not navigate cannot show that its analyses find goal-directedness
 where it exists. This module trains one: LoRA (PyPI ``peft``) on BFS-optimal trajectories of
 :mod:`interleaf.probes` grids, with exactly the agent's prompt (:func:`interleaf.probes.agent.step_prompt`,
-coordinate-free) and answer (:func:`interleaf.probes.agent.answer_text`). The target reasoning line
-names the agent's and the goal's cells (``A at (x,y), G at (x,y).``), then the JSON answer gives one
-optimal action (the first of π*(s) in ACTIONS order, a consistent tie-break). The loss covers the
-completion only.
+coordinate-free) and answer (:func:`interleaf.probes.agent.answer_text`: the TIR agent's
+``<answer>MOVE</answer>``) giving one optimal action (the first of π*(s) in ACTIONS order, a
+consistent tie-break). Optionally (``reasoning``) a reasoning line naming the agent's and the goal's
+cells (``A at (x,y), G at (x,y). ``) precedes the answer. The loss covers the completion only.
 
-[ours] Reasoning that locates A and G is what a 135M model can learn on two CPU cores in minutes;
-planning around walls is left to the action token. The adapter is saved in fp16 (a few MB) and the
+[ours] The default is the answer alone: on a shared 2-core CPU a training run sees a few hundred
+examples, too few to learn to read coordinates off the grid, while the move of an open room follows
+from where A and G sit relative to each other. The adapter is saved in fp16 (a few MB) and the
 engine merges it into the weights at load (``interleaf engine serve --lora-path DIR``).
 
 torch, transformers and peft are imported inside the functions: the rest of ``interleaf.probes``
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -33,6 +35,10 @@ from interleaf.probes.agent import CHAT_FORMAT, answer_text, step_prompt
 from interleaf.probes.generator import plain_grid
 from interleaf.probes.gridworld import ACTIONS, Grid, GridState
 from interleaf.probes.policy import OptimalPolicy
+from interleaf.tools import ANSWER_OPEN
+
+if TYPE_CHECKING:
+    from interleaf.runtime.client import Transport
 
 logger = logging.getLogger("interleaf.probes")
 
@@ -42,7 +48,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 def thought(grid: Grid, state: GridState) -> str:
     """The navigator's reasoning line: where the agent and the goal are (x = column, y = row)."""
-    return f"A at ({state.x},{state.y}), G at ({grid.goal[0]},{grid.goal[1]})."
+    return f"A at ({state.x},{state.y}), G at ({grid.goal[0]},{grid.goal[1]}). "
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Example:
     completion: str
 
 
-def optimal_examples(grid: Grid, reasoning: bool = True) -> list[Example]:
+def optimal_examples(grid: Grid, reasoning: bool = False) -> list[Example]:
     """One example per state of a BFS-optimal trajectory from the start (the goal state excluded)."""
     policy = OptimalPolicy.solve(grid)
     out = []
@@ -64,13 +70,28 @@ def optimal_examples(grid: Grid, reasoning: bool = True) -> list[Example]:
     return out
 
 
+def encode_example(tok, example: Example) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) as the engine sees them at inference.
+
+    The engine tokenises ``text`` with add_special_tokens=False. The answer is generated after the
+    prompt (and, with reasoning, after the prompt + reasoning sent as one text: the agent's second
+    request), so the answer's ids are its own tokenisation, not a merge across the boundary.
+    """
+    prompt = tok.encode(example.prompt, add_special_tokens=False)
+    thought, sep, answer = example.completion.partition(ANSWER_OPEN)
+    head = tok.encode(example.prompt + thought, add_special_tokens=False) if thought else prompt
+    if head[: len(prompt)] != prompt:
+        raise ValueError(f"example: the prompt's tokens change when the reasoning {thought!r} follows it")
+    return prompt, head[len(prompt) :] + tok.encode(sep + answer, add_special_tokens=False)
+
+
 class NavigatorConfig(BaseModel):
     """How the navigator adapter is trained (``interleaf probe train-navigator``); stored with the adapter."""
 
     sizes: list[int] = Field(default_factory=lambda: [7])
     """Grid sides of the training grids."""
-    densities: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4])
-    """Wall densities of the training grids (cycled grid by grid)."""
+    densities: list[float] = Field(default_factory=lambda: [0.0])
+    """Wall densities of the training grids (cycled grid by grid); 0: open rooms."""
     grids: int = 400
     """Training grids; each gives the states of one BFS-optimal trajectory."""
     seed: int = 1000
@@ -79,18 +100,23 @@ class NavigatorConfig(BaseModel):
     """LoRA rank."""
     alpha: int = 16
     """LoRA scaling numerator (scale = alpha / rank)."""
-    lr: float = 1e-3
-    """AdamW learning rate (linear warm-up over 10 steps, cosine decay to 10 %)."""
-    batch_size: int = 8
+    lr: float = 3e-3
+    """AdamW learning rate (linear warm-up over 10 steps, cosine decay to 10 % over the run: over the
+    steps of ``epochs`` or the ``max_minutes`` budget, whichever ends first)."""
+    batch_size: int = 4
     """Sequences per optimiser step."""
     epochs: float = 1.0
     """Passes over the examples (fractions allowed); training also stops at ``max_minutes``."""
     max_minutes: float = 30.0
     """Wall-clock budget of the optimisation loop; the adapter is saved when it runs out."""
     bf16: bool = True
-    """Run forward and backward under bf16 autocast (about 2-3x faster matmuls on CPU); adapters stay fp32."""
-    reasoning: bool = True
-    """Train the ``Thought: A at (x,y), G at (x,y).`` line before the answer."""
+    """Run forward and backward under bf16 autocast (CPUs with AVX512-BF16; ~1.2x here, see
+    docs/probes.md); adapters stay fp32."""
+    reasoning: bool = False
+    """Train the ``A at (x,y), G at (x,y).`` line before the answer (off: the answer alone)."""
+    threads: int = Field(default=2, ge=1)
+    """torch threads: the cores of an idle machine; 1 on a CPU shared with other jobs, where two
+    threads wait for each other at every operation (8-11x slower measured, docs/probes.md)."""
 
 
 class NavigatorLog(BaseModel):
@@ -135,10 +161,12 @@ def training_examples(config: NavigatorConfig) -> list[Example]:
     return out
 
 
-def _lr(step: int, total: int, base: float) -> float:
+def _lr(step: int, total: int, base: float, time_frac: float = 0.0) -> float:
+    """Warm-up over 10 steps, then cosine to 10 % of ``base`` by the end of the run: ``total`` steps
+    or the wall-clock budget (``time_frac`` of it spent), whichever comes first."""
     if step < 10:
         return base * (step + 1) / 10
-    frac = min(1.0, (step - 10) / max(1, total - 10))
+    frac = min(1.0, max((step - 10) / max(1, total - 10), time_frac))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -195,6 +223,7 @@ def train_navigator(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
     tok = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     lora = LoraConfig(
@@ -203,12 +232,7 @@ def train_navigator(
     model = get_peft_model(model, lora)
     model.train()
     examples = training_examples(config)
-    # The engine tokenises `text` with add_special_tokens=False; train on the same ids.
-    encoded = []
-    for ex in examples:
-        p = tok.encode(ex.prompt, add_special_tokens=False)
-        c = tok.encode(ex.prompt + ex.completion, add_special_tokens=False)[len(p) :]
-        encoded.append((p, c))
+    encoded = [encode_example(tok, ex) for ex in examples]
     rng = np.random.default_rng(config.seed)
     total = max(1, math.ceil(config.epochs * len(encoded) / config.batch_size))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
@@ -229,7 +253,7 @@ def train_navigator(
         batch = [encoded[int(i)] for i in order[cursor : cursor + config.batch_size]]
         cursor += config.batch_size
         for g in opt.param_groups:
-            g["lr"] = _lr(step, total, config.lr)
+            g["lr"] = _lr(step, total, config.lr, (time.perf_counter() - t0) / (60 * config.max_minutes))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             loss = batch_loss(model, batch, pad)
         loss.backward()
@@ -245,7 +269,14 @@ def train_navigator(
         if p.requires_grad:
             p.data = p.data.to(torch.float16)
     out.mkdir(parents=True, exist_ok=True)
+    readme = out / "README.md"
+    kept = readme.read_text() if readme.exists() else None
     model.save_pretrained(out)
+    # peft writes a model-card template over README.md; keep the folder's own (or none).
+    if kept is not None:
+        readme.write_text(kept)
+    else:
+        readme.unlink(missing_ok=True)
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     # A machine-independent name: the engine applies the adapter to whatever base it serves.
@@ -268,3 +299,103 @@ def train_navigator(
     )
     (out / "train.json").write_text(log.model_dump_json(indent=2))
     return log
+
+
+class NavigatorCheck(BaseModel):
+    """The navigator's acceptance check (greedy, held-out grids): is it a positive control?"""
+
+    engine_url: str
+    """The engine that served the model (with or without the adapter)."""
+    size: int
+    """Grid side."""
+    density: float
+    """Wall density of the grids."""
+    seed: int
+    """Seed of the grids (the study's seeds, apart from the training seed: the grids are held out)."""
+    grids: int
+    """Grids checked."""
+    states: int
+    """States scored for action accuracy: every state of one BFS-optimal path per grid (goal excluded)."""
+    action_accuracy: float
+    """Share of those states where the greedy answer is an optimal action (in π*(s))."""
+    successes: int
+    """Greedy episodes from the start that reached the goal within the step cap ⌈1.5 L*⌉."""
+    success_rate: float
+    """successes / grids."""
+    invalid_answers: int
+    """Answers without a move (only when the engine ignores the grammar)."""
+    wall_s: float
+    """Seconds the check took."""
+
+
+async def check_navigator(
+    engine_url: str,
+    *,
+    size: int = 7,
+    density: float = 0.0,
+    grids: int = 12,
+    seed: int = 0,
+    reasoning_chars: int = 0,
+    concurrency: int = 8,
+    timeout_s: float = 1800.0,
+    transport: Transport | None = None,
+) -> NavigatorCheck:
+    """Score the served model as a navigator on ``grids`` held-out grids, greedily, through the
+    study's own agent: action accuracy over the states of optimal paths and success of whole
+    episodes (the targets of the positive control: ≥ 0.8 and ≥ 0.6)."""
+    import asyncio
+
+    from interleaf.probes.agent import GridAgent
+    from interleaf.probes.gridworld import step_cap
+    from interleaf.runtime.client import SGLangBackend
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    cases = [plain_grid(size, density, rng) for _ in range(grids)]
+    backend = await SGLangBackend.connect(engine_url, request_timeout_s=timeout_s, transport=transport)
+    agent = GridAgent(backend, layers=[], temperature=0.0, reasoning_chars=reasoning_chars, capture=False)
+    gate = asyncio.Semaphore(concurrency)
+    invalid = 0
+
+    async def move(grid: Grid, state: GridState):
+        nonlocal invalid
+        async with gate:
+            out = await agent.act(grid, state, seed=0)
+        invalid += out.action is None
+        return out.action
+
+    async def path_hits(grid: Grid) -> list[bool]:
+        policy = OptimalPolicy.solve(grid)
+        path = policy.shortest_path()[:-1]
+        actions = await asyncio.gather(*(move(grid, s) for s in path))
+        return [a is not None and a in policy.optimal_actions(s) for s, a in zip(path, actions, strict=True)]
+
+    async def episode(grid: Grid) -> bool:
+        state = grid.initial_state()
+        for _ in range(step_cap(OptimalPolicy.solve(grid).optimal_length)):
+            action = await move(grid, state)
+            if action is not None:
+                state = grid.step(state, action)
+            if grid.is_goal(state):
+                return True
+        return False
+
+    try:
+        hits = await asyncio.gather(*(path_hits(g) for g in cases))
+        wins = await asyncio.gather(*(episode(g) for g in cases))
+    finally:
+        await backend.aclose()
+    flat = [h for hs in hits for h in hs]
+    return NavigatorCheck(
+        engine_url=engine_url,
+        size=size,
+        density=density,
+        seed=seed,
+        grids=grids,
+        states=len(flat),
+        action_accuracy=float(np.mean(flat)) if flat else float("nan"),
+        successes=int(sum(wins)),
+        success_rate=float(np.mean(wins)) if wins else float("nan"),
+        invalid_answers=invalid,
+        wall_s=time.perf_counter() - t0,
+    )

@@ -126,13 +126,14 @@ def train_navigator(
     out: Path = typer.Option(Path("probes/data/navigator-lora"), help="Adapter folder to write."),
     grids: int = typer.Option(400, help="Training grids (one BFS-optimal trajectory each)."),
     sizes: str = typer.Option("7", help="Grid sizes of the training grids."),
-    densities: str = typer.Option("0,0.2,0.4", help="Wall densities of the training grids."),
+    densities: str = typer.Option("0", help="Wall densities of the training grids (0: open rooms)."),
     seed: int = typer.Option(1000, help="Seed of the training grids (keep it apart from study seeds)."),
     rank: int = typer.Option(8, help="LoRA rank."),
-    lr: float = typer.Option(1e-3, help="Learning rate."),
-    batch_size: int = typer.Option(8, help="Sequences per optimiser step."),
+    lr: float = typer.Option(3e-3, help="Learning rate."),
+    batch_size: int = typer.Option(4, help="Sequences per optimiser step."),
     epochs: float = typer.Option(1.0, help="Passes over the examples."),
     max_minutes: float = typer.Option(30.0, help="Wall-clock budget of the optimisation loop."),
+    threads: int = typer.Option(2, help="torch threads (1 on a CPU shared with other jobs: see docs/probes.md)."),
     model_path: str | None = typer.Option(None, help="Base model (HF dir or .gguf); default SmolLM2-135M-Instruct."),
 ) -> None:
     """Train the positive-control navigator: a LoRA adapter on BFS-optimal grid trajectories (CPU)."""
@@ -153,6 +154,7 @@ def train_navigator(
         batch_size=batch_size,
         epochs=epochs,
         max_minutes=max_minutes,
+        threads=threads,
     )
     base = resolve_model(model_path).path
 

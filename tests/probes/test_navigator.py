@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,8 +12,16 @@ import pytest
 import torch
 
 from interleaf.probes import plain_grid
-from interleaf.probes.agent import CHAT_FORMAT, answer_regex, parse_action, step_prompt
-from interleaf.probes.navigator import NavigatorConfig, batch_loss, optimal_examples, thought, training_examples
+from interleaf.probes.agent import CHAT_FORMAT, parse_action, step_prompt
+from interleaf.probes.navigator import (
+    NavigatorConfig,
+    batch_loss,
+    check_navigator,
+    encode_example,
+    optimal_examples,
+    thought,
+    training_examples,
+)
 from interleaf.probes.policy import OptimalPolicy
 
 
@@ -26,12 +35,34 @@ def test_examples_are_bfs_optimal_steps_in_the_agents_own_format() -> None:
         assert ex.prompt == step_prompt(grid, state)  # the study's coordinate-free prompt, byte for byte
         assert "You are at" not in ex.prompt
         body = ex.completion.removesuffix(CHAT_FORMAT.end)
-        assert re.fullmatch(answer_regex(32), body), body
-        assert thought(grid, state) in body and f"A at ({state.x},{state.y})" in body
+        assert re.fullmatch(r"<answer>(UP|DOWN|LEFT|RIGHT)</answer>", body), body  # the TIR agent's answer
+        assert parse_action(body) in policy.optimal_actions(state)
+    for state, ex in zip(path, optimal_examples(grid, reasoning=True), strict=False):
+        body = ex.completion.removesuffix(CHAT_FORMAT.end)
+        assert body.startswith(thought(grid, state)) and f"A at ({state.x},{state.y})" in body
         assert parse_action(body) in policy.optimal_actions(state)
     # Training grids come from their own seed, apart from the study's (seed 0 and up).
     config = NavigatorConfig(grids=3, densities=[0.0])
     assert len(training_examples(config)) > 3 and config.seed >= 1000
+
+
+@pytest.mark.model
+def test_completion_ids_are_what_the_engine_sees_at_inference() -> None:
+    """Prompt ids as the engine tokenises the prompt; with reasoning, the answer's ids start where the
+    agent's second request (prompt + reasoning as one text) ends."""
+    from transformers import AutoTokenizer
+
+    from interleaf.runtime.engine.model_store import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model().path)
+    grid = plain_grid(7, 0.0, np.random.default_rng(5))
+    for reasoning in (False, True):
+        ex = optimal_examples(grid, reasoning=reasoning)[0]
+        prompt, completion = encode_example(tok, ex)
+        assert prompt == tok.encode(ex.prompt, add_special_tokens=False)
+        assert tok.decode(completion) == ex.completion
+        answer = tok.encode(ex.completion[ex.completion.index("<answer>") :], add_special_tokens=False)
+        assert completion[-len(answer) :] == answer
 
 
 def test_batch_loss_equals_the_plain_causal_lm_loss_on_completion_tokens() -> None:
@@ -99,3 +130,33 @@ def test_a_lora_adapter_round_trips_through_the_engine(tmp_path: Path) -> None:
     served = torch.tensor(got["prompt"][0][-1])
     assert float((want - plain).norm()) > 1.0  # the adapter changes the residual stream ...
     assert torch.allclose(served, want, atol=2e-3 * float(want.abs().max()))  # ... and the engine serves it merged
+
+
+def _scripted_navigator(always: str | None):
+    """An engine that reads the grid from the prompt and answers the first optimal move (or ``always``)."""
+
+    def engine(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/server_info":
+            return httpx.Response(200, json={"internal_states": [{"max_total_num_tokens": 4096}]})
+        if request.url.path == "/model_info":
+            return httpx.Response(200, json={"model_path": "scripted"})
+        body = json.loads(request.content)
+        assert "<answer>" in body["sampling_params"]["ebnf"] and body["sampling_params"]["temperature"] == 0.0
+        rows = [line.split()[1:] for line in body["text"].splitlines() if re.match(r"^\s*\d+ [#_AG]( |$)", line)]
+        cells = {c: (x, y) for y, r in enumerate(rows) for x, c in enumerate(r)}
+        (ax, ay), (gx, gy) = cells["A"], cells["G"]
+        move = always or ("UP" if gy < ay else "DOWN" if gy > ay else "LEFT" if gx < ax else "RIGHT")
+        meta = {"prompt_tokens": 200, "completion_tokens": 8, "cached_tokens": 150}
+        return httpx.Response(200, json={"text": f"<answer>{move}</answer>", "output_ids": [], "meta_info": meta})
+
+    return engine
+
+
+async def test_the_navigator_check_scores_greedy_moves_and_episodes_on_held_out_grids() -> None:
+    perfect = await check_navigator(
+        "http://scripted", grids=5, transport=httpx.MockTransport(_scripted_navigator(None))
+    )
+    assert perfect.action_accuracy == 1.0 and perfect.successes == perfect.grids == 5
+    assert perfect.states >= 5 * 3 and perfect.invalid_answers == 0  # start and goal are >= 3 steps apart
+    stuck = await check_navigator("http://scripted", grids=5, transport=httpx.MockTransport(_scripted_navigator("UP")))
+    assert stuck.action_accuracy < 1.0 and stuck.success_rate < 1.0

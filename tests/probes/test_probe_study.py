@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from interleaf.agents import Agent, GrammarOptions
 from interleaf.probes import (
     ACTIONS,
     Action,
@@ -24,7 +25,7 @@ from interleaf.probes import (
     plain_grid,
     run_study,
 )
-from interleaf.probes.agent import ANSWER_REGEX, SYSTEM_PROMPT, step_prompt, user_prompt
+from interleaf.probes.agent import ANSWER_TOKENS, SYSTEM_PROMPT, answer_grammar, grid_agent, step_prompt, user_prompt
 from interleaf.probes.policy import cell_distances
 from interleaf.probes.study import run_trajectories, save_run
 from interleaf.runtime.client import SGLangBackend
@@ -53,11 +54,12 @@ def scripted_engine(request: httpx.Request) -> httpx.Response:
     action = ACTIONS[int(rng.integers(4))].value
     hidden = {"layers": layers, "prompt": pre.tolist(), "output": post.tolist()}
     meta = {"prompt_tokens": 200, "completion_tokens": 8, "cached_tokens": 150, "hidden_states": hidden}
-    return httpx.Response(200, json={"text": json.dumps({"action": action}), "output_ids": [], "meta_info": meta})
+    return httpx.Response(200, json={"text": f"<answer>{action}</answer>", "output_ids": [], "meta_info": meta})
 
 
 async def test_agent_sends_the_chatml_prompt_as_text_with_the_capture_fields() -> None:
-    """The prompt, rendered by ``ChatFormat``, is byte for byte the ChatML the agent always sent."""
+    """The prompt is the TIR agent's rendering (ChatML, the agents' answer instruction); the answer
+    is constrained by the TIR agent's turn grammar with the moves as the answer pattern."""
     seen: list[dict] = []
 
     def engine(request: httpx.Request) -> httpx.Response:
@@ -65,13 +67,18 @@ async def test_agent_sends_the_chatml_prompt_as_text_with_the_capture_fields() -
             seen.append(json.loads(request.content))
         return scripted_engine(request)
 
-    def chatml(user: str) -> str:  # the hand-written template the agent used before ChatFormat
-        system = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+    def chatml(user: str) -> str:  # hand-written: the system prompt + the agents' answer instruction
+        instruction = "Write the final answer as <answer>the answer</answer>."
+        system = f"<|im_start|>system\n{SYSTEM_PROMPT}\n\n{instruction}<|im_end|>\n"
         return f"{system}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+    tir = Agent(name="grid", system_prompt=SYSTEM_PROMPT, tools=[], max_exemplars=0)
 
     rng = np.random.default_rng(3)
     keyed = key_grid(7, 0.4, Variant.KEY_DOOR, rng)
     assert step_prompt(keyed, keyed.initial_state()) == chatml(user_prompt(keyed, keyed.initial_state()))
+    assert step_prompt(keyed, keyed.initial_state()) == tir.render_initial(user_prompt(keyed, keyed.initial_state()))
+    assert isinstance(grid_agent(), Agent)
     grid = plain_grid(7, 0.4, rng)
     state = grid.initial_state()
     backend = await SGLangBackend.connect("http://scripted", transport=httpx.MockTransport(engine))
@@ -85,10 +92,13 @@ async def test_agent_sends_the_chatml_prompt_as_text_with_the_capture_fields() -
     assert "input_ids" not in body
     assert body["sampling_params"] == {
         "temperature": 0.5,
-        "max_new_tokens": 16,
-        "regex": ANSWER_REGEX,
+        "max_new_tokens": ANSWER_TOKENS,
+        "ebnf": answer_grammar(0),
         "sampling_seed": 11,
     }
+    # The TIR agent's own turn grammar: <answer> constrained to the four moves, nothing else.
+    no_reasoning = Agent(name="grid", system_prompt=SYSTEM_PROMPT, grammar=GrammarOptions(max_reasoning_chars=0))
+    assert body["sampling_params"]["ebnf"] == no_reasoning.turn_grammar(answer_pattern="UP|DOWN|LEFT|RIGHT")
     assert body["return_hidden_states"] is True
     assert (body["hidden_states_layers"], body["hidden_states_last_k"]) == ([3, 5], 2)
     assert isinstance(out.action, Action) and out.hidden is not None
@@ -160,7 +170,7 @@ def test_study_end_to_end_on_the_embedded_engine(engine_url: str, tmp_path: Path
     )
     report = run_study(config, tmp_path)
     assert report.hidden_state_source == "interleaf"
-    assert report.invalid_answers == 0  # the regex grammar makes every answer parse
+    assert report.invalid_answers == 0  # the turn grammar makes every answer parse
     assert report.n_steps > 0 and report.n_grids == 4
     z = np.load(tmp_path / "hidden.npz")
     assert z["pre"].shape == (report.n_steps, 2, 3, 576) and z["post"].shape == z["pre"].shape

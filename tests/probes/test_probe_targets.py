@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from interleaf.probes import GridAgent, StudyConfig, fit_probe, plain_grid
-from interleaf.probes.agent import ANSWER_REGEX, reasoning_regex, step_prompt, user_prompt
+from interleaf.probes.agent import answer_grammar, step_prompt, user_prompt
 from interleaf.probes.bootstrap import MIN_GROUPS, bootstrap_interval, mean_interval, too_few
 from interleaf.probes.dataset import interior_cells, map_samples, step_targets
 from interleaf.probes.gridworld import CellClass
@@ -113,7 +113,8 @@ def test_reports_print_every_figure_with_its_interval_and_flag_thin_ones(tmp_pat
 
 
 async def test_post_is_captured_after_the_reasoning_and_before_the_answer() -> None:
-    """Two requests: the reasoning line, then the answer; 'post' is the second prompt's end."""
+    """Two requests: the reasoning (stopped where <answer> opens), then the answer; 'post' is the end
+    of the second prompt."""
     seen: list[dict] = []
 
     def engine(request: httpx.Request) -> httpx.Response:
@@ -123,8 +124,9 @@ async def test_post_is_captured_after_the_reasoning_and_before_the_answer() -> N
             return httpx.Response(200, json={"model_path": "scripted"})
         body = json.loads(request.content)
         seen.append(body)
-        regex = body["sampling_params"]["regex"]
-        text = "Thought: A at (1,1), G at (3,3).\n" if regex.startswith("Thought") else '{"action": "DOWN"}'
+        # Like a server that ignores `stop`: the reasoning request returns the answer too.
+        reasoning = body["sampling_params"].get("stop")
+        text = "A at (1,1), G at (3,3). <answer>UP</answer>" if reasoning else "<answer>DOWN</answer>"
         # The 'prompt' states carry the prompt's length, so the test can tell which prompt they end.
         n = len(body["text"])
         pre = np.full((2, 3, 4), float(n))
@@ -142,9 +144,10 @@ async def test_post_is_captured_after_the_reasoning_and_before_the_answer() -> N
         await backend.aclose()
     first, second = seen
     prompt = step_prompt(grid, state)
-    assert first["text"] == prompt and first["sampling_params"]["regex"] == reasoning_regex(32)
-    assert second["text"] == prompt + "Thought: A at (1,1), G at (3,3).\n"
-    assert second["sampling_params"]["regex"] == ANSWER_REGEX
+    assert first["text"] == prompt and first["sampling_params"]["ebnf"] == answer_grammar(32)
+    assert first["sampling_params"]["stop"] == ["<answer>"]
+    assert second["text"] == prompt + "A at (1,1), G at (3,3). "  # the reasoning only, not the first answer
+    assert second["sampling_params"]["ebnf"] == answer_grammar(0) and "stop" not in second["sampling_params"]
     assert out.action is not None and out.action.value == "DOWN"
     assert out.hidden is not None
     assert (out.hidden.pre == len(first["text"])).all()
