@@ -175,7 +175,17 @@ def _priority(node: Node) -> tuple[int, float]:
 
 def _common_prefix(key: list[int], ids: list[int], start: int) -> int:
     n = min(len(key), len(ids) - start)
-    i = 0
-    while i < n and key[i] == ids[start + i]:
-        i += 1
-    return i
+    # Slice comparisons run in C: a whole-key match (the usual case: a turn extends its own context) costs one,
+    # a mismatch is bisected down to a short stretch. A token-by-token loop was 15% of a simulation's CPU.
+    if key[:n] == ids[start : start + n]:
+        return n
+    lo, hi = 0, n  # key[:lo] matches; the first mismatch is in [lo, hi)
+    while hi - lo > 32:
+        mid = (lo + hi) // 2
+        if key[lo:mid] == ids[start + lo : start + mid]:
+            lo = mid
+        else:
+            hi = mid
+    while lo < hi and key[lo] == ids[start + lo]:
+        lo += 1
+    return lo

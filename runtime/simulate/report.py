@@ -46,7 +46,23 @@ def render(report: SimulationReport) -> str:
         f"{'xJCT':>6s} {'xp95':>6s} {'xmksp':>6s} {'wall':>6s} {'cpu':>6s}"
     )
     lines += [head, "-" * len(head)]
+    notes = []
     for r in report.results:
+        if r.stalled is not None:  # the simulated system stopped making progress: no JCT to compare
+            lines.append(
+                f"{r.policy:16s} STUCK (no turn finished for {report.setup.stall_s:.0f} s) from {r.makespan_s:.1f} s: "
+                f"{r.completed} of {r.agents} sessions done, {r.turns} turns served {r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
+            )
+            notes.append(f"{r.policy}: {r.stalled}; the simulation stopped there")
+            continue
+        if r.kv_exhausted is not None:  # SGLang deadlocks from here on: no JCT to compare
+            lines.append(
+                f"{r.policy:16s} DEADLOCK (KV exhausted by pinned sessions) at {r.makespan_s:.1f} s: "
+                f"{r.completed} of {r.agents} sessions done, {r.turns} turns served, "
+                f"{r.peak_held_tokens:,} tokens pinned at peak (no budget) {r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
+            )
+            notes.append(f"{r.policy}: {r.kv_exhausted}; the simulation stopped there")
+            continue
 
         def ratio(a: float, b: float | None) -> str:
             return f"{b / a:5.2f}x" if base is not None and a > 0 and b else "    -"
@@ -58,7 +74,7 @@ def render(report: SimulationReport) -> str:
             f"{ratio(r.jct_p95_s, base and base.jct_p95_s)} {ratio(r.makespan_s, base and base.makespan_s)} "
             f"{r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 __all__ = ["SimulationReport", "render"]

@@ -9,6 +9,12 @@ delivered when the step that finished it ends, as a real server's would be. Requ
 ``Engine.build_request`` (the same validation and session handling as ``POST /generate``), sessions
 opened with ``Engine.open_session`` and closed through ``Scheduler.call``, as the HTTP routes do.
 
+``unbounded`` runs (SGLang's sessions, no budget) pass ``on_kv_exhausted``: the engine aborts a request that
+cannot fit even with nothing else running because streaming sessions pin the rest of the KV; SGLang's
+scheduler would leave it waiting instead, and once every session's owner waits so, nothing ever frees the
+KV (its issue #27024). The server reports that moment (:class:`KVExhaustion`) and the simulation stops
+there rather than replaying the client's retries of a state SGLang cannot leave.
+
 Left out: streaming sessions get no inactivity timeout here (the engine's reaper compares against
 its own clock of a session's last activity, which is not injected); the client closes every session
 it opens, so nothing is lost but the reaping of abandoned ones.
@@ -17,7 +23,9 @@ it opens, so nothing is lost but the reaping of abandoned ones.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from interleaf.runtime.client import GenerateResult, ServerInfo, SessionTurn
@@ -27,6 +35,30 @@ from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.engine import Engine
 from interleaf.runtime.engine.protocol import BadRequest, GenerateIn, OpenSessionIn, SamplingParamsIn, SessionParamsIn
 from interleaf.runtime.engine.sim import SimExecutor
+
+_NO_ROOM = "request needs "
+"""How the engine's no-KV-room abort begins (``CacheManager.no_room_message``); the other aborts (a closed
+session, ``/abort_request``) are the client's doing. ``test_unbounded_sessions_stop_at_kv_exhaustion``
+fails if the wording changes."""
+
+
+@dataclass(frozen=True)
+class KVExhaustion:
+    """The moment pinned streaming sessions left a request no KV: where SGLang stalls (SIMULATED time)."""
+
+    server: str
+    at_s: float
+    sessions: int
+    held_tokens: int
+    capacity: int
+    waiting: int
+
+    def describe(self) -> str:
+        return (
+            f"KV exhausted on {self.server} at {self.at_s:.1f} s: {self.sessions} streaming sessions pin "
+            f"{self.held_tokens:,} of {self.capacity:,} KV tokens, a request cannot fit with nothing else running "
+            f"and {self.waiting} more wait (SGLang leaves them waiting: deadlock, its issue #27024)"
+        )
 
 
 class _Delivery:
@@ -47,7 +79,18 @@ class _Delivery:
 class SimulatedServer:
     """One simulated server (``interleaf.runtime.client.Backend``) driven by the running loop's clock."""
 
-    def __init__(self, url: str, config: EngineConfig, *, token_block: int = 1) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: EngineConfig,
+        *,
+        token_block: int = 1,
+        on_kv_exhausted: Callable[[KVExhaustion], None] | None = None,
+        host_request_s: float = 0.0,
+        host_step_s: float = 0.0,
+    ) -> None:
+        if host_request_s < 0 or host_step_s < 0:
+            raise ValueError(f"host_request_s={host_request_s}, host_step_s={host_step_s}: host overheads are >= 0 s")
         if config.executor != "sim":
             raise ValueError(f"executor={config.executor!r}: a simulated server runs the 'sim' executor")
         self.url = url
@@ -69,6 +112,17 @@ class SimulatedServer:
         )
         self.busy_s = 0.0
         """Virtual seconds this server's GPU was busy."""
+        self.host_request_s = host_request_s
+        """Host seconds added to each request's latency (``SimulationSetup.host_request_s``)."""
+        self.host_step_s = host_step_s
+        """Host seconds added to each working step (``SimulationSetup.host_step_s``)."""
+        self.steps = 0
+        """Scheduler steps that did work."""
+        self.step_python_s = 0.0
+        """Real seconds those steps took in Python (the engine's host time per step, measured)."""
+        self.on_kv_exhausted = on_kv_exhausted
+        self.exhausted: KVExhaustion | None = None
+        """The first time pinned sessions left a request no KV (None: never)."""
         self._delivery = _Delivery()
         self._wake = asyncio.Event()
         self._driver = asyncio.ensure_future(self._drive())
@@ -76,9 +130,13 @@ class SimulatedServer:
     async def _drive(self) -> None:
         sched = self.engine.scheduler
         while True:
-            before = self.executor.simulated_seconds
+            before, started = self.executor.simulated_seconds, time.perf_counter()
             did = sched.step()
             dt = self.executor.simulated_seconds - before
+            if did:
+                self.steps += 1
+                self.step_python_s += time.perf_counter() - started
+                dt += self.host_step_s
             if dt > 0:
                 self.busy_s += dt
                 await asyncio.sleep(dt)
@@ -106,6 +164,8 @@ class SimulatedServer:
         hidden_states_last_k: int | None = None,
     ) -> GenerateResult:
         start = self.clock()
+        if self.host_request_s:
+            await asyncio.sleep(self.host_request_s)  # the request's trip through the host, before the engine
         body = GenerateIn(  # the ids go to build_request directly: validating thousands of ints twice costs
             sampling_params=SamplingParamsIn(**sampling_params),
             rid=rid,
@@ -127,6 +187,17 @@ class SimulatedServer:
         meta = data["meta_info"]
         finish = meta["finish_reason"] or {}
         if finish.get("type") == "abort":
+            message = str(finish.get("message", ""))
+            cache = self.engine.scheduler.cache
+            if message.startswith(_NO_ROOM) and cache.sessions.held_tokens and self.exhausted is None:
+                self.exhausted = KVExhaustion(
+                    server=self.url, at_s=self.clock(), sessions=len(cache.sessions),
+                    held_tokens=cache.sessions.held_tokens * self.executor.cost.token_block,
+                    capacity=cache.capacity * self.executor.cost.token_block,
+                    waiting=len(self.engine.scheduler.waiting),
+                )  # fmt: skip
+                if self.on_kv_exhausted is not None:
+                    self.on_kv_exhausted(self.exhausted)
             raise RequestAborted(self.url, rid, f"request aborted by the server: {finish.get('message', '')}")
         return GenerateResult(
             text=data["text"],
@@ -154,7 +225,10 @@ class SimulatedServer:
     async def close_session(self, session_id: str) -> None:
         fut = self.engine.scheduler.call(lambda s: s.close_session(session_id))
         self._poke()
-        await asyncio.wrap_future(fut)
+        # Shielded: a client that stops waiting (a timeout, a cancelled episode) must not cancel the scheduler's
+        # call, as an HTTP client's disconnect does not undo the server's close; a cancelled call future made
+        # Scheduler.step() raise InvalidStateError, which ended this server's driver: every later request hung.
+        await asyncio.shield(asyncio.wrap_future(fut))
 
     async def abort(self, rid: str) -> None:
         self.engine.scheduler.abort(rid)
@@ -191,4 +265,4 @@ class SimulatedServer:
         self._driver.cancel()
 
 
-__all__ = ["SimulatedServer"]
+__all__ = ["KVExhaustion", "SimulatedServer"]

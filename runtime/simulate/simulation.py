@@ -6,9 +6,12 @@ policy, tool-duration estimator), exactly as ``bench/retention.py`` drives a rea
 ``pause(tool)``, the tool's pause (a virtual sleep), ``generate(delta, ignore_eos)``. The servers are
 :class:`~interleaf.runtime.simulate.server.SimulatedServer`\\ s. Policies beside the production ones:
 
-- ``unbounded``: streaming sessions held for the whole episode with no budget but the KV itself
-  (SGLang's own sessions): held KV may fill the pool; the engine then aborts what cannot fit
-  (interleaf's engine never deadlocks, SGLang's can: its issue #27024). Failures are counted.
+- ``unbounded``: streaming sessions held for the whole episode with no budget and no admission control
+  (SGLang's own sessions): held KV fills the pool until a request cannot fit with nothing else running.
+  interleaf's engine aborts it; SGLang's leaves it waiting, and deadlocks once every session's owner waits
+  (its issue #27024). The run stops at that moment and reports it (``PolicyResult.kv_exhausted``): what
+  follows in SGLang is a deadlock, and replaying the client's retries against interleaf's aborts instead
+  would measure neither system. A run that never exhausts the KV ends normally.
 - ``oracle``: every server's KV holds every agent's whole context (nothing is ever evicted or
   recomputed, nobody waits for admission): the upper bound any policy can reach.
 - any holding policy + ``-greedy``: without episode admission control; + ``-strict``: with admission
@@ -18,9 +21,11 @@ policy, tool-duration estimator), exactly as ``bench/retention.py`` drives a rea
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import multiprocessing
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,13 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from interleaf.runtime.client import BackendPool
 from interleaf.runtime.client.retention import RetentionPolicyName
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.sim import SimExecutor
-from interleaf.runtime.simulate.server import SimulatedServer
+from interleaf.runtime.simulate.server import KVExhaustion, SimulatedServer
 from interleaf.runtime.simulate.trace import SessionScript, TraceTurn
 from interleaf.runtime.simulate.virtual_loop import run_virtual
 from interleaf.runtime.tokenizer import ByteTokenizer
@@ -96,10 +101,28 @@ class SimulationSetup(BaseModel):
     """Admitted episodes' projected peaks may sum to this × the budget."""
     seed: int = 0
     """Seed of the token content."""
+    host_request_s: float = 0.0
+    """Host seconds on each request's path outside the GPU (HTTP round trip, JSON, the client's Python),
+    added to the request's latency before it reaches the scheduler; it does not occupy the server. 0 by
+    default: the figures of ``interleaf simulate`` are GPU-bound, and a cluster's host overhead is not this
+    box's. Only fidelity runs against the real-clock ``sim`` engine set it, to the value measured on the box
+    (``bench/simulate_fidelity.py``)."""
+    stall_s: float = 3600.0
+    """Virtual seconds without any turn finishing (while sessions remain) after which the run is declared
+    stuck and stopped (``PolicyResult.stalled``). The pool's periodic health checks keep a timer pending
+    forever, so a wait that nothing ends would otherwise let the virtual clock run on for ever."""
+    host_step_s: float = 0.0
+    """Host seconds of the engine's Python per scheduler step that did work, added to the step's time (it
+    occupies the server, as the real engine's scheduler thread does between GPU steps). 0 by default; the
+    fidelity bench sets the value it measures (the simulation's own ``Scheduler.step()`` time per step)."""
 
 
 class PolicyResult(BaseModel):
     """One policy's run (virtual seconds: SIMULATED)."""
+
+    # An `unbounded` run that deadlocks before any session ends has no JCT: NaN, written as NaN (not null) so
+    # that a saved report reads back.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     policy: str
     """Policy name."""
@@ -141,6 +164,18 @@ class PolicyResult(BaseModel):
     """Real seconds the simulation of this policy took."""
     cpu_s: float = 0.0
     """CPU seconds it took (on a shared box the wall time also counts other processes' turns)."""
+    steps: int = 0
+    """Scheduler steps that did work, all servers."""
+    step_python_s: float = 0.0
+    """Real seconds spent in those ``Scheduler.step()`` calls: the engine's host Python per step on this box."""
+    completed: int = 0
+    """Sessions that ran to their end (the JCT figures are over these and the failed ones)."""
+    stalled: str | None = None
+    """Set when no turn finished for ``SimulationSetup.stall_s`` virtual seconds while sessions remained: the
+    simulated system is stuck (a wait nothing ends); the run stopped there (makespan = that moment)."""
+    kv_exhausted: str | None = None
+    """``unbounded`` only: where pinned sessions left a request no KV, the point from which SGLang's server
+    deadlocks; the run stopped there (makespan = that moment). None: it never happened."""
 
 
 @dataclass
@@ -155,7 +190,10 @@ class Totals:
     wait_s: float = 0.0
     jct: list[float] = field(default_factory=list)
     failed: int = 0
+    completed: int = 0
     end: float = 0.0
+    host_gap_s: float = 0.0
+    """Σ over turns of the client's e2e time minus the server's own (HTTP, JSON, client Python)."""
 
 
 class _Content:
@@ -207,15 +245,23 @@ def gpu_kv_tokens(gpu: str, model: str) -> int:
     return SimExecutor.from_config(EngineConfig(executor="sim", sim_gpu=gpu, sim_model=model)).kv_capacity
 
 
-async def replay(pool: BackendPool, scripts: list[SessionScript], *, token_block: int = 1, seed: int = 0) -> Totals:
+async def replay(
+    pool: BackendPool,
+    scripts: list[SessionScript],
+    *,
+    token_block: int = 1,
+    seed: int = 0,
+    totals: Totals | None = None,
+) -> Totals:
     """Every session of ``scripts`` as an episode of ``pool``, on the running loop's clock: per turn
     ``pause(tool)``, the tool's pause (``asyncio.sleep``), ``generate(delta, ignore_eos)``, as
     ``bench/retention.py`` drives an engine. On a virtual-time loop this is the simulation; on an ordinary
-    loop against real servers it is the same replay in real time (``bench/simulate_fidelity.py``)."""
+    loop against real servers it is the same replay in real time (``bench/simulate_fidelity.py``).
+    ``totals`` (default: a new one) is filled as sessions end, so a cancelled replay leaves what it had."""
     loop = asyncio.get_running_loop()
     clock, k = loop.time, token_block
     content = _Content(k, seed)
-    totals = Totals()
+    totals = Totals() if totals is None else totals
 
     async def agent(script: SessionScript) -> None:
         await asyncio.sleep(script.start_s)
@@ -233,12 +279,16 @@ async def replay(pool: BackendPool, scripts: list[SessionScript], *, token_block
                     totals.cached += out.cache.cached_tokens
                     totals.recomputed += out.cache.recomputed_tokens
                     totals.turns += 1
+                    timing = out.timings
+                    totals.host_gap_s += max(0.0, timing.e2e_s - timing.ttft_s - timing.decode_s)
                     for record in out.retention:
                         if record.decision is RetentionDecision.QUEUED:
                             totals.waits += 1
                             totals.wait_s += record.wait_s
-        except Exception:  # a failed session is a result (unbounded sessions can exhaust the KV)
+        except Exception:  # a failed session is a result (e.g. the engine aborted it for lack of KV)
             totals.failed += 1
+        else:
+            totals.completed += 1
         totals.jct.append(clock() - start)
         totals.end = max(totals.end, clock())
 
@@ -260,7 +310,19 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=setup.chunked_prefill_size,
         max_running_requests=setup.max_running_requests,
     )  # fmt: skip
-    servers = [SimulatedServer(f"sim://server-{i}", config, token_block=k) for i in range(setup.servers)]
+    exhausted: list[KVExhaustion] = []
+    stop = asyncio.Event()
+
+    def on_exhausted(event: KVExhaustion) -> None:
+        exhausted.append(event)
+        stop.set()
+
+    watch = on_exhausted if policy == "unbounded" else None
+    servers = [
+        SimulatedServer(f"sim://server-{i}", config, token_block=k, on_kv_exhausted=watch,
+                        host_request_s=setup.host_request_s, host_step_s=setup.host_step_s)
+        for i in range(setup.servers)
+    ]  # fmt: skip
     holding = policy not in ("none",)
     fraction = 1.0 if policy in EXTRA_POLICIES else setup.kv_budget_fraction
     base, variant = split_policy(policy)
@@ -274,18 +336,58 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         admission_defer=variant != STRICT,
         clock=clock,
     )
+    if policy == "unbounded":
+        for budget in pool.budgets.values():  # SGLang has no budget: only the KV itself bounds the sessions
+            budget.capacity = sys.maxsize
     pool.router.start_health_checks(pool._check, interval_s=1.0)
     t0 = clock()
     wall, cpu = time.perf_counter(), time.process_time()
+    totals = Totals()
+    stalled: list[str] = []
+    stall_at: list[float] = []
+
+    async def watchdog() -> None:
+        seen = -1
+        while True:
+            await asyncio.sleep(setup.stall_s)
+            if totals.turns == seen:
+                left = len(scripts) - totals.completed - totals.failed
+                stalled.append(
+                    f"no turn finished between {clock() - setup.stall_s:.1f} s and {clock():.1f} s with {left} of "
+                    f"{len(scripts)} sessions unfinished: the simulated system is stuck"
+                )
+                stall_at.append(clock() - setup.stall_s)
+                stop.set()
+                return
+            seen = totals.turns
+
     try:
-        totals = await replay(pool, scripts, token_block=k, seed=setup.seed)
+        run = asyncio.ensure_future(replay(pool, scripts, token_block=k, seed=setup.seed, totals=totals))
+        guard = asyncio.ensure_future(watchdog())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        guard.cancel()
+        if not run.done():  # SGLang would deadlock from here: end the run at this moment
+            totals.end = clock()
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        else:
+            run.result()
     finally:
         stats = pool.stats()
         await pool.aclose()
         for s in servers:
             await s.aclose()
-    makespan = totals.end - t0
-    jct = sorted(totals.jct)
+        # A run stopped at a deadlock leaves the cancelled episodes' shielded session closes waiting on servers
+        # that no longer step: end them here rather than let the loop's close destroy them pending.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+    makespan = (exhausted[0].at_s if exhausted else stall_at[0] if stall_at else totals.end) - t0
+    jct = sorted(totals.jct) or [math.nan]
+    budget = sum(v["budget_tokens"] for v in stats["servers"].values()) * k
     return PolicyResult(
         policy=policy,
         agents=len(scripts),
@@ -299,7 +401,7 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         prompt_tokens=totals.prompt * k,
         cached_tokens=totals.cached * k,
         recomputed_tokens=totals.recomputed * k,
-        budget_tokens=sum(v["budget_tokens"] for v in stats["servers"].values()) * k,
+        budget_tokens=0 if policy == "unbounded" else budget,
         peak_held_tokens=sum(v["peak_held_tokens"] for v in stats["servers"].values()) * k,
         admission_waits=totals.waits,
         admission_wait_s=totals.wait_s,
@@ -307,6 +409,11 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         gpu_busy=sum(s.busy_s for s in servers) / (len(servers) * makespan) if makespan > 0 else 0.0,
         wall_s=time.perf_counter() - wall,
         cpu_s=time.process_time() - cpu,
+        completed=totals.completed,
+        steps=sum(s.steps for s in servers),
+        step_python_s=sum(s.step_python_s for s in servers),
+        kv_exhausted=exhausted[0].describe() if exhausted else None,
+        stalled=stalled[0] if stalled else None,
     )
 
 
@@ -315,9 +422,19 @@ def simulate_policy(scripts: list[SessionScript], policy: str, setup: Simulation
     check_policy(policy)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the sim's tensors are tiny: intra-op threads only spin and steal a core
+    # The run allocates millions of short-lived objects (asyncio handles, futures) beside a large long-lived
+    # heap (token lists, radix nodes): the cyclic collector's default thresholds rescan that heap so often that
+    # it grew faster than the run (-22% CPU on 500 agents x 4 servers with these, same results). What exists
+    # before the run (the scripts) is frozen out of collection altogether.
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         return run_virtual(_run_policy(scripts, policy, setup))
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         torch.set_num_threads(threads)
 
 

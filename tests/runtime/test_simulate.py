@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -11,7 +12,14 @@ from interleaf.runtime.client.retention import SessionRetention
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.scheduler import Scheduler
 from interleaf.runtime.engine.sim import RooflineCost
-from interleaf.runtime.simulate import SimulationSetup, TraceTurn, run_virtual, sessions, simulate_policy
+from interleaf.runtime.simulate import (
+    PolicyResult,
+    SimulationSetup,
+    TraceTurn,
+    run_virtual,
+    sessions,
+    simulate_policy,
+)
 from interleaf.runtime.simulate.server import SimulatedServer
 from interleaf.runtime.tokenizer import ByteTokenizer
 
@@ -24,11 +32,13 @@ def _toy_cost() -> RooflineCost:
                         weight_bytes=1.0, flops_per_s=1e30, bytes_per_s=1 / W, overhead_s=0.0)  # fmt: skip
 
 
-async def _toy_run(n_agents: int, policy: str) -> tuple[list[float], Scheduler, BackendPool]:
+async def _toy_run(
+    n_agents: int, policy: str, *, host_request_s: float = 0.0, host_step_s: float = 0.0
+) -> tuple[list[float], Scheduler, BackendPool]:
     """Agents of two turns: 300-token prompt, 5 tokens out; a 2 s tool; 40-token delta, 3 tokens out."""
     loop = asyncio.get_running_loop()
     config = EngineConfig(executor="sim", max_total_tokens=8192, chunked_prefill_size=2048)
-    server = SimulatedServer("sim://toy", config)
+    server = SimulatedServer("sim://toy", config, host_request_s=host_request_s, host_step_s=host_step_s)
     server.executor.cost = _toy_cost()
     pool = BackendPool([server], retention=policy, kv_budget_fraction=0.5, tokenizer=ByteTokenizer(), clock=loop.time)
     jct: list[float] = []
@@ -56,6 +66,18 @@ def test_toy_jct_matches_the_hand_computation(n_agents, policy):
     # one padded forward and decoded in one batch, so each one's JCT is the single agent's: 8 W + 2 s.
     jct, _, _ = run_virtual(_toy_run(n_agents, policy))
     assert jct == pytest.approx([8 * W + 2.0] * n_agents, abs=1e-9)
+
+
+def test_host_overhead_adds_to_the_hand_computation():
+    # The 8 forwards run in 6 scheduler steps (a step prefills, then decodes what is running, the new request
+    # included): turn 1 = prefill+decode, 3 decodes; turn 2 = prefill+decode, 1 decode. Each step also takes
+    # the host's step time s; each of the 2 requests waits h on the host before the engine sees it:
+    # JCT = 8 W + 6 s + 2 s of tool + 2 h.
+    h, s = 0.003, 0.0005
+    jct, _, _ = run_virtual(_toy_run(1, "session", host_request_s=h, host_step_s=s))
+    assert jct == pytest.approx([8 * W + 6 * s + 2.0 + 2 * h], abs=1e-9)
+    with pytest.raises(ValueError, match="host_request_s=-1"):
+        SimulatedServer("sim://x", EngineConfig(executor="sim"), host_request_s=-1)
 
 
 def test_the_simulation_runs_the_production_classes():
@@ -159,3 +181,100 @@ def test_admission_waits_only_on_a_thrashing_saturated_server():
         return seen
 
     assert run_virtual(run()) == [False, True, False, True, False]
+
+
+def test_unbounded_sessions_stop_at_kv_exhaustion():
+    # SGLang's sessions with no budget on a server whose KV holds ~2/3 of the agents' first turns: the
+    # sessions pin it all, a turn cannot fit with nothing else running (SGLang deadlocks there), and the run
+    # stops at that moment instead of replaying retries. With room for everything it ends normally.
+    from interleaf.runtime.simulate import generate
+
+    scripts = sessions(generate("swe", 8, seed=3, turns=6))
+    first = sum(s.turns[0].input_length for s in scripts)
+    tight = SimulationSetup(servers=1, token_block=16, kv_tokens=first * 2 // 3)
+    stuck = simulate_policy(scripts, "unbounded", tight)
+    assert stuck.kv_exhausted is not None and "SGLang" in stuck.kv_exhausted
+    assert "sim://server-0" in stuck.kv_exhausted and stuck.completed < stuck.agents
+    assert stuck.budget_tokens == 0 and stuck.peak_held_tokens > 0
+    roomy = simulate_policy(scripts, "unbounded", tight.model_copy(update={"kv_tokens": 4 * first * 6}))
+    assert roomy.kv_exhausted is None and roomy.completed == roomy.agents and roomy.turns == 6 * 8
+    # A deadlock before any session ended has no JCT (NaN): the saved result still reads back.
+    none_done = stuck.model_copy(update={"jct_mean_s": math.nan})
+    assert math.isnan(PolicyResult.model_validate_json(none_done.model_dump_json()).jct_mean_s)
+
+
+def test_unbounded_deadlock_is_a_row_of_the_table():
+    from interleaf.runtime.simulate import SimulationReport, generate, render
+
+    scripts = sessions(generate("swe", 8, seed=3, turns=6))
+    first = sum(s.turns[0].input_length for s in scripts)
+    setup = SimulationSetup(servers=1, token_block=16, kv_tokens=first * 2 // 3)
+    results = [simulate_policy(scripts, p, setup) for p in ("none", "unbounded")]
+    report = SimulationReport(workload="swe", agents=8, peak_context_tokens=1, kv_tokens_per_server=1,
+                              tool_floor_s=0.0, setup=setup, results=results)  # fmt: skip
+    text = render(report)
+    assert "unbounded        DEADLOCK (KV exhausted by pinned sessions)" in text
+    assert "the simulation stopped there" in text.splitlines()[-1]
+
+
+def test_common_prefix_agrees_with_a_token_by_token_comparison():
+    import random
+
+    from interleaf.runtime.engine.radix_cache import _common_prefix
+
+    def slow(key: list[int], ids: list[int], start: int) -> int:
+        n, i = min(len(key), len(ids) - start), 0
+        while i < n and key[i] == ids[start + i]:
+            i += 1
+        return i
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        key = [rng.randint(0, 2) for _ in range(rng.randint(0, 200))]
+        start, keep = rng.randint(0, 20), rng.randint(0, len(key))
+        ids = [7] * start + key[:keep] + [rng.randint(0, 3) for _ in range(rng.randint(0, 200))]
+        assert _common_prefix(key, ids, start) == slow(key, ids, start)
+
+
+def test_a_run_without_progress_stops_as_stuck():
+    # The pool's health checks keep a timer pending for ever, so a wait nothing ends would let the virtual clock
+    # run on unbounded; the watchdog stops a run in which no turn finished for stall_s virtual seconds. Here
+    # the tool pause (100 s) outlasts a 30 s window, which the watchdog cannot tell from a stuck system.
+    from interleaf.runtime.simulate import SimulationReport, render
+
+    turns = [
+        TraceTurn(session_id="a", turn=0, input_length=64, output_length=4),
+        TraceTurn(session_id="a", turn=1, input_length=16, output_length=4, tool_pause_s=100.0),
+    ]
+    scripts = sessions(turns)
+    stuck = simulate_policy(scripts, "session", SimulationSetup(servers=1, kv_tokens=4096, stall_s=30.0))
+    assert stuck.stalled is not None and "stuck" in stuck.stalled and stuck.turns == 1 and stuck.completed == 0
+    assert stuck.makespan_s < 100.0
+    text = render(SimulationReport(workload="t", agents=1, peak_context_tokens=1, kv_tokens_per_server=1,
+                                   tool_floor_s=0.0, setup=SimulationSetup(stall_s=30.0), results=[stuck]))  # fmt: skip
+    assert "STUCK (no turn finished for 30 s)" in text
+    done = simulate_policy(scripts, "session", SimulationSetup(servers=1, kv_tokens=4096, stall_s=300.0))
+    assert done.stalled is None and done.completed == 1 and done.makespan_s > 100.0
+
+
+def test_a_cancelled_session_close_does_not_stop_the_server():
+    # A client that stops waiting for /close_session (a timeout, a cancelled episode) must not cancel the
+    # scheduler's call: that made Scheduler.step() raise and ended the simulated server's driver for good.
+    async def run() -> tuple[bool, str]:
+        server = SimulatedServer("sim://c", EngineConfig(executor="sim", max_total_tokens=4096))
+        sid = await server.open_session(timeout_s=60)
+        busy = asyncio.ensure_future(
+            server.generate(list(b"x" * 2000), sampling_params={"max_new_tokens": 20}, rid="busy")
+        )
+        await asyncio.sleep(0.001)  # the server is inside a step's GPU time: the close waits in its inbox
+        closing = asyncio.ensure_future(server.close_session(sid))
+        await asyncio.sleep(0)
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        await busy
+        out = await server.generate(list(b"hello"), sampling_params={"max_new_tokens": 2}, rid="after")
+        alive = await server.health()
+        await server.aclose()
+        return alive, out.finish_reason
+
+    assert run_virtual(run()) == (True, "length")
