@@ -109,6 +109,13 @@ class Agent:
     answer_after_repeat: bool = True
     """After a turn whose calls all repeat earlier calls (same tool, same arguments: the result
     cannot change), the next turn may only answer."""
+    ground_numbers: bool = False
+    """Numbers in tool arguments only from the conversation: each turn's grammar lets a numeric
+    literal in a patterned string argument (the calculator's expression) be only a number of the
+    question or of this episode's tool outputs, each at most as often as it appears there, and an
+    integer / number argument only one of those (``interleaf.tools.grounding``). Stops a small model
+    repeating a sub-expression or inventing a number while copying. Needs ``grammar`` with
+    ``constrain_arguments``; the worked examples' numbers are not the conversation's."""
 
     def __post_init__(self) -> None:
         if self.max_exemplars < 0:
@@ -123,6 +130,9 @@ class Agent:
             raise ValueError(f"Agent.on_no_action must be 'stop' or 'nudge', got {self.on_no_action!r}")
         self._compiled: Any = None
         self._toolset: Any = None
+        # Turn grammars by (options, tool schemas): building one costs ~0.4 ms and every episode asks
+        # for up to three, always the same few (docs/jobs.md, "Orchestration overhead").
+        self._grammars: dict[tuple[GrammarOptions, str], str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray ships agents to actors; the compiled graph is rebuilt there.
@@ -198,21 +208,35 @@ class Agent:
         return self.chat_format.initial(system, question, self.render_history(exemplars, toolset))
 
     def turn_grammar(
-        self, *, allow_answer: bool = True, answer_pattern: str | None = None, toolset: Toolset | None = None
+        self,
+        *,
+        allow_answer: bool = True,
+        answer_pattern: str | None = None,
+        toolset: Toolset | None = None,
+        grounded_numbers: tuple[str, ...] | None = None,
     ) -> str | None:
         """The EBNF a turn is constrained by (None when ``grammar`` is None). ``allow_answer=False``
         gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met);
         ``answer_pattern`` constrains the answer's text (a task's answer type); ``toolset`` replaces
-        the agent's tools (a task's subset)."""
+        the agent's tools (a task's subset); ``grounded_numbers`` the numbers tool arguments may
+        use (with ``ground_numbers``; see ``GrammarOptions.grounded_numbers``)."""
         if self.grammar is None:
             return None
         schemas = (self.toolset if toolset is None else toolset).schemas()
         opts = self.grammar
         if answer_pattern is not None:
             opts = dataclasses.replace(opts, answer_pattern=answer_pattern)
+        if self.ground_numbers and grounded_numbers is not None:
+            opts = dataclasses.replace(opts, grounded_numbers=grounded_numbers)
         if not allow_answer and schemas:
             opts = dataclasses.replace(opts, allow_answer=False)
-        return tool_call_grammar(schemas, opts)
+        key = (opts, json.dumps(schemas))
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            if len(self._grammars) >= 256:  # answer patterns are few; bound it anyway
+                self._grammars.clear()
+            grammar = self._grammars[key] = tool_call_grammar(schemas, opts)
+        return grammar
 
     def compiled_graph(self) -> Any:
         """The compiled LangGraph graph (built once per agent per process)."""
@@ -240,8 +264,9 @@ AgentFactory = Callable[[], Agent]
 def default_agent() -> Agent:
     """The ``tir`` agent, shaped for the default model (SmolLM2-135M): one tool call required before
     answering, no free-text reasoning before the action (its reasoning is noise that costs ~60 tokens
-    a turn and leads it off the task), greedy decoding; the suite's exemplars show the moves."""
-    return Agent(name="tir", min_tool_calls=1, grammar=GrammarOptions(max_reasoning_chars=0))
+    a turn and leads it off the task), numbers in tool arguments grounded in the conversation,
+    greedy decoding; the suite's exemplars show the moves."""
+    return Agent(name="tir", min_tool_calls=1, grammar=GrammarOptions(max_reasoning_chars=0), ground_numbers=True)
 
 
 AGENTS: dict[str, AgentFactory] = {"tir": default_agent}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import time
 import uuid
 from typing import Any
@@ -95,6 +94,7 @@ class Episode:
             tools_only_grammar=(
                 agent.turn_grammar(allow_answer=False, toolset=tools) if agent.min_tool_calls and len(tools) else None
             ),
+            answer_pattern=pattern,
             deadline=deadline,
             tracer=self.tracer,
         )
@@ -106,7 +106,8 @@ class Episode:
             try:
                 await self._run_graph(ctx, first, config, wall)
             finally:
-                self._finish(tool_ctx.scratch_dir)
+                self._finish()
+                tool_ctx.remove_scratch()  # only if a tool made one: most episodes never do
                 span.record(traj)
         return traj
 
@@ -129,13 +130,12 @@ class Episode:
         except Exception as exc:
             traj.termination, traj.error = TerminationReason.ERROR, f"{type(exc).__name__}: {exc}"
 
-    def _finish(self, scratch_dir: Any) -> None:
+    def _finish(self) -> None:
         traj = self.trajectory
         traj.ended_at = time.time()
         if self.task.answer is not None:
             traj.score = self.task.score(traj.answer)
             traj.correct = bool(traj.score and traj.score >= 1.0)
-        shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 __all__ = ["Episode"]

@@ -10,9 +10,10 @@ exemplars and each task's answer type):
 * ``direct``  — no tools: the question and the answer (the exemplars without their tool calls),
   the answer constrained by the task's answer type;
 * ``unconstrained`` — the ``tir`` agent, its tool arguments constrained to their types only
-  (``GrammarOptions(constrain_arguments=False)``: no ``pattern``, lengths or ranges);
-* ``full`` — the ``tir`` agent as shipped: arguments constrained by their whole JSON schema, the
-  answer by the task's answer type, exemplars in the system prompt, greedy decoding.
+  (``GrammarOptions(constrain_arguments=False)``: no ``pattern``, lengths, ranges or grounded numbers);
+* ``full`` — the ``tir`` agent as shipped: arguments constrained by their whole JSON schema and
+  their numbers grounded in the conversation (``Agent.ground_numbers``), the answer by the task's
+  answer type, worked examples as earlier turns, greedy decoding.
 
 Prints one row per (suite, arm): accuracy, mean turns, mean prompt and completion tokens per
 episode, mean PTE (``measured`` variant, H100-PCIe reference pricing of SmolLM2-135M), wall time.
@@ -83,7 +84,9 @@ async def main(args: argparse.Namespace) -> None:
         engine = EngineProcess()
         url = engine.url
     try:
-        pool = await BackendPool.connect([url], retention="session", kv_budget_fraction=0.5)
+        pool = await BackendPool.connect(
+            [url], retention="session", kv_budget_fraction=0.5, request_timeout_s=args.request_timeout
+        )
         try:
             print("| suite | agent | accuracy | mean turns | prompt tok/ep | completion tok/ep | mean PTE | wall |")
             print("|---|---|---|---|---|---|---|---|")
@@ -96,8 +99,9 @@ async def main(args: argparse.Namespace) -> None:
                     if args.show:
                         for t in trajs:
                             calls = [(c.name, c.arguments) for turn in t.turns for c in turn.tool_calls]
+                            error = f" error={t.error}" if t.error else ""
                             print(f"    {t.task_id} {t.correct} ans={t.answer!r} exp={t.expected!r} "
-                                  f"{t.termination.value} calls={calls}")  # fmt: skip
+                                  f"{t.termination.value} calls={calls}{error}")  # fmt: skip
         finally:
             await pool.aclose()
     finally:
@@ -114,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--backend", default=None, help="an SGLang-protocol server (default: start the embedded engine)")
     p.add_argument("--wall-time", type=float, default=None, help="per-episode wall-time budget, s (default: none)")
+    p.add_argument("--request-timeout", type=float, default=3600.0,
+                   help="per-request timeout, s (default 3600: load should slow requests, not fail them)")  # fmt: skip
     p.add_argument("--show", action="store_true", help="print every episode's answer and calls")
     args = p.parse_args(argv)
     unknown = set(args.arms.split(",")) - set(ARMS)

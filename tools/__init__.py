@@ -38,6 +38,7 @@ from interleaf.tools.call_format import (
 )
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout, UnknownToolError
+from interleaf.tools.grounding import numbers_in
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.result import ToolResult
 from interleaf.tools.sandbox import SandboxLimits, SandboxRun, run_python
@@ -122,6 +123,7 @@ __all__ = [
     "make_corpus_tools",
     "make_python_tool",
     "mcp_toolset",
+    "numbers_in",
     "parse_call",
     "parse_calls",
     "parse_turn",

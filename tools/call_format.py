@@ -118,6 +118,11 @@ class GrammarOptions:
     constrain_arguments: bool = True
     """Enforce the argument schemas' value constraints (``pattern``, lengths, numeric ranges); False
     enforces only types and structure (see ``interleaf.tools.schema_grammar``)."""
+    grounded_numbers: tuple[str, ...] | None = None
+    """With ``constrain_arguments``: the numbers, repeats kept, that numeric literals in arguments
+    may be (``interleaf.tools.grounding``): in a string with a repeated-unit ``pattern`` (the
+    calculator's expression) each at most as often as listed; an integer / number argument one of
+    them. None: any number. An agent fills it per turn from its conversation (``Agent.ground_numbers``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_reasoning_chars", "max_answer_chars"):
@@ -168,7 +173,7 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
     parameter schema, shaped by ``options``. Raises ``ToolSchemaError`` naming the tool whose schema
     is not a JSON schema, ``ValueError`` when the options leave nothing to generate."""
     opts = options or GrammarOptions()
-    comp = SchemaGrammar(constrain_values=opts.constrain_arguments)
+    comp = SchemaGrammar(constrain_values=opts.constrain_arguments, grounded_numbers=opts.grounded_numbers)
     calls, names = [], []
     for i, tool in enumerate(tools):
         fn = tool.get("function", tool)

@@ -32,6 +32,7 @@ import math
 import re
 from typing import Any
 
+from interleaf.tools.grounding import ground_pattern_ebnf, grounded_values
 from interleaf.tools.regex_ebnf import RegexNotSupported, integer_range_ebnf, regex_to_ebnf
 
 JSON_RULES = r"""
@@ -62,9 +63,13 @@ def rule_name(*parts: str) -> str:
 class SchemaGrammar:
     """Collects EBNF rules with unique names; ``value`` turns one JSON schema into an expression."""
 
-    def __init__(self, *, constrain_values: bool = True) -> None:
+    def __init__(self, *, constrain_values: bool = True, grounded_numbers: tuple[str, ...] | None = None) -> None:
         self.constrain_values = constrain_values
         """Enforce ``pattern``, lengths and numeric ranges (False: types and structure only)."""
+        self.grounded_numbers = grounded_numbers
+        """With ``constrain_values``: the numbers (a multiset) that numeric literals in patterned
+        strings and integer / number values are drawn from (``interleaf.tools.grounding``); None:
+        any number."""
         self.rules: dict[str, str] = {}
         """Rule name -> body, in the order added."""
         self._root: dict[str, Any] = {}
@@ -120,6 +125,10 @@ class SchemaGrammar:
         """The rule for a string / integer / number with value constraints; None when it has none."""
         if kind == "string":
             if isinstance(schema.get("pattern"), str):
+                if self.grounded_numbers is not None:
+                    grounded = self._grounded_string(schema["pattern"], name)
+                    if grounded is not None:
+                        return grounded
                 try:
                     return self.add(name, f'"\\"" {regex_to_ebnf(schema["pattern"], json_string=True)} "\\""')
                 except RegexNotSupported:
@@ -130,6 +139,10 @@ class SchemaGrammar:
             bounds = f"{{{int(lo or 0)},{'' if hi is None else int(hi)}}}"
             return self.add(name, f'"\\"" [^"\\\\\\x00-\\x1f]{bounds} "\\""')
         lo, hi = _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
+        if self.grounded_numbers is not None:
+            values = grounded_values(self.grounded_numbers, integer=kind == "integer", lo=lo, hi=hi)
+            if values:
+                return self.add(name, " | ".join(literal(v) for v in values))
         if kind == "integer":
             if lo is None and hi is None:
                 return None
@@ -139,6 +152,20 @@ class SchemaGrammar:
         if lo is not None and lo >= 0:  # number: the sign only
             return self.add(name, "json_natural json_fraction")
         return None
+
+    def _grounded_string(self, pattern: str, name: str) -> str | None:
+        """The rule for a patterned string whose numbers are grounded; None when the pattern's shape
+        does not allow it (``ground_pattern_ebnf``)."""
+        prefix = self.add(name, '""')  # reserves a free name for the rule and its helpers
+        rules = ground_pattern_ebnf(pattern, self.grounded_numbers or (), prefix)
+        if rules is None:
+            del self.rules[prefix]
+            return None
+        taken = [k for k in rules if k != prefix and k in self.rules]
+        if taken:
+            raise ValueError(f"grounded rules {taken} clash with existing rule names")
+        self.rules.update(rules)
+        return prefix
 
     def _ref(self, ref: Any, name: str) -> str:
         if ref in self._refs:  # seen (or being compiled: a recursive schema refers to its own rule)

@@ -2,7 +2,10 @@
 (SimpleQA-like). Distractor towns share the corpus, so the search has to find the right article.
 
 Exemplars: questions about towns of their own (``world.exemplar_towns``: another stream, names
-unlike every evaluated town), solved by one real search call; their articles join the corpus."""
+unlike every evaluated town), solved by one real search call; their articles join the corpus. They
+ask the text facts (founder, industry, river): a numeric answer is already held to a number by its
+answer type, a text answer only by example (with one river and one population example the model
+answered every text question with a number)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from interleaf.agents.tasks.task import Exemplar, ExemplarStep, Task, TaskSuite
 from interleaf.agents.tasks.world import Town, corpus_tools, documents, exemplar_towns, make_towns
 
 SYSTEM = "Search the encyclopedia for the town, read its article, and answer with the exact fact only."
-N_EXEMPLARS = 2
+EXEMPLAR_FIELDS = ("founder", "industry", "river")
 
 _QUESTIONS = [
     ("founded", "numeric", "In what year was the town of {name} founded?"),
@@ -21,10 +24,11 @@ _QUESTIONS = [
     ("founder", "text", "Who founded the town of {name}?"),
     ("industry", "text", "What is the town of {name} known for?"),
 ]
+_QUESTION_OF = {q[0]: q for q in _QUESTIONS}
 
 
-def _task(i: int, town: Town, rng: random.Random, prefix: str) -> Task:
-    field_name, kind, template = rng.choice(_QUESTIONS)
+def _task(i: int, town: Town, rng: random.Random, prefix: str, field: str | None = None) -> Task:
+    field_name, kind, template = rng.choice(_QUESTIONS) if field is None else _QUESTION_OF[field]
     return Task(
         id=f"{prefix}-{i:04d}",
         question=template.format(name=town.name),
@@ -40,13 +44,13 @@ def lookup_suite(n: int, seed: int = 0) -> TaskSuite:
     towns = make_towns(max(2 * n, 20), seed)
     rng = random.Random(f"lookup:{seed}")
     tasks = [_task(i, towns[i], rng, "lookup") for i in range(n)]
-    shots = exemplar_towns(N_EXEMPLARS, towns)
+    shots = exemplar_towns(len(EXEMPLAR_FIELDS), towns)
     docs = documents(towns + shots)
     search = corpus_tools(docs)[0]
     exemplars = []
     shot_rng = random.Random("lookup:exemplars")
-    for i, town in enumerate(shots):
-        task = _task(i, town, shot_rng, "exemplar")
+    for i, (town, field_name) in enumerate(zip(shots, EXEMPLAR_FIELDS, strict=True)):
+        task = _task(i, town, shot_rng, "exemplar", field_name)
         step = ExemplarStep(tool="search", arguments={"query": [town.name]}, result=search(query=[town.name]))
         exemplars.append(Exemplar(question=task.question, steps=[step], answer=str(task.answer)))
     return TaskSuite("lookup", tasks, lambda: corpus_tools(docs), SYSTEM, {"n": n, "seed": seed}, exemplars)

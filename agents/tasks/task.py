@@ -13,7 +13,7 @@ from interleaf.agents.tasks.scoring import check_scorer, score_answer
 AnswerType = Literal["number", "text", "expression"]
 
 ANSWER_PATTERNS: dict[str, str | None] = {
-    "number": r"-?[0-9]+(\.[0-9]+)?",
+    "number": r"-?[0-9]{1,24}(\.[0-9]{1,12})?",
     "text": None,
     "expression": None,
 }

@@ -346,3 +346,23 @@ def test_default_agent_is_shaped_for_the_small_model() -> None:
     tir = get_agent("tir")
     assert tir.temperature == 0.0 and tir.grammar is not None and tir.grammar.max_reasoning_chars == 0
     assert tir.exemplars_as == "turns" and tir.max_exemplars >= 1 and tir.answer_after_repeat
+    assert tir.ground_numbers
+
+
+async def test_ground_numbers_draws_arguments_from_the_question_and_tool_outputs() -> None:
+    vocab = [chr(i) for i in range(32, 127)]
+    info = xg.TokenizerInfo([*vocab, "<eos>"], stop_token_ids=[len(vocab)])
+
+    def allows(ebnf: str, text: str) -> bool:
+        m = xg.GrammarMatcher(xg.GrammarCompiler(info).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
+        return bool(m.accept_string(text)) and bool(m.accept_token(len(vocab)))
+
+    model = ScriptedModel([call("add", '{"a": 2, "b": 3}'), call("add", '{"a": 5, "b": 2}'), "<answer>7</answer>"])
+    await agent(ground_numbers=True).run(TASK, model)
+    first, second, _ = (c.constraint.value for c in model.calls)
+    assert allows(first, call("add", '{"a": 2, "b": 3}'))
+    assert not allows(first, call("add", '{"a": 5, "b": 2}'))  # 5 is not in the question
+    assert allows(second, call("add", '{"a": 5, "b": 2}'))  # the first call returned 5
+    free = ScriptedModel([call("add", '{"a": 5, "b": 2}'), "<answer>7</answer>"])
+    await agent().run(TASK, free)
+    assert allows(free.calls[0].constraint.value, call("add", '{"a": 5, "b": 2}'))  # off by default
