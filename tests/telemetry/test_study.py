@@ -268,3 +268,36 @@ def test_documented_study_reproduces_from_recorded_runs() -> None:
     by4 = {(c.proxy, c.level): c.pearson_r for c in c4.correlations}
     assert c4.turns == 128 and by4[("output_tokens", "turn")] == pytest.approx(0.700, abs=1e-3)
     assert max(by4[(v, "turn")] for v in ("evict_all", "measured", "pte_plus", "measured_plus")) < 0.1
+
+
+CPU_DECODE = HardwareProfile(
+    name="cpu-2core-fp32",
+    peak_flops=82437678967.06018,
+    mem_bw_bytes_per_s=41890996997.883896,
+    measured=True,
+    dtype="fp32",
+)
+
+
+def test_decode_arms_reproduce_from_recorded_runs() -> None:
+    """docs/pte.md "Decode-heavy arms": the verdicts it states, re-derived from the recorded runs."""
+
+    def verdicts(name: str, shape: tuple[int, int]) -> dict[tuple[str, str, str, str], str]:
+        result = pte_latency_study(load_trajectories(DATA / name), SMOL, CPU_DECODE)
+        assert (result.trajectories, result.turns) == shape
+        # These arms exercise the decode term: ~16-17 % of the paper's PTE (under 1 % in Runs A and B).
+        assert result.decode_share["all"]["evict_all"] > 0.15
+        return {(c.proxy, c.baseline, c.level, c.arm): c.verdict for c in result.comparisons}
+
+    c1 = verdicts("pte_latency_decode_c1.jsonl.gz", (11, 29))
+    assert c1[("measured", "naive_tokens", "turn", "all")] == "higher"
+    assert c1[("measured", "cache_aware_tokens", "turn", "all")] == "higher"
+    assert c1[("evict_all", "cache_aware_tokens", "turn", "all")] == "not separated"
+    assert c1[("evict_all", "naive_tokens", "turn", "evict")] == "not separated"
+    c4 = verdicts("pte_latency_decode_c4.jsonl.gz", (16, 35))
+    assert c4[("measured", "naive_tokens", "turn", "all")] == "not separated"
+    assert c4[("evict_all", "naive_tokens", "turn", "evict")] == "not separated"
+    for run in (c1, c4):
+        # With the per-step weight read (pte_plus / measured_plus), PTE beats the token counts.
+        assert run[("measured_plus", "cache_aware_tokens", "turn", "all")] == "higher"
+        assert run[("pte_plus", "naive_tokens", "turn", "evict")] == "higher"
