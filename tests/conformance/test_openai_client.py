@@ -134,8 +134,16 @@ def test_completions_text_ids_batch_stream_and_usage(client: Any, model: str) ->
     assert [c.index for c in batch.choices] == [0, 1] and batch.usage.completion_tokens == 4
     echo = client.completions.create(model=model, prompt="Hi", max_tokens=1, temperature=0, echo=True)
     assert echo.choices[0].text.startswith("Hi")
-    chunks = list(client.completions.create(model=model, prompt="The capital of France is", max_tokens=4,
-                                            temperature=0, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model=model,
+            prompt="The capital of France is",
+            max_tokens=4,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == choice.text
     assert chunks[-1].usage.completion_tokens == 4
     stopped = client.completions.create(model=model, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, stop=["7"])

@@ -84,6 +84,7 @@ def test_integer_and_number_arguments_take_a_grounded_value_within_their_range()
         return "ok"
 
     ebnf = _grammar([pick], ("3", "2.5"))
+
     def call(row: str, weight: str) -> str:
         return f'<tool_call>{{"name": "pick", "arguments": {{"row": {row}, "weight": {weight}}}}}</tool_call>'
 
