@@ -79,6 +79,19 @@ def _held_back(text: str, markers: list[str]) -> int:
     return hold
 
 
+async def _decoded_text(engine: Engine, req: Req) -> AsyncIterator[str]:
+    """The request's output decoded so far, each time new tokens arrive, until it finishes. A trailing
+    incomplete UTF-8 sequence is left out until its next token completes it."""
+    while not req.finished:
+        await req.queue.get()
+        while not req.queue.empty():  # several tokens since the last wake-up: decode once
+            req.queue.get_nowait()
+        if req.finished:
+            break
+        text = engine.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
+        yield text.rstrip("\ufffd")
+
+
 async def stream_chunks(engine: Engine, plan: ChatPlan, include_usage: bool) -> AsyncIterator[bytes]:
     """SSE ``chat.completion.chunk`` events; tool calls are sent whole once the output is complete.
 
@@ -98,14 +111,7 @@ async def stream_chunks(engine: Engine, plan: ChatPlan, include_usage: bool) -> 
     sent = 0
     try:
         yield chunk({"role": "assistant", "content": ""})
-        while not req.finished:
-            await req.queue.get()
-            while not req.queue.empty():
-                req.queue.get_nowait()
-            if req.finished:
-                break
-            text = engine.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
-            text = text.rstrip("\ufffd")  # an incomplete UTF-8 sequence: wait for its next token
+        async for text in _decoded_text(engine, req):
             if plan.parse_tools:  # parse_tool_calls strips the content; stream the same text
                 text = text.lstrip()
                 if CALL_OPEN in text:
@@ -168,14 +174,7 @@ async def stream_text(engine: Engine, plan: CompletionPlan, include_usage: bool)
     try:
         if plan.prompts[0]:
             yield chunk(plan.prompts[0])
-        while not req.finished:
-            await req.queue.get()
-            while not req.queue.empty():
-                req.queue.get_nowait()
-            if req.finished:
-                break
-            text = engine.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
-            text = text.rstrip("\ufffd")  # an incomplete UTF-8 sequence: wait for its next token
+        async for text in _decoded_text(engine, req):
             end = len(text) - _held_back(text, req.params.stop)
             if end > sent:
                 yield chunk(text[sent:end])
