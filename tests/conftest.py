@@ -8,13 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.engine.process import EngineProcess
 from interleaf.runtime.jobs.redis_server import RedisServer
-from tests.waiting import wait_until
+from tests.waiting import wait_healthy
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 _EXIT_STATUS = pytest.StashKey[int]()
@@ -51,20 +50,8 @@ def start_serve(*args: str, timeout_s: float = 120.0) -> tuple[subprocess.Popen,
     assert exe, "the interleaf console script is installed by scripts/install.sh"
     proc = subprocess.Popen([exe, "serve", "--port", str(port), *args])
     url = f"http://127.0.0.1:{port}"
-
-    def healthz() -> int:
-        assert proc.poll() is None, f"interleaf serve exited with {proc.returncode}"
-        return httpx.get(f"{url}/healthz", timeout=2).status_code
-
     try:
-        wait_until(
-            healthz,
-            until=lambda code: code == 200,
-            message=f"interleaf serve to answer {url}/healthz",
-            timeout_s=timeout_s,
-            interval_s=0.3,
-            ignore=(httpx.HTTPError,),
-        )
+        wait_healthy(proc, url, timeout_s)
     except AssertionError:
         proc.kill()
         raise

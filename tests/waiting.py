@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -101,3 +102,21 @@ async def wait_until_started(task: asyncio.Task, *, message: str, timeout_s: flo
 
 
 __all__ = ["wait_until", "wait_until_async", "wait_until_started"]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float = 120.0) -> None:
+    """Until a server process's ``/healthz`` answers 200; fails at once if the process exits."""
+    import httpx
+
+    def healthz() -> int:
+        assert proc.poll() is None, f"the server process exited with {proc.returncode}"
+        return httpx.get(f"{url}/healthz", timeout=2).status_code
+
+    wait_until(
+        healthz,
+        until=lambda code: code == 200,
+        message=f"{url}/healthz to answer 200",
+        timeout_s=timeout_s,
+        interval_s=0.3,
+        ignore=(httpx.HTTPError,),
+    )

@@ -14,12 +14,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
 import psutil
 
 from interleaf.agents import Agent, register_agent
 from interleaf.cli import main
-from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,23 +34,6 @@ def launch_serve(port: int, *args: str, env: Mapping[str, str]) -> subprocess.Po
     """Start ``interleaf serve --port port *args`` with the ``plain`` agent (not waiting for it)."""
     command = [sys.executable, "-m", "tests.runtime.serve_plain_agent", "serve", "--port", str(port), *args]
     return subprocess.Popen(command, cwd=REPO, env=dict(env))
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float = 120.0) -> None:
-    """Until ``/healthz`` answers 200; fails at once if the process exits."""
-
-    def healthz() -> int:
-        assert proc.poll() is None, f"interleaf serve exited with {proc.returncode}"
-        return httpx.get(f"{url}/healthz", timeout=2).status_code
-
-    wait_until(
-        healthz,
-        until=lambda code: code == 200,
-        message=f"interleaf serve to answer {url}/healthz",
-        timeout_s=timeout_s,
-        interval_s=0.3,
-        ignore=(httpx.HTTPError,),
-    )
 
 
 def descendants(proc: subprocess.Popen) -> list[psutil.Process]:

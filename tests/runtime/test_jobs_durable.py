@@ -20,8 +20,8 @@ import pytest
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.jobs.redis_server import PASSWORD_FILE
 from tests.conftest import stop_process
-from tests.runtime.serve_plain_agent import REPO, descendants, end_all, launch_serve, wait_healthy
-from tests.waiting import wait_until
+from tests.runtime.serve_plain_agent import REPO, descendants, end_all, launch_serve
+from tests.waiting import wait_healthy, wait_until
 
 pytestmark = pytest.mark.slow
 
