@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import typer
@@ -104,8 +105,20 @@ def simulate(
         setup=setup,
         results=[],
     )
-    for result in simulate_policies(scripts, names, setup, jobs=jobs or os.cpu_count() or 1):
-        report.results.append(result)
-        typer.echo(f"[{result.policy}: done in {result.wall_s:.0f} s wall]", err=True)
+    try:
+        for result in simulate_policies(scripts, names, setup, jobs=jobs or os.cpu_count() or 1):
+            report.results.append(result)
+            typer.echo(f"[{result.policy}: done in {result.wall_s:.0f} s wall; SIMULATED mean JCT "
+                       f"{result.jct_mean_s:.1f} s, p95 {result.jct_p95_s:.1f} s, makespan {result.makespan_s:.1f} s]",
+                       err=True)  # fmt: skip
+    except BrokenProcessPool:
+        # A worker killed from outside (the kernel's OOM killer, most often: a policy that keeps every context,
+        # like `oracle`, holds the most) takes the pool down; the policies that finished are still worth a table.
+        lost = [n for n in names if n not in {r.policy for r in report.results}]
+        typer.echo(f"error: a simulation worker died (killed; out of memory?) before {', '.join(lost)} finished; "
+                   "the table below has the policies that did. Run fewer at once (--jobs 1) or fewer agents.",
+                   err=True)  # fmt: skip
+        if not report.results:
+            raise typer.Exit(1) from None
     report.results.sort(key=lambda r: names.index(r.policy))
     typer.echo(report.model_dump_json(indent=2) if as_json else render(report))

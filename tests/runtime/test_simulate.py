@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Iterator
 
 import pytest
 
@@ -278,3 +279,33 @@ def test_a_cancelled_session_close_does_not_stop_the_server():
         return alive, out.finish_reason
 
     assert run_virtual(run()) == (True, "length")
+
+
+def test_a_killed_worker_still_prints_the_policies_that_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy's worker killed from outside (the OOM killer at 10,000 agents) takes the process pool
+    down; the command names the lost policies and still prints the finished ones' rows."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import typer
+    from typer.testing import CliRunner
+
+    import interleaf.runtime.simulate as simulate_api
+    from interleaf.commands import simulate as simulate_command
+
+    real = simulate_api.simulate_policies
+
+    def first_then_killed(scripts: list, policies: list[str], setup: object, *, jobs: int = 1) -> Iterator:
+        yield next(real(scripts, policies[:1], setup))
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(simulate_api, "simulate_policies", first_then_killed)
+    app = typer.Typer()
+    app.command("simulate")(simulate_command.simulate)
+    app.command("noop")(lambda: None)
+    args = ["simulate", "--workload", "swe", "--agents", "4", "--turns", "2", "--servers", "1", "--policies",
+            "none,session,oracle", "--jobs", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "before session, oracle finished" in result.output
+    rows = [line.split()[0] for line in result.output.splitlines() if line.split()[:1] in (["none"], ["session"])]
+    assert rows == ["none"]
