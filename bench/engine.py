@@ -274,6 +274,12 @@ def _step_bytes(config: dict, dtype: str, batch: int, context: int) -> tuple[flo
     return params * elem, batch * context * n_layers * 2 * kv * elem
 
 
+def _prompt_len(size: int, context_length: int) -> int:
+    """The prompt of a ``size`` row: ``size`` tokens, or as many as leave room for the decoded tokens in the
+    model's context (an 8,192 row on SmolLM2 prefills 8,159 tokens and decodes to 8,191)."""
+    return min(size, context_length - LONG_NEW_TOKENS - 1)
+
+
 def _long_prompts(sizes: list[int]) -> list[list[int]]:
     """LONG_BATCH distinct seeded token sequences as long as the largest size (smaller sizes are prefixes)."""
     rng = np.random.default_rng(0)
@@ -305,18 +311,20 @@ def section_long(sizes: list[int], dtype: str) -> None:
 
     print(f"\n== long context: aggregate decode, {LONG_BATCH} requests x {sizes} tokens, {dtype} ==")
     config = read_config(resolve_model())
+    lengths = [_prompt_len(size, config["max_position_embeddings"]) for size in sizes]
     bw = measure_read_bandwidth()
-    print(f"read bandwidth {bw / 1e9:.1f} GB/s (1 GiB numpy sum, best of 5); {_load()}")
-    prompts = _long_prompts(sizes)
-    capacity = LONG_BATCH * (max(sizes) + 2 * LONG_NEW_TOKENS + 8) + 64
+    print(f"read bandwidth {bw / 1e9:.1f} GB/s (1 GiB numpy sum, one thread, best of 5); {_load()}")
+    prompts = _long_prompts(lengths)
+    capacity = LONG_BATCH * (max(lengths) + 2 * LONG_NEW_TOKENS + 8) + 64
     rows = []
     with EngineProcess("--max-total-tokens", str(capacity), "--dtype", dtype) as eng:
-        total_prefill = LONG_BATCH * max(sizes)
-        warm = Progress("long: prefill", total=total_prefill, unit="prompt tokens", every_s=15.0)
-        for size in sizes:
+        warm = Progress("long: prefill", total=LONG_BATCH * max(lengths), unit="prompt tokens", every_s=15.0)
+        done = 0
+        for size in lengths:
             for ids in prompts:  # warm the radix cache: each size extends the previous one's prompts
                 post(eng.url, {"input_ids": ids[:size], "sampling_params": {"max_new_tokens": 1}})
-                warm.advance(size - (sizes[sizes.index(size) - 1] if sizes.index(size) else 0))
+                warm.advance(size - done)
+            done = size
             load_before = _load()
             rate, batch, cached = asyncio.run(_long_decode(eng.url, [ids[:size] for ids in prompts]))
             w, kv = _step_bytes(config, dtype, LONG_BATCH, size + LONG_NEW_TOKENS // 2)
@@ -328,11 +336,13 @@ def section_long(sizes: list[int], dtype: str) -> None:
         print(f"{size:7d} {cached:6d} {rate:12.1f} {batch:5.1f} {w / 1e9:10.2f} {kv / 1e9:6.2f} {ceiling:8.1f} "
               f"{rate / ceiling:10.0%}  {load}")  # fmt: skip
     print("ceiling = batch x read bandwidth / (weights + KV read per step); target >= 40% of it")
-    _long_ab(sizes, dtype, prompts)
+    _long_ab(lengths, dtype, prompts, config, bw)
 
 
-def _long_ab(sizes: list[int], dtype: str, prompts: list[list[int]], reps: int = 5) -> None:
-    """One decode step's forward, old path (``padded``) vs new (``per-sequence``), alternated in this process.
+def _long_ab(sizes: list[int], dtype: str, prompts: list[list[int]], config: dict, bw: float, reps: int = 5) -> None:
+    """One decode step's forward on each attention path, alternated in this process: ``padded`` (the old
+    one, gathering every context), ``per-sequence`` (torch, runs read in place) and ``native`` (the C
+    kernel, fp32 only), each against the bandwidth ceiling of this process's thread count.
 
     The pool holds random keys and values (a step's time does not depend on them) in the engine's layout:
     each prompt's slots contiguous, as a fresh prefill allocates them.
@@ -344,11 +354,13 @@ def _long_ab(sizes: list[int], dtype: str, prompts: list[list[int]], reps: int =
     B = LONG_BATCH
     ex = LlamaExecutor(resolve_model(), B * (max(sizes) + 1) + 16, dtype)
     used = B * (max(sizes) + 1) + 1
-    ex.k_pool[:, :used].normal_()
-    ex.v_pool[:, :used].normal_()
-    progress = Progress("long: A/B", total=len(sizes) * reps * 2, unit="forwards")
-    print(f"\nA/B, one decode step of {B} sequences on the executor (median of {reps}, alternated):")
-    print(f"{'context':>7} {'padded tok/s':>12} {'per-sequence tok/s':>18} {'speed-up':>8}  load")
+    ex.k_pool[:, :, :used].normal_()
+    ex.v_pool[:, :, :used].normal_()
+    paths = ["padded", "per-sequence", *(["native"] if ex.decode_attention == "native" else [])]
+    progress = Progress("long: A/B", total=len(sizes) * reps * len(paths), unit="forwards")
+    print(f"\nA/B, one decode step of {B} sequences on the executor, {torch.get_num_threads()} threads "
+          f"(median of {reps}, alternated); tok/s and share of the ceiling:")  # fmt: skip
+    print(f"{'context':>7} {'ceiling':>8} " + " ".join(f"{p:>19}" for p in paths) + f" {'speed-up':>8}  load")
     for size in sizes:
         base = [1 + b * (max(sizes) + 1) for b in range(B)]
         kv_slots = torch.stack([torch.arange(s, s + size) for s in base])
@@ -356,17 +368,21 @@ def _long_ab(sizes: list[int], dtype: str, prompts: list[list[int]], reps: int =
             tokens=torch.tensor([[p[size - 1]] for p in prompts]), positions=torch.full((B, 1), size - 1),
             write_slots=kv_slots[:, -1:].clone(), kv_slots=kv_slots, kv_len=torch.full((B,), size),
             logit_index=torch.zeros(B, dtype=torch.int64))  # fmt: skip
-        times: dict[str, list[float]] = {"padded": [], "per-sequence": []}
+        times: dict[str, list[float]] = {p: [] for p in paths}
         load_before = _load()
         for _ in range(reps):
-            for path in times:
+            for path in paths:
                 ex.decode_attention = path  # type: ignore[assignment]
                 t0 = time.perf_counter()
                 ex.forward(batch)
                 times[path].append(time.perf_counter() - t0)
                 progress.advance()
-        old, new = (B / statistics.median(times[p]) for p in ("padded", "per-sequence"))
-        print(f"{size:7d} {old:12.1f} {new:18.1f} {new / old:7.2f}x  {load_before} -> {_load()}")
+        w, kv = _step_bytes(config, dtype, B, size)
+        ceiling = B * bw / (w + kv)
+        rate = {p: B / statistics.median(t) for p, t in times.items()}
+        cells = " ".join(f"{rate[p]:7.1f} tok/s ({rate[p] / ceiling:3.0%})" for p in paths)
+        print(f"{size:7d} {ceiling:8.1f} {cells} {rate[paths[-1]] / rate['padded']:7.2f}x  {load_before} -> {_load()}")
+    print(f"speed-up: {paths[-1]} over padded; ceiling: batch x {bw / 1e9:.1f} GB/s / (weights + KV of the step)")
     del ex
 
 
@@ -385,12 +401,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["speed", "turn2", "scaling", "grammar", "sim", "long"], action="append")
     ap.add_argument("--sim-sessions", type=int, default=1000)
-    ap.add_argument("--long-sizes", default="2048,4096,8000", help="contexts for the long section (< 8160)")
+    ap.add_argument("--long-sizes", default="2048,4096,8192",
+                    help="contexts for the long section, up to 8192 (the longest prefills 8159 tokens)")  # fmt: skip
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="for the long section")
     args = ap.parse_args()
     long_sizes = sorted(int(x) for x in args.long_sizes.split(","))
-    if not long_sizes or long_sizes[0] < 1 or long_sizes[-1] > 8192 - 2 * LONG_NEW_TOKENS:
-        ap.error(f"--long-sizes={args.long_sizes!r}: give contexts between 1 and {8192 - 2 * LONG_NEW_TOKENS}")
+    if not long_sizes or long_sizes[0] < 1 or long_sizes[-1] > 8192:
+        ap.error(f"--long-sizes={args.long_sizes!r}: give contexts between 1 and 8192 (SmolLM2's context length)")
     todo = args.only or ["speed", "turn2", "scaling", "grammar", "sim", "long"]
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -8,12 +8,12 @@ lengths decodes in one forward with a padded slot table and a mask.
 
 Attention has two paths. The *padded* one gathers every sequence's keys and values into one
 (batch × longest context) tensor and runs ``scaled_dot_product_attention`` with a mask: prefill
-chunks and short decode contexts use it. At long context that tensor outgrows the caches (8
-sequences × 2k tokens are 25 MB per layer in fp32), so a decode step wrote and re-read it through
-memory, and the CPU's flash kernel is slow at one query row in bf16. Decode rows attending to
-``LONG_CONTEXT`` keys or more therefore take the *per-sequence* path: one sequence at a time, its
-keys and values gathered into a reused buffer that stays in cache, then two grouped matmuls (the
-9 query heads as 3 groups over the 3 KV heads; no repeat of the KV heads) and an fp32 softmax.
+chunks and short decode contexts use it. At long context that gather copies the whole context
+through memory every layer of every step, so decode rows attending to ``LONG_CONTEXT`` keys or more
+read the head-major pool in place (attention.py): with the C kernel (``native``, fp32, one call per
+layer for all such rows) or, without a C compiler or for bf16, in torch (``per-sequence``: one
+sequence at a time, contiguous slot runs as views, scattered slots gathered, grouped matmuls with the
+9 query heads as 3 groups over the 3 KV heads and one fp32 softmax).
 docs/engine.md ("Long context on CPU") has the measurements.
 """
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from interleaf.runtime.engine.attention import SegmentedAttention, key_segments, native_decode_attention
 from interleaf.runtime.engine.executor import ForwardBatch, ForwardOutput, register_executor
 from interleaf.runtime.engine.model_store import ModelSpec, merge_lora, read_config, resolve_model
 
@@ -32,12 +33,15 @@ if TYPE_CHECKING:
     from interleaf.runtime.engine.config import EngineConfig
 
 LONG_CONTEXT = 1024
-"""Decode rows attending to at least this many keys take the per-sequence attention path; below it the
-padded batch is cache-resident and one batched call beats a Python loop over sequences."""
+"""Decode rows attending to at least this many keys read the pool in place (``native`` or ``per-sequence``);
+below it the padded batch is cache-resident and one batched call beats a Python loop over sequences (chosen
+for the torch path; the kernel was not measured below it)."""
 
-DecodeAttention = Literal["per-sequence", "padded"]
-"""How decode rows with ``LONG_CONTEXT`` keys or more attend: ``per-sequence`` (the default) or ``padded``
-(every row in one masked batch, as prefill does; kept to measure and test the other against)."""
+DecodeAttention = Literal["native", "per-sequence", "padded"]
+"""How decode rows with ``LONG_CONTEXT`` keys or more attend: ``native`` (the C kernel, attention.py; the
+default for fp32 when it builds), ``per-sequence`` (the same in torch: runs read in place, one sequence
+at a time; the default otherwise) or ``padded`` (every row in one masked batch, as prefill does; kept to
+measure and test the others against)."""
 
 
 class LlamaExecutor:
@@ -54,7 +58,7 @@ class LlamaExecutor:
         spec: ModelSpec,
         capacity: int,
         dtype: str = "float32",
-        decode_attention: DecodeAttention = "per-sequence",
+        decode_attention: DecodeAttention | None = None,
         lora_path: str | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -83,16 +87,20 @@ class LlamaExecutor:
         self.head_dim = config.get("head_dim") or cfg.hidden_size // cfg.num_attention_heads
         self.vocab_size = cfg.vocab_size
         self.kv_capacity = capacity
-        shape = (self.n_layers, capacity + 1, self.n_kv_heads, self.head_dim)
+        # Head-major: one KV head's keys over a run of slots form one contiguous matrix (attention.py).
+        shape = (self.n_layers, self.n_kv_heads, capacity + 1, self.head_dim)
         # torch.zeros maps untouched pages lazily: an idle pool costs almost no resident memory.
         self.k_pool = torch.zeros(shape, dtype=torch_dtype)
         self.v_pool = torch.zeros(shape, dtype=torch_dtype)
-        if decode_attention not in ("per-sequence", "padded"):
-            raise ValueError(f"decode_attention must be 'per-sequence' or 'padded', got {decode_attention!r}")
-        self.decode_attention: DecodeAttention = decode_attention
-        # Per-sequence gather buffers, grown on demand and reused so that no step allocates (and page-faults)
-        # context-sized tensors; fp32 copies when the pool is bf16 (the softmax and matmuls run in fp32).
-        self._gather = _GatherBuffers(torch_dtype)
+        if decode_attention not in (None, "native", "per-sequence", "padded"):
+            raise ValueError(f"decode_attention must be 'native', 'per-sequence' or 'padded', got {decode_attention!r}")
+        native = native_decode_attention() if torch_dtype == torch.float32 else None
+        if decode_attention == "native" and native is None:
+            raise ValueError("decode_attention='native' needs a float32 pool and a C compiler (attention.py); "
+                             f"dtype is {dtype!r}: use 'per-sequence'")  # fmt: skip
+        self.decode_attention: DecodeAttention = decode_attention or ("native" if native else "per-sequence")
+        self._native = native
+        self._segmented = SegmentedAttention(torch_dtype)
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch) -> ForwardOutput:
@@ -110,8 +118,14 @@ class LlamaExecutor:
         mask = mask[:, None, :, :]  # (B, 1, n_q, L)
         flat_write = batch.write_slots.reshape(-1)
         long_rows = self._long_rows(batch)
+        native_plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         if long_rows:  # the rest keep the padded path, padded only to their own longest context
-            short = torch.tensor([b for b in range(B) if b not in dict(long_rows)], dtype=torch.int64)
+            long_index = torch.tensor(list(long_rows), dtype=torch.int64)
+            if self.decode_attention == "native":
+                native_plan = self._native_plan(batch, long_index, torch.tensor(list(long_rows.values())))
+            else:  # where each row's keys lie, planned once: every layer reads the same slots
+                segments = [key_segments(batch.kv_slots[b, :n]) for b, n in long_rows.items()]
+            short = torch.tensor([b for b in range(B) if b not in long_rows], dtype=torch.int64)
             L = int(batch.kv_len[short].max()) if len(short) else 0
             flat_kv = batch.kv_slots[short, :L].reshape(-1)
             mask = mask[short, :, :, :L]
@@ -126,14 +140,22 @@ class LlamaExecutor:
             v = attn.v_proj(h).view(B, n_q, self.n_kv_heads, self.head_dim).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             # index_copy_/index_select: much cheaper on CPU than advanced-indexing put/get.
-            self.k_pool[i].index_copy_(0, flat_write, k.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim))
-            self.v_pool[i].index_copy_(0, flat_write, v.transpose(1, 2).reshape(-1, self.n_kv_heads, self.head_dim))
+            self.k_pool[i].index_copy_(1, flat_write, k.transpose(0, 1).reshape(self.n_kv_heads, -1, self.head_dim))
+            self.v_pool[i].index_copy_(1, flat_write, v.transpose(0, 1).reshape(self.n_kv_heads, -1, self.head_dim))
             if long_rows:
                 out = torch.empty_like(q)
                 if len(short):
                     out[short] = self._attend_padded(i, q[short], flat_kv, mask, L)
-                for b, n in long_rows:
-                    out[b] = self._attend_one(i, q[b], batch.kv_slots[b, :n])
+                # Scaled once for all long rows: (rows, kv_heads, group, head_dim) fp32.
+                qg = (q[long_index, :, 0].float() * self.head_dim**-0.5).view(len(long_rows), self.n_kv_heads, -1,
+                                                                                self.head_dim)  # fmt: skip
+                if native_plan is not None:
+                    o = self._native(qg, self.k_pool[i], self.v_pool[i], *native_plan)
+                    out[long_index, :, 0] = o.view(len(long_rows), self.n_heads, self.head_dim).to(q.dtype)
+                else:
+                    for r, (b, keys) in enumerate(zip(long_rows, segments, strict=True)):
+                        o = self._segmented(qg[r], self.k_pool[i], self.v_pool[i], keys)
+                        out[b, :, 0] = o.view(self.n_heads, self.head_dim)
             else:
                 out = self._attend_padded(i, q, flat_kv, mask, L)
             out = out.transpose(1, 2).reshape(B, n_q, self.n_heads * self.head_dim)
@@ -146,58 +168,34 @@ class LlamaExecutor:
         every = self.model.lm_head(inner.norm(x)).float() if batch.all_logits else None  # prompt logprobs
         return ForwardOutput(logits=logits, hidden=hidden, all_logits=every)
 
-    def _long_rows(self, batch: ForwardBatch) -> list[tuple[int, int]]:
-        """(row, keys attended) of the rows the per-sequence path takes: single-query rows with long context."""
-        if self.decode_attention != "per-sequence" or batch.tokens.shape[1] != 1:
-            return []
+    def _long_rows(self, batch: ForwardBatch) -> dict[int, int]:
+        """Row -> keys it attends to, for the rows the native or per-sequence path takes: single-query rows
+        with long context."""
+        if self.decode_attention == "padded" or batch.tokens.shape[1] != 1:
+            return {}
         # The padded path's mask lets a query see keys up to its position and below kv_len: the same keys.
         seen = torch.minimum(batch.kv_len, batch.positions[:, 0] + 1).tolist()
-        return [(b, n) for b, n in enumerate(seen) if n >= LONG_CONTEXT]
+        return {b: n for b, n in enumerate(seen) if n >= LONG_CONTEXT}
+
+    def _native_plan(
+        self, batch: ForwardBatch, rows: torch.Tensor, lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(slot table, lengths, scores scratch) of the long rows for the kernel, built once per forward. The
+        kernel reads slots unchecked, so a slot outside the pool is refused here rather than read."""
+        slots = batch.kv_slots[rows, : int(lens.max())].contiguous()
+        if int(slots.min()) < 0 or int(slots.max()) > self.kv_capacity:
+            raise ValueError(f"kv_slots must lie in 0..{self.kv_capacity}, got {int(slots.min())}..{int(slots.max())}")
+        scores = torch.empty(len(rows), self.n_kv_heads, self.n_heads // self.n_kv_heads, slots.shape[1])
+        return slots, lens, scores
 
     def _attend_padded(
         self, layer: int, q: torch.Tensor, flat_kv: torch.Tensor, mask: torch.Tensor, L: int
     ) -> torch.Tensor:
         """Attention of (B, heads, n_q, head_dim) queries over their padded (B × L) slot table, masked."""
-        shape = (q.shape[0], L, self.n_kv_heads, self.head_dim)
-        keys = self.k_pool[layer].index_select(0, flat_kv).view(shape).transpose(1, 2)  # (B, kv_heads, L, head_dim)
-        values = self.v_pool[layer].index_select(0, flat_kv).view(shape).transpose(1, 2)
+        shape = (self.n_kv_heads, q.shape[0], L, self.head_dim)
+        keys = self.k_pool[layer].index_select(1, flat_kv).view(shape).transpose(0, 1)  # (B, kv_heads, L, head_dim)
+        values = self.v_pool[layer].index_select(1, flat_kv).view(shape).transpose(0, 1)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
-
-    def _attend_one(self, layer: int, q: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """Attention of one sequence's single query, (heads, 1, head_dim), over the keys at ``slots``."""
-        kv_heads, d = self.n_kv_heads, self.head_dim
-        keys, values = self._gather.take(self.k_pool[layer], self.v_pool[layer], slots)  # (n, kv_heads, d) fp32
-        # Query heads h*g .. h*g+g-1 share KV head h (transformers' repeat_kv order): a (kv_heads, g, d) view.
-        qg = q.reshape(kv_heads, -1, d).float() * d**-0.5
-        scores = torch.matmul(qg, keys.permute(1, 2, 0))  # (kv_heads, g, n)
-        out = torch.matmul(torch.softmax(scores, dim=-1), values.transpose(0, 1))  # (kv_heads, g, d)
-        return out.reshape(q.shape).to(q.dtype)
-
-
-class _GatherBuffers:
-    """Reused buffers for one sequence's gathered keys and values (fp32 copies too for a bf16 pool)."""
-
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-        self.k = self.v = self.k32 = self.v32 = torch.empty(0)
-
-    def take(
-        self, k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values at ``slots`` as (n, kv_heads, head_dim) fp32 views of the buffers."""
-        n, row = int(slots.numel()), k_pool.shape[1:]
-        size = n * row.numel()
-        if self.k.numel() < size:
-            grown = max(size, 2 * self.k.numel())
-            self.k, self.v = torch.empty(grown, dtype=self.dtype), torch.empty(grown, dtype=self.dtype)
-            if self.dtype != torch.float32:
-                self.k32, self.v32 = torch.empty(grown), torch.empty(grown)
-        k = torch.index_select(k_pool, 0, slots, out=self.k[:size].view(n, *row))
-        v = torch.index_select(v_pool, 0, slots, out=self.v[:size].view(n, *row))
-        if self.dtype != torch.float32:
-            k = self.k32[:size].view(n, *row).copy_(k)
-            v = self.v32[:size].view(n, *row).copy_(v)
-        return k, v
 
 
 @register_executor("model")
