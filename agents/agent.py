@@ -102,6 +102,10 @@ class Agent:
     """Worked examples (the suite's ``exemplars``) shown before the question; 0 shows none. An
     example is shown only when the agent has every tool it uses; an agent without tools sees the
     question and answer only."""
+    exemplar_choice: Literal["first", "nearest"] = "first"
+    """Which examples of the suite's pool an episode shows: the ``first`` ``max_exemplars``, or the
+    ``nearest`` to its question (``interleaf.agents.exemplars``: TF-IDF over the question's shape,
+    names and numbers masked; the nearest shown last, right before the question)."""
     exemplars_as: Literal["turns", "system"] = "turns"
     """Where examples go: ``turns`` — earlier turns of the conversation after the system message
     (user question, assistant call, tool response, ..., assistant answer), the form a chat model
@@ -113,13 +117,26 @@ class Agent:
     """Numbers in tool arguments only from the conversation: each turn's grammar lets a numeric
     literal in a patterned string argument (the calculator's expression) be only a number of the
     question or of this episode's tool outputs, each at most as often as it appears there, and an
-    integer / number argument only one of those (``interleaf.tools.grounding``). Stops a small model
-    repeating a sub-expression or inventing a number while copying. Needs ``grammar`` with
+    integer / number argument only one of those (``interleaf.tools.grounding``); arithmetic written
+    out in the question (``4 mod 48``) is one unit, written whole or not at all. Stops a small model
+    repeating a sub-expression, inventing a number or miscopying an operator while copying. Needs ``grammar`` with
     ``constrain_arguments``; the worked examples' numbers are not the conversation's."""
+
+    relevant_numbers_only: bool = False
+    """With ``ground_numbers``: a tool output's numbers ground arguments only when their sentence shares
+    a content word with the question or is a bare result (``interleaf.tools.relevant_sentences``): a
+    population question's calculator call cannot use a founding year or a result list's ``1.``."""
+    ground_text: bool = False
+    """A free-text answer (a task without an answer pattern) only as a short span of this episode's
+    tool outputs, once there are any: at most ``MAX_SPAN_WORDS`` words of one sentence, not only
+    words of the question (``interleaf.tools.text_grounding``). Stops a small model answering with
+    the question's own name or a worked example's answer. Needs ``grammar``."""
 
     def __post_init__(self) -> None:
         if self.max_exemplars < 0:
             raise ValueError(f"Agent.max_exemplars must be >= 0, got {self.max_exemplars}")
+        if self.exemplar_choice not in ("first", "nearest"):
+            raise ValueError(f"Agent.exemplar_choice must be 'first' or 'nearest', got {self.exemplar_choice!r}")
         if self.exemplars_as not in ("turns", "system"):
             raise ValueError(f"Agent.exemplars_as must be 'turns' or 'system', got {self.exemplars_as!r}")
         if not self.name or not isinstance(self.name, str):
@@ -160,14 +177,27 @@ class Agent:
             raise ValueError(f"task tools {unknown} are not among the agent's tools {self.toolset.names}")
         return Toolset([self.toolset.get(n) for n in names])
 
-    def shown_exemplars(self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None) -> list[Exemplar]:
-        """The examples an episode shows: up to ``max_exemplars`` that ``toolset`` can follow."""
+    def shown_exemplars(
+        self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None, question: str | None = None
+    ) -> list[Exemplar]:
+        """The examples an episode shows: up to ``max_exemplars`` that ``toolset`` can follow, the
+        nearest to ``question`` with ``exemplar_choice="nearest"`` (else the first ones)."""
         toolset = self.toolset if toolset is None else toolset
         names = set(toolset.names)
-        return [e for e in exemplars or [] if not names or e.tools <= names][: self.max_exemplars]
+        usable = [e for e in exemplars or [] if not names or e.tools <= names]
+        if self.exemplar_choice == "nearest" and question is not None:
+            from interleaf.agents.exemplars import nearest_exemplars
+
+            return nearest_exemplars(question, usable, self.max_exemplars)
+        return usable[: self.max_exemplars]
 
     def render_system(
-        self, extra: str = "", *, exemplars: list[Exemplar] | None = None, toolset: Toolset | None = None
+        self,
+        extra: str = "",
+        *,
+        exemplars: list[Exemplar] | None = None,
+        toolset: Toolset | None = None,
+        question: str | None = None,
     ) -> str:
         """The full system message: role text, tools and the turn format, then ``extra`` (and the
         worked examples when ``exemplars_as="system"``)."""
@@ -179,11 +209,13 @@ class Agent:
         else:
             how = _ANSWER_ONLY
         examples = ""
-        if self.exemplars_as == "system" and (shown := self.shown_exemplars(exemplars, toolset)):
+        if self.exemplars_as == "system" and (shown := self.shown_exemplars(exemplars, toolset, question)):
             examples = "# Examples\n" + "\n\n".join(render_exemplar(e, with_tools=bool(schemas)) for e in shown)
         return "\n\n".join(p for p in (self.system_prompt.strip(), how, extra.strip(), examples) if p)
 
-    def render_history(self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None) -> str:
+    def render_history(
+        self, exemplars: list[Exemplar] | None, toolset: Toolset | None = None, question: str | None = None
+    ) -> str:
         """The worked examples as earlier turns (``exemplars_as="turns"``; else ""): each a user
         question, the assistant's calls exactly as the grammar makes it write them, each answered
         by a tool response, then the assistant's answer."""
@@ -192,7 +224,7 @@ class Agent:
         toolset = self.toolset if toolset is None else toolset
         fmt, with_tools = self.chat_format, len(toolset) > 0
         out = []
-        for e in self.shown_exemplars(exemplars, toolset):
+        for e in self.shown_exemplars(exemplars, toolset, question):
             out.append(fmt.message("user", e.question))
             for step in e.steps if with_tools else []:
                 out.append(fmt.message("assistant", format_tool_call(step.tool, step.arguments)))
@@ -204,8 +236,8 @@ class Agent:
         self, question: str, extra: str = "", *, exemplars: list[Exemplar] | None = None, toolset: Toolset | None = None
     ) -> str:
         """Turn 0's delta: the system message, the worked examples, the question, the generation prompt."""
-        system = self.render_system(extra, exemplars=exemplars, toolset=toolset)
-        return self.chat_format.initial(system, question, self.render_history(exemplars, toolset))
+        system = self.render_system(extra, exemplars=exemplars, toolset=toolset, question=question)
+        return self.chat_format.initial(system, question, self.render_history(exemplars, toolset, question))
 
     def turn_grammar(
         self,
@@ -214,12 +246,16 @@ class Agent:
         answer_pattern: str | None = None,
         toolset: Toolset | None = None,
         grounded_numbers: tuple[str, ...] | None = None,
+        grounded_expressions: tuple[str, ...] = (),
+        answer_spans: tuple[str, ...] | None = None,
     ) -> str | None:
         """The EBNF a turn is constrained by (None when ``grammar`` is None). ``allow_answer=False``
         gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met);
         ``answer_pattern`` constrains the answer's text (a task's answer type); ``toolset`` replaces
         the agent's tools (a task's subset); ``grounded_numbers`` the numbers tool arguments may
-        use (with ``ground_numbers``; see ``GrammarOptions.grounded_numbers``)."""
+        use and ``grounded_expressions`` the written-out arithmetic they copy whole (with
+        ``ground_numbers``; see ``GrammarOptions.grounded_numbers``); ``answer_spans`` the texts a
+        free-text answer may be (with ``ground_text``; ``GrammarOptions.answer_spans``)."""
         if self.grammar is None:
             return None
         schemas = (self.toolset if toolset is None else toolset).schemas()
@@ -227,7 +263,11 @@ class Agent:
         if answer_pattern is not None:
             opts = dataclasses.replace(opts, answer_pattern=answer_pattern)
         if self.ground_numbers and grounded_numbers is not None:
-            opts = dataclasses.replace(opts, grounded_numbers=grounded_numbers)
+            opts = dataclasses.replace(
+                opts, grounded_numbers=grounded_numbers, grounded_expressions=grounded_expressions
+            )
+        if self.ground_text and answer_spans:
+            opts = dataclasses.replace(opts, answer_spans=answer_spans)
         if not allow_answer and schemas:
             opts = dataclasses.replace(opts, allow_answer=False)
         key = (opts, json.dumps(schemas))
@@ -264,9 +304,18 @@ AgentFactory = Callable[[], Agent]
 def default_agent() -> Agent:
     """The ``tir`` agent, shaped for the default model (SmolLM2-135M): one tool call required before
     answering, no free-text reasoning before the action (its reasoning is noise that costs ~60 tokens
-    a turn and leads it off the task), numbers in tool arguments grounded in the conversation,
-    greedy decoding; the suite's exemplars show the moves."""
-    return Agent(name="tir", min_tool_calls=1, grammar=GrammarOptions(max_reasoning_chars=0), ground_numbers=True)
+    a turn and leads it off the task), numbers in tool arguments grounded in the conversation, a
+    free-text answer a span of the tool outputs (``ground_text``), greedy decoding; the suite's
+    exemplars nearest the question show the moves."""
+    return Agent(
+        name="tir",
+        min_tool_calls=1,
+        grammar=GrammarOptions(max_reasoning_chars=0),
+        ground_numbers=True,
+        relevant_numbers_only=True,
+        ground_text=True,
+        exemplar_choice="nearest",
+    )
 
 
 AGENTS: dict[str, AgentFactory] = {"tir": default_agent}

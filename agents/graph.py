@@ -79,6 +79,8 @@ class EpisodeContext:
     """The task's answer regex (rebuilding the grammars keeps it)."""
     grounded_numbers: tuple[str, ...] | None = None
     """The numbers the current grammars ground tool arguments in (``Agent.ground_numbers``)."""
+    answer_spans: tuple[str, ...] | None = None
+    """The texts a free-text answer may be (``Agent.ground_text``); None: any one-line text."""
     deadline: float | None = None
     """``time.monotonic()`` deadline from the wall-time budget."""
     context_tokens: int = 0
@@ -91,22 +93,42 @@ class EpisodeContext:
     """Free space for custom nodes."""
 
     def ground(self) -> None:
-        """With ``Agent.ground_numbers``: rebuild the call grammars when the conversation (question
-        and successful tool outputs) holds numbers they do not ground in yet."""
-        if not self.agent.ground_numbers or self.grammar is None:
+        """With ``Agent.ground_numbers`` / ``ground_text``: rebuild the grammars when the conversation
+        (question and successful tool outputs) holds numbers or answer spans they do not use yet."""
+        if not (self.agent.ground_numbers or self.agent.ground_text) or self.grammar is None:
             return
-        from interleaf.tools import numbers_in
+        from interleaf.tools import expressions_in, numbers_in
 
         texts = [self.trajectory.question]
         texts += [c.result or "" for t in self.trajectory.turns for c in t.tool_calls if not c.is_error]
         numbers = numbers_in(texts)
-        if numbers == self.grounded_numbers:
+        if self.agent.relevant_numbers_only:
+            from interleaf.tools import relevant_sentences
+
+            numbers = numbers_in([texts[0], *relevant_sentences(texts[0], texts[1:])])
+        spans = self._answer_spans(texts[1:])
+        if numbers == self.grounded_numbers and spans == self.answer_spans:
             return
-        self.grounded_numbers = numbers
+        self.grounded_numbers, self.answer_spans = numbers, spans
+        # Only the question's arithmetic is copied whole; a tool output's "1650-1706" is two numbers.
+        grounded = {"grounded_numbers": numbers, "grounded_expressions": expressions_in(texts[:1])}
         agent, tools, pattern = self.agent, self.toolset, self.answer_pattern
-        self.grammar = agent.turn_grammar(answer_pattern=pattern, toolset=tools, grounded_numbers=numbers)
+        self.grammar = agent.turn_grammar(answer_pattern=pattern, toolset=tools, answer_spans=spans, **grounded)
         if self.tools_only_grammar is not None:
-            self.tools_only_grammar = agent.turn_grammar(allow_answer=False, toolset=tools, grounded_numbers=numbers)
+            self.tools_only_grammar = agent.turn_grammar(allow_answer=False, toolset=tools, **grounded)
+        if self.answer_only_grammar is not None and spans:
+            from interleaf.tools import Toolset
+
+            self.answer_only_grammar = agent.turn_grammar(answer_pattern=pattern, toolset=Toolset(), answer_spans=spans)
+
+    def _answer_spans(self, outputs: list[str]) -> tuple[str, ...] | None:
+        """What a free-text answer may be (``Agent.ground_text``): spans of the tool outputs; None
+        (any text) before there are outputs, or when the task's answer has a pattern."""
+        if not self.agent.ground_text or self.answer_pattern is not None or not any(outputs):
+            return None
+        from interleaf.tools import text_spans
+
+        return tuple(text_spans(outputs, question=self.trajectory.question)) or None
 
     def finish(self, reason: TerminationReason, error: str | None = None) -> dict[str, Any]:
         """Record the termination reason and return the state update that ends the graph."""

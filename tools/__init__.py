@@ -38,10 +38,11 @@ from interleaf.tools.call_format import (
 )
 from interleaf.tools.context import ToolContext
 from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout, UnknownToolError
-from interleaf.tools.grounding import numbers_in
+from interleaf.tools.grounding import expressions_in, numbers_in
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.result import ToolResult
 from interleaf.tools.sandbox import SandboxLimits, SandboxRun, run_python
+from interleaf.tools.text_grounding import relevant_sentences, text_spans
 from interleaf.tools.tool import Tool, tool
 from interleaf.tools.toolset import Toolset
 
@@ -117,6 +118,7 @@ __all__ = [
     "build_mcp_server",
     "calculator",
     "call_template",
+    "expressions_in",
     "format_answer",
     "format_tool_call",
     "format_tool_responses",
@@ -129,9 +131,11 @@ __all__ = [
     "parse_turn",
     "python_tool",
     "regex_to_ebnf",
+    "relevant_sentences",
     "run_python",
     "serve_mcp",
     "serve_mcp_async",
+    "text_spans",
     "tool",
     "tool_call_grammar",
     "tools_system_prompt",

@@ -23,6 +23,7 @@ from typing import Any
 
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.schema_grammar import JSON_RULES, SchemaGrammar, literal, rule_name
+from interleaf.tools.text_grounding import spans_ebnf
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
@@ -118,11 +119,19 @@ class GrammarOptions:
     constrain_arguments: bool = True
     """Enforce the argument schemas' value constraints (``pattern``, lengths, numeric ranges); False
     enforces only types and structure (see ``interleaf.tools.schema_grammar``)."""
+    answer_spans: tuple[str, ...] | None = None
+    """With no ``answer_pattern``: the answer is exactly one of these texts (``interleaf.tools.text_grounding``:
+    short spans of the episode's tool outputs, built into a trie). None or empty: any one-line text.
+    An agent fills it per turn (``Agent.ground_text``)."""
     grounded_numbers: tuple[str, ...] | None = None
     """With ``constrain_arguments``: the numbers, repeats kept, that numeric literals in arguments
     may be (``interleaf.tools.grounding``): in a string with a repeated-unit ``pattern`` (the
     calculator's expression) each at most as often as listed; an integer / number argument one of
     them. None: any number. An agent fills it per turn from its conversation (``Agent.ground_numbers``)."""
+    grounded_expressions: tuple[str, ...] = ()
+    """With ``grounded_numbers``: arithmetic written out in the conversation (``4 mod 48``), each a
+    unit that a patterned string argument may hold only whole, its numbers not offered alone
+    (``interleaf.tools.grounding.expressions_in``)."""
 
     def __post_init__(self) -> None:
         for name in ("max_reasoning_chars", "max_answer_chars"):
@@ -173,7 +182,11 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
     parameter schema, shaped by ``options``. Raises ``ToolSchemaError`` naming the tool whose schema
     is not a JSON schema, ``ValueError`` when the options leave nothing to generate."""
     opts = options or GrammarOptions()
-    comp = SchemaGrammar(constrain_values=opts.constrain_arguments, grounded_numbers=opts.grounded_numbers)
+    comp = SchemaGrammar(
+        constrain_values=opts.constrain_arguments,
+        grounded_numbers=opts.grounded_numbers,
+        grounded_expressions=opts.grounded_expressions,
+    )
     calls, names = [], []
     for i, tool in enumerate(tools):
         fn = tool.get("function", tool)
@@ -198,6 +211,10 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
         actions.append(comp.add("tool_calls", f"{call}+") if opts.parallel_calls else call)
     if opts.allow_answer:
         text = answer_ebnf(opts.answer_pattern, opts.max_answer_chars)
+        if opts.answer_spans and opts.answer_pattern is None:
+            spans = spans_ebnf(opts.answer_spans, "answer_span")
+            comp.rules.update(spans)  # the "answer_span" prefix is no other rule's
+            text = next(iter(spans))
         body = f"{literal(ANSWER_OPEN)} {text} {literal(ANSWER_CLOSE)}"
         actions.append(comp.add("answer", body))
     alternatives = []

@@ -15,6 +15,13 @@ that product stays at most ``MAX_STATES``; beyond it (a search result full of nu
 grounded number may be written any number of times. Between two numbers at most ``MAX_UNITS``
 units. Integer and number arguments
 are grounded by ``grounded_values``. Patterns of other shapes are left as they are.
+
+Arithmetic written out in the question (``expressions_in``: ``4 mod 48``, ``((31 mod 34) * 17)``)
+is grounded as a whole: with ``expressions``, such a span is one more unit, copied verbatim or not
+at all, and its numbers are not offered on their own. A small model that retypes ``4 mod 48``
+writes ``4 * (48)``: grounding the numbers alone leaves every operator and every bracket free.
+Numbers outside any span (a question in words, tool outputs) stay free numbers joined by free
+operators, so ``the combined population of A and B`` still gets ``1650 + 1706``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Iterable, Sequence
 
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 
-__all__ = ["MAX_STATES", "MAX_UNITS", "ground_pattern_ebnf", "grounded_values", "numbers_in"]
+__all__ = ["MAX_STATES", "MAX_UNITS", "expressions_in", "ground_pattern_ebnf", "grounded_values", "numbers_in"]
 
 MAX_STATES = 256
 """Most grammar states spent on counting uses (the product over distinct numbers of count + 1)."""
@@ -34,6 +41,9 @@ MAX_UNITS = 8
 """Most non-number units (operators, parentheses, spaces, words) between two numbers."""
 
 _NUMBER = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+)?(?![0-9])")
+# An operand of written-out arithmetic: a number not glued to a word (``3x``, ``v2`` are not).
+_OPERAND = r"(?<![0-9.A-Za-z_])[0-9]+(?:\.[0-9]+)?(?![0-9A-Za-z_])"
+_ARITH_TOKEN = re.compile(rf"(?P<num>{_OPERAND})|(?P<op>\bmod\b|[-+*/%^])|(?P<open>\()|(?P<close>\))|(?P<space> +)")
 _REPEATED = re.compile(r"^\^?(?:\((?:\?:)?(?P<group>.*)\)|(?P<cls>\[(?:\\.|[^\]\\])*\]))\+\$?$", re.S)
 
 
@@ -41,6 +51,58 @@ def numbers_in(texts: Iterable[str]) -> tuple[str, ...]:
     """Every unsigned number written in ``texts`` (``12``, ``3.5``), in order, repeats kept: the
     multiset a grounded argument draws from. A sign is an operator, not part of the number."""
     return tuple(m.group(0).rstrip(".") for text in texts for m in _NUMBER.finditer(text))
+
+
+def expressions_in(texts: Iterable[str]) -> tuple[str, ...]:
+    """Arithmetic written out in ``texts``, in order, repeats kept: each maximal run of numbers,
+    operators (``+ - * / % ^ mod``), brackets and spaces that joins two numbers or more by an
+    operator, trimmed of operators and unmatched brackets at its ends (``Compute (3 + 4)^2.`` gives
+    ``(3 + 4)^2``). A run glued to a word (``x^2 + 3``) or with brackets unbalanced inside is not
+    arithmetic written out, and gives nothing."""
+    out = []
+    for text in texts:
+        run: list[re.Match[str]] = []
+        at = 0
+        while at <= len(text):
+            m = _ARITH_TOKEN.match(text, at) if at < len(text) else None
+            if m is not None:
+                run.append(m)
+                at = m.end()
+                continue
+            if run and (span := _expression(text, run)) is not None:
+                out.append(span)
+            run, at = [], at + 1
+    return tuple(out)
+
+
+def _expression(text: str, run: list[re.Match[str]]) -> str | None:
+    """The arithmetic in one run of arithmetic tokens (see ``expressions_in``); None when there is none."""
+    start = run[0].start()
+    if start > 0 and run[0].lastgroup != "space" and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return None  # "x^2 + 3": the run continues a word
+    toks = [m for m in run if m.lastgroup != "space"]
+    while toks:
+        if toks[0].lastgroup in ("op", "close"):
+            toks.pop(0)
+        elif toks[-1].lastgroup in ("op", "open"):
+            toks.pop()
+        else:
+            depth = low = 0
+            for m in toks:
+                depth += (m.lastgroup == "open") - (m.lastgroup == "close")
+                low = min(low, depth)
+            if low < 0 and toks[-1].lastgroup == "close":
+                toks.pop()  # "(see 3 + 4)": the ")" closes the prose's bracket
+            elif depth > low and toks[0].lastgroup == "open":
+                toks.pop(0)  # "(3 + 4 gives": the "(" opens the prose's bracket
+            elif depth or low:
+                return None
+            else:
+                break
+    numbers = sum(m.lastgroup == "num" for m in toks)
+    if numbers < 2 or not any(m.lastgroup == "op" for m in toks):
+        return None
+    return text[toks[0].start() : toks[-1].end()]
 
 
 def _units(pattern: str) -> str | None:
@@ -56,11 +118,15 @@ def _units(pattern: str) -> str | None:
     return unit
 
 
-def ground_pattern_ebnf(pattern: str, numbers: Sequence[str], prefix: str) -> dict[str, str] | None:
+def ground_pattern_ebnf(
+    pattern: str, numbers: Sequence[str], prefix: str, expressions: Sequence[str] = ()
+) -> dict[str, str] | None:
     """EBNF rules (name -> body; the first is the string's, JSON quotes included) for the strings
     ``pattern`` matches whose numbers are all among ``numbers``, each used at most as often as it
-    occurs there (see the module docstring). Every rule name starts with ``prefix``. None when
-    ``pattern`` is not a repetition of units or its units hold no digit: keep the plain pattern."""
+    occurs there (see the module docstring). Each of ``expressions`` that ``pattern`` can hold is
+    a unit of its own, written whole, its numbers taken out of ``numbers``. Every rule name starts
+    with ``prefix``. None when ``pattern`` is not a repetition of units or its units hold no digit:
+    keep the plain pattern."""
     unit = _units(pattern)
     if unit is None or not re.fullmatch(f"(?:{unit})+", "0"):
         return None
@@ -68,7 +134,10 @@ def ground_pattern_ebnf(pattern: str, numbers: Sequence[str], prefix: str) -> di
         separator = regex_to_ebnf(unit, json_string=True, forbid="0123456789.")
     except RegexNotSupported:
         return None  # a literal digit inside a unit: not a shape grounding can split
-    counts = Counter(n for n in numbers if re.fullmatch(f"(?:{unit})+", n))
+    whole = Counter(e for e in expressions if re.fullmatch(f"(?:{unit})+", e) and not re.search(r'["\\\x00-\x1f]', e))
+    inside = Counter(n for e, c in whole.items() for n in numbers_in([e]) * c)
+    counts = Counter(n for n in numbers if re.fullmatch(f"(?:{unit})+", n)) - inside
+    counts.update(whole)
     values = sorted(counts)
     rules = {prefix: ""}  # first, filled in last
     sep1 = f"{prefix}_sep1"

@@ -63,13 +63,21 @@ def rule_name(*parts: str) -> str:
 class SchemaGrammar:
     """Collects EBNF rules with unique names; ``value`` turns one JSON schema into an expression."""
 
-    def __init__(self, *, constrain_values: bool = True, grounded_numbers: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        constrain_values: bool = True,
+        grounded_numbers: tuple[str, ...] | None = None,
+        grounded_expressions: tuple[str, ...] = (),
+    ) -> None:
         self.constrain_values = constrain_values
         """Enforce ``pattern``, lengths and numeric ranges (False: types and structure only)."""
         self.grounded_numbers = grounded_numbers
         """With ``constrain_values``: the numbers (a multiset) that numeric literals in patterned
         strings and integer / number values are drawn from (``interleaf.tools.grounding``); None:
         any number."""
+        self.grounded_expressions = grounded_expressions
+        """With ``grounded_numbers``: written-out arithmetic a patterned string may hold only whole."""
         self.rules: dict[str, str] = {}
         """Rule name -> body, in the order added."""
         self._root: dict[str, Any] = {}
@@ -157,7 +165,7 @@ class SchemaGrammar:
         """The rule for a patterned string whose numbers are grounded; None when the pattern's shape
         does not allow it (``ground_pattern_ebnf``)."""
         prefix = self.add(name, '""')  # reserves a free name for the rule and its helpers
-        rules = ground_pattern_ebnf(pattern, self.grounded_numbers or (), prefix)
+        rules = ground_pattern_ebnf(pattern, self.grounded_numbers or (), prefix, self.grounded_expressions)
         if rules is None:
             del self.rules[prefix]
             return None

@@ -1,11 +1,10 @@
 """``lookup``: single-fact questions about a generated world, answered with search (+ visit)
 (SimpleQA-like). Distractor towns share the corpus, so the search has to find the right article.
 
-Exemplars: questions about towns of their own (``world.exemplar_towns``: another stream, names
-unlike every evaluated town), solved by one real search call; their articles join the corpus. They
-ask the text facts (founder, industry, river): a numeric answer is already held to a number by its
-answer type, a text answer only by example (with one river and one population example the model
-answered every text question with a number)."""
+Exemplars: a pool of one question per kind (founded, population, river, founder, industry) about
+towns of their own (``world.exemplar_towns``: another stream, names unlike every evaluated town),
+each solved by one real search call; their articles join the corpus. The agent shows the ones
+nearest the question (``Agent.exemplar_choice``), so a founder question sees a founder example."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from interleaf.agents.tasks.task import Exemplar, ExemplarStep, Task, TaskSuite
 from interleaf.agents.tasks.world import Town, corpus_tools, documents, exemplar_towns, make_towns
 
 SYSTEM = "Search the encyclopedia for the town, read its article, and answer with the exact fact only."
-EXEMPLAR_FIELDS = ("founder", "industry", "river")
+EXEMPLAR_FIELDS = ("founded", "population", "river", "founder", "industry")
 
 _QUESTIONS = [
     ("founded", "numeric", "In what year was the town of {name} founded?"),

@@ -1,8 +1,10 @@
 """``mixed``: questions needing facts from the corpus *and* computation (WebInstruct-like):
 search (+ visit) to find two facts, the calculator to combine them.
 
-Exemplars: questions about towns of their own (``world.exemplar_towns``), solved by one real
-search for both towns and one calculator call; their articles join the corpus."""
+Exemplars: a pool of one question per kind (years, population sum, population ratio) about towns
+of their own (``world.exemplar_towns``), each solved by one real search for both towns and one
+calculator call; their articles join the corpus. The agent shows the ones nearest the question
+(``Agent.exemplar_choice``)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def mixed_suite(n: int, seed: int = 0) -> TaskSuite:
         a, b = rng.sample(towns, 2)
         tasks.append(_task(i, a, b, rng.choice(_KINDS), "mixed")[0])
 
-    shots = exemplar_towns(4, towns)
+    shots = exemplar_towns(2 * len(_KINDS), towns)
     docs = documents(towns + shots)
 
     def make_tools() -> list:
@@ -52,14 +54,15 @@ def mixed_suite(n: int, seed: int = 0) -> TaskSuite:
 
     search = corpus_tools(docs)[0]
     exemplars = []
-    for i, (kind, (a, b)) in enumerate([("years", shots[:2]), ("population_sum", shots[2:4])]):
+    for i, kind in enumerate(_KINDS):
+        a, b = shots[2 * i : 2 * i + 2]
         task, expression = _task(i, a, b, kind, "exemplar")
         result = str(evaluate(expression))
         steps = [
             ExemplarStep(tool="search", arguments={"query": [a.name, b.name]}, result=search(query=[a.name, b.name])),
             ExemplarStep(tool="calculator", arguments={"expression": expression}, result=result),
         ]
-        exemplars.append(Exemplar(question=task.question, steps=steps, answer=result))
+        exemplars.append(Exemplar(question=task.question, steps=steps, answer=str(task.answer)))
     return TaskSuite("mixed", tasks, make_tools, SYSTEM, {"n": n, "seed": seed}, exemplars)
 
 

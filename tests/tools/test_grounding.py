@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import xgrammar as xg
 
-from interleaf.tools import GrammarOptions, Tool, calculator, grounding, numbers_in, tool, tool_call_grammar
+from interleaf.tools import (
+    GrammarOptions,
+    Tool,
+    calculator,
+    expressions_in,
+    grounding,
+    numbers_in,
+    tool,
+    tool_call_grammar,
+)
 
 _VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
 _INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
@@ -99,3 +108,55 @@ def test_patterns_of_other_shapes_are_kept_as_they_are() -> None:
     assert grounding.ground_pattern_ebnf(r"^[a-z]+$", ("1",), "p") is None  # no digits to ground
     rules = grounding.ground_pattern_ebnf(r"^(?:[0-9.+\-*/%^() ]|mod)+$", ("1",), "p")
     assert rules is not None and next(iter(rules)) == "p"
+
+
+def test_expressions_in_finds_arithmetic_written_out_and_nothing_else() -> None:
+    question = "Compute ((31 mod 34) * (17 + (75 * 27))). Here ^ is exponentiation and mod is the remainder."
+    assert expressions_in([question]) == ("((31 mod 34) * (17 + (75 * 27)))",)
+    assert expressions_in(["Compute 4 mod 48.", "Compute (57)^2.", "(see 3.5 * 2).", "(3 + 4 gives 7"]) == (
+        "4 mod 48",
+        "(57)^2",
+        "3.5 * 2",
+        "3 + 4",
+    )
+    for words in [
+        "What is the combined population of Velka and Dramin?",
+        "x^2 + 3",  # glued to a variable: algebra, not arithmetic to copy
+        "2x + 3 = 7",
+        "1. Velka 2. Dramin",  # list numbers, no operator
+        "3 + 4) * (5",  # brackets unbalanced inside
+        "Here ^ is exponentiation and mod is the remainder.",
+    ]:
+        assert expressions_in([words]) == (), words
+
+
+def _grounded(question: str, *outputs: str) -> str:
+    return _grammar([calculator], numbers_in([question, *outputs]), grounded_expressions=expressions_in([question]))
+
+
+def test_the_question_s_arithmetic_is_copied_whole_or_not_at_all() -> None:
+    ebnf = _grounded("Compute 4 mod 48. Here ^ is exponentiation and mod is the remainder.")
+    for good in ["4 mod 48", "(4 mod 48)", "((4 mod 48"]:
+        assert _can_end(ebnf, _calc(good)), good
+    for bad in ["4 * (48)", "4 * 48", "48 mod 4", "4 mod 4", "(4) mod (48)", "4 mod 48 mod 48", "4"]:
+        assert not _can_end(ebnf, _calc(bad)), bad
+
+
+def test_a_nested_expression_keeps_its_operators_and_brackets() -> None:
+    question = "Compute ((31 mod 34) * (17 + (75 * 27))). Here ^ is exponentiation and mod is the remainder."
+    ebnf = _grounded(question)
+    assert _can_end(ebnf, _calc("((31 mod 34) * (17 + (75 * 27)))"))
+    for bad in ["((31 mod 34) * (17 + (75 * 27))", "((31 * 34) * (17 + (75 * 27)))", "(31 mod 34) * (17 + 75 * 27)"]:
+        assert not _can_end(ebnf, _calc(bad)), bad
+
+
+def test_numbers_outside_the_arithmetic_and_tool_outputs_stay_free() -> None:
+    ebnf = _grounded("Compute 3 * 4, then subtract 5.", "12")
+    for good in ["3 * 4 - 5", "(3 * 4) - 5", "12 - 5", "5 + (3 * 4)"]:
+        assert _can_end(ebnf, _calc(good)), good
+    for bad in ["3 * 4 - 3", "4 - 5", "3 - 5"]:
+        assert not _can_end(ebnf, _calc(bad)), bad
+    # A question in words has no arithmetic: its numbers take any operator (the mixed suite's case).
+    words = _grounded("What is the combined population?", "Velka: population 1650", "Dramin: population 1706")
+    assert _can_end(words, _calc("1650 + 1706"))
+    assert _can_end(words, _calc("1706 - 1650"))
