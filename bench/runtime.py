@@ -1,21 +1,33 @@
 """Runtime benchmark: what Ray + LangGraph + the client add to each LLM call, and how many episodes
 per second the orchestration sustains at 1,000 concurrent episodes (sim executor).
 
-    python bench/runtime.py                        # both sections, embedded sim engine (~2-4 min)
-    python bench/runtime.py --only overhead --calls 100
+    python bench/runtime.py                        # overhead, per-call and throughput, embedded sim engine
+    python bench/runtime.py --only overhead --calls 200
+    python bench/runtime.py --only per-call        # K = 1, 2, 4, 8 turns, 100 episodes each (~1 min)
     python bench/runtime.py --only throughput --episodes 2000 --concurrency 1000
     python bench/runtime.py --backend http://127.0.0.1:30000   # an engine you started
 
 overhead: the same request (same prompt ids, same max_new_tokens, greedy) sent N times directly
-with httpx, then N one-turn episodes through the whole stack (JobRunner -> Ray actor -> LangGraph
-graph -> BackendPool -> HTTP), one at a time. Per call: p50/p95 latency of each and the
-difference. The stack figure is measured at the driver (episode dispatched -> result back), so it
-includes Ray dispatch, episode setup, the graph, the client and the result transfer; it is also
-split by the actor's trajectory timestamps (same machine, same clock) into driver -> Ray -> episode
-start, the episode less its LLM call, and episode end -> Ray -> stored by the driver. The direct ids
+with httpx (the body serialised with orjson, as the stack's client does), then N one-turn episodes
+through the whole stack (JobRunner -> Ray actor -> the agent's graph -> BackendPool -> HTTP), one at
+a time. Per call: p50/p95 latency of each and the difference (a one-turn episode's, so the Ray legs
+and the episode's setup, paid once per episode, are all charged to its one call). The stack figure
+is measured at the driver (episode dispatched -> result back), so it includes Ray dispatch, episode
+setup, the graph, the client and the result transfer; it is also split by the actor's trajectory
+timestamps (same machine, same clock) into driver -> Ray -> episode start, the episode less its LLM
+call, and episode end -> Ray -> stored by the driver. The direct ids
 are the job agent's first turn rendered as ``Episode`` renders it (worked examples included), and
 ``same prompt ids`` compares them with every episode's sent ids token for token. Retention ``none``
 by default, so both paths make exactly one /generate per call.
+
+per-call (``--only per-call``): what the issue asks, overhead per LLM call. Episodes of K turns
+(``--ks 1,2,4,8``, ``--per-k`` each, in ``--rounds`` rounds) through the whole stack, and after each
+block the same K requests (the exact ids each turn sent, from the trajectories) sent directly, one
+after another. Per K: p50 per episode of both and their difference, the engine's own time both ways
+(``engine s/d``: equal, or the difference is not the orchestration's), the episode in the actor less
+its calls, and the Ray legs. A least-squares line of (stack - direct) against K gives the per-episode
+fixed cost (intercept: Ray both ways, episode setup and teardown) and the per-LLM-call marginal
+overhead (slope). The one-turn episode's figure (the overhead section's) is intercept + one slope.
 
 cpu (``--only cpu``, not in the default run): the CPU time (``time.process_time``) one
 ``EpisodeWorker`` spends per one-turn episode in this process, against an instant in-process server
@@ -49,14 +61,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def bench_agent(turns: int, max_new_tokens: int):
+def bench_agent(turns: int, args: argparse.Namespace):
+    """The bench's agent: the default graph, unconstrained."""
     from interleaf.agents import Agent, Budgets
 
     return Agent(
         name="bench",
         grammar=None,  # the sim executor has no constrained decoding
         on_no_action="nudge",
-        budgets=Budgets(max_turns=turns, max_new_tokens=max_new_tokens, max_tokens=8192, wall_time_s=None),
+        budgets=Budgets(max_turns=turns, max_new_tokens=args.max_new_tokens, max_tokens=8192, wall_time_s=None),
     )
 
 
@@ -66,14 +79,18 @@ def write_suite(path: Path, n: int, question: str) -> str:
 
 
 async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) -> list[float]:
-    body = {"input_ids": ids, "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0}}
+    import orjson
+
+    payload = {"input_ids": ids, "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0}}
+    headers = {"content-type": "application/json"}
     out = []
     progress = Progress("overhead: direct calls", total=n, unit="calls")
     async with httpx.AsyncClient(timeout=120) as client:
-        await client.post(f"{url}/generate", json=body)  # warm the prefix cache, as the stack's first call does
+        await client.post(f"{url}/generate", json=payload)  # warm the prefix cache, as the stack's first call does
         for _ in range(n):
             t0 = time.perf_counter()
-            r = await client.post(f"{url}/generate", json=body)
+            # Serialised per call with orjson, as the stack's client does (stdlib JSON: ~0.1 ms more).
+            r = await client.post(f"{url}/generate", content=orjson.dumps(payload), headers=headers)
             out.append(time.perf_counter() - t0)
             r.raise_for_status()
             progress.advance()
@@ -86,7 +103,7 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     from interleaf.runtime.jobs import JobRunner, JobSpec
     from interleaf.runtime.jobs.workers import build_job_agent
 
-    agent = bench_agent(1, args.max_new_tokens)
+    agent = bench_agent(1, args)
     question = "Compute 12 * 34 + 5."
     suite = write_suite(workdir / "overhead.jsonl", args.calls + 1, question)
     spec = JobSpec(suite=suite, n=args.calls + 1, actors=1, concurrency=1, backend_urls=[url], retention=args.retention)
@@ -148,6 +165,172 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     }
 
 
+def turn_prompts(traj) -> list[list[int]]:
+    """The exact ids each turn of ``traj`` sent (retention ``none``: no session, so every turn sends the
+    whole conversation so far: earlier deltas and outputs, then its own delta)."""
+    ids: list[int] = []
+    prompts = []
+    for turn in traj.turns:
+        ids += turn.delta_ids
+        prompts.append(list(ids))
+        ids += turn.completion_ids
+    return prompts
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares intercept and slope of ys against xs."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return my - slope * mx, slope
+
+
+async def stack_block(url: str, k: int, n: int, args: argparse.Namespace, workdir: Path, tag: str) -> dict:
+    """``n`` episodes of ``k`` turns through the whole stack, one at a time (plus one to warm the
+    actor); per episode: the driver's time, its parts, the engine's own time and the ids each turn sent."""
+    from interleaf.runtime.jobs import JobRunner, JobSpec
+
+    suite = write_suite(workdir / f"per-call-{tag}.jsonl", n + 1, "Compute 12 * 34 + 5.")
+    spec = JobSpec(suite=suite, n=n + 1, actors=1, concurrency=1, backend_urls=[url], retention="none")
+    started: dict[int, float] = {}
+    finished: dict[int, float] = {}
+    progress = Progress(f"per-call: stack, {k} turns", total=n + 1, unit="episodes")
+
+    def on_event(e) -> None:
+        if e.type == "episode_started":
+            started[e.episode] = time.time()
+        elif e.type == "episode_finished":
+            finished[e.episode] = time.time()
+            progress.advance()
+
+    result = await JobRunner(spec, agent=bench_agent(k, args), runs_dir=workdir, on_event=on_event).run()
+    done = [t for t in result.trajectories[1:] if len(t.turns) == k]  # episode 0 warms the actor
+    stack = [finished[t.episode] - started[t.episode] for t in done]
+    calls = [sum(turn.timings.e2e_s for turn in t.turns) for t in done]
+    prompts = [turn_prompts(t) for t in done]
+    return {
+        "of": n,
+        "stack": stack,
+        "calls_in_actor": calls,
+        "episode_less_calls": [t.ended_at - t.started_at - c for t, c in zip(done, calls, strict=True)],
+        "ray_legs": [s - (t.ended_at - t.started_at) for s, t in zip(stack, done, strict=True)],
+        # The engine's own time for the calls (ttft + decode = its e2e): the same both ways, or the
+        # difference is the engine's, not the orchestration's.
+        "engine_stack": [sum(turn.timings.ttft_s + turn.timings.decode_s for turn in t.turns) for t in done],
+        "prompts": prompts,
+        "same_ids": all(
+            len(ids) == turn.cache.prompt_tokens
+            for t, ps in zip(done, prompts, strict=True)
+            for ids, turn in zip(ps, t.turns, strict=True)
+        ),
+    }
+
+
+async def direct_block(client: httpx.AsyncClient, url: str, prompts: list[list[list[int]]], max_new: int) -> dict:
+    """Each episode's requests replayed directly, one after another: the same ids, bodies serialised
+    with orjson as the stack's client does (stdlib JSON costs ~0.1 ms more for 2k ids)."""
+    import orjson
+
+    sampling = {"max_new_tokens": max_new, "temperature": 0.0}
+    headers = {"content-type": "application/json"}
+    direct, engine = [], []
+    progress = Progress(f"per-call: direct, {len(prompts[0])} calls", total=len(prompts), unit="episodes")
+    await client.post(f"{url}/generate", json={"input_ids": prompts[0][0], "sampling_params": sampling})  # warm
+    for ps in prompts:
+        replies = []
+        t0 = time.perf_counter()
+        for ids in ps:
+            body = orjson.dumps({"input_ids": ids, "sampling_params": sampling})
+            r = await client.post(f"{url}/generate", content=body, headers=headers)
+            r.raise_for_status()
+            replies.append(r)
+        direct.append(time.perf_counter() - t0)
+        engine.append(sum(orjson.loads(r.content)["meta_info"]["e2e_latency"] for r in replies))
+        progress.advance()
+    return {"direct": direct, "engine_direct": engine}
+
+
+async def per_call(url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    """Episodes of K turns through the stack, then the same K calls (same ids, one after another)
+    sent directly; per K the p50 of each per episode and their difference. The difference against K
+    splits into a per-episode fixed cost (intercept: Ray both ways, episode setup and teardown) and a
+    per-LLM-call marginal overhead (slope: graph step, client, turn record). The Ks take turns in
+    ``--rounds`` rounds, so that a change in the machine's load falls on all of them alike."""
+    per_round = max(1, args.per_k // args.rounds)
+    acc: dict[int, dict[str, list]] = {k: {} for k in args.ks}
+    same: dict[int, bool] = dict.fromkeys(args.ks, True)
+    async with httpx.AsyncClient(timeout=120) as client:
+        for r in range(args.rounds):
+            for k in args.ks:
+                block = await stack_block(url, k, per_round, args, workdir, f"k{k}-r{r}")
+                block |= await direct_block(client, url, block["prompts"], args.max_new_tokens)
+                same[k] = same[k] and block.pop("same_ids")
+                for key, values in block.items():
+                    if isinstance(values, list) and key != "prompts":
+                        acc[k].setdefault(key, []).extend(values)
+    rows = []
+    for k in args.ks:
+        a = acc[k]
+        rows.append(
+            {
+                "turns": k,
+                "episodes": len(a["stack"]),
+                "of": per_round * args.rounds,
+                "same_ids": same[k],
+                "stack_p50_ms": 1e3 * pct(a["stack"], 0.5),
+                "stack_p95_ms": 1e3 * pct(a["stack"], 0.95),
+                "direct_p50_ms": 1e3 * pct(a["direct"], 0.5),
+                "direct_p95_ms": 1e3 * pct(a["direct"], 0.95),
+                "overhead_p50_ms": 1e3 * (pct(a["stack"], 0.5) - pct(a["direct"], 0.5)),
+                "calls_in_actor_p50_ms": 1e3 * pct(a["calls_in_actor"], 0.5),
+                "engine_stack_p50_ms": 1e3 * pct(a["engine_stack"], 0.5),
+                "engine_direct_p50_ms": 1e3 * pct(a["engine_direct"], 0.5),
+                "episode_less_calls_p50_ms": 1e3 * pct(a["episode_less_calls"], 0.5),
+                "ray_legs_p50_ms": 1e3 * pct(a["ray_legs"], 0.5),
+            }
+        )
+    ks = [float(r["turns"]) for r in rows]
+    fixed, per_call_ms = fit_line(ks, [r["overhead_p50_ms"] for r in rows])
+    ep_fixed, ep_per_call = fit_line(ks, [r["episode_less_calls_p50_ms"] for r in rows])
+    return {
+        "rows": rows,
+        "per_episode_fixed_ms": fixed,
+        "per_call_marginal_ms": per_call_ms,
+        "episode_less_calls_fixed_ms": ep_fixed,
+        "episode_less_calls_per_call_ms": ep_per_call,
+    }
+
+
+def print_per_call(c: dict, label: str) -> None:
+    engine = label.strip() or "real"
+    print(f"\n== overhead per LLM call: episodes of K turns, stack vs the same K calls direct ({engine} engine, "
+          "p50 per episode) ==")  # fmt: skip
+    head = ["K", "episodes", "stack", "direct", "stack-direct", "fit", "calls in actor", "episode-calls",
+            "Ray legs", "engine s/d", "same ids"]  # fmt: skip
+    print("".join(f"{h:>15}" for h in head))
+    for r in c["rows"]:
+        fit = c["per_episode_fixed_ms"] + r["turns"] * c["per_call_marginal_ms"]
+        cells = [f"{r['turns']}", f"{r['episodes']}/{r['of']}", f"{r['stack_p50_ms']:.2f}", f"{r['direct_p50_ms']:.2f}",
+                 f"{r['overhead_p50_ms']:.2f}", f"{fit:.2f}",
+                 f"{r['calls_in_actor_p50_ms']:.2f}", f"{r['episode_less_calls_p50_ms']:.2f}",
+                 f"{r['ray_legs_p50_ms']:.2f}", f"{r['engine_stack_p50_ms']:.2f}/{r['engine_direct_p50_ms']:.2f}",
+                 f"{r['same_ids']}"]  # fmt: skip
+        print("".join(f"{x:>15}" for x in cells))
+    print("(ms; 'fit': the line below at K, far from stack-direct when a load spike hit one side; 'episode-calls': "
+          "the episode in the actor less its LLM calls; 'Ray legs': driver -> actor -> driver; 'engine s/d': the "
+          "engine's own e2e for the episode's calls, stack / direct)")  # fmt: skip
+    print(f"fit of stack-direct = fixed + K x marginal over K = {[r['turns'] for r in c['rows']]}: "
+          f"per-episode fixed cost {c['per_episode_fixed_ms']:.2f} ms, "
+          f"per-LLM-call marginal overhead {c['per_call_marginal_ms']:.2f} ms")  # fmt: skip
+    print(f"  of which in the actor (episode less its calls): fixed {c['episode_less_calls_fixed_ms']:.2f} ms, "
+          f"per call {c['episode_less_calls_per_call_ms']:.2f} ms")  # fmt: skip
+    one = next((r for r in c["rows"] if r["turns"] == 1), None)
+    if one is not None:
+        print(f"one-turn episode (fixed + one call's marginal, as the overhead section measures): "
+              f"{one['overhead_p50_ms']:.2f} ms")  # fmt: skip
+
+
 def instant_server(output_ids: list[int]) -> httpx.MockTransport:
     """An in-process SGLang-protocol server that answers every /generate at once with ``output_ids``."""
 
@@ -190,7 +373,7 @@ async def orchestration_cpu(args: argparse.Namespace, workdir: Path) -> dict:
             yield m
 
     worker = EpisodeWorker([url], model_factory=model, name="cpu")
-    await worker.prepare("cpu", spec, bench_agent(1, args.max_new_tokens))
+    await worker.prepare("cpu", spec, bench_agent(1, args))
     for i in range(min(20, n)):  # warm: imports, the compiled graph
         await worker.run_episode("cpu", i)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -214,7 +397,7 @@ async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         backend_urls=[url],
         retention=args.throughput_retention,
     )
-    agent = bench_agent(args.turns, args.max_new_tokens)
+    agent = bench_agent(args.turns, args)
     progress = Progress("throughput", total=args.episodes, unit="episodes", every_s=10.0)
 
     def on_event(e) -> None:
@@ -241,13 +424,17 @@ async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["overhead", "throughput", "cpu"], default=None)
+    p.add_argument("--only", choices=["overhead", "per-call", "throughput", "cpu"], default=None)
     p.add_argument("--backend", default=None, help="engine URL (default: start the embedded sim engine)")
     p.add_argument("--sim-clock", choices=["real", "virtual"], default="virtual")
     p.add_argument("--sim-gpu", default=None)
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--retention", default="none", help="retention for the overhead section")
+    p.add_argument("--ks", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8],
+                   help="per-call section: turns per episode, comma-separated")  # fmt: skip
+    p.add_argument("--per-k", type=int, default=100, help="per-call section: episodes per K")
+    p.add_argument("--rounds", type=int, default=4, help="per-call section: rounds over the Ks")
     p.add_argument("--episodes", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=1000)
     p.add_argument("--actors", type=int, default=2)
@@ -298,6 +485,9 @@ def main() -> None:
                 print(f"stack at p50, by part: driver -> Ray -> episode start {o['to_actor_p50_ms']:.2f} ms; "
                       f"episode less its LLM call {o['episode_less_call_p50_ms']:.2f} ms; "
                       f"episode end -> Ray -> driver stored {o['back_p50_ms']:.2f} ms")  # fmt: skip
+            if args.only in (None, "per-call"):
+                figures["per_call"] = asyncio.run(per_call(url, args, Path(tmp)))
+                print_per_call(figures["per_call"], label)
             if args.only in (None, "throughput"):
                 figures["throughput"] = asyncio.run(throughput(url, args, Path(tmp)))
                 t = figures["throughput"]
