@@ -78,6 +78,26 @@ def write_suite(path: Path, n: int, question: str) -> str:
     return str(path)
 
 
+class EpisodeClock:
+    """Wall-clock (``time.time``) start and end of each episode from the runner's events, so that the
+    actor's trajectory timestamps (same machine, same clock) can be set against them."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.started: dict[int, float] = {}
+        self.finished: dict[int, float] = {}
+        self.progress = progress
+
+    def on_event(self, e) -> None:
+        if e.type == "episode_started":
+            self.started[e.episode] = time.time()
+        elif e.type == "episode_finished":
+            self.finished[e.episode] = time.time()
+            self.progress.advance()
+
+    def wall(self, episode: int) -> float:
+        return self.finished[episode] - self.started[episode]
+
+
 async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) -> list[float]:
     import orjson
 
@@ -121,28 +141,16 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     await pool.aclose()
     direct = await direct_calls(url, ids, args.calls, args.max_new_tokens)
 
-    started: dict[int, float] = {}
-    finished: dict[int, float] = {}
-    progress = Progress("overhead: stack calls", total=spec.n, unit="episodes")
-
-    def on_event(e) -> None:
-        # Wall clock (time.time), so that the actor's trajectory timestamps can be set against it
-        # (same machine, same clock) to split the stack's time into its parts.
-        if e.type == "episode_started":
-            started[e.episode] = time.time()
-        elif e.type == "episode_finished":
-            finished[e.episode] = time.time()
-            progress.advance()
-
-    result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=on_event).run()
+    clock = EpisodeClock(Progress("overhead: stack calls", total=spec.n, unit="episodes"))
+    result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=clock.on_event).run()
     done = [t for t in result.trajectories[1:] if t.turns]  # episode 0 warms the actor (imports, pool connect)
-    stack = [finished[t.episode] - started[t.episode] for t in done]
+    stack = [clock.wall(t.episode) for t in done]
     client = [t.turns[0].timings.e2e_s for t in done]
     # Where the stack's time goes: driver dispatch -> Ray -> actor -> the episode starts; the episode
     # (graph, tools, turn records) without its LLM call; the episode's end -> Ray -> driver stores it.
-    to_actor = [t.started_at - started[t.episode] for t in done]
+    to_actor = [t.started_at - clock.started[t.episode] for t in done]
     in_episode = [t.ended_at - t.started_at - t.turns[0].timings.e2e_s for t in done]
-    back = [finished[t.episode] - t.ended_at for t in done]
+    back = [clock.finished[t.episode] - t.ended_at for t in done]
     same_prompt = bool(result.trajectories) and all(
         t.turns and t.turns[0].delta_ids == ids for t in result.trajectories
     )
@@ -193,20 +201,10 @@ async def stack_block(url: str, k: int, n: int, args: argparse.Namespace, workdi
 
     suite = write_suite(workdir / f"per-call-{tag}.jsonl", n + 1, "Compute 12 * 34 + 5.")
     spec = JobSpec(suite=suite, n=n + 1, actors=1, concurrency=1, backend_urls=[url], retention="none")
-    started: dict[int, float] = {}
-    finished: dict[int, float] = {}
-    progress = Progress(f"per-call: stack, {k} turns", total=n + 1, unit="episodes")
-
-    def on_event(e) -> None:
-        if e.type == "episode_started":
-            started[e.episode] = time.time()
-        elif e.type == "episode_finished":
-            finished[e.episode] = time.time()
-            progress.advance()
-
-    result = await JobRunner(spec, agent=bench_agent(k, args), runs_dir=workdir, on_event=on_event).run()
+    clock = EpisodeClock(Progress(f"per-call: stack, {k} turns", total=n + 1, unit="episodes"))
+    result = await JobRunner(spec, agent=bench_agent(k, args), runs_dir=workdir, on_event=clock.on_event).run()
     done = [t for t in result.trajectories[1:] if len(t.turns) == k]  # episode 0 warms the actor
-    stack = [finished[t.episode] - started[t.episode] for t in done]
+    stack = [clock.wall(t.episode) for t in done]
     calls = [sum(turn.timings.e2e_s for turn in t.turns) for t in done]
     prompts = [turn_prompts(t) for t in done]
     return {
