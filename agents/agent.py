@@ -132,6 +132,14 @@ class Agent:
     words of the question (``interleaf.tools.text_grounding``). Stops a small model answering with
     the question's own name or a worked example's answer. Needs ``grammar``."""
 
+    ground_strings: bool = False
+    """Free-text arguments grounded in the conversation, where their schema asks for it: a string
+    marked ``"x-grounded": "question"`` (``search``'s queries) only as a short run of the question's
+    words, names whole (``interleaf.tools.question_spans``), a ``"format": "uri"`` string
+    (``visit``'s url) only as a url of the question or of this episode's tool outputs. Stops a small
+    model misspelling the name it searches for (``Vespelpel`` for ``Vesolpel``: no results). Needs
+    ``grammar`` with ``constrain_arguments``; other strings stay free text."""
+
     def __post_init__(self) -> None:
         if self.max_exemplars < 0:
             raise ValueError(f"Agent.max_exemplars must be >= 0, got {self.max_exemplars}")
@@ -248,6 +256,8 @@ class Agent:
         grounded_numbers: tuple[str, ...] | None = None,
         grounded_expressions: tuple[str, ...] = (),
         answer_spans: tuple[str, ...] | None = None,
+        grounded_spans: tuple[str, ...] | None = None,
+        grounded_urls: tuple[str, ...] | None = None,
     ) -> str | None:
         """The EBNF a turn is constrained by (None when ``grammar`` is None). ``allow_answer=False``
         gives the tool-calls-only variant (used while ``min_tool_calls`` is not yet met);
@@ -255,7 +265,9 @@ class Agent:
         the agent's tools (a task's subset); ``grounded_numbers`` the numbers tool arguments may
         use and ``grounded_expressions`` the written-out arithmetic they copy whole (with
         ``ground_numbers``; see ``GrammarOptions.grounded_numbers``); ``answer_spans`` the texts a
-        free-text answer may be (with ``ground_text``; ``GrammarOptions.answer_spans``)."""
+        free-text answer may be (with ``ground_text``; ``GrammarOptions.answer_spans``);
+        ``grounded_spans`` / ``grounded_urls`` the texts grounded string arguments may be (with
+        ``ground_strings``; ``GrammarOptions.grounded_spans``)."""
         if self.grammar is None:
             return None
         schemas = (self.toolset if toolset is None else toolset).schemas()
@@ -266,6 +278,8 @@ class Agent:
             opts = dataclasses.replace(
                 opts, grounded_numbers=grounded_numbers, grounded_expressions=grounded_expressions
             )
+        if self.ground_strings and (grounded_spans or grounded_urls):
+            opts = dataclasses.replace(opts, grounded_spans=grounded_spans, grounded_urls=grounded_urls)
         if self.ground_text and answer_spans:
             opts = dataclasses.replace(opts, answer_spans=answer_spans)
         if not allow_answer and schemas:
@@ -304,8 +318,9 @@ AgentFactory = Callable[[], Agent]
 def default_agent() -> Agent:
     """The ``tir`` agent, shaped for the default model (SmolLM2-135M): one tool call required before
     answering, no free-text reasoning before the action (its reasoning is noise that costs ~60 tokens
-    a turn and leads it off the task), numbers in tool arguments grounded in the conversation, a
-    free-text answer a span of the tool outputs (``ground_text``), greedy decoding; the suite's
+    a turn and leads it off the task), numbers, search queries and urls in tool arguments grounded
+    in the conversation, a free-text answer a span of the tool outputs (``ground_text``), greedy
+    decoding; the suite's
     exemplars nearest the question show the moves."""
     return Agent(
         name="tir",
@@ -314,6 +329,7 @@ def default_agent() -> Agent:
         ground_numbers=True,
         relevant_numbers_only=True,
         ground_text=True,
+        ground_strings=True,
         exemplar_choice="nearest",
     )
 

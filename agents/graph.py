@@ -79,6 +79,8 @@ class EpisodeContext:
     """The task's answer regex (rebuilding the grammars keeps it)."""
     grounded_numbers: tuple[str, ...] | None = None
     """The numbers the current grammars ground tool arguments in (``Agent.ground_numbers``)."""
+    grounded_urls: tuple[str, ...] | None = None
+    """The urls the current grammars ground ``format: uri`` arguments in (``Agent.ground_strings``)."""
     answer_spans: tuple[str, ...] | None = None
     """The texts a free-text answer may be (``Agent.ground_text``); None: any one-line text."""
     deadline: float | None = None
@@ -93,11 +95,13 @@ class EpisodeContext:
     """Free space for custom nodes."""
 
     def ground(self) -> None:
-        """With ``Agent.ground_numbers`` / ``ground_text``: rebuild the grammars when the conversation
-        (question and successful tool outputs) holds numbers or answer spans they do not use yet."""
-        if not (self.agent.ground_numbers or self.agent.ground_text) or self.grammar is None:
+        """With ``Agent.ground_numbers`` / ``ground_text`` / ``ground_strings``: rebuild the grammars
+        when the conversation (question and successful tool outputs) holds numbers, answer spans or
+        urls they do not use yet (the question's spans are fixed: the first turn builds them in)."""
+        agent = self.agent
+        if not (agent.ground_numbers or agent.ground_text or agent.ground_strings) or self.grammar is None:
             return
-        from interleaf.tools import expressions_in, numbers_in
+        from interleaf.tools import expressions_in, numbers_in, question_spans, urls_in
 
         texts = [self.trajectory.question]
         texts += [c.result or "" for t in self.trajectory.turns for c in t.tool_calls if not c.is_error]
@@ -107,12 +111,15 @@ class EpisodeContext:
 
             numbers = numbers_in([texts[0], *relevant_sentences(texts[0], texts[1:])])
         spans = self._answer_spans(texts[1:])
-        if numbers == self.grounded_numbers and spans == self.answer_spans:
+        urls = urls_in(texts) if agent.ground_strings else None
+        if numbers == self.grounded_numbers and spans == self.answer_spans and urls == self.grounded_urls:
             return
-        self.grounded_numbers, self.answer_spans = numbers, spans
+        self.grounded_numbers, self.answer_spans, self.grounded_urls = numbers, spans, urls
         # Only the question's arithmetic is copied whole; a tool output's "1650-1706" is two numbers.
-        grounded = {"grounded_numbers": numbers, "grounded_expressions": expressions_in(texts[:1])}
-        agent, tools, pattern = self.agent, self.toolset, self.answer_pattern
+        grounded: dict[str, Any] = {"grounded_numbers": numbers, "grounded_expressions": expressions_in(texts[:1])}
+        if agent.ground_strings:
+            grounded.update(grounded_spans=tuple(question_spans(texts[0])), grounded_urls=urls)
+        tools, pattern = self.toolset, self.answer_pattern
         self.grammar = agent.turn_grammar(answer_pattern=pattern, toolset=tools, answer_spans=spans, **grounded)
         if self.tools_only_grammar is not None:
             self.tools_only_grammar = agent.turn_grammar(allow_answer=False, toolset=tools, **grounded)
@@ -122,13 +129,17 @@ class EpisodeContext:
             self.answer_only_grammar = agent.turn_grammar(answer_pattern=pattern, toolset=Toolset(), answer_spans=spans)
 
     def _answer_spans(self, outputs: list[str]) -> tuple[str, ...] | None:
-        """What a free-text answer may be (``Agent.ground_text``): spans of the tool outputs; None
-        (any text) before there are outputs, or when the task's answer has a pattern."""
+        """What a free-text answer may be (``Agent.ground_text``): spans of the tool outputs — of the
+        passages about a name of the question when there are any (``passages_about``: not the 2nd
+        hit, a town on the river of that name); None (any text) before there are outputs, or when
+        the task's answer has a pattern."""
         if not self.agent.ground_text or self.answer_pattern is not None or not any(outputs):
             return None
-        from interleaf.tools import text_spans
+        from interleaf.tools import passages_about, text_spans
 
-        return tuple(text_spans(outputs, question=self.trajectory.question)) or None
+        question = self.trajectory.question
+        about = passages_about(question, outputs)
+        return tuple(text_spans(about or outputs, question=question)) or None
 
     def finish(self, reason: TerminationReason, error: str | None = None) -> dict[str, Any]:
         """Record the termination reason and return the state update that ends the graph."""

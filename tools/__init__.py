@@ -42,7 +42,7 @@ from interleaf.tools.grounding import expressions_in, numbers_in
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.result import ToolResult
 from interleaf.tools.sandbox import SandboxLimits, SandboxRun, run_python
-from interleaf.tools.text_grounding import relevant_sentences, text_spans
+from interleaf.tools.text_grounding import passages_about, question_spans, relevant_sentences, text_spans, urls_in
 from interleaf.tools.tool import Tool, tool
 from interleaf.tools.toolset import Toolset
 
@@ -129,7 +129,9 @@ __all__ = [
     "parse_call",
     "parse_calls",
     "parse_turn",
+    "passages_about",
     "python_tool",
+    "question_spans",
     "regex_to_ebnf",
     "relevant_sentences",
     "run_python",
@@ -139,4 +141,5 @@ __all__ = [
     "tool",
     "tool_call_grammar",
     "tools_system_prompt",
+    "urls_in",
 ]

@@ -132,6 +132,13 @@ class GrammarOptions:
     """With ``grounded_numbers``: arithmetic written out in the conversation (``4 mod 48``), each a
     unit that a patterned string argument may hold only whole, its numbers not offered alone
     (``interleaf.tools.grounding.expressions_in``)."""
+    grounded_spans: tuple[str, ...] | None = None
+    """With ``constrain_arguments``: the texts a string argument marked ``"x-grounded": "question"``
+    (a search query) may be, as a trie (``interleaf.tools.question_spans``: short runs of the
+    question's words, names whole). None or empty: free text. An agent fills it (``Agent.ground_strings``)."""
+    grounded_urls: tuple[str, ...] | None = None
+    """With ``constrain_arguments``: the texts a ``"format": "uri"`` string argument (``visit``'s
+    url) may be (``interleaf.tools.urls_in``: urls the conversation wrote). None or empty: free text."""
 
     def __post_init__(self) -> None:
         for name in ("max_reasoning_chars", "max_answer_chars"):
@@ -186,6 +193,8 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], options: GrammarOptions |
         constrain_values=opts.constrain_arguments,
         grounded_numbers=opts.grounded_numbers,
         grounded_expressions=opts.grounded_expressions,
+        grounded_spans=opts.grounded_spans,
+        grounded_urls=opts.grounded_urls,
     )
     calls, names = [], []
     for i, tool in enumerate(tools):

@@ -12,8 +12,16 @@ cannot write an argument its tool would refuse (``constrain_values=False`` turns
 * integer ``minimum`` / ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum``: exactly, digit by
   digit; number: only the sign (no ``-`` when the minimum is >= 0).
 
-Other keywords (``format``, ``multipleOf``, ``pattern`` with a length, ...) are not enforced: the
-tool's own argument validation reports those.
+Free-text strings can be grounded in the conversation (given per turn, like grounded numbers):
+
+* a string marked ``"x-grounded": "question"`` (``GROUNDED_KEY``; e.g. a search query) is one of
+  ``grounded_spans``, short runs of the question's words (``interleaf.tools.question_spans``), as a
+  word trie: a small model copying a name into a query cannot misspell it;
+* a string with ``"format": "uri"`` is one of ``grounded_urls``, the urls the conversation wrote.
+
+Both are opt-in by the schema: a plain string (the python tool's ``code``) stays free text.
+Other keywords (``format`` other than ``uri``, ``multipleOf``, ``pattern`` with a length, ...) are
+not enforced: the tool's own argument validation reports those.
 Objects are strict, as xgrammar's ``strict_mode``: no keys beyond ``properties`` unless
 ``additionalProperties`` allows them and there are no ``properties``. Properties are emitted in
 schema order with fixed ``", "`` / ``": "`` separators (``json.dumps``' own): a tight grammar
@@ -34,6 +42,11 @@ from typing import Any
 
 from interleaf.tools.grounding import ground_pattern_ebnf, grounded_values
 from interleaf.tools.regex_ebnf import RegexNotSupported, integer_range_ebnf, regex_to_ebnf
+from interleaf.tools.text_grounding import spans_ebnf
+
+GROUNDED_KEY = "x-grounded"
+"""Schema keyword marking a string argument as grounded; its one value, ``"question"``: the string
+is a short span of the question's words (``SchemaGrammar.grounded_spans``)."""
 
 JSON_RULES = r"""
 json_value ::= json_object | json_array | json_string | json_number | json_bool | "null"
@@ -69,6 +82,8 @@ class SchemaGrammar:
         constrain_values: bool = True,
         grounded_numbers: tuple[str, ...] | None = None,
         grounded_expressions: tuple[str, ...] = (),
+        grounded_spans: tuple[str, ...] | None = None,
+        grounded_urls: tuple[str, ...] | None = None,
     ) -> None:
         self.constrain_values = constrain_values
         """Enforce ``pattern``, lengths and numeric ranges (False: types and structure only)."""
@@ -78,6 +93,12 @@ class SchemaGrammar:
         any number."""
         self.grounded_expressions = grounded_expressions
         """With ``grounded_numbers``: written-out arithmetic a patterned string may hold only whole."""
+        self.grounded_spans = grounded_spans
+        """With ``constrain_values``: the texts a string marked ``GROUNDED_KEY: "question"`` may be;
+        None or empty: free text."""
+        self.grounded_urls = grounded_urls
+        """With ``constrain_values``: the texts a ``format: uri`` string may be; None or empty: free text."""
+        self._grounded_rules: dict[str, str] = {}
         self.rules: dict[str, str] = {}
         """Rule name -> body, in the order added."""
         self._root: dict[str, Any] = {}
@@ -132,6 +153,10 @@ class SchemaGrammar:
     def _constrained_scalar(self, kind: str, schema: dict[str, Any], name: str) -> str | None:
         """The rule for a string / integer / number with value constraints; None when it has none."""
         if kind == "string":
+            if schema.get(GROUNDED_KEY) == "question" and self.grounded_spans:
+                return self._grounded_text("spans", self.grounded_spans)
+            if schema.get("format") == "uri" and self.grounded_urls:
+                return self._grounded_text("urls", self.grounded_urls)
             if isinstance(schema.get("pattern"), str):
                 if self.grounded_numbers is not None:
                     grounded = self._grounded_string(schema["pattern"], name)
@@ -174,6 +199,25 @@ class SchemaGrammar:
             raise ValueError(f"grounded rules {taken} clash with existing rule names")
         self.rules.update(rules)
         return prefix
+
+    def _grounded_text(self, kind: str, texts: tuple[str, ...]) -> str:
+        """The rule for a JSON string that is exactly one of ``texts`` (a word trie), built once per
+        grammar and shared by every argument grounded the same way. Texts that need a JSON escape
+        are left out: the trie writes them verbatim inside the quotes."""
+        if kind not in self._grounded_rules:
+            plain = [t for t in texts if t and not re.search(r'["\\\x00-\x1f]', t)]
+            if not plain:
+                self._grounded_rules[kind] = "json_string"
+                return "json_string"
+            prefix = self.add(f"grounded_{kind}", '""')  # reserves a free name for the trie's rules
+            trie = spans_ebnf(plain, f"{prefix}_t")
+            taken = [k for k in trie if k in self.rules]
+            if taken:
+                raise ValueError(f"grounded rules {taken} clash with existing rule names")
+            self.rules.update(trie)
+            self.rules[prefix] = f'"\\"" {prefix}_t "\\""'
+            self._grounded_rules[kind] = prefix
+        return self._grounded_rules[kind]
 
     def _ref(self, ref: Any, name: str) -> str:
         if ref in self._refs:  # seen (or being compiled: a recursive schema refers to its own rule)
@@ -238,4 +282,4 @@ def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) ->
     return max(values) if step > 0 else min(values)
 
 
-__all__ = ["JSON_RULES", "SchemaGrammar", "literal", "rule_name"]
+__all__ = ["GROUNDED_KEY", "JSON_RULES", "SchemaGrammar", "literal", "rule_name"]

@@ -16,6 +16,11 @@ size grows with the distinct words of the outputs, not with the number of spans.
 those of tool-output sentences that share a content word with the question ("population" picks the
 census sentence, not the founding year) or that are bare results (a calculator's ``-450``);
 markdown list markers (a result list's ``1.``) are no sentence's numbers.
+
+``question_spans`` and ``urls_in`` ground free-text *arguments* the same way (``x-grounded`` and
+``format: uri`` strings in ``interleaf.tools.schema_grammar``): a search query is a short run of the
+question's words, a multi-word name never cut, so a small model cannot misspell the town it was
+asked about (``Vespelpel`` for ``Vesolpel`` finds nothing); a url is one the conversation wrote.
 """
 
 from __future__ import annotations
@@ -25,7 +30,16 @@ import json
 import re
 from collections.abc import Iterable
 
-__all__ = ["MAX_SPANS", "MAX_SPAN_WORDS", "relevant_sentences", "spans_ebnf", "text_spans"]
+__all__ = [
+    "MAX_SPANS",
+    "MAX_SPAN_WORDS",
+    "question_names",
+    "question_spans",
+    "relevant_sentences",
+    "spans_ebnf",
+    "text_spans",
+    "urls_in",
+]
 
 MAX_SPAN_WORDS = 4
 """Longest answer span, in words."""
@@ -62,6 +76,38 @@ def text_spans(
                     if len(seen) >= limit:
                         return list(seen)
     return list(seen)
+
+
+def question_spans(question: str, *, max_words: int = MAX_SPAN_WORDS) -> list[str]:
+    """The distinct runs of 1..``max_words`` consecutive units of one sentence of ``question``, in
+    order: a unit is a word, or a whole name (capitalised words in a row, the sentence's first word
+    excepted: ``Greta Othqua`` is one unit, never cut). Words as in ``text_spans``; spans holding
+    a JSON escape character (``\\``) are left out."""
+    seen: dict[str, None] = {}
+    for piece in _BREAK.split(question):
+        units: list[str] = []
+        in_name = False
+        for i, word in enumerate(_words(piece)):
+            name = i > 0 and word[:1].isupper()  # a sentence's first word is capitalised anyway
+            if name and in_name:
+                units[-1] += " " + word
+            else:
+                units.append(word)
+            in_name = name
+        for i in range(len(units)):
+            for j in range(i + 1, min(i + max_words, len(units)) + 1):
+                span = " ".join(units[i:j])
+                if "\\" not in span:
+                    seen.setdefault(span)
+    return list(seen)
+
+
+_URL = re.compile(r"https?://[^\s()<>\[\]\"'`]+")
+
+
+def urls_in(texts: Iterable[str]) -> tuple[str, ...]:
+    """Every distinct ``http(s)`` url written in ``texts``, in order, without trailing punctuation."""
+    return tuple(dict.fromkeys(m.group(0).rstrip(".,;:!?") for text in texts for m in _URL.finditer(text)))
 
 
 def spans_ebnf(spans: Iterable[str], prefix: str) -> dict[str, str]:
@@ -117,15 +163,68 @@ def _content(text: str) -> set[str]:
     return {w for w in _LETTERS.findall(text.lower()) if w not in _STOP}
 
 
+def question_names(question: str) -> list[str]:
+    """The names ``question`` mentions, in order: runs of capitalised words that do not start a
+    sentence (``question_spans``' whole-name units), e.g. ``["Kapel", "Greta Minor"]``."""
+    names: list[str] = []
+    for piece in _BREAK.split(question):
+        run: list[str] = []
+        for i, word in enumerate([*_words(piece), ""]):
+            if i > 0 and word[:1].isupper():
+                run.append(word)
+                continue
+            if run and " ".join(run) not in names:
+                names.append(" ".join(run))
+            run = []
+    return names
+
+
+# A passage starts at a markdown heading or list item: one search hit, one page.
+_PASSAGE = re.compile(r"\n(?=[ \t]*(?:#|[0-9]+\.\s|[-*]\s))")
+_TITLE_MARKUP = re.compile(r"^[\s#]*(?:[0-9]+\.\s+|[-*]\s+)?\[?")
+
+
+def _titled(passage: str, names: list[str]) -> bool:
+    """Whether ``passage`` opens with one of ``names`` (its heading or link title: what it is about)."""
+    head = _TITLE_MARKUP.sub("", passage, count=1)
+    return any(head.startswith(n) and not head[len(n) : len(n) + 1].isalnum() for n in names)
+
+
+def passages_about(question: str, outputs: Iterable[str]) -> list[str]:
+    """The passages of ``outputs`` (a search hit or page: the text from one markdown heading or list
+    item to the next) that open with a name of ``question`` (``question_names``): what the tool
+    found *about* what was asked, not a hit that only mentions it (the town on the Kapel river)."""
+    names = question_names(question)
+    if not names:
+        return []
+    return [p for text in outputs for p in _PASSAGE.split(text) if _titled(p, names)]
+
+
 def relevant_sentences(question: str, outputs: Iterable[str]) -> list[str]:
     """The sentences of ``outputs`` that share a content word with ``question`` (a lowercase word of
     3+ letters that is not a stop word: names, written capitalised, do not count, so the town's name
     alone does not make its founding year relevant to a population question), plus the sentences with
     no words at all (a bare tool result). Markdown list markers are dropped first. When none of them
-    holds a digit, every sentence (a question whose words the outputs do not use: no filter)."""
+    holds a digit, every sentence (a question whose words the outputs do not use: no filter).
+
+    When some passage (a search hit or page: the text from one markdown heading or list item to the
+    next) opens with a name of the question (``question_names``) and holds a relevant number, only
+    such passages count: a search for ``Kapel`` also lists the town on the Kapel river, whose
+    population is not the one asked for."""
     asked = {w for w in _LETTERS.findall(question) if len(w) >= 3 and w not in _STOP}
-    sentences = [p for text in outputs for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
-    kept = [p for p in sentences if not _LETTERS.search(p.lower()) or asked & _content(p)]
-    if not any(c.isdigit() for p in kept for c in p):
-        return sentences
+
+    def relevant(texts: Iterable[str]) -> list[str]:
+        sentences = [p for text in texts for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
+        return [p for p in sentences if not _LETTERS.search(p.lower()) or asked & _content(p)]
+
+    def has_digit(sentences: list[str]) -> bool:
+        return any(c.isdigit() for p in sentences for c in p)
+
+    outputs = list(outputs)
+    kept = relevant(outputs)
+    if not has_digit(kept):
+        return [p for text in outputs for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
+    about_kept = relevant(passages_about(question, outputs))
+    if has_digit([p for p in about_kept if _LETTERS.search(p.lower())]):
+        return about_kept + [p for p in kept if not _LETTERS.search(p.lower()) and p not in about_kept]
     return kept

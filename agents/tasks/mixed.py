@@ -2,8 +2,9 @@
 search (+ visit) to find two facts, the calculator to combine them.
 
 Exemplars: a pool of one question per kind (years, population sum, population ratio) about towns
-of their own (``world.exemplar_towns``), each solved by one real search for both towns and one
-calculator call; their articles join the corpus. The agent shows the ones nearest the question
+of their own (``world.exemplar_towns``), each solved by one real search for both towns (in the
+order the calculation uses them) and one calculator call (the ratio rounded by ``round(x, 2)``, as
+the question asks); their articles join the corpus. The agent shows the ones nearest the question
 (``Agent.exemplar_choice``)."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _task(i: int, a: Town, b: Town, kind: str, prefix: str) -> tuple[Task, str]:
         value, expression = str(a.population + b.population), f"{a.population} + {b.population}"
     else:
         question = f"What is the population of {a.name} divided by that of {b.name}, rounded to 2 decimals?"
-        value, expression = f"{round(a.population / b.population, 2)}", f"{a.population} / {b.population}"
+        value, expression = f"{round(a.population / b.population, 2)}", f"round({a.population} / {b.population}, 2)"
     task = Task(id=f"{prefix}-{i:04d}", question=question, answer=value, scorer="math", answer_type="number",
                 metadata={"towns": [a.name, b.name], "kind": kind})  # fmt: skip
     return task, expression
@@ -58,8 +59,11 @@ def mixed_suite(n: int, seed: int = 0) -> TaskSuite:
         a, b = shots[2 * i : 2 * i + 2]
         task, expression = _task(i, a, b, kind, "exemplar")
         result = str(evaluate(expression))
+        # Searched in the order the expression uses the facts: the model copies positions (first
+        # result's number first), so "B - A" is shown after searching B, then A.
+        query = [b.name, a.name] if kind == "years" else [a.name, b.name]
         steps = [
-            ExemplarStep(tool="search", arguments={"query": [a.name, b.name]}, result=search(query=[a.name, b.name])),
+            ExemplarStep(tool="search", arguments={"query": query}, result=search(query=query)),
             ExemplarStep(tool="calculator", arguments={"expression": expression}, result=result),
         ]
         exemplars.append(Exemplar(question=task.question, steps=steps, answer=str(task.answer)))

@@ -7,8 +7,16 @@ import time
 import xgrammar as xg
 
 from interleaf.agents.tasks.world import corpus_tools, documents, make_towns
-from interleaf.tools import GrammarOptions, calculator, numbers_in, relevant_sentences, text_spans, tool_call_grammar
-from interleaf.tools.text_grounding import MAX_SPAN_WORDS, spans_ebnf
+from interleaf.tools import (
+    GrammarOptions,
+    calculator,
+    numbers_in,
+    passages_about,
+    relevant_sentences,
+    text_spans,
+    tool_call_grammar,
+)
+from interleaf.tools.text_grounding import MAX_SPAN_WORDS, question_names, spans_ebnf
 
 _VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
 _INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
@@ -125,3 +133,38 @@ def test_relevance_filtered_numbers_on_the_real_grammar() -> None:
     assert _can_end(ebnf, _calc("42780 + 191131"))
     for bad in ["1129 + 1383", "42780 + 1383", "1 + 42780", "42780 + 191131 + 1"]:
         assert not _can_end(ebnf, _calc(bad)), bad
+
+
+_DISTRACTOR = """## Results for 'Kapel'
+1. [Kapel](https://wiki.interleaf.local/kapel)
+   Kapel is a town in Westfold, on the banks of the Lorlor river. It was founded in 1488 by Dmitri Kave. \
+At the last census Kapel had a population of 68302.
+2. [Quaithlor](https://wiki.interleaf.local/quaithlor)
+   Quaithlor is a town in the Reed Coast, on the banks of the Kapel river. It was founded in 1879 by Elin Zorfel. \
+At the last census Quaithlor had a population of 169600."""
+
+
+def test_relevant_numbers_come_from_the_passages_about_the_question_names() -> None:
+    assert question_names("How many years after Kapel was Greta Minor founded? (Negative if before.)") == [
+        "Kapel",
+        "Greta Minor",
+    ]
+    population = relevant_sentences("What is the combined population of Kapel and Brubrupel?", [_DISTRACTOR, "-450"])
+    assert numbers_in(population) == ("68302", "450")  # not the town on the Kapel river; the bare result stays
+    years = relevant_sentences("How many years after Kapel was Brubrupel founded?", [_DISTRACTOR])
+    assert numbers_in(years) == ("1488",)
+    # A page read with visit opens with its title as a heading.
+    page = "# Kapel\nURL: https://wiki.interleaf.local/kapel\nGoal: population\n\nKapel had a population of 68302."
+    kapel = relevant_sentences("What is the population of Kapel?", [page, _DISTRACTOR])
+    assert numbers_in(kapel) == ("68302", "68302")  # the page's and the hit's: repeats kept
+    # No passage about a question name: the content-word filter alone.
+    assert numbers_in(relevant_sentences("What is the combined population of Solka and Kave?", [_DISTRACTOR])) == (
+        "68302",
+        "169600",
+    )
+
+
+def test_passages_about_are_the_hits_titled_with_a_question_name() -> None:
+    about = passages_about("What is the combined population of Kapel and Brubrupel?", [_DISTRACTOR])
+    assert len(about) == 1 and about[0].startswith("1. [Kapel]") and "Quaithlor" not in about[0]
+    assert passages_about("what is it?", [_DISTRACTOR]) == []  # the question names nothing

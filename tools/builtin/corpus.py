@@ -14,11 +14,18 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from interleaf.tools.errors import ToolError
+from interleaf.tools.schema_grammar import GROUNDED_KEY
 from interleaf.tools.tool import Tool, tool
 
 __all__ = ["Corpus", "Document", "SearchHit", "focus_on_goal", "make_corpus_tools"]
 
 _WORD = re.compile(r"\w\w+", re.UNICODE)
+
+# A query names what the question asks about: grounded in the question's words (a small model
+# otherwise misspells the name it copies); a url is one the conversation wrote. Schema keywords,
+# enforced by the turn grammar when the agent grounds strings (``interleaf.tools.schema_grammar``).
+_Query = Annotated[str, Field(json_schema_extra={GROUNDED_KEY: "question"})]
+_Url = Annotated[str, Field(json_schema_extra={"format": "uri"})]
 
 
 class Document(BaseModel):
@@ -144,7 +151,7 @@ def make_corpus_tools(
     """``[search, visit]`` tools over ``corpus`` (rename them, e.g. to the paper's ``google_search_tool``)."""
 
     @tool(name=search_name, timeout_s=10.0, max_output_tokens=1024)
-    def search(query: Annotated[list[str], Field(min_length=1, max_length=5)]) -> str:
+    def search(query: Annotated[list[_Query], Field(min_length=1, max_length=5)]) -> str:
         """Search the document collection; returns the top results (title, url, snippet) per query.
 
         Args:
@@ -161,7 +168,7 @@ def make_corpus_tools(
         return "\n\n".join(blocks)
 
     @tool(name=visit_name, timeout_s=10.0, max_output_tokens=2048)
-    def visit(url: str, goal: str) -> str:
+    def visit(url: _Url, goal: str) -> str:
         """Read a page found by search.
 
         Args:
