@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import xgrammar as xg
 
 from interleaf.agents import Agent, Exemplar, ExemplarStep, ScriptedModel, Task, load_suite
 from interleaf.agents.agent import default_agent
@@ -11,14 +10,7 @@ from interleaf.agents.exemplars import nearest_exemplars, question_shape
 from interleaf.agents.tasks.lookup import _QUESTIONS
 from interleaf.agents.tasks.mixed import _KINDS
 from interleaf.tools import tool
-
-_VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
-
-
-def _can_end(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
+from tests.grammar_check import can_end
 
 
 def _shot(question: str, answer: str = "x") -> Exemplar:
@@ -99,19 +91,19 @@ async def test_a_text_answer_is_grounded_in_the_episode_tool_outputs() -> None:
     traj = await Agent(name="g", tools=[search], ground_text=True).run(task, model, exemplars=shots)
     assert traj.correct
     before, after = (c.constraint.value for c in model.calls)
-    assert _can_end(before, "<answer>Ada Kaith</answer>")  # no tool output yet: any text
-    assert _can_end(after, "<answer>Greta Othqua</answer>") and _can_end(after, "<answer>Velka river</answer>")
+    assert can_end(before, "<answer>Ada Kaith</answer>")  # no tool output yet: any text
+    assert can_end(after, "<answer>Greta Othqua</answer>") and can_end(after, "<answer>Velka river</answer>")
     for refused in ["Ada Kaith", "Solka", "Greta Othqua Velka"]:  # the example's answer, the question's name
-        assert not _can_end(after, f"<answer>{refused}</answer>"), refused
-    assert _can_end(after, _call("anything"))  # calls are not restricted
+        assert not can_end(after, f"<answer>{refused}</answer>"), refused
+    assert can_end(after, _call("anything"))  # calls are not restricted
     # A numeric answer keeps its pattern; ground_text off keeps any text.
     number = Task(id="n", question="When was Solka founded?", answer="1129", answer_type="number")
     model = ScriptedModel([_call("Solka"), "<answer>1129</answer>"])
     await Agent(name="g", tools=[search], ground_text=True).run(number, model)
-    assert not _can_end(model.calls[1].constraint.value, "<answer>Greta Othqua</answer>")
+    assert not can_end(model.calls[1].constraint.value, "<answer>Greta Othqua</answer>")
     model = ScriptedModel([_call("Solka"), "<answer>Ada Kaith</answer>"])
     await Agent(name="o", tools=[search]).run(task, model)
-    assert _can_end(model.calls[1].constraint.value, "<answer>Ada Kaith</answer>")
+    assert can_end(model.calls[1].constraint.value, "<answer>Ada Kaith</answer>")
 
 
 @tool
@@ -138,8 +130,8 @@ async def test_relevant_numbers_only_grounds_the_calculator_in_the_asked_fact() 
         agent = Agent(name="r", tools=[census, calculator], ground_numbers=True, relevant_numbers_only=relevant)
         assert (await agent.run(task, model)).correct
         grammar = model.calls[1].constraint.value
-        assert _can_end(grammar, script[1])
+        assert can_end(grammar, script[1])
         # The founding year and the list number: refused only with the relevance filter.
         for other in ("1129 * 2", "1 * 2"):
             call = script[1].replace("42780 * 2", other)
-            assert _can_end(grammar, call) is not relevant, (relevant, other)
+            assert can_end(grammar, call) is not relevant, (relevant, other)

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import xgrammar as xg
-
 from interleaf.agents import ScriptedModel, get_agent
 from interleaf.agents.tasks import Task
 from interleaf.tools import calculator
-
-_VOCAB = [chr(i) for i in range(32, 127)]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
-
-
-def _allows(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
+from tests.grammar_check import can_end
 
 
 def _calc(expression: str) -> str:
@@ -29,11 +20,11 @@ async def test_the_default_agent_copies_the_question_s_arithmetic_whole() -> Non
     traj = await agent.run(task, model)
     assert traj.correct
     first, second = (c.constraint.value for c in model.calls)
-    assert _allows(first, _calc("4 mod 48"))
-    assert not _allows(first, _calc("4 * (48)"))  # the operator miscopied: refused
+    assert can_end(first, _calc("4 mod 48"))
+    assert not can_end(first, _calc("4 * (48)"))  # the operator miscopied: refused
     # The calculator's "4" joins the free numbers; the expression is still whole or absent.
-    assert _allows(second, _calc("4 mod 48")) and _allows(second, _calc("(4 mod 48) + 4"))
-    assert not _allows(second, _calc("4 + 4")) and not _allows(second, _calc("48 - 4"))
+    assert can_end(second, _calc("4 mod 48")) and can_end(second, _calc("(4 mod 48) + 4"))
+    assert not can_end(second, _calc("4 + 4")) and not can_end(second, _calc("48 - 4"))
 
 
 async def test_a_question_in_words_leaves_the_operators_free() -> None:
@@ -44,5 +35,5 @@ async def test_a_question_in_words_leaves_the_operators_free() -> None:
     await agent.run(task, model)
     first = model.calls[0].constraint.value
     for expression in ["12 + 30", "30 - 12", "(12 * 30)"]:
-        assert _allows(first, _calc(expression)), expression
-    assert not _allows(first, _calc("12 + 31"))  # numbers stay grounded
+        assert can_end(first, _calc(expression)), expression
+    assert not can_end(first, _calc("12 + 31"))  # numbers stay grounded

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import json
 
-import xgrammar as xg
-
 from interleaf.agents import Agent, ScriptedModel, Task, load_suite
 from interleaf.agents.agent import default_agent
-
-_VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
-
-
-def _can_end(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
+from tests.grammar_check import can_end
 
 
 def _call(name: str, **arguments: object) -> str:
@@ -39,15 +30,15 @@ async def test_the_tir_agent_grounds_the_query_in_the_question_and_the_url_in_th
     model = ScriptedModel(script)
     await agent.run(task, model)
     first, second = (c.constraint.value for c in model.calls[:2])
-    assert _can_end(first, script[0]) and not _can_end(first, _call("search", query=[town + "x"]))
+    assert can_end(first, script[0]) and not can_end(first, _call("search", query=[town + "x"]))
     # Before any result no url was seen: the url is free; after the search only the hits' urls.
-    assert _can_end(first, _call("visit", url="https://wiki.interleaf.local/other", goal="x"))
-    assert _can_end(second, script[1])
-    assert not _can_end(second, _call("visit", url=url + "x", goal="x"))
+    assert can_end(first, _call("visit", url="https://wiki.interleaf.local/other", goal="x"))
+    assert can_end(second, script[1])
+    assert not can_end(second, _call("visit", url=url + "x", goal="x"))
     # ground_strings off: any query.
     model = ScriptedModel(script)
     await Agent(name="free", tools=suite.make_tools(), min_tool_calls=1).run(task, model)
-    assert _can_end(model.calls[0].constraint.value, _call("search", query=[town + "x"]))
+    assert can_end(model.calls[0].constraint.value, _call("search", query=[town + "x"]))
 
 
 _HITS = """## Results for 'Kapel'
@@ -74,11 +65,11 @@ async def test_a_text_answer_comes_from_the_passages_about_the_question_name() -
     model = ScriptedModel(script)
     assert (await Agent(name="t", tools=[search], ground_text=True).run(task, model)).correct
     after = model.calls[1].constraint.value
-    assert _can_end(after, "<answer>tea trading</answer>") and _can_end(after, "<answer>Lorlor river</answer>")
+    assert can_end(after, "<answer>tea trading</answer>") and can_end(after, "<answer>Lorlor river</answer>")
     for refused in ("salt mining", "Quaithlor"):  # the second hit only mentions Kapel
-        assert not _can_end(after, f"<answer>{refused}</answer>"), refused
+        assert not can_end(after, f"<answer>{refused}</answer>"), refused
     # No passage opens with a name of the question: every output's spans.
     other = Task(id="o", question="What is the town of Velmin known for?", answer="salt mining")
     model = ScriptedModel([_call("search", query=["Velmin"]), "<answer>salt mining</answer>"])
     assert (await Agent(name="t", tools=[search], ground_text=True).run(other, model)).correct
-    assert _can_end(model.calls[1].constraint.value, "<answer>salt mining</answer>")
+    assert can_end(model.calls[1].constraint.value, "<answer>salt mining</answer>")

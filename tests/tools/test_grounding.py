@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import xgrammar as xg
-
 from interleaf.tools import (
     GrammarOptions,
     Tool,
@@ -14,14 +12,7 @@ from interleaf.tools import (
     tool,
     tool_call_grammar,
 )
-
-_VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
-
-
-def _can_end(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
+from tests.grammar_check import can_end
 
 
 def _calc(expression: str) -> str:
@@ -42,7 +33,7 @@ def test_numbers_in_reads_unsigned_integers_and_decimals_with_repeats() -> None:
 def test_each_number_at_most_as_often_as_the_conversation_holds_it() -> None:
     ebnf = _grammar([calculator], numbers_in(["Compute (18 * (55 - 80)). Here ^ is a power."]))
     for good in ["(18 * (55 - 80))", "18*55-80", "80 mod 18", "(55)^18"]:
-        assert _can_end(ebnf, _calc(good)), good
+        assert can_end(ebnf, _calc(good)), good
     for bad in [
         "((18 * (55 - 80)) * (18 * (55 - 80)))",  # a repeated sub-expression
         "(18 * (55 - 80)) mod 7",  # an invented number
@@ -50,35 +41,35 @@ def test_each_number_at_most_as_often_as_the_conversation_holds_it() -> None:
         "18.55",
         "(18 * (55 - 80)) - 1",
     ]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
 
 
 def test_once_every_number_is_used_only_brackets_may_close() -> None:
     ebnf = _grammar([calculator], ("18", "55", "80"))
-    assert _can_end(ebnf, _calc("((18 * (55 - 80"))  # the calculator closes what is left open
-    assert _can_end(ebnf, _calc("((18 * (55 - 80)))"))
+    assert can_end(ebnf, _calc("((18 * (55 - 80"))  # the calculator closes what is left open
+    assert can_end(ebnf, _calc("((18 * (55 - 80)))"))
     for bad in ["((18 * (55 - 80)) * (", "((18 * (55 - 80)) mod ", "18 * 55 - 80 "]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
 
 
 def test_a_number_written_twice_may_be_used_twice() -> None:
     ebnf = _grammar([calculator], ("60", "33", "60"))
-    assert _can_end(ebnf, _calc("(33 mod 60) * 60"))
-    assert not _can_end(ebnf, _calc("(33 mod 60) * 60 + 60"))
+    assert can_end(ebnf, _calc("(33 mod 60) * 60"))
+    assert not can_end(ebnf, _calc("(33 mod 60) * 60 + 60"))
 
 
 def test_tool_outputs_add_numbers_and_too_many_are_grounded_without_counting() -> None:
     many = tuple(str(100 + i) for i in range(12))  # 2^12 combinations > MAX_STATES
     assert 2 ** len(many) > grounding.MAX_STATES
     ebnf = _grammar([calculator], many)
-    assert _can_end(ebnf, _calc("100 + 100 - 111"))  # uncounted: repeats allowed
-    assert not _can_end(ebnf, _calc("100 + 99"))  # still grounded
+    assert can_end(ebnf, _calc("100 + 100 - 111"))  # uncounted: repeats allowed
+    assert not can_end(ebnf, _calc("100 + 99"))  # still grounded
 
 
 def test_without_constrain_arguments_or_numbers_nothing_is_grounded() -> None:
     numbers = ("18", "55")
-    assert _can_end(_grammar([calculator], numbers, constrain_arguments=False), _calc("7 * 7 * 7"))
-    assert _can_end(_grammar([calculator], None), _calc("7 * 7 * 7"))
+    assert can_end(_grammar([calculator], numbers, constrain_arguments=False), _calc("7 * 7 * 7"))
+    assert can_end(_grammar([calculator], None), _calc("7 * 7 * 7"))
 
 
 def test_integer_and_number_arguments_take_a_grounded_value_within_their_range() -> None:
@@ -97,10 +88,10 @@ def test_integer_and_number_arguments_take_a_grounded_value_within_their_range()
     def call(row: str, weight: str) -> str:
         return f'<tool_call>{{"name": "pick", "arguments": {{"row": {row}, "weight": {weight}}}}}</tool_call>'
 
-    assert _can_end(ebnf, call("3", "2.5"))
-    assert _can_end(ebnf, call("-3", "3"))
-    assert not _can_end(ebnf, call("4", "2.5"))
-    assert not _can_end(ebnf, call("2.5", "2.5"))  # not an integer
+    assert can_end(ebnf, call("3", "2.5"))
+    assert can_end(ebnf, call("-3", "3"))
+    assert not can_end(ebnf, call("4", "2.5"))
+    assert not can_end(ebnf, call("2.5", "2.5"))  # not an integer
 
 
 def test_patterns_of_other_shapes_are_kept_as_they_are() -> None:
@@ -137,26 +128,26 @@ def _grounded(question: str, *outputs: str) -> str:
 def test_the_question_s_arithmetic_is_copied_whole_or_not_at_all() -> None:
     ebnf = _grounded("Compute 4 mod 48. Here ^ is exponentiation and mod is the remainder.")
     for good in ["4 mod 48", "(4 mod 48)", "((4 mod 48"]:
-        assert _can_end(ebnf, _calc(good)), good
+        assert can_end(ebnf, _calc(good)), good
     for bad in ["4 * (48)", "4 * 48", "48 mod 4", "4 mod 4", "(4) mod (48)", "4 mod 48 mod 48", "4"]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
 
 
 def test_a_nested_expression_keeps_its_operators_and_brackets() -> None:
     question = "Compute ((31 mod 34) * (17 + (75 * 27))). Here ^ is exponentiation and mod is the remainder."
     ebnf = _grounded(question)
-    assert _can_end(ebnf, _calc("((31 mod 34) * (17 + (75 * 27)))"))
+    assert can_end(ebnf, _calc("((31 mod 34) * (17 + (75 * 27)))"))
     for bad in ["((31 mod 34) * (17 + (75 * 27))", "((31 * 34) * (17 + (75 * 27)))", "(31 mod 34) * (17 + 75 * 27)"]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
 
 
 def test_numbers_outside_the_arithmetic_and_tool_outputs_stay_free() -> None:
     ebnf = _grounded("Compute 3 * 4, then subtract 5.", "12")
     for good in ["3 * 4 - 5", "(3 * 4) - 5", "12 - 5", "5 + (3 * 4)"]:
-        assert _can_end(ebnf, _calc(good)), good
+        assert can_end(ebnf, _calc(good)), good
     for bad in ["3 * 4 - 3", "4 - 5", "3 - 5"]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
     # A question in words has no arithmetic: its numbers take any operator (the mixed suite's case).
     words = _grounded("What is the combined population?", "Velka: population 1650", "Dramin: population 1706")
-    assert _can_end(words, _calc("1650 + 1706"))
-    assert _can_end(words, _calc("1706 - 1650"))
+    assert can_end(words, _calc("1650 + 1706"))
+    assert can_end(words, _calc("1706 - 1650"))

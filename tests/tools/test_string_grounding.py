@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import xgrammar as xg
-
 from interleaf.agents import load_suite
 from interleaf.tools import (
     GrammarOptions,
@@ -19,16 +17,10 @@ from interleaf.tools import (
     urls_in,
 )
 from interleaf.tools.builtin.calculator import evaluate
+from tests.grammar_check import can_end
 
-_VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
 _QUESTION = "How many years after Vesolpel was Greta Minor founded? (Negative if before.)"
 _SEEN = "1. [Vesolpel](https://wiki.interleaf.local/vesolpel)\n   Vesolpel is a town."
-
-
-def _can_end(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
 
 
 def _call(name: str, **arguments: object) -> str:
@@ -71,26 +63,26 @@ def test_a_search_query_is_only_a_span_of_the_question_and_a_url_only_one_seen()
     )
     ebnf = tool_call_grammar(schemas, opts)
     for good in (["Vesolpel", "Greta Minor"], ["Greta Minor"], ["Vesolpel was Greta Minor"]):
-        assert _can_end(ebnf, _call("search", query=good)), good
+        assert can_end(ebnf, _call("search", query=good)), good
     for bad in (["Vespelpel"], ["Vesolpel", "Greta"], ["Kave"], ["vesolpel"], ["Vesolpel founded"]):
-        assert not _can_end(ebnf, _call("search", query=bad)), bad
+        assert not can_end(ebnf, _call("search", query=bad)), bad
     visit = {"url": "https://wiki.interleaf.local/vesolpel", "goal": "any goal at all"}
-    assert _can_end(ebnf, _call("visit", **visit))  # the goal is a plain string: free
-    assert not _can_end(ebnf, _call("visit", **{**visit, "url": "https://wiki.interleaf.local/vespelpel"}))
+    assert can_end(ebnf, _call("visit", **visit))  # the goal is a plain string: free
+    assert not can_end(ebnf, _call("visit", **{**visit, "url": "https://wiki.interleaf.local/vespelpel"}))
     # Without grounded texts (or without argument constraints) the query and the url are free.
     for free in (
         GrammarOptions(max_reasoning_chars=0),
         GrammarOptions(max_reasoning_chars=0, grounded_spans=opts.grounded_spans, constrain_arguments=False),
     ):
         ebnf = tool_call_grammar(schemas, free)
-        assert _can_end(ebnf, _call("search", query=["Vespelpel"]))
-        assert _can_end(ebnf, _call("visit", **{**visit, "url": "https://x.example/"}))
+        assert can_end(ebnf, _call("search", query=["Vespelpel"]))
+        assert can_end(ebnf, _call("visit", **{**visit, "url": "https://x.example/"}))
 
 
 def test_a_plain_string_without_the_marker_stays_free_text() -> None:
     opts = GrammarOptions(max_reasoning_chars=0, grounded_spans=("Vesolpel",), grounded_urls=("https://a.example/",))
     ebnf = tool_call_grammar([python_tool.openai_schema()], opts)
-    assert _can_end(ebnf, _call("python", code="print(1 + 1)"))
+    assert can_end(ebnf, _call("python", code="print(1 + 1)"))
 
 
 def test_the_calculator_rounds_and_its_grammar_admits_round_with_grounded_numbers() -> None:
@@ -99,6 +91,6 @@ def test_the_calculator_rounds_and_its_grammar_admits_round_with_grounded_number
     numbers = numbers_in([question, "Kaka had a population of 11179.", "Felith had a population of 172701."])
     opts = GrammarOptions(max_reasoning_chars=0, grounded_numbers=numbers)
     ebnf = tool_call_grammar([calculator.openai_schema()], opts)
-    assert _can_end(ebnf, _call("calculator", expression="round(11179 / 172701, 2)"))
-    assert not _can_end(ebnf, _call("calculator", expression="round(11179 / 172701, 3)"))  # 3 is not grounded
-    assert not _can_end(ebnf, _call("calculator", expression="sqrt(11179)"))  # no other function
+    assert can_end(ebnf, _call("calculator", expression="round(11179 / 172701, 2)"))
+    assert not can_end(ebnf, _call("calculator", expression="round(11179 / 172701, 3)"))  # 3 is not grounded
+    assert not can_end(ebnf, _call("calculator", expression="sqrt(11179)"))  # no other function

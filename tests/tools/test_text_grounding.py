@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import xgrammar as xg
-
 from interleaf.agents.tasks.world import corpus_tools, documents, make_towns
 from interleaf.tools import (
     GrammarOptions,
@@ -17,20 +15,13 @@ from interleaf.tools import (
     tool_call_grammar,
 )
 from interleaf.tools.text_grounding import MAX_SPAN_WORDS, question_names, spans_ebnf
-
-_VOCAB = [chr(i) for i in range(32, 127)] + ["\n"]
-_INFO = xg.TokenizerInfo([*_VOCAB, "<eos>"], stop_token_ids=[len(_VOCAB)])
+from tests.grammar_check import can_end, compile_ebnf
 
 _RESULT = """## Results for 'Solka'
 1. [Solka](https://wiki.interleaf.local/solka)
    Solka is a town in Westfold, on the banks of the Velka river. It was founded in 1129 by Greta Othqua. \
 The town is known for glass making. At the last census Solka had a population of 42780."""
 _QUESTION = "Who founded the town of Solka?"
-
-
-def _can_end(ebnf: str, text: str) -> bool:
-    m = xg.GrammarMatcher(xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(ebnf)))
-    return bool(m.accept_string(text)) and bool(m.accept_token(len(_VOCAB)))
 
 
 def _grammar(spans: tuple[str, ...] | None, pattern: str | None = None) -> str:
@@ -60,21 +51,21 @@ def test_spans_are_short_runs_of_one_sentence_not_only_question_words() -> None:
 def test_text_answer_allowed_only_as_a_span_of_the_outputs() -> None:
     ebnf = _grammar(tuple(text_spans([_RESULT], question=_QUESTION)))
     for good in ["Greta Othqua", "glass making", "Velka"]:
-        assert _can_end(ebnf, f"<answer>{good}</answer>"), good
+        assert can_end(ebnf, f"<answer>{good}</answer>"), good
     for bad in ["Solka", "Ada Kaith", "Greta", "Greta Othqua Velka", "greta othqua", "salt mining", "Othqua The"]:
         ok = bad == "Greta"  # a prefix of a span is itself a span
-        assert _can_end(ebnf, f"<answer>{bad}</answer>") is ok, bad
+        assert can_end(ebnf, f"<answer>{bad}</answer>") is ok, bad
     # Calls are untouched by the answer spans.
-    assert _can_end(ebnf, '<tool_call>{"name": "calculator", "arguments": {"expression": "1 + 2"}}</tool_call>')
+    assert can_end(ebnf, '<tool_call>{"name": "calculator", "arguments": {"expression": "1 + 2"}}</tool_call>')
 
 
 def test_without_spans_or_with_a_pattern_the_answer_is_as_before() -> None:
     spans = tuple(text_spans([_RESULT], question=_QUESTION))
-    assert _can_end(_grammar(None), "<answer>Ada Kaith</answer>")
-    assert _can_end(_grammar(()), "<answer>Ada Kaith</answer>")
+    assert can_end(_grammar(None), "<answer>Ada Kaith</answer>")
+    assert can_end(_grammar(()), "<answer>Ada Kaith</answer>")
     number = r"-?[0-9]{1,24}(\.[0-9]{1,12})?"
-    assert _can_end(_grammar(spans, number), "<answer>7</answer>")  # the task's pattern wins
-    assert not _can_end(_grammar(spans, number), "<answer>Greta Othqua</answer>")
+    assert can_end(_grammar(spans, number), "<answer>7</answer>")  # the task's pattern wins
+    assert not can_end(_grammar(spans, number), "<answer>Greta Othqua</answer>")
 
 
 def test_spans_ebnf_refuses_an_empty_set() -> None:
@@ -94,7 +85,7 @@ def test_a_full_search_result_builds_and_compiles_quickly() -> None:
     spans = tuple(text_spans([out], question="Who founded the town of Kave?"))
     assert len(spans) > 200
     start = time.perf_counter()
-    compiled = xg.GrammarCompiler(_INFO).compile_grammar(xg.Grammar.from_ebnf(_grammar(spans)))
+    compiled = compile_ebnf(_grammar(spans))
     elapsed = time.perf_counter() - start
     assert compiled is not None
     print(f"{len(spans)} spans compiled in {elapsed * 1000:.0f} ms")  # a figure, not an assertion
@@ -130,9 +121,9 @@ def test_relevance_filtered_numbers_on_the_real_grammar() -> None:
     numbers = numbers_in([question, *relevant_sentences(question, [_TWO])])
     opts = GrammarOptions(max_reasoning_chars=0, grounded_numbers=numbers)
     ebnf = tool_call_grammar([calculator.openai_schema()], opts)
-    assert _can_end(ebnf, _calc("42780 + 191131"))
+    assert can_end(ebnf, _calc("42780 + 191131"))
     for bad in ["1129 + 1383", "42780 + 1383", "1 + 42780", "42780 + 191131 + 1"]:
-        assert not _can_end(ebnf, _calc(bad)), bad
+        assert not can_end(ebnf, _calc(bad)), bad
 
 
 _DISTRACTOR = """## Results for 'Kapel'
