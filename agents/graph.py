@@ -105,11 +105,12 @@ class EpisodeContext:
 
         texts = [self.trajectory.question]
         texts += [c.result or "" for t in self.trajectory.turns for c in t.tool_calls if not c.is_error]
-        numbers = numbers_in(texts)
-        if self.agent.relevant_numbers_only:
+        if agent.relevant_numbers_only:
             from interleaf.tools import relevant_sentences
 
             numbers = numbers_in([texts[0], *relevant_sentences(texts[0], texts[1:])])
+        else:
+            numbers = numbers_in(texts)
         spans = self._answer_spans(texts[1:])
         urls = urls_in(texts) if agent.ground_strings else None
         if numbers == self.grounded_numbers and spans == self.answer_spans and urls == self.grounded_urls:

@@ -200,6 +200,11 @@ def passages_about(question: str, outputs: Iterable[str]) -> list[str]:
     return [p for text in outputs for p in _PASSAGE.split(text) if _titled(p, names)]
 
 
+def _sentences(texts: Iterable[str]) -> list[str]:
+    """The non-empty sentences of ``texts``, markdown list markers dropped first."""
+    return [p for text in texts for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
+
+
 def relevant_sentences(question: str, outputs: Iterable[str]) -> list[str]:
     """The sentences of ``outputs`` that share a content word with ``question`` (a lowercase word of
     3+ letters that is not a stop word: names, written capitalised, do not count, so the town's name
@@ -214,8 +219,7 @@ def relevant_sentences(question: str, outputs: Iterable[str]) -> list[str]:
     asked = {w for w in _LETTERS.findall(question) if len(w) >= 3 and w not in _STOP}
 
     def relevant(texts: Iterable[str]) -> list[str]:
-        sentences = [p for text in texts for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
-        return [p for p in sentences if not _LETTERS.search(p.lower()) or asked & _content(p)]
+        return [p for p in _sentences(texts) if not _LETTERS.search(p.lower()) or asked & _content(p)]
 
     def has_digit(sentences: list[str]) -> bool:
         return any(c.isdigit() for p in sentences for c in p)
@@ -223,7 +227,7 @@ def relevant_sentences(question: str, outputs: Iterable[str]) -> list[str]:
     outputs = list(outputs)
     kept = relevant(outputs)
     if not has_digit(kept):
-        return [p for text in outputs for p in _SENTENCE.split(_LIST_MARKER.sub("", text)) if p.strip()]
+        return _sentences(outputs)
     about_kept = relevant(passages_about(question, outputs))
     if has_digit([p for p in about_kept if _LETTERS.search(p.lower())]):
         return about_kept + [p for p in kept if not _LETTERS.search(p.lower()) and p not in about_kept]
