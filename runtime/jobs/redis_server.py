@@ -6,9 +6,9 @@ jobs make workers run code and call servers.
 Two kinds: ephemeral (``RedisServer()``: a temporary directory, no persistence, a random password;
 ``interleaf run`` and tests) and durable (``RedisServer(data_dir=...)``: ``interleaf serve``, in
 ``<runs dir>/.redis``). A durable server keeps an append-only file (``appendonly yes``,
-``appendfsync everysec``: a write normally reaches the file before it is answered and is fsynced
-within a second, so a killed ``interleaf serve`` or redis-server loses nothing and a crash of the
-machine the last second), so jobs, their events and the queue survive a restart. Its password is
+``appendfsync always``: a write is in the file and fsynced before it is answered, so neither a
+killed ``interleaf serve`` or redis-server nor a crash of the machine loses an acknowledged write),
+so jobs, their events and the queue survive a restart. Its password is
 generated once and kept in ``<data_dir>/password`` (mode 0600): a restarted server must accept what
 the data's readers were given. A lock file keeps a second process from starting a server on the same
 directory (two writers would corrupt the append-only file).
@@ -118,7 +118,7 @@ class RedisServer:
             self._dir = str(data_dir)
             self.password = password or stored_password(data_dir)
             persistence = [
-                "--appendonly", "yes", "--appendfsync", "everysec", "--appendfilename", APPEND_ONLY_FILE,
+                "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", APPEND_ONLY_FILE,
             ]  # fmt: skip
         args = [
             find_redis_server(),

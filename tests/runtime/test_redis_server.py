@@ -33,7 +33,7 @@ def test_a_durable_server_keeps_its_data_and_password_across_restarts(tmp_path: 
         client = redis.Redis.from_url(second.url, decode_responses=True)
         assert client.xlen("stream") == 1 and client.hget("hash", "0") == "x"
         assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
         client.close()
 
 
