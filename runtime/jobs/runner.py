@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,6 +51,7 @@ from pydantic import BaseModel
 
 from interleaf.agents import Agent, get_agent, load_suite
 from interleaf.runtime.client import ServerMetrics, parse_prometheus, probe_retention_gaps
+from interleaf.runtime.jobs.episode_channel import ChannelClosed, EpisodeChannel, EpisodeFailed
 from interleaf.runtime.jobs.ray_orphans import reap_orphaned_ray_agents
 from interleaf.runtime.jobs.spec import JobSpec, check_job_id
 from interleaf.runtime.jobs.store import (
@@ -129,12 +131,45 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
 
 
 class _Slot:
-    """One actor position: the current handle and its load. A dead actor is replaced in place."""
+    """One actor position: the current handle, its episode channel and its load. A dead actor is
+    replaced in place."""
 
     def __init__(self, index: int, handle: Any) -> None:
         self.index, self.handle, self.generation, self.load = index, handle, 0, 0
         self.ready = asyncio.Event()
         """Set while ``handle`` is prepared for the job: cleared during a replacement."""
+        self.channel: EpisodeChannel | None = None
+        """The hot path to the actor (None: episodes go as Ray actor calls)."""
+        self.watcher: asyncio.Task[None] | None = None
+        """Awaits the actor's ``watch()``: closes the channel when Ray reports the actor dead."""
+
+    async def run_episode(self, job_id: str, episode: int, attempt: int) -> str:
+        if self.channel is not None:
+            return await self.channel.run_episode(job_id, episode, attempt)
+        return await self.handle.run_episode.remote(job_id, episode, attempt)
+
+    async def open_channel(self) -> None:
+        """Connect the episode channel, and watch the actor through Ray so that a death the
+        connection does not show (a lost node) still fails the channel's pending episodes."""
+        token = secrets.token_urlsafe(24)
+        host, port = await self.handle.open_channel.remote(token, ray.util.get_node_ip_address())
+        channel = self.channel = await EpisodeChannel.connect(host, port, token)
+
+        async def watch() -> None:
+            try:
+                await self.handle.watch.remote()
+            except Exception as exc:  # RayActorError: the actor is gone
+                channel.close(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+
+        self.watcher = asyncio.create_task(watch())
+
+    def close_channel(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
+        if self.channel is not None:
+            self.channel.close("the job closed the episode channel")
+            self.channel = None
 
 
 class JobRunner:
@@ -152,10 +187,13 @@ class JobRunner:
         on_event: Callable[[JobEvent], None] | None = None,
         worker: str | None = None,
         sample_every_s: float | None = 5.0,
+        episode_channel: bool = True,
     ) -> None:
         """``worker``: the queue consumer running the job (named in ``job_resumed`` events).
         ``sample_every_s``: period of the ``servers_sampled`` events (None: none); they are recorded
-        only for jobs on backend servers (no ``model_factory``)."""
+        only for jobs on backend servers (no ``model_factory``). ``episode_channel``: dispatch
+        episodes over a direct connection to each actor (``episode_channel``; False: as Ray actor
+        calls, e.g. where the driver cannot reach the actors' nodes on other ports than Ray's)."""
         if not spec.backend_urls and model_factory is None:
             raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.jobs.embedded")
         try:  # fail here, naming the field, rather than inside every actor
@@ -172,6 +210,7 @@ class JobRunner:
         self.output_path = trajectories_path(self.job_id, runs_dir)
         self.on_event = on_event
         self.worker = worker
+        self.episode_channel = episode_channel
         if sample_every_s is not None and not sample_every_s > 0:
             raise ValueError(f"sample_every_s={sample_every_s!r}: must be > 0, or None for no samples")
         self.sample_every_s = sample_every_s if model_factory is None else None
@@ -212,7 +251,10 @@ class JobRunner:
         )
 
     async def _prepare(self, slot: _Slot) -> int:
-        return await slot.handle.prepare.remote(self.job_id, self.spec, self.agent)
+        count = await slot.handle.prepare.remote(self.job_id, self.spec, self.agent)
+        if self.episode_channel:
+            await slot.open_channel()
+        return count
 
     async def _restart(self, slot: _Slot, generation: int, why: str) -> None:
         """Replace a dead actor once per death (several in-flight episodes notice the same death)."""
@@ -220,6 +262,7 @@ class JobRunner:
             return
         slot.generation += 1
         slot.ready.clear()  # lanes wait rather than send episodes to an actor that cannot run them yet
+        slot.close_channel()
         self.restarts += 1
         with contextlib.suppress(Exception):  # already gone
             ray.kill(slot.handle, no_restart=True)
@@ -368,9 +411,9 @@ class JobRunner:
             slot.load += 1
             await self._emit(JobEventType.EPISODE_STARTED, episode, attempt=attempt, worker=slot.index)
             try:
-                raw = await slot.handle.run_episode.remote(self.job_id, episode, attempt)
+                raw = await slot.run_episode(self.job_id, episode, attempt)
                 traj = load_trajectory(raw)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ChannelClosed) as exc:
                 why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 if self._cancel.is_set():
                     return
@@ -381,7 +424,9 @@ class JobRunner:
                 await self._emit(JobEventType.EPISODE_RETRIED, episode, attempt=attempt, reason=why)
                 continue
             except Exception as exc:  # RayTaskError, or an error Ray could not bring back (unpicklable)
-                if isinstance(exc, ray.exceptions.RayTaskError):
+                if isinstance(exc, EpisodeFailed):
+                    why = str(exc)
+                elif isinstance(exc, ray.exceptions.RayTaskError):
                     why = (str(exc).strip().splitlines() or [""])[-1]
                 else:
                     why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
@@ -441,6 +486,7 @@ class JobRunner:
         async def close(slot: _Slot) -> None:
             with contextlib.suppress(Exception):  # a dead actor has nothing to close
                 await asyncio.wait_for(slot.handle.aclose.remote(), 30)
+            slot.close_channel()
             ray.kill(slot.handle, no_restart=True)
 
         await asyncio.gather(*(close(s) for s in self.slots), return_exceptions=True)

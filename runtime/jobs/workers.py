@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
 from interleaf.runtime.client import BackendPool, RetentionPolicyName
+from interleaf.runtime.jobs.episode_channel import serve_episodes
 from interleaf.runtime.jobs.spec import JobSpec
 from interleaf.runtime.jobs.store import dump_trajectory
 from interleaf.telemetry.records import TerminationReason, Trajectory
@@ -86,6 +87,8 @@ class EpisodeWorker:
         self._running: dict[tuple[str, int], tuple[asyncio.Task, list[Episode]]] = {}
         self._cancelled: set[str] = set()
         self.episodes_run = 0
+        self._channel: asyncio.Server | None = None
+        self._closed = asyncio.Event()
         self._tracing: Any = None
         if any(k.startswith("OTEL_EXPORTER_OTLP") and k.endswith("ENDPOINT") for k in os.environ):
             # Spans leave the actor only when an OTLP endpoint is configured (standard variables);
@@ -99,6 +102,21 @@ class EpisodeWorker:
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         running, done = len(self._running), self.episodes_run
         return {"pid": os.getpid(), "node": node, "name": self.name, "running": running, "done": done}
+
+    async def open_channel(self, token: str, driver_ip: str) -> tuple[str, int]:
+        """Listen for the runner's episode channel (``episode_channel``); returns (host, port). On the
+        driver's node it listens on loopback, elsewhere on this node's address."""
+        if self._channel is None:
+            node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else driver_ip
+            host = "127.0.0.1" if node_ip == driver_ip else node_ip
+            self._channel = await serve_episodes(self.run_episode, token, host)
+        host, port = self._channel.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def watch(self) -> None:
+        """Returns when the worker is closed; the runner keeps one pending so that Ray tells it when
+        the actor dies (a lost node does not always reset its connections)."""
+        await self._closed.wait()
 
     async def pool_stats(self) -> dict[str, Any] | None:
         """``BackendPool.stats()`` (held tokens and budget per server), for the runner's KV samples; None
@@ -202,6 +220,10 @@ class EpisodeWorker:
         """Cancel everything and close the backend pool (call before killing the actor)."""
         for job_id in list(self._jobs):
             await self.cancel(job_id)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self._closed.set()
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None

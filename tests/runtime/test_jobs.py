@@ -38,6 +38,19 @@ def spec(**kw) -> JobSpec:
     return JobSpec(suite="arith", n=8, actors=2, concurrency=4, job_id=f"job-{uuid.uuid4().hex[:8]}", **kw)
 
 
+class FirstAttemptFails:
+    """A model factory whose first attempt at episode 3 raises inside the actor (a crash in the
+    episode, not of the actor); every other episode gets the scripted model."""
+
+    def __init__(self) -> None:
+        self.scripted = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+
+    def __call__(self, episode_id: str):
+        if episode_id.endswith("-e3-a1"):
+            raise OSError(f"disk full while opening {episode_id}")
+        return self.scripted(episode_id)
+
+
 def lines(path: str) -> list[dict]:
     return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
 
@@ -312,3 +325,28 @@ async def test_a_worker_whose_job_was_taken_over_drops_it(local_ray, store: JobS
         stop.set()
         await loop
     assert await store.list_workers() == []  # a worker that stops leaves the list
+
+
+async def test_episodes_also_run_as_ray_actor_calls(local_ray, store: JobStore, tmp_path: Path) -> None:
+    """``episode_channel=False``: no direct connection to the actors (a cluster whose nodes are
+    reachable only on Ray's ports); the same job, results and errors through Ray's actor calls."""
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>", delay_s=0.05)])
+    runner = JobRunner(spec(), store=store, model_factory=factory, runs_dir=tmp_path, episode_channel=False)
+    result = await runner.run()
+    assert result.status == JobStatus.SUCCEEDED and [t.episode for t in result.trajectories] == list(range(8))
+    assert all(s.channel is None for s in runner.slots)
+
+
+@pytest.mark.parametrize("channel", [True, False], ids=["episode-channel", "ray-calls"])
+async def test_an_episode_that_raises_is_retried_with_its_error_named(
+    local_ray, store: JobStore, tmp_path: Path, channel: bool
+) -> None:
+    runner = JobRunner(
+        spec(), store=store, model_factory=FirstAttemptFails(), runs_dir=tmp_path, episode_channel=channel
+    )
+    result = await runner.run()
+    assert result.status == JobStatus.SUCCEEDED and runner.restarts == 0  # the actor itself was fine
+    assert [(t.episode, t.attempt) for t in result.trajectories if t.attempt > 1] == [(3, 2)]
+    events = [e for _, e in await store.read_events(runner.job_id)]
+    reasons = [e.data["reason"] for e in events if e.type == "episode_retried"]
+    assert len(reasons) == 1 and reasons[0].endswith(f"OSError: disk full while opening {runner.job_id}-e3-a1"), reasons
