@@ -18,7 +18,9 @@ timestamps (same machine, same clock) into driver -> Ray -> episode start, the e
 call, and episode end -> Ray -> stored by the driver. The direct ids
 are the job agent's first turn rendered as ``Episode`` renders it (worked examples included), and
 ``same prompt ids`` compares them with every episode's sent ids token for token. Retention ``none``
-by default, so both paths make exactly one /generate per call.
+by default, so both paths make exactly one /generate per call. The stack runs twice, side by side
+(``--transports channel,ray``): the runner reaching its actor over the episode channel (the default,
+``runtime/jobs/episode_channel.py``) and over Ray actor calls (``JobRunner(episode_channel=False)``).
 
 per-call (``--only per-call``): what the issue asks, overhead per LLM call. Episodes of K turns
 (``--ks 1,2,4,8``, ``--per-k`` each, in ``--rounds`` rounds) through the whole stack, and after each
@@ -120,7 +122,7 @@ async def direct_calls(url: str, ids: list[int], n: int, max_new_tokens: int) ->
 async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     from interleaf.agents import load_suite
     from interleaf.runtime.client import BackendPool
-    from interleaf.runtime.jobs import JobRunner, JobSpec
+    from interleaf.runtime.jobs import JobSpec
     from interleaf.runtime.jobs.workers import build_job_agent
 
     agent = bench_agent(1, args)
@@ -141,13 +143,35 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     await pool.aclose()
     direct = await direct_calls(url, ids, args.calls, args.max_new_tokens)
 
-    clock = EpisodeClock(Progress("overhead: stack calls", total=spec.n, unit="episodes"))
-    result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=clock.on_event).run()
+    figures: dict = {
+        "calls": args.calls,
+        "prompt_tokens": len(ids),
+        "max_new_tokens": args.max_new_tokens,
+        "direct_p50_ms": 1e3 * pct(direct, 0.5),
+        "direct_p95_ms": 1e3 * pct(direct, 0.95),
+        "stacks": {},
+    }
+    for transport in args.transports:
+        figures["stacks"][transport] = await one_turn_stack(spec, agent, ids, direct, transport, workdir)
+    return figures
+
+
+async def one_turn_stack(spec, agent, ids: list[int], direct: list[float], transport: str, workdir: Path) -> dict:
+    """The overhead section's episodes through the whole stack, the runner reaching its actor over
+    ``transport``: ``channel`` (the episode channel, the default) or ``ray`` (Ray actor calls)."""
+    from interleaf.runtime.jobs import JobRunner
+
+    spec = spec.model_copy(update={"job_id": None})
+    clock = EpisodeClock(Progress(f"overhead: stack calls ({transport})", total=spec.n, unit="episodes"))
+    runner = JobRunner(
+        spec, agent=agent, runs_dir=workdir, on_event=clock.on_event, episode_channel=transport == "channel"
+    )
+    result = await runner.run()
     done = [t for t in result.trajectories[1:] if t.turns]  # episode 0 warms the actor (imports, pool connect)
     stack = [clock.wall(t.episode) for t in done]
     client = [t.turns[0].timings.e2e_s for t in done]
-    # Where the stack's time goes: driver dispatch -> Ray -> actor -> the episode starts; the episode
-    # (graph, tools, turn records) without its LLM call; the episode's end -> Ray -> driver stores it.
+    # Where the stack's time goes: driver dispatch -> actor -> the episode starts; the episode
+    # (graph, tools, turn records) without its LLM call; the episode's end -> driver stores it.
     to_actor = [t.started_at - clock.started[t.episode] for t in done]
     in_episode = [t.ended_at - t.started_at - t.turns[0].timings.e2e_s for t in done]
     back = [clock.finished[t.episode] - t.ended_at for t in done]
@@ -156,11 +180,7 @@ async def overhead(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     )
     return {
         "calls": len(stack),
-        "prompt_tokens": len(ids),
-        "max_new_tokens": args.max_new_tokens,
         "same_prompt_ids": same_prompt,
-        "direct_p50_ms": 1e3 * pct(direct, 0.5),
-        "direct_p95_ms": 1e3 * pct(direct, 0.95),
         "client_p50_ms": 1e3 * pct(client, 0.5),
         "client_p95_ms": 1e3 * pct(client, 0.95),
         "stack_p50_ms": 1e3 * pct(stack, 0.5),
@@ -202,7 +222,11 @@ async def stack_block(url: str, k: int, n: int, args: argparse.Namespace, workdi
     suite = write_suite(workdir / f"per-call-{tag}.jsonl", n + 1, "Compute 12 * 34 + 5.")
     spec = JobSpec(suite=suite, n=n + 1, actors=1, concurrency=1, backend_urls=[url], retention="none")
     clock = EpisodeClock(Progress(f"per-call: stack, {k} turns", total=n + 1, unit="episodes"))
-    result = await JobRunner(spec, agent=bench_agent(k, args), runs_dir=workdir, on_event=clock.on_event).run()
+    runner = JobRunner(
+        spec, agent=bench_agent(k, args), runs_dir=workdir, on_event=clock.on_event,
+        episode_channel=args.per_call_transport == "channel",
+    )  # fmt: skip
+    result = await runner.run()
     done = [t for t in result.trajectories[1:] if len(t.turns) == k]  # episode 0 warms the actor
     stack = [clock.wall(t.episode) for t in done]
     calls = [sum(turn.timings.e2e_s for turn in t.turns) for t in done]
@@ -305,7 +329,7 @@ def print_per_call(c: dict, label: str) -> None:
     print(f"\n== overhead per LLM call: episodes of K turns, stack vs the same K calls direct ({engine} engine, "
           "p50 per episode) ==")  # fmt: skip
     head = ["K", "episodes", "stack", "direct", "stack-direct", "fit", "calls in actor", "episode-calls",
-            "Ray legs", "engine s/d", "same ids"]  # fmt: skip
+            "legs", "engine s/d", "same ids"]  # fmt: skip
     print("".join(f"{h:>15}" for h in head))
     for r in c["rows"]:
         fit = c["per_episode_fixed_ms"] + r["turns"] * c["per_call_marginal_ms"]
@@ -316,8 +340,8 @@ def print_per_call(c: dict, label: str) -> None:
                  f"{r['same_ids']}"]  # fmt: skip
         print("".join(f"{x:>15}" for x in cells))
     print("(ms; 'fit': the line below at K, far from stack-direct when a load spike hit one side; 'episode-calls': "
-          "the episode in the actor less its LLM calls; 'Ray legs': driver -> actor -> driver; 'engine s/d': the "
-          "engine's own e2e for the episode's calls, stack / direct)")  # fmt: skip
+          "the episode in the actor less its LLM calls; 'legs': runner -> actor -> runner (episode channel or Ray); "
+          "'engine s/d': the engine's own e2e for the episode's calls, stack / direct)")  # fmt: skip
     print(f"fit of stack-direct = fixed + K x marginal over K = {[r['turns'] for r in c['rows']]}: "
           f"per-episode fixed cost {c['per_episode_fixed_ms']:.2f} ms, "
           f"per-LLM-call marginal overhead {c['per_call_marginal_ms']:.2f} ms")  # fmt: skip
@@ -383,7 +407,9 @@ async def orchestration_cpu(args: argparse.Namespace, workdir: Path) -> dict:
     return {"episodes": n, "cpu_ms_per_episode": 1e3 * cpu / n, "wall_ms_per_episode": 1e3 * wall / n}
 
 
-async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
+async def throughput(url: str, args: argparse.Namespace, workdir: Path, transport: str = "channel") -> dict:
+    """``--episodes`` episodes, ``--concurrency`` in flight, the runner reaching its actors over
+    ``transport`` (``channel`` or ``ray``)."""
     from interleaf.runtime.jobs import JobRunner, JobSpec
 
     suite = write_suite(workdir / "throughput.jsonl", args.episodes, "Compute 12 * 34 + 5.")
@@ -396,14 +422,15 @@ async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         retention=args.throughput_retention,
     )
     agent = bench_agent(args.turns, args)
-    progress = Progress("throughput", total=args.episodes, unit="episodes", every_s=10.0)
+    progress = Progress(f"throughput ({transport})", total=args.episodes, unit="episodes", every_s=10.0)
 
     def on_event(e) -> None:
         if e.type == "episode_finished":
             progress.advance()
 
     t0 = time.perf_counter()
-    result = await JobRunner(spec, agent=agent, runs_dir=workdir, on_event=on_event).run()
+    runner = JobRunner(spec, agent=agent, runs_dir=workdir, on_event=on_event, episode_channel=transport == "channel")
+    result = await runner.run()
     wall = time.perf_counter() - t0
     calls = sum(len(t.turns) for t in result.trajectories)
     return {
@@ -417,7 +444,28 @@ async def throughput(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         "terminations": result.summary.terminations,
         "errors": sorted({(t.error or "")[:300] for t in result.trajectories if t.error})[:5],
         "retention": args.throughput_retention,
+        "transport": transport,
     }
+
+
+def print_overhead(o: dict, label: str, model: str) -> None:
+    print(f"\n== per-LLM-call overhead of one-turn episodes ({label}engine {model}, {o['calls']} calls, "
+          f"{o['prompt_tokens']} prompt tokens, {o['max_new_tokens']} new) ==")  # fmt: skip
+    print(f"{'path':<44}{'p50 ms':>10}{'p95 ms':>10}{'vs direct p50':>15}")
+    floor = "direct httpx /generate (the floor)"
+    print(f"{floor:<44}{o['direct_p50_ms']:>10.2f}{o['direct_p95_ms']:>10.2f}{'1.00x':>15}")
+    for transport, st in o["stacks"].items():
+        name = f"stack over {transport}: runner->actor->graph->HTTP"
+        ratio = st["stack_p50_ms"] / o["direct_p50_ms"] if o["direct_p50_ms"] else float("nan")
+        print(f"{name:<44}{st['stack_p50_ms']:>10.2f}{st['stack_p95_ms']:>10.2f}{ratio:>14.2f}x")
+        print(f"{'  client call inside the actor':<44}{st['client_p50_ms']:>10.2f}{st['client_p95_ms']:>10.2f}")
+        print(f"{'  overhead (stack - direct)':<44}{st['overhead_p50_ms']:>10.2f}{st['overhead_p95_ms']:>10.2f}")
+        print(f"  by part (p50): driver -> episode start {st['to_actor_p50_ms']:.2f} ms; episode less its LLM call "
+              f"{st['episode_less_call_p50_ms']:.2f} ms; episode end -> driver stored {st['back_p50_ms']:.2f} ms; "
+              f"same prompt ids: {st['same_prompt_ids']}")  # fmt: skip
+    if {"channel", "ray"} <= o["stacks"].keys():
+        saved = o["stacks"]["ray"]["overhead_p50_ms"] - o["stacks"]["channel"]["overhead_p50_ms"]
+        print(f"episode channel vs Ray actor calls: {saved:.2f} ms less overhead per one-turn episode at p50")
 
 
 def main() -> None:
@@ -429,6 +477,9 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--retention", default="none", help="retention for the overhead section")
+    p.add_argument("--transports", type=lambda v: v.split(","), default=["channel", "ray"],
+                   help="overhead and throughput: how the runner reaches its actors, side by side")  # fmt: skip
+    p.add_argument("--per-call-transport", choices=["channel", "ray"], default="channel")
     p.add_argument("--ks", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8],
                    help="per-call section: turns per episode, comma-separated")  # fmt: skip
     p.add_argument("--per-k", type=int, default=100, help="per-call section: episodes per K")
@@ -470,32 +521,22 @@ def main() -> None:
         try:
             if args.only in (None, "overhead"):
                 figures["overhead"] = asyncio.run(overhead(url, args, Path(tmp)))
-                o = figures["overhead"]
-                print(f"\n== per-LLM-call overhead ({label}engine {info['served_model_name']}, {o['calls']} calls, "
-                      f"{o['prompt_tokens']} prompt tokens, {o['max_new_tokens']} new) ==")  # fmt: skip
-                print(f"{'path':<34}{'p50 ms':>10}{'p95 ms':>10}")
-                for name, key in [("direct httpx /generate", "direct"), ("client call inside the actor", "client"),
-                                  ("stack: JobRunner->Ray->graph->HTTP", "stack")]:  # fmt: skip
-                    print(f"{name:<34}{o[key + '_p50_ms']:>10.1f}{o[key + '_p95_ms']:>10.1f}")
-                print(f"{'overhead (stack - direct)':<34}{o['overhead_p50_ms']:>10.1f}{o['overhead_p95_ms']:>10.1f}")
-                ratio = o["stack_p50_ms"] / o["direct_p50_ms"] if o["direct_p50_ms"] else float("nan")
-                print(f"stack / direct at p50: {ratio:.2f}x   same prompt ids: {o['same_prompt_ids']}")
-                print(f"stack at p50, by part: driver -> Ray -> episode start {o['to_actor_p50_ms']:.2f} ms; "
-                      f"episode less its LLM call {o['episode_less_call_p50_ms']:.2f} ms; "
-                      f"episode end -> Ray -> driver stored {o['back_p50_ms']:.2f} ms")  # fmt: skip
+                print_overhead(figures["overhead"], label, info["served_model_name"])
             if args.only in (None, "per-call"):
                 figures["per_call"] = asyncio.run(per_call(url, args, Path(tmp)))
                 print_per_call(figures["per_call"], label)
             if args.only in (None, "throughput"):
-                figures["throughput"] = asyncio.run(throughput(url, args, Path(tmp)))
-                t = figures["throughput"]
+                figures["throughput"] = {
+                    transport: asyncio.run(throughput(url, args, Path(tmp), transport)) for transport in args.transports
+                }
                 print(f"\n== throughput ({label}engine, clock {args.sim_clock}) ==")
-                print(f"{t['episodes']} episodes, {t['concurrency']} concurrent on {t['actors']} actors, "
-                      f"{t['llm_calls']} LLM calls in {t['wall_s']:.1f} s")  # fmt: skip
-                print(f"episodes/s {t['episodes_per_s']:.1f}   LLM calls/s {t['llm_calls_per_s']:.1f}   "
-                      f"terminations {t['terminations']}")  # fmt: skip
-                for err in t["errors"]:
-                    print(f"  error: {err}")
+                for transport, t in figures["throughput"].items():
+                    print(f"over {transport}: {t['episodes']} episodes, {t['concurrency']} concurrent on {t['actors']} "
+                          f"actors, {t['llm_calls']} LLM calls in {t['wall_s']:.1f} s: episodes/s "
+                          f"{t['episodes_per_s']:.1f}, LLM calls/s {t['llm_calls_per_s']:.1f}, "
+                          f"terminations {t['terminations']}")  # fmt: skip
+                    for err in t["errors"]:
+                        print(f"  error: {err}")
         finally:
             ray.shutdown()
     figures["engine"] = {"model": info.get("served_model_name"), "simulated": bool(info.get("simulated"))}
