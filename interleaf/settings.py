@@ -57,3 +57,16 @@ def api_max_body_bytes(environ: Mapping[str, str] | None = None) -> int | None:
     if not raw.isdigit():
         raise ValueError(f"INTERLEAF_MAX_BODY_BYTES={raw!r} is not a whole number of bytes")
     return int(raw)
+
+
+def episode_channel(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether job runners reach their actors over the episode channel (``INTERLEAF_EPISODE_CHANNEL``:
+    ``1`` by default; ``0`` sends episodes as Ray actor calls, for clusters whose nodes are reachable
+    only on Ray's ports)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("INTERLEAF_EPISODE_CHANNEL", "").strip().lower()
+    if raw in ("", "1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"INTERLEAF_EPISODE_CHANNEL={raw!r}: use 1 (the episode channel) or 0 (Ray actor calls)")

@@ -187,13 +187,14 @@ class JobRunner:
         on_event: Callable[[JobEvent], None] | None = None,
         worker: str | None = None,
         sample_every_s: float | None = 5.0,
-        episode_channel: bool = True,
+        episode_channel: bool | None = None,
     ) -> None:
         """``worker``: the queue consumer running the job (named in ``job_resumed`` events).
         ``sample_every_s``: period of the ``servers_sampled`` events (None: none); they are recorded
         only for jobs on backend servers (no ``model_factory``). ``episode_channel``: dispatch
         episodes over a direct connection to each actor (``episode_channel``; False: as Ray actor
-        calls, e.g. where the driver cannot reach the actors' nodes on other ports than Ray's)."""
+        calls, e.g. where the driver cannot reach the actors' nodes on other ports than Ray's; None:
+        ``INTERLEAF_EPISODE_CHANNEL``, on by default)."""
         if not spec.backend_urls and model_factory is None:
             raise ValueError("JobSpec.backend_urls is empty: pass server URLs or use interleaf.runtime.jobs.embedded")
         try:  # fail here, naming the field, rather than inside every actor
@@ -210,7 +211,9 @@ class JobRunner:
         self.output_path = trajectories_path(self.job_id, runs_dir)
         self.on_event = on_event
         self.worker = worker
-        self.episode_channel = episode_channel
+        from interleaf.settings import episode_channel as episode_channel_setting
+
+        self.episode_channel = episode_channel_setting() if episode_channel is None else episode_channel
         if sample_every_s is not None and not sample_every_s > 0:
             raise ValueError(f"sample_every_s={sample_every_s!r}: must be > 0, or None for no samples")
         self.sample_every_s = sample_every_s if model_factory is None else None

@@ -100,3 +100,12 @@ async def test_the_connection_lost_fails_pending_calls() -> None:
     with pytest.raises(ChannelClosed):
         await asyncio.wait_for(channel.run_episode("job-a", 0, 1), 5)
     server.close()
+
+
+def test_the_environment_switch_names_a_bad_value() -> None:
+    from interleaf.settings import episode_channel
+
+    assert episode_channel({}) is True and episode_channel({"INTERLEAF_EPISODE_CHANNEL": "0"}) is False
+    assert episode_channel({"INTERLEAF_EPISODE_CHANNEL": "on"}) is True
+    with pytest.raises(ValueError, match="INTERLEAF_EPISODE_CHANNEL='maybe'"):
+        episode_channel({"INTERLEAF_EPISODE_CHANNEL": "maybe"})
