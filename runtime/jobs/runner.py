@@ -130,6 +130,12 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
         )
 
 
+_REPLACE_ATTEMPTS = 10
+"""Placements tried for a dead actor's replacement (about 30 s of back-off in all)."""
+_REPLACE_TIMEOUT_S = 120.0
+"""How long one replacement may take to start, be prepared and open its channel."""
+
+
 class _Slot:
     """One actor position: the current handle, its episode channel and its load. A dead actor is
     replaced in place."""
@@ -260,19 +266,32 @@ class JobRunner:
         return count
 
     async def _restart(self, slot: _Slot, generation: int, why: str) -> None:
-        """Replace a dead actor once per death (several in-flight episodes notice the same death)."""
+        """Replace a dead actor once per death (several in-flight episodes notice the same death).
+
+        The episode channel closes the moment an actor's process dies, often before Ray has marked
+        its node dead; a replacement placed there meanwhile fails to start, so it is placed again
+        (``_REPLACE_ATTEMPTS`` times, backing off) before the job gives up."""
         if slot.generation != generation:
             return
         slot.generation += 1
         slot.ready.clear()  # lanes wait rather than send episodes to an actor that cannot run them yet
-        slot.close_channel()
         self.restarts += 1
-        with contextlib.suppress(Exception):  # already gone
-            ray.kill(slot.handle, no_restart=True)
-        slot.handle = self._new_actor(slot.index)
-        await self._prepare(slot)
+        for attempt in range(1, _REPLACE_ATTEMPTS + 1):
+            slot.close_channel()
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(slot.handle, no_restart=True)
+            slot.handle = self._new_actor(slot.index)
+            try:
+                await asyncio.wait_for(self._prepare(slot), _REPLACE_TIMEOUT_S)
+                break
+            except ray.exceptions.RayTaskError:
+                raise  # prepare() itself failed: a new actor would fail the same way
+            except (ray.exceptions.RayError, ConnectionError, TimeoutError):
+                if attempt == _REPLACE_ATTEMPTS:
+                    raise
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
         slot.ready.set()
-        await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why)
+        await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why, placements=attempt)
 
     async def run(self) -> JobResult:
         """Run every episode (or until cancelled); store and export the results."""

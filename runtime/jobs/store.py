@@ -100,7 +100,8 @@ class JobEventType(StrEnum):
     EPISODE_RETRIED = "episode_retried"
     """An attempt failed and the episode runs again: ``attempt`` (the failed one), ``reason``."""
     WORKER_RESTARTED = "worker_restarted"
-    """A dead actor was replaced: ``worker`` (actor index), ``reason``."""
+    """A dead actor was replaced: ``worker`` (actor index), ``reason``, ``placements`` (actors started
+    until one was prepared: more than 1 when a replacement landed on a node not yet known dead)."""
     JOB_RESUMED = "job_resumed"
     """A worker took over a job that had started before (its worker was killed, or ``interleaf serve``
     restarted) and runs the episodes without a stored result: ``n_total``, ``n_done`` (episodes kept,
