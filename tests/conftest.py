@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from interleaf.runtime.child_process import free_port
 from interleaf.runtime.engine.process import EngineProcess
@@ -24,6 +26,26 @@ def redis_url() -> Iterator[str]:
     """A private redis-server for the test session; tests isolate themselves by key prefix or FLUSHDB."""
     with RedisServer() as server:
         yield server.url
+
+
+_databases = itertools.count()
+
+
+def fresh_database(redis_url: str) -> str:
+    """``redis_url`` on a numbered database of its own (1-15, in turn), emptied. ``interleaf serve``
+    with a worker reads its queue in order: on the shared database it would first run every job other
+    tests queued with ``--no-worker`` (the API fuzzer queues hundreds, against a dead backend)."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/{1 + next(_databases) % 15}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def own_redis_url(redis_url: str) -> str:
+    """The session's redis-server on an emptied database of this test's own (``fresh_database``)."""
+    return fresh_database(redis_url)
 
 
 def start_engine(*extra: str, timeout_s: float = 180.0) -> tuple[subprocess.Popen, str]:

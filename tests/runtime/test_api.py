@@ -62,8 +62,8 @@ def test_dashboard_page_is_served(api_only: str) -> None:
 
 
 @pytest.mark.model
-def test_job_submitted_over_http_runs_to_the_end(redis_url: str, engine_url: str) -> None:
-    proc, url = start_serve("--redis-url", redis_url, "--backend", engine_url)
+def test_job_submitted_over_http_runs_to_the_end(own_redis_url: str, engine_url: str) -> None:
+    proc, url = start_serve("--redis-url", own_redis_url, "--backend", engine_url)
     try:
         spec = {"suite": "arith", "n": 2, "concurrency": 2, "actors": 1, "max_turns": 2, "max_new_tokens": 24}
         job = httpx.post(f"{url}/v1/jobs", json={**spec, "job_id": "api-e2e", "retention": "session"}).json()
@@ -281,11 +281,11 @@ def test_healthz_is_503_within_5_s_of_the_worker_dying(redis_url: str) -> None:
         thread.join(30)
 
 
-def test_stopping_serve_leaves_no_process_behind(redis_url: str) -> None:
+def test_stopping_serve_leaves_no_process_behind(own_redis_url: str) -> None:
     """After a job ran (so the worker started local Ray), SIGTERM ends serve and everything it started."""
     import psutil
 
-    proc, url = start_serve("--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
+    proc, url = start_serve("--redis-url", own_redis_url, "--backend", "http://127.0.0.1:9")
     try:
         spec = {"suite": "arith", "n": 1, "actors": 1, "concurrency": 1, "max_attempts": 1, "job_id": "api-stop"}
         assert httpx.post(f"{url}/v1/jobs", json=spec).status_code == 201

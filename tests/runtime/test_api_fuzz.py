@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_serve, stop_process
+from tests.conftest import fresh_database, start_serve, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ EXAMPLES = 25  # per operation and phase: ~1,000 requests over the jobs routes i
 def served(redis_url: str) -> Iterator[str]:
     # A token on, so the fuzzer also meets the front door; it sends the token like any client.
     proc, url = start_serve(
-        "--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9", "--token", TOKEN
+        "--no-worker", "--redis-url", fresh_database(redis_url), "--backend", "http://127.0.0.1:9", "--token", TOKEN
     )
     try:
         yield url

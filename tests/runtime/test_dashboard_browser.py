@@ -57,7 +57,8 @@ def fits(page, width: int) -> None:
 
 
 @pytest.mark.model
-def test_every_view_on_real_jobs(redis_url: str, engine_url: str) -> None:
+def test_every_view_on_real_jobs(own_redis_url: str, engine_url: str) -> None:
+    redis_url = own_redis_url  # a serve with a worker: no other test's queued jobs ahead of these
     from playwright.sync_api import expect, sync_playwright
 
     tag = uuid.uuid4().hex[:6]

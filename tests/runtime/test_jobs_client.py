@@ -106,8 +106,8 @@ def test_cli_errors_are_one_line_exit_2(api_only: str) -> None:
 
 
 @pytest.mark.model
-def test_jobs_submit_follow_shows_progress_and_ends_with_the_summary(redis_url: str, engine_url: str) -> None:
-    proc, url = start_serve("--redis-url", redis_url, "--backend", engine_url)
+def test_jobs_submit_follow_shows_progress_and_ends_with_the_summary(own_redis_url: str, engine_url: str) -> None:
+    proc, url = start_serve("--redis-url", own_redis_url, "--backend", engine_url)
     try:
         exe = shutil.which("interleaf")
         assert exe
