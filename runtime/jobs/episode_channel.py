@@ -54,9 +54,9 @@ async def serve_episodes(run: RunEpisode, token: str, host: str) -> asyncio.Serv
     """Listen on ``host`` (port chosen by the kernel) for the runner's channel; each request runs
     ``run`` as its own task, so episodes run concurrently and reply as they finish."""
     expected = token.encode()
+    tasks: set[asyncio.Task[None]] = set()  # held here: an episode outlives a dropped connection
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        tasks: set[asyncio.Task[None]] = set()
         try:
             (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
             if n > MAX_HELLO or not hmac.compare_digest(await reader.readexactly(n), expected):
