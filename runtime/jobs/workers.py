@@ -106,10 +106,11 @@ class EpisodeWorker:
     async def open_channel(self, token: str, driver_ip: str) -> tuple[str, int]:
         """Listen for the runner's episode channel (``episode_channel``); returns (host, port). On the
         driver's node it listens on loopback, elsewhere on this node's address."""
-        if self._channel is None:
-            node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else driver_ip
-            host = "127.0.0.1" if node_ip == driver_ip else node_ip
-            self._channel = await serve_episodes(self.run_episode, token, host)
+        if self._channel is not None:  # a runner reconnecting: only its new token opens the channel
+            self._channel.close()
+        node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else driver_ip
+        host = "127.0.0.1" if node_ip == driver_ip else node_ip
+        self._channel = await serve_episodes(self.run_episode, token, host)
         host, port = self._channel.sockets[0].getsockname()[:2]
         return host, port
 

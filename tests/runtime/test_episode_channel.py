@@ -109,3 +109,24 @@ def test_the_environment_switch_names_a_bad_value() -> None:
     assert episode_channel({"INTERLEAF_EPISODE_CHANNEL": "on"}) is True
     with pytest.raises(ValueError, match="INTERLEAF_EPISODE_CHANNEL='maybe'"):
         episode_channel({"INTERLEAF_EPISODE_CHANNEL": "maybe"})
+
+
+async def test_a_worker_reopening_its_channel_takes_only_the_new_token() -> None:
+    """``EpisodeWorker.open_channel`` in process (no Ray): a second call serves the new token only; an
+    episode of a job the worker was not prepared for comes back named."""
+    from interleaf.runtime.jobs.workers import EpisodeWorker
+
+    worker = EpisodeWorker(["http://127.0.0.1:9"])
+    await worker.open_channel("old-token", "127.0.0.1")
+    host, port = await worker.open_channel("new-token", "127.0.0.1")
+    assert host == "127.0.0.1"
+    channel = await EpisodeChannel.connect(host, port, "new-token")
+    with pytest.raises(EpisodeFailed, match=r"KeyError: .*not prepared"):
+        await channel.run_episode("job-x", 0, 1)
+    stale = await EpisodeChannel.connect(host, port, "old-token")
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(stale.run_episode("job-x", 0, 1), 5)
+    channel.close()
+    stale.close()
+    await worker.aclose()
+    await asyncio.wait_for(worker.watch(), 1)  # closed: the runner's pending watch() returns
