@@ -49,6 +49,7 @@ import httpx
 import ray
 from pydantic import BaseModel
 
+from interleaf import settings
 from interleaf.agents import Agent, get_agent, load_suite
 from interleaf.runtime.client import ServerMetrics, parse_prometheus, probe_retention_gaps
 from interleaf.runtime.jobs.episode_channel import ChannelClosed, EpisodeChannel, EpisodeFailed
@@ -92,9 +93,7 @@ def new_job_id() -> str:
 def trajectories_path(job_id: str, runs_dir: Path | None = None) -> Path:
     """``<runs_dir>/<job-id>/trajectories.jsonl`` (``interleaf report`` reads it). Raises ValueError for a
     job id that is not a plain name (``JOB_ID_PATTERN``) or a path that would leave ``runs_dir``."""
-    from interleaf.settings import runs_dir as default_runs_dir
-
-    root = (runs_dir or default_runs_dir()).resolve()
+    root = (runs_dir or settings.runs_dir()).resolve()
     path = (root / check_job_id(job_id) / "trajectories.jsonl").resolve()
     if not path.is_relative_to(root):  # a symlinked job directory pointing elsewhere
         raise ValueError(f"job_id={job_id!r}: its output {path} lies outside the runs directory {root}")
@@ -217,9 +216,7 @@ class JobRunner:
         self.output_path = trajectories_path(self.job_id, runs_dir)
         self.on_event = on_event
         self.worker = worker
-        from interleaf.settings import episode_channel as episode_channel_setting
-
-        self.episode_channel = episode_channel_setting() if episode_channel is None else episode_channel
+        self.episode_channel = settings.episode_channel() if episode_channel is None else episode_channel
         if sample_every_s is not None and not sample_every_s > 0:
             raise ValueError(f"sample_every_s={sample_every_s!r}: must be > 0, or None for no samples")
         self.sample_every_s = sample_every_s if model_factory is None else None
