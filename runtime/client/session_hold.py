@@ -285,15 +285,16 @@ class SessionHold:
         if admission is None:
             return
         try:
-            waited = await admission.admit(
-                self.episode_id,
-                context=need,
-                turns_done=self.conversation.turns,
-                max_turns=self.max_turns,
-                prior_growth=max_new,
-                alive=lambda: self.pool.router.servers[url].healthy,
-                saturated=(lambda: self.pool.saturated(url)) if self.pool.admission_defer else None,
-            )
+            with self.pool.router.waiting(url, need):
+                waited = await admission.admit(
+                    self.episode_id,
+                    context=need,
+                    turns_done=self.conversation.turns,
+                    max_turns=self.max_turns,
+                    prior_growth=max_new,
+                    alive=lambda: self.pool.router.servers[url].healthy,
+                    saturated=(lambda: self.pool.saturated(url)) if self.pool.admission_defer else None,
+                )
         except AdmissionAbandoned as exc:
             raise BackendUnavailable(url, "", str(exc)) from exc
         if waited > 0:

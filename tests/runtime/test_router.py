@@ -47,3 +47,14 @@ def test_no_healthy_server_names_every_server_and_why() -> None:
 def test_router_needs_servers() -> None:
     with pytest.raises(ValueError, match="at least one server"):
         Router([])
+
+
+def test_turns_waiting_for_admission_count_as_queued_work() -> None:
+    router = Router(["http://a", "http://b"])
+    router.begin("http://b", 300)
+    with router.waiting("http://a", 1000):
+        # a's only turn waits on the client for admission: a is not idle, b is the lighter server.
+        assert router.pick("e1") == "http://b"
+        assert router.stats()["http://a"]["waiting_tokens"] == 1000
+    assert router.stats()["http://a"]["waiting_tokens"] == 0
+    assert router.pick("e2") == "http://a"
