@@ -26,6 +26,11 @@ def simulate(
     token_block: int = typer.Option(16, "--token-block", help="Real tokens per simulated token (1 = exact)."),
     chunked_prefill_size: int = typer.Option(8192, "--chunked-prefill-size", help="Prefill chunk, real tokens."),
     max_running: int = typer.Option(64, "--max-running-requests", help="Concurrent requests per server."),
+    admission_overcommit: float = typer.Option(
+        1.0,
+        "--admission-overcommit",
+        help="Admission control admits episodes while their projected peaks sum to at most this x the KV budget.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     jobs: int = typer.Option(
         0, "--jobs", "-j", help="Policies simulated at once, one process each (0 = one per CPU core)."
@@ -62,6 +67,8 @@ def simulate(
     cut = 0
     if agents < 1 or servers < 1 or token_block < 1:
         raise typer.BadParameter(f"--agents={agents}, --servers={servers}, --token-block={token_block} must be >= 1")
+    if not admission_overcommit > 0:
+        raise typer.BadParameter(f"--admission-overcommit={admission_overcommit} must be > 0 (1: projections fit)")
     try:
         names = [check_policy(p.strip()) for p in policies.split(",") if p.strip()]
         if workload in SHAPES:
@@ -74,7 +81,7 @@ def simulate(
         setup = SimulationSetup(
             servers=servers, gpu=gpu, model=model, budget_ratio=budget_ratio, kv_budget_fraction=kv_budget_fraction,
             token_block=token_block, chunked_prefill_size=chunked_prefill_size, max_running_requests=max_running,
-            seed=seed,
+            admission_overcommit=admission_overcommit, seed=seed,
         )  # fmt: skip
     except (TraceError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc

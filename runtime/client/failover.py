@@ -134,6 +134,17 @@ async def _call(
             limit = pool.retries + (_ABORT_EXTRA_RETRIES if isinstance(exc, RequestAborted) else 0)
             if attempt >= limit:
                 raise
+            if isinstance(exc, RequestAborted):
+                # What fills the KV may be this pool's own paused sessions: a turn without a session needs
+                # its whole context unpinned, and waiting would not free them (their owners are in tools).
+                budget = pool.budgets.get(backend.url)
+                if budget is not None:
+                    releasing = budget.make_room(
+                        need, exclude=hold.episode_id, reason="released for a request the server had no KV for"
+                    )
+                    if releasing:
+                        pool.decisions["released_for_abort"] += len(releasing)
+                        await asyncio.wait(releasing)
             await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
         except BaseException:
             # Cancelled or failed for good: the server must not keep this turn or its session,

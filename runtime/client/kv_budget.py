@@ -18,6 +18,7 @@ admitted ones rarely meet a refusal.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -133,7 +134,9 @@ class KVBudget:
             hold = self.holds.get(key)
             current = hold.tokens if hold else 0
 
-    def _preempt(self, needed: int, *, below: float, exclude: str) -> list[asyncio.Task]:
+    def _preempt(
+        self, needed: int, *, below: float, exclude: str, reason: str = "preempted: KV budget full"
+    ) -> list[asyncio.Task]:
         """Start releasing paused holds, lowest current value first, until ``needed`` tokens are on
         the way. Only holds worth less than half the requester's ``below`` go: trading a hold for an
         equal one would only churn sessions."""
@@ -147,9 +150,15 @@ class KVBudget:
             if freed >= needed or hold.current_value(now) * _PREEMPT_MARGIN > below:
                 break
             self.preemptions += 1
-            tasks.append(self.release_paused(hold.key, f"preempted: KV budget of {self.server} full"))
+            tasks.append(self.release_paused(hold.key, f"{reason} ({self.server})"))
             freed += hold.tokens
         return tasks
+
+    def make_room(self, needed: int, *, exclude: str, reason: str) -> list[asyncio.Task]:
+        """Release paused holds, lowest current value first, until ``needed`` tokens are on the way,
+        whatever they are worth: the server aborted a request for lack of KV, and what fills it may be
+        this budget's own paused sessions (a turn without a session needs its whole context unpinned)."""
+        return self._preempt(needed, below=math.inf, exclude=exclude, reason=reason)
 
     def shrink(self, key: str, tokens: int) -> None:
         """Lower an active hold to what the server really keeps (after a turn finished)."""

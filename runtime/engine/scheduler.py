@@ -200,12 +200,13 @@ class Scheduler:
         return existed
 
     # --- admission and prefill -------------------------------------------------------------------
-    def _admit(self, req: Req) -> bool:
+    def _admit(self, req: Req, *, others: bool = False) -> bool:
         """Admit ``req`` if its KV fits (True), or leave it waiting (False); one that cannot fit with nothing
-        else running is aborted (True: it left the queue)."""
+        else running is aborted (True: it left the queue). ``others``: requests admitted earlier in this
+        prefill round hold KV (they will be running, and retractable, next round)."""
         need = self.cache.admit(req)
         if need:
-            if not self.running and self.prefilling is None:
+            if not self.running and self.prefilling is None and not others:
                 self._finish(req, {"type": "abort", "message": self.cache.no_room_message(need)})
                 return True
             return False
@@ -233,7 +234,7 @@ class Scheduler:
                 if not self.waiting or len(self.running) + len(work) >= self.max_running:
                     break
                 req = self.waiting[0]
-                if not self._admit(req):
+                if not self._admit(req, others=bool(work)):
                     break
                 self.waiting.popleft()
                 if req.finished:
@@ -244,6 +245,11 @@ class Scheduler:
             new_slots = self.cache.alloc(n)
             while new_slots is None and self._retract_one(exclude=req):  # decode grew since admission
                 new_slots = self.cache.alloc(n)
+            if new_slots is None and work:
+                # This round's other chunks hold the slots (they cannot be retracted before they run):
+                # continue next round, when they are running requests that can be.
+                self.prefilling = req
+                break
             if new_slots is None:
                 self._finish(req, {"type": "abort", "message": self.cache.no_room_message(n)})
                 continue

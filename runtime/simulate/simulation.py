@@ -27,6 +27,7 @@ import multiprocessing
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -173,6 +174,8 @@ class PolicyResult(BaseModel):
     stalled: str | None = None
     """Set when no turn finished for ``SimulationSetup.stall_s`` virtual seconds while sessions remained: the
     simulated system is stuck (a wait nothing ends); the run stopped there (makespan = that moment)."""
+    failures: dict[str, int] = {}
+    """Why sessions failed: the error's type and message (its first 160 characters), with how many ended so."""
     kv_exhausted: str | None = None
     """``unbounded`` only: where pinned sessions left a request no KV, the point from which SGLang's server
     deadlocks; the run stopped there (makespan = that moment). None: it never happened."""
@@ -190,6 +193,7 @@ class Totals:
     wait_s: float = 0.0
     jct: list[float] = field(default_factory=list)
     failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
     completed: int = 0
     end: float = 0.0
     host_gap_s: float = 0.0
@@ -285,8 +289,9 @@ async def replay(
                         if record.decision is RetentionDecision.QUEUED:
                             totals.waits += 1
                             totals.wait_s += record.wait_s
-        except Exception:  # a failed session is a result (e.g. the engine aborted it for lack of KV)
+        except Exception as exc:  # a failed session is a result (e.g. the engine aborted it for lack of KV)
             totals.failed += 1
+            totals.failures[f"{type(exc).__name__}: {exc}"[:600]] += 1
         else:
             totals.completed += 1
         totals.jct.append(clock() - start)
@@ -392,6 +397,7 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         policy=policy,
         agents=len(scripts),
         failed=totals.failed,
+        failures=dict(totals.failures.most_common(5)),
         jct_mean_s=statistics.fmean(jct),
         jct_p50_s=statistics.median(jct),
         jct_p95_s=jct[min(len(jct) - 1, math.ceil(0.95 * len(jct)) - 1)],

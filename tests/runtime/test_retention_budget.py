@@ -55,6 +55,28 @@ async def test_preemption_releases_lowest_value_paused_hold_first() -> None:
     assert closed == ["cheap"]
 
 
+async def test_make_room_releases_paused_holds_whatever_their_value_until_enough_is_freed() -> None:
+    # The server aborted a request for lack of KV: this budget's own paused sessions go, cheapest first,
+    # until the request's tokens are on the way — even holds worth more than the requester (it has none).
+    budget = KVBudget("s", 100)
+    reasons: dict[str, str] = {}
+
+    def closer(key: str):
+        async def close(reason: str) -> None:
+            reasons[key] = reason
+
+        return close
+
+    for key, value in (("cheap", 1.0), ("dear", 50.0), ("dearest", 90.0)):
+        await budget.reserve(key, 30, wait_s=0, preempt=False)
+        budget.pause(key, value=value, on_release=closer(key))
+    await budget.reserve("me", 10, wait_s=0, preempt=False)  # the requester's own hold is never released
+    await asyncio.wait(budget.make_room(45, exclude="me", reason="released for an aborted request"))
+    assert set(reasons) == {"cheap", "dear"} and "released for an aborted request (s)" in reasons["dear"]
+    assert set(budget.holds) == {"dearest", "me"} and budget.held == 40
+    assert budget.make_room(1000, exclude="me", reason="x") and "me" in budget.holds
+
+
 async def _hold_being_released() -> tuple[KVBudget, asyncio.Event]:
     """A 100-token budget whose 40-token hold "a" is releasing; its session close waits for ``gate``."""
     budget = KVBudget("s", 100)

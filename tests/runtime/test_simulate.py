@@ -309,3 +309,64 @@ def test_a_killed_worker_still_prints_the_policies_that_finished(monkeypatch: py
     assert "before session, oracle finished" in result.output
     rows = [line.split()[0] for line in result.output.splitlines() if line.split()[:1] in (["none"], ["session"])]
     assert rows == ["none"]
+
+
+def test_a_request_waits_for_kv_held_by_requests_admitted_in_the_same_prefill_round():
+    # 1,000 KV tokens, one 2,048-token prefill round: A (300) and B (800) arrive together. A's chunk takes 300
+    # slots; B does not fit beside it, but will once A has run: B must wait, not be aborted as if it could
+    # never fit (nothing was running yet, so the scheduler took the round's own chunks for pinned KV).
+    async def run() -> list:
+        config = EngineConfig(executor="sim", max_total_tokens=1000, chunked_prefill_size=2048)
+        server = SimulatedServer("sim://round", config)
+        try:
+            return await asyncio.gather(
+                server.generate([7] * 300, sampling_params={"max_new_tokens": 4}, rid="a"),
+                server.generate([9] * 800, sampling_params={"max_new_tokens": 4}, rid="b"),
+            )
+        finally:
+            await server.aclose()
+
+    a, b = run_virtual(run())  # before the fix: RequestAborted ("request needs 800 more KV tokens ...")
+    assert (a.finish_reason, a.completion_tokens, b.finish_reason, b.completion_tokens) == ("length", 4, "length", 4)
+
+
+def test_no_session_fails_when_every_context_fits_the_kv_even_under_pinned_sessions():
+    # 24 swe agents, KV 148k tokens (15% of the peak total context), the longest context 39k: the pool's
+    # paused sessions pin up to 75% of the KV, so a turn without a session could find no room for its
+    # context. The pool then releases its own paused holds (the server aborted the request) and the turn
+    # runs; before, 9 of the 24 sessions failed (and their short JCTs flattered the policy's mean).
+    from interleaf.runtime.simulate import generate
+
+    scripts = sessions(generate("swe", 24, seed=3, turns=10))
+    setup = SimulationSetup(servers=1, token_block=16, budget_ratio=0.15)
+    for policy in ("session", "adaptive"):
+        result = simulate_policy(scripts, policy, setup)
+        assert result.failed == 0 and result.completed == 24, (policy, result.failures)
+
+
+def test_a_turn_the_server_aborts_for_pinned_kv_releases_the_pools_own_paused_sessions():
+    # KV 1,000 tokens, budget 90%: A's session (704 tokens) is paused in a tool call; B's 500-token turn is
+    # refused a session by the budget and runs without one, but the server cannot fit it beside A's pinned
+    # KV and aborts it. The pool releases its own paused hold (A's) and B's retry runs; A recomputes later.
+    async def run() -> tuple[str, str, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        server = SimulatedServer("sim://pinned", EngineConfig(executor="sim", max_total_tokens=1000))
+        pool = BackendPool(
+            [server], retention="session", kv_budget_fraction=0.9, admission=False, tokenizer=ByteTokenizer(),
+            clock=loop.time, admission_wait_s=0.5,
+        )  # fmt: skip
+        try:
+            async with pool.episode("a") as a:
+                await a.generate("a" * 700, max_new_tokens=4, ignore_eos=True)
+                await a.pause(["tool"])
+                async with pool.episode("b") as b:
+                    out_b = await b.generate("b" * 500, max_new_tokens=4, ignore_eos=True)
+                out_a = await a.generate("more", max_new_tokens=4, ignore_eos=True)
+                return out_b.finish_reason, out_a.finish_reason, dict(pool.decisions)
+        finally:
+            await pool.aclose()
+            await server.aclose()
+
+    finish_b, finish_a, decisions = run_virtual(run())
+    assert (finish_b, finish_a) == ("length", "length")
+    assert decisions.get("released_for_abort") == 1, decisions
