@@ -108,6 +108,8 @@ async def _call(
         rid = f"{hold.episode_id}-t{conv.turns}-{random.getrandbits(32):08x}"
         outstanding = (len(turn.delta) if session and session.previous_rid else len(ids)) + turn.max_new_tokens
         pool.router.begin(backend.url, outstanding)
+        if session is not None:
+            pool.held_request(backend.url, +1)
         try:
             return await backend.generate(
                 ids,
@@ -154,6 +156,8 @@ async def _call(
             raise
         finally:
             pool.router.end(backend.url, outstanding)
+            if session is not None:
+                pool.held_request(backend.url, -1)
         attempt += 1
 
 

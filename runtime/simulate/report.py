@@ -74,6 +74,8 @@ def render(report: SimulationReport) -> str:
             f"{ratio(r.jct_p95_s, base and base.jct_p95_s)} {ratio(r.makespan_s, base and base.makespan_s)} "
             f"{r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
         )
+        for reason, count in r.failures.items():
+            notes.append(f"{r.policy}: {count} session(s) failed: {reason}")
     return "\n".join(lines + notes)
 
 

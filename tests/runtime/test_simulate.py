@@ -158,9 +158,7 @@ def test_capacity_plan_finds_the_fewest_servers_by_search():
     assert all(p.meets == (p.jct_s <= target) for p in plan.probes)
 
 
-def test_admission_waits_only_on_a_thrashing_saturated_server():
-    from interleaf.runtime.client.server_metrics import ServerMetrics
-
+def test_admission_waits_only_on_a_thrashing_server_its_admitted_episodes_keep_busy():
     async def run() -> list[bool]:
         server = SimulatedServer("sim://s", EngineConfig(executor="sim", max_total_tokens=4096))
         pool = BackendPool(
@@ -169,19 +167,24 @@ def test_admission_waits_only_on_a_thrashing_saturated_server():
         url, seen = server.url, []
         seen.append(pool.saturated(url))  # nothing observed: no thrashing, never wait
         pool.observe_stateless(url, recomputed=60, context=100)
-        seen.append(pool.saturated(url))  # thrashing, but no /metrics yet: unknown load counts as saturated
-        pool.last_metrics[url] = ServerMetrics({"sglang:num_queue_reqs": 0.0, "sglang:num_running_reqs": 0.0}, at=0)
-        seen.append(pool.saturated(url))  # thrashing but idle: run without a session
-        pool.last_metrics[url] = ServerMetrics({"sglang:num_queue_reqs": 3.0, "sglang:num_running_reqs": 8.0}, at=1)
-        seen.append(pool.saturated(url))  # thrashing and queueing: wait
+        seen.append(pool.saturated(url))  # thrashing, but no admitted turn has run: waiting would idle it
+        pool.held_request(url, +1)  # an admitted episode's turn runs for 30 s
+        await asyncio.sleep(30)
+        seen.append(pool.saturated(url))  # thrashing and busy with admitted turns: wait
+        pool.held_request(url, -1)
+        await asyncio.sleep(30)  # nothing admitted running for 30 s: the busy share decays under 70%
+        seen.append(pool.saturated(url))
+        pool.held_request(url, +1)
+        await asyncio.sleep(60)
         for _ in range(40):  # the prefixes survive from now on: the lost share decays below 20%
             pool.observe_stateless(url, recomputed=0, context=100)
         seen.append(pool.saturated(url))
+        pool.held_request(url, -1)
         await pool.aclose()
         await server.aclose()
         return seen
 
-    assert run_virtual(run()) == [False, True, False, True, False]
+    assert run_virtual(run()) == [False, False, True, False, False]
 
 
 def test_unbounded_sessions_stop_at_kv_exhaustion():
