@@ -12,10 +12,11 @@ Admission control keeps the set of holding episodes small enough to finish withi
   Remaining turns: the mean length of the episodes this pool has finished, capped by the episode's
   ``max_turns`` hint; before any has finished, the hint (else one more turn);
 * episodes are admitted first come, first served while the admitted projections fit the budget;
-  the others wait before their turn while the server is saturated (their prefix stays in the
-  server's unpinned radix cache, which nothing pinned can take: held KV is at most the budget) —
-  program-level FCFS, after Continuum — and run without a session, keeping their place in the queue,
-  while it has spare capacity (the caller's ``saturated`` test): waiting on an idle GPU only loses time;
+  the others wait before their turn while the caller's ``saturated`` test says so (the pool's: the
+  server thrashes and its admitted episodes keep it busy) — their prefix stays in the server's unpinned
+  radix cache, which nothing pinned can take: held KV is at most the budget; program-level FCFS, after
+  Continuum — and otherwise run without a session, keeping their place in the queue: waiting on a GPU the
+  admitted episodes leave idle only loses time;
 * when the projections outgrow the budget (the estimate learned that turns are bigger), the most
   recently admitted episodes are **suspended**: a paused hold is released at once, a running turn's
   at its next pause; they wait at the head of the queue, in their original order (no starvation);
