@@ -38,7 +38,8 @@ def render(report: SimulationReport) -> str:
         f"SIMULATED: {report.agents} agents of {report.workload} on {s.servers} x {s.gpu} "
         f"({s.model}); peak total context {report.peak_context_tokens:,} tok; KV {report.kv_tokens_per_server:,} "
         f"tok/server; token block {s.token_block}; tool-pause floor {report.tool_floor_s:.1f} s"
-        + (f"; {report.turns_cut:,} turns cut at the model's context window" if report.turns_cut else ""),
+        + (f"; {report.turns_cut:,} turns cut at the model's context window" if report.turns_cut else "")
+        + (f"; admission overcommit {s.admission_overcommit:g}" if s.admission_overcommit != 1.0 else ""),
     ]
     head = (
         f"{'policy':16s} {'JCT mean':>9s} {'p50':>8s} {'p95':>8s} {'makespan':>9s} {'turns/s':>8s} "
