@@ -43,6 +43,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
             "'--n', '--concurrency': --n: Input should be greater than or equal to 1, got 0; --concurrency: Input",
         ),
         (["run", "--suite", "no-such-suite"], "'no-such-suite' is not a registered suite"),
+        (["run", "--admission", "fcfs"], "'fcfs' is not one of 'defer', 'strict', 'off'"),
+        (["run", "--admission-overcommit", "0"], "--admission-overcommit: Input should be greater than 0, got 0.0"),
         (["tools", "list", "nosuchmod:x"], "no module named 'nosuchmod'"),
         (["tools", "list", "interleaf.tools:nothing"], "has no attribute 'nothing'"),
         (["report", "no-such-file.jsonl"], "no-such-file.jsonl"),

@@ -15,7 +15,7 @@ imported first.
 
 from __future__ import annotations
 
-from interleaf.runtime.client.admission import AdmissionAbandoned, EpisodeAdmission, GrowthEstimate
+from interleaf.runtime.client.admission import AdmissionAbandoned, AdmissionMode, EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.client.backend import Backend, GenerateResult, ServerInfo, SessionTurn
 from interleaf.runtime.client.capabilities import CapabilityGap, effective_retention, probe_retention_gaps
 from interleaf.runtime.client.conversation import Conversation
@@ -41,6 +41,7 @@ from interleaf.runtime.client.sglang import SGLangBackend, Transport
 
 __all__ = [
     "AdmissionAbandoned",
+    "AdmissionMode",
     "Backend",
     "BackendError",
     "BackendPool",

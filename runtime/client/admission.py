@@ -31,9 +31,27 @@ import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 _RECHECK_S = 1.0
 """A waiter re-checks at least this often (the server may have gone down meanwhile)."""
+
+
+class AdmissionMode(StrEnum):
+    """How a pool admits episodes to hold KV (docs/retention.md, "Admission control")."""
+
+    DEFER = "defer"
+    """Admission control; a turn not admitted yet waits only on a thrashing server that the admitted
+    episodes keep busy, else runs without a session and keeps its place (the default)."""
+    STRICT = "strict"
+    """Admission control that always waits: program-level FCFS. Best where the admitted programs keep the
+    GPU busy (large fleets of long-context agents, simulated); worst on an idle or lightly loaded server."""
+    OFF = "off"
+    """No admission control: every episode tries to hold, within the KV budget."""
+
+    def pool_options(self) -> dict[str, bool]:
+        """The ``BackendPool`` keyword arguments (``admission``, ``admission_defer``) of this mode."""
+        return {"admission": self is not AdmissionMode.OFF, "admission_defer": self is AdmissionMode.DEFER}
 
 
 @dataclass
@@ -259,4 +277,4 @@ class AdmissionAbandoned(Exception):
         self.key = key
 
 
-__all__ = ["AdmissionAbandoned", "EpisodeAdmission", "GrowthEstimate"]
+__all__ = ["AdmissionAbandoned", "AdmissionMode", "EpisodeAdmission", "GrowthEstimate"]

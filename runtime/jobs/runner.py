@@ -251,6 +251,8 @@ class JobRunner:
             self.spec.backend_urls,
             retention=self.spec.retention,
             kv_budget_fraction=self.spec.kv_budget_fraction / self.spec.actors,
+            admission=self.spec.admission,
+            admission_overcommit=self.spec.admission_overcommit,
             model_factory=self.model_factory,
             name=f"{self.job_id}-w{index}",
             max_concurrency=max(64, 4 * per_actor + 16),

@@ -26,7 +26,7 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from interleaf.agents import AGENTS, SUITES
-from interleaf.runtime.client import RetentionPolicyName
+from interleaf.runtime.client import AdmissionMode, RetentionPolicyName
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """A job id: a safe file name (no ``/``, no leading dot) and no ``:`` (the Redis key separator)."""
@@ -82,6 +82,11 @@ class JobSpec(BaseModel):
     """Retention policy at tool pauses (``interleaf.runtime.client.retention``)."""
     kv_budget_fraction: float = Field(default=0.5, gt=0, le=1, strict=True)
     """Share of each server's KV capacity that held sessions may use, split over the actors."""
+    admission: AdmissionMode = AdmissionMode.DEFER
+    """Episode admission control of a session-holding retention: defer (wait only where the admitted episodes
+    keep a thrashing server busy), strict (always wait: program-level FCFS), off."""
+    admission_overcommit: float = Field(default=1.0, gt=0, le=100, strict=True)
+    """Admitted episodes' projected peak contexts may sum to this many times the KV budget (1: they must fit)."""
     max_turns: int | None = Field(default=None, ge=1, strict=True)
     """Override the agent's turn budget."""
     max_tokens: int | None = Field(default=None, ge=1, le=100_000_000, strict=True)

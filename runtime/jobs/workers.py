@@ -25,7 +25,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
-from interleaf.runtime.client import BackendPool, RetentionPolicyName
+from interleaf.runtime.client import AdmissionMode, BackendPool, RetentionPolicyName
 from interleaf.runtime.jobs.episode_channel import serve_episodes
 from interleaf.runtime.jobs.spec import JobSpec
 from interleaf.runtime.jobs.store import dump_trajectory
@@ -73,12 +73,16 @@ class EpisodeWorker:
         *,
         retention: RetentionPolicyName = RetentionPolicyName.SESSION,
         kv_budget_fraction: float = 0.5,
+        admission: AdmissionMode = AdmissionMode.DEFER,
+        admission_overcommit: float = 1.0,
         model_factory: ModelFactory | None = None,
         name: str = "",
     ) -> None:
         self.backend_urls = list(backend_urls)
         self.retention = retention
         self.kv_budget_fraction = kv_budget_fraction
+        self.admission = admission
+        self.admission_overcommit = admission_overcommit
         self.name = name
         self._model_factory = model_factory
         self._pool: BackendPool | None = None
@@ -137,7 +141,11 @@ class EpisodeWorker:
             pool = self._pool
             if pool is None:
                 pool = self._pool = await BackendPool.connect(
-                    self.backend_urls, retention=self.retention, kv_budget_fraction=self.kv_budget_fraction
+                    self.backend_urls,
+                    retention=self.retention,
+                    kv_budget_fraction=self.kv_budget_fraction,
+                    admission_overcommit=self.admission_overcommit,
+                    **self.admission.pool_options(),
                 )
         return pool
 
@@ -253,6 +261,8 @@ def worker_actor(
     *,
     retention: RetentionPolicyName = RetentionPolicyName.SESSION,
     kv_budget_fraction: float = 0.5,
+    admission: AdmissionMode = AdmissionMode.DEFER,
+    admission_overcommit: float = 1.0,
     model_factory: ModelFactory | None = None,
     name: str = "",
     max_concurrency: int = 1000,
@@ -268,6 +278,8 @@ def worker_actor(
         backend_urls,
         retention=retention,
         kv_budget_fraction=kv_budget_fraction,
+        admission=admission,
+        admission_overcommit=admission_overcommit,
         model_factory=model_factory,
         name=name,
     )

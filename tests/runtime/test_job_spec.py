@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from interleaf.agents import AGENTS, SUITES, Agent, register_agent, register_suite
-from interleaf.runtime.client import RetentionPolicyName
+from interleaf.runtime.client import AdmissionMode, RetentionPolicyName
 from interleaf.runtime.jobs import JobSpec
 
 
@@ -68,6 +68,24 @@ def test_retention_is_a_policy_name() -> None:
     # Stored and submitted as the plain string, and read back the same.
     assert spec.model_dump(mode="json")["retention"] == "ttl"
     assert JobSpec.model_validate(spec.model_dump(mode="json")) == spec
+
+
+def test_admission_is_a_mode_and_overcommit_a_positive_factor() -> None:
+    with pytest.raises(ValidationError) as exc:
+        JobSpec(admission="fcfs")
+    field, value, message = only_error(exc)
+    assert (field, value) == ("admission", "fcfs") and all(f"'{m.value}'" in message for m in AdmissionMode)
+    for bad in (0, -1.5, 101.0, float("inf"), True):
+        with pytest.raises(ValidationError) as exc:
+            JobSpec(admission_overcommit=bad)
+        assert only_error(exc)[0] == "admission_overcommit"
+    spec = JobSpec(admission="strict", admission_overcommit=1.5)
+    assert (spec.admission, spec.admission_overcommit) == (AdmissionMode.STRICT, 1.5)
+    assert JobSpec.model_validate(spec.model_dump(mode="json")) == spec
+    # What each mode asks of the actors' pools.
+    assert AdmissionMode.DEFER.pool_options() == {"admission": True, "admission_defer": True}
+    assert AdmissionMode.STRICT.pool_options() == {"admission": True, "admission_defer": False}
+    assert AdmissionMode.OFF.pool_options() == {"admission": False, "admission_defer": False}
 
 
 def test_fields_are_documented() -> None:
