@@ -272,7 +272,7 @@ class BackendPool:
                 if total is not None:
                     self._ingest[url].sample(total, metrics.at)
                 if url in self.admissions and not self.saturated(url):
-                    self.admissions[url].poke()  # spare capacity: waiters may run without a session
+                    self.admissions[url].poke()  # not saturated: waiters may run without a session
         return ok
 
     def observe_stateless(self, url: str, *, recomputed: int, context: int) -> None:
