@@ -43,7 +43,7 @@ from progress import Progress
 from interleaf.runtime.client import BackendPool
 from interleaf.runtime.engine.process import EngineProcess
 from interleaf.runtime.simulate import PolicyResult, SimulationSetup, generate, sessions, simulate_policy
-from interleaf.runtime.simulate.simulation import GREEDY, STRICT, replay, server_kv_tokens, split_policy
+from interleaf.runtime.simulate.simulation import admission_mode, replay, server_kv_tokens, split_policy
 from interleaf.runtime.tokenizer import ByteTokenizer
 
 
@@ -53,10 +53,9 @@ async def _real(url: str, policy: str, scripts: list, setup: SimulationSetup) ->
             if (await client.post(f"{url}/flush_cache", timeout=30)).status_code == 200:
                 break
             await asyncio.sleep(0.5)
-    base, variant = split_policy(policy)
     pool = await BackendPool.connect(
-        [url], retention=base, kv_budget_fraction=setup.kv_budget_fraction, tokenizer=ByteTokenizer(),
-        admission=base != "none" and variant != GREEDY, admission_defer=variant != STRICT,
+        [url], retention=split_policy(policy)[0], kv_budget_fraction=setup.kv_budget_fraction,
+        tokenizer=ByteTokenizer(), **admission_mode(policy).pool_options(),
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     t0 = loop.time()

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from interleaf.runtime.client import BackendPool
+from interleaf.runtime.client import AdmissionMode, BackendPool
 from interleaf.runtime.client.retention import RetentionPolicyName
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.sim import SimExecutor
@@ -57,6 +57,15 @@ def split_policy(name: str) -> tuple[str, str]:
         if name.endswith(suffix):
             return name.removesuffix(suffix), suffix
     return name, ""
+
+
+def admission_mode(name: str) -> AdmissionMode:
+    """The episode admission control a simulation policy runs with: none for ``none``, ``unbounded`` and
+    ``oracle`` (nothing to admit) and ``-greedy``; always-waiting for ``-strict``; deferral otherwise."""
+    base, suffix = split_policy(name)
+    if base == "none" or name in EXTRA_POLICIES or suffix == GREEDY:
+        return AdmissionMode.OFF
+    return AdmissionMode.STRICT if suffix == STRICT else AdmissionMode.DEFER
 
 
 def check_policy(name: str) -> str:
@@ -328,18 +337,15 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
                         host_request_s=setup.host_request_s, host_step_s=setup.host_step_s)
         for i in range(setup.servers)
     ]  # fmt: skip
-    holding = policy not in ("none",)
     fraction = 1.0 if policy in EXTRA_POLICIES else setup.kv_budget_fraction
-    base, variant = split_policy(policy)
     pool = BackendPool(
         list(servers),
-        retention="session" if policy in EXTRA_POLICIES else base,
+        retention="session" if policy in EXTRA_POLICIES else split_policy(policy)[0],
         kv_budget_fraction=fraction,
         tokenizer=ByteTokenizer(),
-        admission=holding and policy not in EXTRA_POLICIES and variant != GREEDY,
         admission_overcommit=setup.admission_overcommit,
-        admission_defer=variant != STRICT,
         clock=clock,
+        **admission_mode(policy).pool_options(),
     )
     if policy == "unbounded":
         for budget in pool.budgets.values():  # SGLang has no budget: only the KV itself bounds the sessions

@@ -373,3 +373,13 @@ def test_a_turn_the_server_aborts_for_pinned_kv_releases_the_pools_own_paused_se
     finish_b, finish_a, decisions = run_virtual(run())
     assert (finish_b, finish_a) == ("length", "length")
     assert decisions.get("released_for_abort") == 1, decisions
+
+
+def test_policy_names_map_to_the_production_admission_modes():
+    from interleaf.runtime.client import AdmissionMode
+    from interleaf.runtime.simulate.simulation import admission_mode
+
+    expected = {"none": AdmissionMode.OFF, "oracle": AdmissionMode.OFF, "unbounded": AdmissionMode.OFF,
+                "session": AdmissionMode.DEFER, "adaptive": AdmissionMode.DEFER, "ttl-greedy": AdmissionMode.OFF,
+                "session-strict": AdmissionMode.STRICT, "adaptive-strict": AdmissionMode.STRICT}  # fmt: skip
+    assert {name: admission_mode(name) for name in expected} == expected
