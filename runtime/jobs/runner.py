@@ -129,6 +129,11 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
         )
 
 
+def _headline(exc: BaseException) -> str:
+    """``"<ExceptionType>: <first line of its message>"`` (Ray's errors carry whole tracebacks)."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
 _REPLACE_ATTEMPTS = 10
 """Placements tried for a dead actor's replacement (about 30 s of back-off in all)."""
 _REPLACE_TIMEOUT_S = 120.0
@@ -164,7 +169,7 @@ class _Slot:
             try:
                 await self.handle.watch.remote()
             except Exception as exc:  # RayActorError: the actor is gone
-                channel.close(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+                channel.close(_headline(exc))
 
         self.watcher = asyncio.create_task(watch())
 
@@ -435,7 +440,7 @@ class JobRunner:
                 raw = await slot.run_episode(self.job_id, episode, attempt)
                 traj = load_trajectory(raw)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ChannelClosed) as exc:
-                why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                why = _headline(exc)
                 if self._cancel.is_set():
                     return
                 await self._restart(slot, generation, why)
