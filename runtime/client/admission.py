@@ -11,12 +11,14 @@ Admission control keeps the set of holding episodes small enough to finish withi
   turn (delta + completion, learned online; before any observation, the turn's ``max_new_tokens``).
   Remaining turns: the mean length of the episodes this pool has finished, capped by the episode's
   ``max_turns`` hint; before any has finished, the hint (else one more turn);
-* episodes are admitted first come, first served while the admitted projections fit the budget;
-  the others wait before their turn while the caller's ``saturated`` test says so (the pool's: the
-  server thrashes and its admitted episodes keep it busy) — their prefix stays in the server's unpinned
-  radix cache, which nothing pinned can take: held KV is at most the budget; program-level FCFS, after
-  Continuum — and otherwise run without a session, keeping their place in the queue: waiting on a GPU the
-  admitted episodes leave idle only loses time;
+* episodes are admitted first come, first served while the admitted projections fit the budget
+  (program-level FCFS, after Continuum); held KV is at most the budget. The others run their turns
+  without a session, keeping their place in the queue — waiting on a GPU the admitted episodes leave idle
+  only loses time — except when the caller's ``crowded`` test says the server is crowded (the pool's: the
+  open episodes' contexts exceed its KV and the admitted episodes keep it busy). Then only the **head** of
+  the queue runs without a session — the waiters whose contexts fit in the KV the admitted projections
+  leave free, so that they do not evict each other's prefixes — and the rest wait: a herd of turns without
+  sessions on a crowded server recomputes what it evicted from itself;
 * when the projections outgrow the budget (the estimate learned that turns are bigger), the most
   recently admitted episodes are **suspended**: a paused hold is released at once, a running turn's
   at its next pause; they wait at the head of the queue, in their original order (no starvation);
@@ -41,8 +43,9 @@ class AdmissionMode(StrEnum):
     """How a pool admits episodes to hold KV (docs/retention.md, "Admission control")."""
 
     DEFER = "defer"
-    """Admission control; a turn not admitted yet waits only on a thrashing server that the admitted
-    episodes keep busy, else runs without a session and keeps its place (the default)."""
+    """Admission control; a turn not admitted yet runs without a session and keeps its place, except on a
+    crowded server (more open context than KV, kept busy by the admitted episodes), where only the head of
+    the queue does and the rest wait (the default)."""
     STRICT = "strict"
     """Admission control that always waits: program-level FCFS. Best where the admitted programs keep the
     GPU busy (large fleets of long-context agents, simulated); worst on an idle or lightly loaded server."""
@@ -109,6 +112,7 @@ class EpisodeAdmission:
         growth: GrowthEstimate,
         on_suspend: Callable[[str, str], None] | None = None,
         overcommit: float = 1.0,
+        kv_capacity: int | None = None,
     ) -> None:
         if overcommit <= 0:
             raise ValueError(f"admission overcommit={overcommit} must be > 0 (1.0: projections must fit the budget)")
@@ -117,6 +121,9 @@ class EpisodeAdmission:
         self.limit = capacity * overcommit
         """Admitted projections may sum to this: above 1x the budget, episodes that do not all reach
         their peak at once share it (more concurrency, some risk of a late suspension or refusal)."""
+        self.kv_capacity = capacity if kv_capacity is None else kv_capacity
+        """The server's whole KV (``capacity`` is this pool's budget, a share of it): turns without a
+        session run in what the admitted episodes' projections leave of it."""
         self.growth = growth
         self.on_suspend = on_suspend
         """Called with (episode key, reason) when an admitted episode is suspended."""
@@ -127,6 +134,10 @@ class EpisodeAdmission:
         self.peak_admitted = 0
         self._ranks = itertools.count()
         self._changed = asyncio.Event()
+        self._version = 0
+        """Bumped by every change to the queue or the admitted set's figures (the head is cached on it)."""
+        self._head: frozenset[str] = frozenset()
+        self._head_stamp: tuple[int, int, int] | None = None
 
     # -- projections ---------------------------------------------------------------------------
 
@@ -142,6 +153,23 @@ class EpisodeAdmission:
     def is_admitted(self, key: str) -> bool:
         return key in self.admitted
 
+    def at_head(self, key: str) -> bool:
+        """Whether waiting ``key`` is at the head of the queue: the first waiter, or one whose context, with
+        those of the waiters before it, fits in the KV the admitted episodes' projections leave free (turns
+        without a session that fit there together do not evict each other's prefixes)."""
+        stamp = (self._version, self.growth.turns_seen, self.growth.episodes_seen)
+        if self._head_stamp != stamp:  # every waiter asks at every wake-up: compute once per change
+            room = self.kv_capacity - self.committed()
+            head: set[str] = set()
+            total = 0.0
+            for entry in sorted(self.waiting.values(), key=lambda e: e.rank):
+                total += entry.context
+                if head and total > room:
+                    break
+                head.add(entry.key)
+            self._head, self._head_stamp = frozenset(head), stamp
+        return key in self._head
+
     # -- the protocol: admit before a turn, update after it, leave at the end ----------------------
 
     async def admit(
@@ -153,27 +181,34 @@ class EpisodeAdmission:
         max_turns: int | None,
         prior_growth: int,
         alive: Callable[[], bool] = lambda: True,
-        saturated: Callable[[], bool] | None = None,
+        crowded: Callable[[], bool] | None = None,
     ) -> float:
         """Wait until ``key`` is admitted; returns the seconds waited.
 
         ``context``: tokens the turn about to run will hold (context + delta + max_new_tokens).
-        ``saturated``: wait only while it says the server is saturated; when it says not (the server has
-        spare capacity), return without admission — ``key`` keeps its place in the queue and the caller
-        runs the turn without a session (work-conserving: nobody idles while the GPU could serve them).
+        ``crowded``: None: wait until admitted (strict FCFS). Otherwise return without admission — ``key``
+        keeps its place in the queue and the caller runs the turn without a session — unless ``crowded()``
+        says the server is crowded and ``key`` is not at the head of the queue (:meth:`at_head`); then wait
+        until either changes.
         Raises :class:`AdmissionAbandoned` when ``alive()`` turns false while waiting (server down).
         """
         entry = self.admitted.get(key)
         if entry is not None:
             entry.context, entry.turns_done = context, turns_done + 1
+            self._version += 1
             return 0.0
         entry = self.waiting.get(key)
         if entry is None:
             entry = self.waiting[key] = _Entry(key, next(self._ranks), 0, 0, max_turns, prior_growth)
         # The turn about to run is counted in ``context``: project from after it.
         entry.context, entry.turns_done, entry.prior_growth = context, turns_done + 1, prior_growth
+        self._version += 1
         self._fill()
-        if key in self.admitted or (saturated is not None and not saturated()):
+
+        def may_defer() -> bool:
+            return crowded is not None and (not crowded() or self.at_head(key))
+
+        if key in self.admitted or may_defer():
             return 0.0
         self.waits += 1
         loop = asyncio.get_running_loop()
@@ -182,8 +217,8 @@ class EpisodeAdmission:
             while key not in self.admitted:
                 if not alive():
                     raise AdmissionAbandoned(self.server, key)
-                if saturated is not None and not saturated():
-                    break  # spare capacity now: run without a session, keep the place in the queue
+                if may_defer():
+                    break  # run without a session now, keep the place in the queue
                 changed = self._changed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), _RECHECK_S)
@@ -193,6 +228,7 @@ class EpisodeAdmission:
         except BaseException:
             if self.waiting.get(key) is entry:
                 del self.waiting[key]
+                self._version += 1
                 self._notify()
             raise
         return loop.time() - started
@@ -202,6 +238,7 @@ class EpisodeAdmission:
         entry = self.admitted.get(key) or self.waiting.get(key)
         if entry is not None:
             entry.context, entry.turns_done = context, turns_done
+            self._version += 1
         self.rebalance()
 
     def rebalance(self) -> None:
@@ -232,6 +269,7 @@ class EpisodeAdmission:
     def _fill(self) -> None:
         """Admit waiters in rank order while their projection fits (the head always, when nothing is
         admitted). Strict order: a later small episode does not overtake an earlier large one."""
+        self._version += 1  # called after every change that can move the queue (suspensions included)
         if not self.waiting:
             return
         committed = self.committed()

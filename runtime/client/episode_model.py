@@ -106,8 +106,6 @@ class EpisodeModel:
         recomputed = conv.recomputed(result.prompt_tokens, result.cached_tokens)
         if outcome.failover_from is not None:
             self.pool.reprefill_tokens += recomputed
-        if not outcome.in_session and conv.turns > 0:  # a later turn without a session: did its prefix survive?
-            self.pool.observe_stateless(result.server, recomputed=recomputed, context=len(conv.ids))
         conv.commit(delta, result.output_ids, result.request_id)
         self.pool.observe_call(result.server, result.prompt_tokens - result.cached_tokens + result.completion_tokens)
         self.hold.turn_done(result.server, added=len(delta) + result.completion_tokens)
@@ -148,8 +146,7 @@ class EpisodeModel:
         try:
             await asyncio.shield(self.hold.teardown())
         finally:
-            self.pool.router.forget(self.episode_id)
-            self.pool.episodes.pop(self.episode_id, None)
+            self.pool.episode_closed(self.episode_id)
 
     async def __aenter__(self) -> EpisodeModel:
         return self

@@ -30,10 +30,8 @@ from interleaf.runtime.tokenizer import load_tokenizer
 _INGEST_HALF_LIFE_S = 10.0
 _ADMITTED_BUSY = 0.7
 """A server whose admitted (session-holding) episodes alone kept it running turns this share of the time
-(smoothed) is saturated by them: turns that cannot be admitted wait there rather than run without a session."""
-_THRASHING = 0.2
-"""Admission control makes episodes wait (rather than run without a session) only on a server where later
-turns without a session recently recomputed at least this share of their earlier context."""
+(smoothed) is busy with them: if it is crowded too, only the head of its admission queue runs without a
+session."""
 
 
 @dataclass
@@ -76,23 +74,6 @@ class _HeldBusy:
         self.in_flight += delta
 
 
-@dataclass
-class _LostShare:
-    """Running share of their earlier context that later turns without a session had to recompute (the
-    radix cache lost it meanwhile), weighted by context and decayed per observation."""
-
-    recomputed: float = 0.0
-    context: float = 0.0
-
-    def sample(self, recomputed: int, context: int, decay: float = 0.95) -> None:
-        self.recomputed = decay * self.recomputed + recomputed
-        self.context = decay * self.context + context
-
-    @property
-    def share(self) -> float:
-        return self.recomputed / self.context if self.context > 0 else 0.0
-
-
 class BackendPool:
     """N servers behind a sticky router, each with a bounded KV budget, one retention policy."""
 
@@ -111,12 +92,18 @@ class BackendPool:
         admission: bool = True,
         admission_overcommit: float = 1.0,
         admission_defer: bool = True,
+        kv_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= kv_budget_fraction <= 1.0:
             raise ValueError(
                 f"kv_budget_fraction={kv_budget_fraction} must be in [0, 1]: it is the share of each "
                 "server's max_total_num_tokens this pool may pin (N pools on one server: pass fraction/N)"
+            )
+        if not 0.0 < kv_share <= 1.0:
+            raise ValueError(
+                f"kv_share={kv_share} must be in (0, 1]: the share of each server's KV this pool's episodes run "
+                "in (N pools on one server: 1/N)"
             )
         if retries < 0 or backoff_s < 0 or admission_wait_s < 0:
             raise ValueError(
@@ -139,9 +126,13 @@ class BackendPool:
             url: KVBudget(url, int(kv_budget_fraction * b.info.max_total_num_tokens), clock=clock)
             for url, b in self.backends.items()
         }
+        self.kv_share = {url: int(kv_share * b.info.max_total_num_tokens) for url, b in self.backends.items()}
+        """Per server: the KV tokens this pool's episodes can count on (its share of the server when N pools
+        use it); whether a server is crowded, and how many waiters may run without a session, is measured
+        against it."""
         self.admission_defer = admission_defer
-        """A turn not admitted yet waits only while its server is saturated (``saturated``); otherwise it
-        runs without a session and keeps its place in the queue. False: it always waits."""
+        """A turn not admitted yet runs without a session and keeps its place in the queue, except on a
+        crowded server (``crowded``) where only the head of the queue does. False: it always waits."""
         self.growth = GrowthEstimate()
         self.admissions: dict[str, EpisodeAdmission] = {}
         if admission and self.policy.uses_sessions:
@@ -152,6 +143,7 @@ class BackendPool:
                     self.growth,
                     on_suspend=functools.partial(self._suspended, budget),
                     overcommit=admission_overcommit,
+                    kv_capacity=self.kv_share[url],
                 )
                 for url, budget in self.budgets.items()
             }
@@ -162,7 +154,10 @@ class BackendPool:
         self._ingest = {url: _IngestRate() for url in self.backends}
         self._client_ingest = {url: _IngestRate() for url in self.backends}
         self._client_totals: Counter[str] = Counter()
-        self._lost = {url: _LostShare() for url in self.backends}
+        self._episode_context: dict[str, tuple[str, int]] = {}
+        """Each open episode's server and context tokens (after its last turn)."""
+        self._open_context: Counter[str] = Counter()
+        """Per server: the open episodes' context tokens, summed."""
         self._held_busy = {url: _HeldBusy() for url in self.backends}
         self.capability_gaps: list[CapabilityGap] = [
             gap for b in backends for gap in retention_gaps(self.policy.name, b.info)
@@ -189,10 +184,11 @@ class BackendPool:
 
         ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
         first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
-        session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit, admission_defer
-        (see the constructor; ``admission=False`` turns episode admission control off: every episode may try
-        to hold; ``admission_overcommit`` > 1 lets the admitted projections exceed the budget by that factor;
-        ``admission_defer=False`` makes a turn not admitted wait even when its server has spare capacity).
+        session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit, admission_defer,
+        kv_share (see the constructor; ``admission=False`` turns episode admission control off: every episode
+        may try to hold; ``admission_overcommit`` > 1 lets the admitted projections exceed the budget by that
+        factor; ``admission_defer=False`` makes a turn not admitted always wait; ``kv_share`` < 1 when other
+        pools use the same servers).
         """
         if not urls:
             raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
@@ -240,11 +236,25 @@ class BackendPool:
         """Admission bookkeeping after a turn: learn the growth, re-project, suspend or admit."""
         if added is not None:
             self.growth.observe_turn(added)
+        self._forget_context(episode_id)
+        self._episode_context[episode_id] = (server, context)
+        self._open_context[server] += context
         # Only this server's admission re-projects now; the others pick up the new growth estimate at
         # their own next turn (re-projecting every server after every turn made a turn cost O(episodes)).
         admission = self.admissions.get(server)
         if admission is not None:
             admission.update(episode_id, context=context, turns_done=turns_done)
+
+    def episode_closed(self, episode_id: str) -> None:
+        """The episode has given back everything it held: forget it (router, context figures)."""
+        self.router.forget(episode_id)
+        self.episodes.pop(episode_id, None)
+        self._forget_context(episode_id)
+
+    def _forget_context(self, episode_id: str) -> None:
+        previous = self._episode_context.pop(episode_id, None)
+        if previous is not None:
+            self._open_context[previous[0]] -= previous[1]
 
     def _suspended(self, budget: KVBudget, episode_id: str, reason: str) -> None:
         """Admission control suspended an episode: a paused hold goes now (a running turn's at its pause)."""
@@ -271,27 +281,22 @@ class BackendPool:
                 total = metrics.ingested_tokens_total
                 if total is not None:
                     self._ingest[url].sample(total, metrics.at)
-                if url in self.admissions and not self.saturated(url):
-                    self.admissions[url].poke()  # not saturated: waiters may run without a session
+                if url in self.admissions and not self.crowded(url):
+                    self.admissions[url].poke()  # not crowded: waiters may run without a session
         return ok
 
-    def observe_stateless(self, url: str, *, recomputed: int, context: int) -> None:
-        """A later turn ran on ``url`` without a session: ``recomputed`` of its ``context`` earlier tokens
-        were lost from the radix cache meanwhile."""
-        self._lost[url].sample(recomputed, context)
-
-    def saturated(self, url: str) -> bool:
-        """Whether a turn that admission control cannot admit should wait on ``url`` rather than run now
-        without a session (``admission_defer``): when the server is thrashing — later turns without a
-        session recently recomputed ≥ 20% of their context, so one more would mostly redo lost work — and
-        its admitted episodes alone keep it busy: turns inside sessions were running ≥ 70% of the time
-        lately (the client's own requests, smoothed over ~10 s). Measuring the admitted episodes' load, not
-        the server's, matters: the deferred turns' own recomputes made a server look saturated, so turns
-        waited, the GPU went idle, turns were deferred again — an oscillation that cost `swe` at 6.25% of the
-        peak context 2.9x the oracle's mean JCT, against 1.8x with this signal (simulated, docs/retention.md).
-        Where the admitted episodes cannot keep the GPU busy (few fit, long tool pauses), waiting would idle
-        it: turns run without a session and keep their place in the queue."""
-        if self._lost[url].share < _THRASHING:
+    def crowded(self, url: str) -> bool:
+        """Whether only the head of ``url``'s admission queue may run turns without a session, the other
+        waiters waiting for admission (``admission_defer``): when the open episodes' contexts exceed the
+        server's KV — turns without a session would evict each other's prefixes and recompute them, turn
+        after turn — and its admitted episodes keep it busy: turns inside sessions were running ≥ 70% of the
+        time lately (the client's own requests, smoothed over ~10 s). Where the admitted episodes leave the
+        GPU idle (one or two fit, long tool pauses), waiting would idle it: every waiter runs without a
+        session. Predictive, not reactive: an earlier signal (later turns recomputing ≥ 20% of their context)
+        switched waiting on only once a herd of sessionless turns had thrashed the cache, and off again as
+        soon as waiting stopped the thrashing — on `swe` at 6.25% of the peak context the default's mean JCT
+        went 4,448 → 3,246 s with this one (simulated, docs/retention.md)."""
+        if self._open_context[url] <= self.kv_share[url]:
             return False
         return self._held_busy[url].value(self.clock()) >= _ADMITTED_BUSY
 

@@ -80,8 +80,8 @@ class SessionHold:
         elif conv.session_id is None or conv.server is None:
             decision = policy.decide(self._context(tools, expected))
             why = (
-                "no session to hold: admission control has not admitted the episode yet (the server had "
-                "spare capacity, so the turn ran without a session rather than wait)"
+                "no session to hold: admission control has not admitted the episode yet (the turn ran "
+                "without a session rather than wait: the server was not crowded, or the episode was next in line)"
                 if self._deferred
                 else "no session to hold: the KV budget refused one at this turn's start"
             )
@@ -154,7 +154,8 @@ class SessionHold:
         if conv.session_id is None:
             await self._admit(backend.url, need, max_new, records)
             if not self._admitted(backend.url):
-                # Deferred: the server has spare capacity, so the turn runs now without a session.
+                # Deferred: the turn runs now without a session (the server is not crowded, or the episode
+                # is at the head of the queue).
                 self._deferred = True
                 pool.decisions["deferred"] += 1
                 return
@@ -293,7 +294,7 @@ class SessionHold:
                     max_turns=self.max_turns,
                     prior_growth=max_new,
                     alive=lambda: self.pool.router.servers[url].healthy,
-                    saturated=(lambda: self.pool.saturated(url)) if self.pool.admission_defer else None,
+                    crowded=(lambda: self.pool.crowded(url)) if self.pool.admission_defer else None,
                 )
         except AdmissionAbandoned as exc:
             raise BackendUnavailable(url, "", str(exc)) from exc

@@ -258,6 +258,7 @@ class JobRunner:
             kv_budget_fraction=self.spec.kv_budget_fraction / self.spec.actors,
             admission=self.spec.admission,
             admission_overcommit=self.spec.admission_overcommit,
+            kv_share=1 / self.spec.actors,
             model_factory=self.model_factory,
             name=f"{self.job_id}-w{index}",
             max_concurrency=max(64, 4 * per_actor + 16),

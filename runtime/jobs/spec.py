@@ -83,8 +83,9 @@ class JobSpec(BaseModel):
     kv_budget_fraction: float = Field(default=0.5, gt=0, le=1, strict=True)
     """Share of each server's KV capacity that held sessions may use, split over the actors."""
     admission: AdmissionMode = AdmissionMode.DEFER
-    """Episode admission control of a session-holding retention: defer (wait only where the admitted episodes
-    keep a thrashing server busy), strict (always wait: program-level FCFS), off."""
+    """Episode admission control of a session-holding retention: defer (run without a session until admitted;
+    on a crowded server only the head of the queue does, the rest wait), strict (always wait: program-level
+    FCFS), off."""
     admission_overcommit: float = Field(default=1.0, gt=0, le=100, strict=True)
     """Admitted episodes' projected peak contexts may sum to this many times the KV budget (1: they must fit)."""
     max_turns: int | None = Field(default=None, ge=1, strict=True)

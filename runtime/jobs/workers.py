@@ -75,6 +75,7 @@ class EpisodeWorker:
         kv_budget_fraction: float = 0.5,
         admission: AdmissionMode = AdmissionMode.DEFER,
         admission_overcommit: float = 1.0,
+        kv_share: float = 1.0,
         model_factory: ModelFactory | None = None,
         name: str = "",
     ) -> None:
@@ -83,6 +84,8 @@ class EpisodeWorker:
         self.kv_budget_fraction = kv_budget_fraction
         self.admission = admission
         self.admission_overcommit = admission_overcommit
+        self.kv_share = kv_share
+        """This actor's share of each server's KV (1/actors: the actors share the servers)."""
         self.name = name
         self._model_factory = model_factory
         self._pool: BackendPool | None = None
@@ -145,6 +148,7 @@ class EpisodeWorker:
                     retention=self.retention,
                     kv_budget_fraction=self.kv_budget_fraction,
                     admission_overcommit=self.admission_overcommit,
+                    kv_share=self.kv_share,
                     **self.admission.pool_options(),
                 )
         return pool
@@ -263,6 +267,7 @@ def worker_actor(
     kv_budget_fraction: float = 0.5,
     admission: AdmissionMode = AdmissionMode.DEFER,
     admission_overcommit: float = 1.0,
+    kv_share: float = 1.0,
     model_factory: ModelFactory | None = None,
     name: str = "",
     max_concurrency: int = 1000,
@@ -280,6 +285,7 @@ def worker_actor(
         kv_budget_fraction=kv_budget_fraction,
         admission=admission,
         admission_overcommit=admission_overcommit,
+        kv_share=kv_share,
         model_factory=model_factory,
         name=name,
     )

@@ -129,25 +129,28 @@ async def test_overcommit_admits_past_the_budget_by_its_factor() -> None:
         await waiter
 
 
-async def test_deferral_waits_only_while_saturated_and_keeps_the_place_in_the_queue() -> None:
-    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate())
-    busy = {"now": False}
+async def test_deferral_on_a_crowded_server_lets_only_the_head_of_the_queue_run_and_keeps_places() -> None:
+    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), kv_capacity=1000)
+    crowded = {"now": False}
 
     async def admit(key: str) -> float:
         return await adm.admit(
-            key, context=200, turns_done=0, max_turns=3, prior_growth=100, saturated=lambda: busy["now"]
+            key, context=200, turns_done=0, max_turns=3, prior_growth=100, crowded=lambda: crowded["now"]
         )
 
     assert await admit("a") == 0.0 and await admit("b") == 0.0  # 2 x 400 of 1000
-    # Not admitted, but the server has spare capacity: returns at once, not admitted, still queued.
+    # Not admitted, but the server is not crowded: returns at once, not admitted, still queued.
     assert await admit("c") == 0.0
     assert not adm.is_admitted("c") and adm.stats()["waiting"] == 1 and adm.stats()["admission_waits"] == 0
-    busy["now"] = True
-    late = asyncio.ensure_future(admit("d"))  # saturated: d waits behind c
+    crowded["now"] = True
+    assert await admit("c") == 0.0  # crowded, but c is the head of the queue: it still runs without a session
+    # d's context does not fit beside c's in the 200 KV tokens the admitted projections leave free: d waits.
+    late = asyncio.ensure_future(admit("d"))
     await _queued(adm, 1)
-    adm.leave("a")  # room for one: c (earlier) is admitted, not d
-    assert adm.is_admitted("c") and not late.done()
-    busy["now"] = False
-    adm.poke()  # the server's figures changed: d stops waiting and runs without admission
+    assert adm.at_head("c") and not adm.at_head("d") and not late.done()
+    adm.leave("a")  # room for one: c (earlier) is admitted, and d, now the head, runs without a session
+    assert adm.is_admitted("c")
     assert await asyncio.wait_for(late, 2) >= 0.0
     assert not adm.is_admitted("d") and "d" in adm.waiting
+    crowded["now"] = False
+    assert await admit("e") == 0.0 and not adm.at_head("e")  # not crowded: every waiter runs, wherever it is

@@ -158,33 +158,61 @@ def test_capacity_plan_finds_the_fewest_servers_by_search():
     assert all(p.meets == (p.jct_s <= target) for p in plan.probes)
 
 
-def test_admission_waits_only_on_a_thrashing_server_its_admitted_episodes_keep_busy():
+def test_a_server_is_crowded_when_its_open_contexts_exceed_its_kv_and_admitted_turns_keep_it_busy():
     async def run() -> list[bool]:
         server = SimulatedServer("sim://s", EngineConfig(executor="sim", max_total_tokens=4096))
         pool = BackendPool(
             [server], retention="session", tokenizer=ByteTokenizer(), clock=asyncio.get_running_loop().time
         )
         url, seen = server.url, []
-        seen.append(pool.saturated(url))  # nothing observed: no thrashing, never wait
-        pool.observe_stateless(url, recomputed=60, context=100)
-        seen.append(pool.saturated(url))  # thrashing, but no admitted turn has run: waiting would idle it
-        pool.held_request(url, +1)  # an admitted episode's turn runs for 30 s
+        kv = server.info.max_total_num_tokens
+        pool.held_request(url, +1)  # an admitted episode's turn runs for 30 s: busy
         await asyncio.sleep(30)
-        seen.append(pool.saturated(url))  # thrashing and busy with admitted turns: wait
+        pool.after_turn("a", url, context=kv // 2, turns_done=1, added=None)
+        pool.after_turn("b", url, context=kv // 2, turns_done=1, added=None)
+        seen.append(pool.crowded(url))  # busy, but every open context fits the KV: not crowded
+        pool.after_turn("c", url, context=100, turns_done=1, added=None)
+        seen.append(pool.crowded(url))  # more open context than KV, and busy: crowded
         pool.held_request(url, -1)
-        await asyncio.sleep(30)  # nothing admitted running for 30 s: the busy share decays under 70%
-        seen.append(pool.saturated(url))
+        await asyncio.sleep(30)  # no admitted turn for 30 s: the busy share decays under 70%
+        seen.append(pool.crowded(url))  # waiting would idle the GPU: not crowded
         pool.held_request(url, +1)
         await asyncio.sleep(60)
-        for _ in range(40):  # the prefixes survive from now on: the lost share decays below 20%
-            pool.observe_stateless(url, recomputed=0, context=100)
-        seen.append(pool.saturated(url))
+        seen.append(pool.crowded(url))
+        pool.episode_closed("c")  # an episode ends: its context no longer counts
+        seen.append(pool.crowded(url))
+        pool.after_turn("b", url, context=kv, turns_done=2, added=None)  # b grew: counted once, at its new size
+        seen.append(pool.crowded(url))
         pool.held_request(url, -1)
         await pool.aclose()
         await server.aclose()
         return seen
 
-    assert run_virtual(run()) == [False, False, True, False, False]
+    assert run_virtual(run()) == [False, True, False, True, False, True]
+
+
+def test_a_pool_sharing_its_servers_is_crowded_at_its_share_of_the_kv():
+    async def run() -> tuple[bool, bool, int]:
+        server = SimulatedServer("sim://s", EngineConfig(executor="sim", max_total_tokens=4096))
+        clock = asyncio.get_running_loop().time
+        alone = BackendPool([server], retention="session", tokenizer=ByteTokenizer(), clock=clock)
+        shared = BackendPool([server], retention="session", tokenizer=ByteTokenizer(), clock=clock, kv_share=0.25)
+        url, kv = server.url, server.info.max_total_num_tokens
+        for pool in (alone, shared):
+            pool.held_request(url, +1)
+            pool.after_turn("a", url, context=kv // 2, turns_done=1, added=None)
+        await asyncio.sleep(30)
+        result = alone.crowded(url), shared.crowded(url), shared.admissions[url].kv_capacity
+        for pool in (alone, shared):
+            await pool.aclose()
+        await server.aclose()
+        return result
+
+    alone, shared, room = run_virtual(run())
+    assert (alone, shared) == (False, True)  # half the KV is open context: a quarter-share pool is crowded
+    assert room == 4096 // 4
+    with pytest.raises(ValueError, match="kv_share=0"):
+        BackendPool([], retention="session", tokenizer=ByteTokenizer(), kv_share=0)
 
 
 def test_unbounded_sessions_stop_at_kv_exhaustion():
