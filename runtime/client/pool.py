@@ -295,7 +295,7 @@ class BackendPool:
         session. Predictive, not reactive: an earlier signal (later turns recomputing ≥ 20% of their context)
         switched waiting on only once a herd of sessionless turns had thrashed the cache, and off again as
         soon as waiting stopped the thrashing — on `swe` at 6.25% of the peak context the default's mean JCT
-        went 4,448 → 3,246 s with this one (simulated, docs/retention.md)."""
+        went 4,448 → 3,288 s with this one (simulated, docs/retention.md)."""
         if self._open_context[url] <= self.kv_share[url]:
             return False
         return self._held_busy[url].value(self.clock()) >= _ADMITTED_BUSY
