@@ -202,7 +202,6 @@ class EpisodeAdmission:
             entry = self.waiting[key] = _Entry(key, next(self._ranks), 0, 0, max_turns, prior_growth)
         # The turn about to run is counted in ``context``: project from after it.
         entry.context, entry.turns_done, entry.prior_growth = context, turns_done + 1, prior_growth
-        self._version += 1
         self._fill()
 
         def may_defer() -> bool:
@@ -238,7 +237,6 @@ class EpisodeAdmission:
         entry = self.admitted.get(key) or self.waiting.get(key)
         if entry is not None:
             entry.context, entry.turns_done = context, turns_done
-            self._version += 1
         self.rebalance()
 
     def rebalance(self) -> None:
