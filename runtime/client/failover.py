@@ -99,6 +99,8 @@ async def _call(
     """One server: session admission, then the request with retries and backoff."""
     pool, conv = hold.pool, hold.conversation
     attempt = 0
+    give_up_at: float | None = None
+    """Past the retries, when waiting for the pool's own turns stops (``session_timeout_s`` later)."""
     while True:
         need = len(conv.ids) + len(turn.delta) + turn.max_new_tokens
         await hold.open_or_grow(backend, need, turn.max_new_tokens, records)
@@ -132,22 +134,32 @@ async def _call(
         except BackendUnavailable as exc:
             if session is not None:
                 await hold.close_session(rid=rid)
+            budget = pool.budgets.get(backend.url) if isinstance(exc, RequestAborted) else None
             # An abort (no KV room now) clears as running requests finish: be more patient.
-            limit = pool.retries + (_ABORT_EXTRA_RETRIES if isinstance(exc, RequestAborted) else 0)
-            if attempt >= limit:
-                raise
-            if isinstance(exc, RequestAborted):
+            limit = pool.retries + (_ABORT_EXTRA_RETRIES if budget is not None else 0)
+            releasing: list[asyncio.Task] = []
+            if budget is not None:
                 # What fills the KV may be this pool's own paused sessions: a turn without a session needs
                 # its whole context unpinned, and waiting would not free them (their owners are in tools).
-                budget = pool.budgets.get(backend.url)
-                if budget is not None:
-                    releasing = budget.make_room(
-                        need, exclude=hold.episode_id, reason="released for a request the server had no KV for"
-                    )
-                    if releasing:
-                        pool.decisions["released_for_abort"] += len(releasing)
-                        await asyncio.wait(releasing)
-            await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
+                releasing = budget.make_room(
+                    need, exclude=hold.episode_id, reason="released for a request the server had no KV for"
+                )
+            if attempt >= limit:
+                # Past the retries an abort is still worth retrying while this pool's own sessions pin the KV:
+                # a paused one is being released now; one whose turn is in flight will pause or end.
+                if budget is None or not (releasing or budget.active_besides(hold.episode_id)):
+                    raise
+                give_up_at = pool.clock() + pool.session_timeout_s if give_up_at is None else give_up_at
+                if pool.clock() >= give_up_at:
+                    raise
+                if not releasing:
+                    pool.decisions["abort_waited_for_own_turns"] += 1
+                    await budget.paused_or_dropped(_MAX_BACKOFF_S)
+            if releasing:
+                pool.decisions["released_for_abort"] += len(releasing)
+                await asyncio.wait(releasing)
+            if attempt < limit:
+                await asyncio.sleep(min(pool.backoff_s * 2**attempt, _MAX_BACKOFF_S))
         except BaseException:
             # Cancelled or failed for good: the server must not keep this turn or its session,
             # and an episode that may never come back must not keep others waiting for admission.

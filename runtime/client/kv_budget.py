@@ -18,6 +18,7 @@ admitted ones rarely meet a refusal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -76,6 +77,7 @@ class KVBudget:
         self.refusals = 0
         self.preemptions = 0
         self._changed = asyncio.Event()
+        self._paused_or_dropped = asyncio.Event()
 
     @property
     def free(self) -> int:
@@ -90,6 +92,20 @@ class KVBudget:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _notify_paused_or_dropped(self) -> None:
+        self._paused_or_dropped.set()
+        self._paused_or_dropped = asyncio.Event()
+
+    def active_besides(self, key: str) -> bool:
+        """Whether another conversation's hold is active: its turn is in flight (or between its turn and its
+        pause), so its KV stays pinned until it pauses or ends."""
+        return any(h.state is HoldState.ACTIVE and h.key != key for h in self.holds.values())
+
+    async def paused_or_dropped(self, timeout_s: float) -> None:
+        """Wait until some hold is paused or dropped, at most ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._paused_or_dropped.wait(), timeout_s)
 
     async def reserve(self, key: str, tokens: int, *, wait_s: float, preempt: bool, value: float = 0.0) -> bool:
         """Make ``key``'s hold ``tokens`` large (new or growing); False when refused.
@@ -177,6 +193,7 @@ class KVBudget:
         hold.expected_s = expected_s
         hold.on_release = on_release
         hold.since = self.clock()
+        self._notify_paused_or_dropped()
 
     async def resume(self, key: str) -> bool:
         """The episode is back: True if its hold survived (now active), False if it was released."""
@@ -213,6 +230,7 @@ class KVBudget:
         if hold is not None:
             self.held -= hold.tokens
             self._notify()
+            self._notify_paused_or_dropped()
 
     def stats(self) -> dict[str, int]:
         return {

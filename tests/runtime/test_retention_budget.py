@@ -77,6 +77,29 @@ async def test_make_room_releases_paused_holds_whatever_their_value_until_enough
     assert budget.make_room(1000, exclude="me", reason="x") and "me" in budget.holds
 
 
+async def test_an_active_hold_of_another_conversation_is_seen_and_its_pause_wakes_the_waiter() -> None:
+    # An aborted request whose KV is pinned by this pool's own turn in flight waits for that turn to pause
+    # (then make_room can release it) or to end, rather than give up after its retries.
+    budget = KVBudget("s", 100)
+
+    async def noop(reason: str) -> None:
+        return None
+
+    await budget.reserve("running", 60, wait_s=0, preempt=False)
+    assert budget.active_besides("me") and not budget.active_besides("running")
+    waiter = asyncio.ensure_future(budget.paused_or_dropped(30.0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    budget.pause("running", value=1.0, on_release=noop)  # its turn ended, its tool runs: releasable now
+    await asyncio.wait_for(waiter, 1.0)
+    assert not budget.active_besides("me")
+    waiter = asyncio.ensure_future(budget.paused_or_dropped(30.0))
+    await asyncio.sleep(0)
+    budget.drop("running")
+    await asyncio.wait_for(waiter, 1.0)
+    await budget.paused_or_dropped(0.01)  # nothing happens: returns after the timeout
+
+
 async def _hold_being_released() -> tuple[KVBudget, asyncio.Event]:
     """A 100-token budget whose 40-token hold "a" is releasing; its session close waits for ``gate``."""
     budget = KVBudget("s", 100)

@@ -375,6 +375,19 @@ def test_no_session_fails_when_every_context_fits_the_kv_even_under_pinned_sessi
         assert result.failed == 0 and result.completed == 24, (policy, result.failures)
 
 
+def test_no_session_fails_when_an_abort_outlasts_the_retries_while_the_pools_own_session_pins_the_kv():
+    # 24 swe agents x 10 turns, KV 61,806 tokens while one context reaches ~33k, no admission control: a
+    # 33k-token turn was aborted while another episode's session pinned 32k; that session paused only after
+    # the last retry, which then gave up without releasing it ("1 session failed"). Past the retries the pool
+    # now releases its own paused holds and retries, and waits while its own turns in flight pin the KV.
+    from interleaf.runtime.simulate import generate
+
+    scripts = sessions(generate("swe", 24, turns=10))
+    setup = SimulationSetup(servers=1, token_block=16, budget_ratio=0.0625)
+    result = simulate_policy(scripts, "adaptive-greedy", setup)
+    assert result.failed == 0 and result.completed == 24, result.failures
+
+
 def test_a_turn_the_server_aborts_for_pinned_kv_releases_the_pools_own_paused_sessions():
     # KV 1,000 tokens, budget 90%: A's session (704 tokens) is paused in a tool call; B's 500-token turn is
     # refused a session by the budget and runs without one, but the server cannot fit it beside A's pinned
