@@ -99,8 +99,7 @@ async def _call(
     """One server: session admission, then the request with retries and backoff."""
     pool, conv = hold.pool, hold.conversation
     attempt = 0
-    give_up_at: float | None = None
-    """Past the retries, when waiting for the pool's own turns stops (``session_timeout_s`` later)."""
+    give_up_at: float | None = None  # past the retries: when waiting for the pool's own sessions stops
     while True:
         need = len(conv.ids) + len(turn.delta) + turn.max_new_tokens
         await hold.open_or_grow(backend, need, turn.max_new_tokens, records)
