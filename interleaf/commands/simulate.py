@@ -31,6 +31,12 @@ def simulate(
         "--admission-overcommit",
         help="Admission control admits episodes while their projected peaks sum to at most this x the KV budget.",
     ),
+    priority_scheduling: bool = typer.Option(
+        True,
+        "--priority-scheduling/--fcfs",
+        help="Servers admit turns inside sessions before stateless ones (SGLang's --enable-priority-scheduling), "
+        "or first come, first served.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     jobs: int = typer.Option(
         0, "--jobs", "-j", help="Policies simulated at once, one process each (0 = one per CPU core)."
@@ -81,7 +87,7 @@ def simulate(
         setup = SimulationSetup(
             servers=servers, gpu=gpu, model=model, budget_ratio=budget_ratio, kv_budget_fraction=kv_budget_fraction,
             token_block=token_block, chunked_prefill_size=chunked_prefill_size, max_running_requests=max_running,
-            admission_overcommit=admission_overcommit, seed=seed,
+            admission_overcommit=admission_overcommit, priority_scheduling=priority_scheduling, seed=seed,
         )  # fmt: skip
     except (TraceError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc

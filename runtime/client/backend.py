@@ -26,6 +26,10 @@ class ServerInfo(BaseModel):
     """Whether the server accepts streaming sessions (``--enable-streaming-session``)."""
     metrics: bool = False
     """Whether ``/metrics`` is served (``--enable-metrics``)."""
+    chunked_prefill_size: int = 8192
+    """Prompt tokens the server prefills per scheduler iteration (``--chunked-prefill-size``; SGLang's
+    default on large GPUs when the server does not say): a turn whose whole context fits in one chunk is
+    recomputed in a single iteration."""
     version: str = ""
     """Server version string."""
     executor: str = ""
@@ -104,11 +108,15 @@ class Backend(Protocol):
         sampling_params: dict[str, Any],
         rid: str,
         session: SessionTurn | None = None,
+        priority: int | None = None,
         return_hidden_states: bool = False,
         hidden_states_layers: list[int] | None = None,
         hidden_states_last_k: int | None = None,
     ) -> GenerateResult:
         """Run one request; with ``session`` the ids are only the new tokens after the previous turn.
+
+        ``priority``: SGLang's request priority (larger first on a server with priority scheduling;
+        ignored by one without; None sends none).
 
         ``return_hidden_states`` asks for activations (``GenerateResult.hidden_states``);
         ``hidden_states_layers`` (decoder layers, 0-based) and ``hidden_states_last_k`` (trailing

@@ -1,7 +1,8 @@
 """Retries and failover: one turn's request, sent until a server answers it.
 
 On one server (:func:`_call`): take the session the episode's :class:`SessionHold` grants, send
-the request, and on a transient failure retry with exponential backoff (more patiently after an
+the request (a turn in a session on an oversubscribed server with ``SESSION_TURN_PRIORITY``),
+and on a transient failure retry with exponential backoff (more patiently after an
 abort: no KV room now clears as running requests finish). A session the server refuses is dropped
 and the turn resent with the full ids (recorded ``release``).
 
@@ -25,6 +26,15 @@ from interleaf.telemetry.records import RetentionDecision, RetentionRecord
 
 _ABORT_EXTRA_RETRIES = 4
 _MAX_BACKOFF_S = 4.0
+SESSION_TURN_PRIORITY = 1
+"""SGLang request priority of a turn inside a streaming session, sent while the server is oversubscribed
+(its open episodes' contexts exceed its KV; otherwise, and for a stateless turn, none: 0). On a server with
+priority scheduling a held conversation's next turn is then admitted before the stateless turns waiting
+there, as Continuum runs a program's turns ahead of newer programs: the KV the session pins is used at once
+instead of staying pinned through the queue, and the admitted episodes are not slowed by the deferred ones
+(docs/retention.md, "Priority for turns in sessions"). Where every context fits, first come first served
+keeps the makespan (priority there finished the admitted episodes first and the rest later: `reference`
+256 agents 0.93x `none`'s makespan, simulated)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ async def _call(
                 sampling_params=turn.sampling,
                 rid=rid,
                 session=session,
+                priority=SESSION_TURN_PRIORITY if session is not None and pool.oversubscribed(backend.url) else None,
                 return_hidden_states=turn.return_hidden_states,
             )
         except SessionRejected as exc:
@@ -145,8 +156,9 @@ async def _call(
                 )
             if attempt >= limit:
                 # Past the retries an abort is still worth retrying while this pool's own sessions pin the KV:
-                # a paused one is being released now; one whose turn is in flight will pause or end.
-                if budget is None or not (releasing or budget.active_besides(hold.episode_id)):
+                # a paused one is being released now (by this turn or an earlier one); one whose turn is in
+                # flight will pause or end.
+                if budget is None or not (releasing or budget.pinned_besides(hold.episode_id)):
                     raise
                 give_up_at = pool.clock() + pool.session_timeout_s if give_up_at is None else give_up_at
                 if pool.clock() >= give_up_at:

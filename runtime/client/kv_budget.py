@@ -97,10 +97,11 @@ class KVBudget:
         self._paused_or_dropped.set()
         self._paused_or_dropped = asyncio.Event()
 
-    def active_besides(self, key: str) -> bool:
-        """Whether another conversation's hold is active: its turn is in flight (or between its turn and its
-        pause), so its KV stays pinned until it pauses or ends."""
-        return any(h.state is HoldState.ACTIVE and h.key != key for h in self.holds.values())
+    def pinned_besides(self, key: str) -> bool:
+        """Whether another conversation's hold pins KV that will come free without ``key`` doing anything:
+        its turn is in flight (or between its turn and its pause: it will pause, then be releasable, or end),
+        or its session is being closed."""
+        return any(h.state is not HoldState.PAUSED and h.key != key for h in self.holds.values())
 
     async def paused_or_dropped(self, timeout_s: float) -> None:
         """Wait until some hold is paused or dropped, at most ``timeout_s``."""

@@ -37,6 +37,11 @@ Transport: TypeAlias = httpx.AsyncBaseTransport
 """What replaces the network under :class:`SGLangBackend` (tests pass an ``httpx.MockTransport``)."""
 
 
+def _positive_int(value: Any, default: int) -> int:
+    """``value`` when it is a positive int (SGLang reports -1 for "off"), else ``default``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
 def _first(mapping: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = mapping.get(key)
@@ -145,6 +150,7 @@ class SGLangBackend:
             max_total_num_tokens=max_total,
             streaming_sessions=bool(_flag(server_info, "enable_streaming_session")),
             metrics=bool(_flag(server_info, "enable_metrics")),
+            chunked_prefill_size=_positive_int(server_info.get("chunked_prefill_size"), 8192),
             version=str(server_info.get("version") or ""),
             executor=str(server_info.get("executor") or ""),
         )
@@ -189,6 +195,7 @@ class SGLangBackend:
         sampling_params: dict[str, Any],
         rid: str,
         session: SessionTurn | None = None,
+        priority: int | None = None,
         return_hidden_states: bool = False,
         hidden_states_layers: list[int] | None = None,
         hidden_states_last_k: int | None = None,
@@ -197,8 +204,11 @@ class SGLangBackend:
 
         ``sampling_params`` go as given (SGLang names: ``max_new_tokens``, ``regex``, ``ignore_eos``,
         ``sampling_seed``...). ``hidden_states_layers`` / ``hidden_states_last_k`` (interleaf's
-        extension; a stock server ignores them) need ``return_hidden_states=True``."""
+        extension; a stock server ignores them) need ``return_hidden_states=True``. ``priority`` goes as SGLang's
+        top-level ``priority`` (larger first where the server runs ``--enable-priority-scheduling``)."""
         payload: dict[str, Any] = {"input_ids": input_ids}
+        if priority is not None:
+            payload["priority"] = priority
         return await self._generate(
             payload,
             sampling_params,

@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-radix-cache", action="store_true")
     p.add_argument("--tool-call-parser", default="hermes", choices=["hermes", "qwen25"])
     p.add_argument("--sglang-defaults", action="store_true",
-                   help="start from SGLang's defaults (sessions, session radix cache, metrics, cache report off); "
+                   help="start from SGLang's defaults (sessions, session radix cache, metrics, cache report, priority "
+                        "scheduling off); "
                         "the --enable-* flags below then turn features on one by one")  # fmt: skip
-    for flag in ("streaming-session", "session-radix-cache", "metrics", "cache-report"):
+    for flag in ("streaming-session", "session-radix-cache", "metrics", "cache-report", "priority-scheduling"):
         p.add_argument(f"--enable-{flag}", action="store_true")
     return p
 
@@ -77,6 +78,7 @@ def _config(a: argparse.Namespace) -> EngineConfig:
         enable_streaming_session=on or a.enable_streaming_session,
         enable_session_radix_cache=on or a.enable_session_radix_cache,
         enable_metrics=on or a.enable_metrics, enable_cache_report=on or a.enable_cache_report,
+        enable_priority_scheduling=on or a.enable_priority_scheduling,
     )  # fmt: skip
 
 

@@ -49,6 +49,13 @@ class EngineConfig(BaseModel):
     """Serve ``/open_session`` streaming sessions (SGLang: ``--enable-streaming-session``)."""
     enable_session_radix_cache: bool = True
     """Honour top-level ``session_id`` soft references (SGLang: ``--enable-session-radix-cache``)."""
+    enable_priority_scheduling: bool = True
+    """Admit waiting requests in order of their ``priority`` (larger first, first come first served among
+    equals), as SGLang's ``--enable-priority-scheduling``; off, every request is equal (FCFS). interleaf's
+    client sends turns inside streaming sessions with a higher priority than stateless ones (a held
+    conversation's next turn runs before the stateless herd; see docs/retention.md). Unlike SGLang, a running
+    request is never preempted for a higher-priority one (SGLang's ``--priority-scheduling-preemption-threshold``
+    is not implemented: tried in simulation, retracting stateless turns for session turns did not help)."""
     enable_metrics: bool = True
     """Serve Prometheus ``/metrics`` (SGLang: ``--enable-metrics``)."""
     enable_cache_report: bool = True

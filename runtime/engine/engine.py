@@ -108,8 +108,9 @@ class Engine:
         elif not ids:
             raise BadRequest("input_ids: the prompt is empty; send at least one token", "input_ids")
         radix_sid = body.session_id if self.config.enable_session_radix_cache else None
+        priority = (body.priority or 0) if self.config.enable_priority_scheduling else 0
         req = new_request(rid, ids, params, stream=body.stream, session_id=session_id, radix_session_id=radix_sid,
-                          capture=capture)  # fmt: skip
+                          capture=capture, priority=priority)  # fmt: skip
         if body.return_logprob:
             req.top_logprobs_num = max(0, body.top_logprobs_num or 0)
             req.logprob_text = body.return_text_in_logprobs

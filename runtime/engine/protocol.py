@@ -76,7 +76,8 @@ class GenerateIn(BaseModel):
     session_params: SessionParamsIn | None = None
     session_id: str | None = None
     priority: int | None = None
-    """Accepted for SGLang compatibility; the embedded engine schedules FCFS and ignores it."""
+    """Scheduling priority, larger first (SGLang's default order), when the server runs with
+    ``enable_priority_scheduling``; ignored otherwise. None counts as 0."""
 
 
 class OpenSessionIn(BaseModel):

@@ -103,6 +103,9 @@ class Req:
     radix_session_id: str | None = None
     """Soft radix-session reference (top-level ``session_id``)."""
     capture: HiddenCapture | None = None
+    priority: int = 0
+    """Admission order among waiting requests: larger first, FCFS among equals (0 when the server does
+    not schedule by priority)."""
     top_logprobs_num: int = -1
     """-1: no logprobs; 0: the chosen token's logprob; k > 0: also the top-k alternatives."""
     logprob_start: int = -1

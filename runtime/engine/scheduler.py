@@ -163,7 +163,7 @@ class Scheduler:
                 return
             block = False
             if kind == "req":
-                self.waiting.append(item)
+                self._enqueue(item)
             elif kind == "abort":
                 self._abort(*item)
             elif kind == "call":
@@ -172,6 +172,22 @@ class Scheduler:
                     fut.set_result(fn(self))
                 except Exception as exc:
                     fut.set_exception(exc)
+
+    def _enqueue(self, req: Req, *, front: bool = False) -> None:
+        """Put ``req`` in the waiting queue, which stays ordered by priority (larger first): behind the
+        requests of its priority or higher (first come, first served), or, ``front`` (a retracted request),
+        ahead of those of its priority. With every priority 0 (FCFS) these are append and appendleft."""
+        waiting = self.waiting
+        if front:
+            i = 0
+            while i < len(waiting) and waiting[i].priority > req.priority:
+                i += 1
+            waiting.insert(i, req)
+            return
+        i = len(waiting)
+        while i > 0 and waiting[i - 1].priority < req.priority:
+            i -= 1
+        waiting.insert(i, req)
 
     def _abort(self, rid: str, message: str) -> None:
         for req in list(self.waiting):
@@ -393,15 +409,19 @@ class Scheduler:
         candidates = [r for r in self.running if r is not exclude]
         if not candidates:
             return False
-        victim = candidates[-1]
+        self._retract(candidates[-1], "KV pool full")
+        return True
+
+    def _retract(self, victim: Req, why: str) -> None:
+        """Take ``victim`` off the running batch, its KV to the radix tree; it waits at the front of its
+        priority to resume from prompt + output so far (mostly cached)."""
         self.running.remove(victim)
         self.cache.release(victim)
         victim.retractions += 1
         victim.state = ReqState.WAITING
         self.stats.retractions += 1
-        self.waiting.appendleft(victim)
-        log.info("retracted %s after %d tokens (KV pool full)", victim.rid, len(victim.output_ids))
-        return True
+        self._enqueue(victim, front=True)
+        log.info("retracted %s after %d tokens (%s)", victim.rid, len(victim.output_ids), why)
 
     def _finish(self, req: Req, reason: dict[str, Any]) -> None:
         self.cache.finish(req, completed=reason["type"] != "abort")

@@ -39,7 +39,8 @@ def render(report: SimulationReport) -> str:
         f"({s.model}); peak total context {report.peak_context_tokens:,} tok; KV {report.kv_tokens_per_server:,} "
         f"tok/server; token block {s.token_block}; tool-pause floor {report.tool_floor_s:.1f} s"
         + (f"; {report.turns_cut:,} turns cut at the model's context window" if report.turns_cut else "")
-        + (f"; admission overcommit {s.admission_overcommit:g}" if s.admission_overcommit != 1.0 else ""),
+        + (f"; admission overcommit {s.admission_overcommit:g}" if s.admission_overcommit != 1.0 else "")
+        + ("" if s.priority_scheduling else "; servers first come, first served (no priority scheduling)"),
     ]
     head = (
         f"{'policy':16s} {'JCT mean':>9s} {'p50':>8s} {'p95':>8s} {'makespan':>9s} {'turns/s':>8s} "

@@ -108,6 +108,8 @@ class SimulatedServer:
             max_total_num_tokens=self.engine.scheduler.cache.capacity,
             streaming_sessions=config.enable_streaming_session,
             metrics=config.enable_metrics,
+            # One simulated iteration prefills token_block real chunks: a real chunk, in simulated tokens.
+            chunked_prefill_size=max(1, config.chunked_prefill_size // token_block),
             executor="sim",
         )
         self.busy_s = 0.0
@@ -159,6 +161,7 @@ class SimulatedServer:
         sampling_params: dict[str, Any],
         rid: str,
         session: SessionTurn | None = None,
+        priority: int | None = None,
         return_hidden_states: bool = False,
         hidden_states_layers: list[int] | None = None,
         hidden_states_last_k: int | None = None,
@@ -170,6 +173,7 @@ class SimulatedServer:
             sampling_params=SamplingParamsIn(**sampling_params),
             rid=rid,
             session_params=SessionParamsIn(id=session.session_id, rid=session.previous_rid) if session else None,
+            priority=priority,
             return_hidden_states=return_hidden_states,
         )
         try:

@@ -109,6 +109,9 @@ class SimulationSetup(BaseModel):
     """Concurrent requests per server (the embedded engine's default)."""
     admission_overcommit: float = 1.0
     """Admitted episodes' projected peaks may sum to this × the budget."""
+    priority_scheduling: bool = True
+    """Servers admit waiting requests by priority (SGLang's ``--enable-priority-scheduling``): the client's
+    turns inside sessions before stateless ones. False: first come, first served."""
     seed: int = 0
     """Seed of the token content."""
     host_request_s: float = 0.0
@@ -322,7 +325,7 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         # prefills k real chunks: chunked_prefill_size simulated tokens. Dividing the chunk by k
         # starved prefill against decode k-fold and inflated `none`'s JCT by 20% at k=16.
         max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=setup.chunked_prefill_size,
-        max_running_requests=setup.max_running_requests,
+        max_running_requests=setup.max_running_requests, enable_priority_scheduling=setup.priority_scheduling,
     )  # fmt: skip
     exhausted: list[KVExhaustion] = []
     stop = asyncio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -154,3 +155,23 @@ async def test_deferral_on_a_crowded_server_lets_only_the_head_of_the_queue_run_
     assert not adm.is_admitted("d") and "d" in adm.waiting
     crowded["now"] = False
     assert await admit("e") == 0.0 and not adm.at_head("e")  # not crowded: every waiter runs, wherever it is
+
+
+async def test_on_a_crowded_server_a_waiter_that_fits_in_one_prefill_chunk_runs_without_a_session() -> None:
+    # The server prefills 500 tokens per iteration. a and b are admitted (2 x 400 of 1000); c heads the queue;
+    # d (projected 200 + 2 x 100 = 400 tokens) is not at the head but fits in one chunk: re-prefilling it is one
+    # iteration, so it runs now rather than wait; f (600 + 200 = 800) does not fit and waits.
+    adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), kv_capacity=1000, one_chunk=500)
+
+    async def admit(key: str, context: int = 200) -> float:
+        return await adm.admit(key, context=context, turns_done=0, max_turns=3, prior_growth=100, crowded=lambda: True)
+
+    assert await admit("a") == 0.0 and await admit("b") == 0.0
+    assert await admit("c", context=600) == 0.0 and adm.at_head("c")
+    assert await admit("d") == 0.0 and not adm.at_head("d") and not adm.is_admitted("d")
+    late = asyncio.ensure_future(admit("f", context=600))
+    await _queued(adm, 1)
+    assert not late.done() and list(adm.waiting) == ["c", "d", "f"]
+    late.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await late

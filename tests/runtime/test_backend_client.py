@@ -72,6 +72,7 @@ async def test_capabilities_and_generate_payload_and_parsing() -> None:
         assert backend.info.max_total_num_tokens == 20000
         assert backend.info.streaming_sessions and backend.info.metrics
         assert backend.info.served_model_name == "smol"
+        assert backend.info.chunked_prefill_size == 8192  # not reported: SGLang's default on large GPUs
         result = await backend.generate(
             [1, 2], sampling_params={"max_new_tokens": 4}, rid="r1", session=SessionTurn("sid-1", "r0")
         )
@@ -79,6 +80,9 @@ async def test_capabilities_and_generate_payload_and_parsing() -> None:
         assert path == "/generate"
         assert body["input_ids"] == [1, 2] and body["rid"] == "r1"
         assert body["session_params"] == {"id": "sid-1", "rid": "r0"}
+        assert "priority" not in body  # none given, none sent: the server's default applies
+        await backend.generate([3], sampling_params={}, rid="r2", priority=1)
+        assert seen[-1][1]["priority"] == 1  # SGLang's top-level field
         assert result.output_ids == [7, 8, 2] and result.finish_reason == "stop"
         assert (result.prompt_tokens, result.cached_tokens, result.completion_tokens) == (5, 4, 3)
         assert result.queue_s == 0.1 and result.ttft_s == 0.2 and result.server_e2e_s == 0.5
@@ -197,3 +201,13 @@ async def test_capability_gaps_name_server_capability_and_flag() -> None:
     backend = await SGLangBackend.connect("http://s:1", transport=_transport(server_info=no_sessions))
     assert [effective_retention(p, backend.info).value for p in ("none", "session", "ttl", "adaptive")] == ["none"] * 4
     await backend.aclose()
+
+
+@pytest.mark.parametrize(("reported", "read"), [(2048, 2048), (-1, 8192), ("big", 8192), (True, 8192)])
+async def test_the_prefill_chunk_is_read_from_server_info(reported, read) -> None:
+    info = {**SERVER_INFO, "chunked_prefill_size": reported}
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(server_info=info))
+    try:
+        assert backend.info.chunked_prefill_size == read
+    finally:
+        await backend.aclose()

@@ -92,6 +92,58 @@ def test_the_simulation_runs_the_production_classes():
     assert pool.decisions["hold"] == 2
 
 
+@pytest.mark.parametrize("priority_scheduling", [True, False])
+def test_waiting_requests_are_admitted_by_priority_first_come_first_served_among_equals(priority_scheduling):
+    from interleaf.runtime.engine.engine import Engine
+    from interleaf.runtime.engine.protocol import GenerateIn, SamplingParamsIn
+
+    # A 1,024-token pool holds one 600-token request at a time: the order they finish is the order the
+    # scheduler admitted them. A session turn is sent with priority 1 (``SESSION_TURN_PRIORITY``).
+    engine = Engine(
+        EngineConfig(
+            executor="sim", sim_clock="virtual", max_total_tokens=1024, enable_priority_scheduling=priority_scheduling
+        )
+    )
+    scheduler = engine.scheduler
+    priorities = {"a": 0, "b": 0, "c": 1, "d": None, "e": 1}
+    reqs = []
+    for rid, priority in priorities.items():
+        body = GenerateIn(
+            rid=rid, priority=priority, sampling_params=SamplingParamsIn(max_new_tokens=4, ignore_eos=True)
+        )
+        reqs.append(engine.build_request(body, None, [97 + len(reqs)] * 600))
+        scheduler.submit(reqs[-1])
+    scheduler.step()  # drains the inbox: "c" and "e" jump the queue, in their order, when priority counts
+    expected = ["c", "e", "a", "b", "d"] if priority_scheduling else ["a", "b", "c", "d", "e"]
+    assert [r.rid for r in [scheduler.prefilling, *scheduler.running, *scheduler.waiting] if r is not None] == expected
+    while not scheduler.idle:
+        scheduler.step()
+    assert [r.rid for r in sorted(reqs, key=lambda r: r.finished_at)] == expected
+    assert all(r.finish_reason == {"type": "length", "length": 4} for r in reqs)
+
+
+def test_turns_in_a_session_get_priority_only_while_the_server_is_oversubscribed(monkeypatch):
+    from interleaf.runtime.client.failover import SESSION_TURN_PRIORITY
+
+    seen: list[tuple[bool, int]] = []  # (in a session, priority) per request the engine received
+    submit = Scheduler.submit
+
+    def recording_submit(self: Scheduler, req) -> None:
+        seen.append((req.session_id is not None, req.priority))
+        submit(self, req)
+
+    monkeypatch.setattr(Scheduler, "submit", recording_submit)
+    # One agent: its 350-token context fits in the 8,192-token KV many times over: first come, first served.
+    run_virtual(_toy_run(1, "session"))
+    assert seen == [(True, 0), (True, 0)]
+    # 30 agents: their second turns find 30 contexts of ~350 tokens open, more than the KV: turns inside
+    # sessions go first; the deferred episodes' turns (no session) are sent without a priority.
+    seen.clear()
+    run_virtual(_toy_run(30, "session"))
+    assert (True, SESSION_TURN_PRIORITY) in seen and (False, 0) in seen
+    assert {p for in_session, p in seen if not in_session} == {0}
+
+
 def test_policies_on_a_small_reference_workload():
     from interleaf.runtime.simulate import generate
 
