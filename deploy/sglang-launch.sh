@@ -4,9 +4,11 @@
 #   --enable-metrics            sglang:* Prometheus metrics (interleaf's router and budget read them)
 #   --enable-cache-report       cached_tokens on the OpenAI route
 #   --tool-call-parser hermes   <tool_call>{json}</tool_call> parsing on /v1/chat/completions
+#   --enable-priority-scheduling  turns inside sessions (priority 1) go before stateless ones when KV is short
 set -euo pipefail
 MODEL=${1:?model path or HF id}
 PORT=${2:-30000}
 exec python -m sglang.launch_server --model-path "$MODEL" --host 0.0.0.0 --port "$PORT" \
   --enable-streaming-session --enable-metrics --enable-cache-report --tool-call-parser hermes \
+  --enable-priority-scheduling \
   --radix-eviction-policy lru --mem-fraction-static 0.85

@@ -32,9 +32,9 @@ SESSION_TURN_PRIORITY = 1
 priority scheduling a held conversation's next turn is then admitted before the stateless turns waiting
 there, as Continuum runs a program's turns ahead of newer programs: the KV the session pins is used at once
 instead of staying pinned through the queue, and the admitted episodes are not slowed by the deferred ones
-(docs/retention.md, "Priority for turns in sessions"). Where every context fits, first come first served
-keeps the makespan (priority there finished the admitted episodes first and the rest later: `reference`
-256 agents 0.93x `none`'s makespan, simulated)."""
+(docs/retention.md, "Admission control": priority for turns in sessions). Where every context fits, first
+come first served keeps the makespan (priority there finished the admitted episodes first and the rest
+later: `reference` 256 agents 0.93x `none`'s makespan, simulated)."""
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,14 @@ def test_waiting_requests_are_admitted_by_priority_first_come_first_served_among
     assert all(r.finish_reason == {"type": "length", "length": 4} for r in reqs)
 
 
+def test_priority_scheduling_is_on_by_default_and_off_with_sglang_defaults():
+    from interleaf.runtime.engine.__main__ import config_from_args
+
+    assert config_from_args([]).enable_priority_scheduling
+    assert not config_from_args(["--sglang-defaults"]).enable_priority_scheduling  # SGLang's default
+    assert config_from_args(["--sglang-defaults", "--enable-priority-scheduling"]).enable_priority_scheduling
+
+
 def test_turns_in_a_session_get_priority_only_while_the_server_is_oversubscribed(monkeypatch):
     from interleaf.runtime.client.failover import SESSION_TURN_PRIORITY
 
