@@ -63,6 +63,7 @@ def simulate(
         check_policy,
         fit_context,
         generate,
+        kv_floor,
         load_trace,
         render,
         sessions,
@@ -115,6 +116,7 @@ def simulate(
         turns_cut=cut,
         kv_tokens_per_server=server_kv_tokens(scripts, setup),
         tool_floor_s=max(s.tool_time_s for s in scripts),
+        kv_floor=kv_floor(scripts, setup),
         setup=setup,
         results=[],
     )

@@ -9,6 +9,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ["CapacityPlan", "CapacityProbe", "plan_capacity", "render_plan"], "interleaf.runtime.simulate.capacity"
     ),
+    **dict.fromkeys(["KVFloor", "kv_floor"], "interleaf.runtime.simulate.floor"),
     **dict.fromkeys(["SimulationReport", "render"], "interleaf.runtime.simulate.report"),
     **dict.fromkeys(
         ["EXTRA_POLICIES", "PolicyResult", "SimulationSetup", "check_policy", "simulate_policies",

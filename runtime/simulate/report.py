@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from interleaf.runtime.simulate.floor import KVFloor
 from interleaf.runtime.simulate.simulation import PolicyResult, SimulationSetup
 
 
@@ -24,6 +25,8 @@ class SimulationReport(BaseModel):
     """Trace turns left out because the context would have passed the model's window (``fit_context``)."""
     tool_floor_s: float
     """The longest session's summed tool pauses: no policy's makespan can be shorter."""
+    kv_floor: KVFloor | None = None
+    """What no policy can beat at this KV (``kv_floor``); the oracle, with unbounded KV, is not bound by it."""
     setup: SimulationSetup
     """Cluster, model and sizing."""
     results: list[PolicyResult]
@@ -78,6 +81,15 @@ def render(report: SimulationReport) -> str:
         )
         for reason, count in r.failures.items():
             notes.append(f"{r.policy}: {count} session(s) failed: {reason}")
+    floor = report.kv_floor
+    if floor is not None:
+        oracle = next((r for r in report.results if r.policy == "oracle" and r.stalled is None), None)
+        versus = f" ({floor.mean_jct_s / oracle.jct_mean_s:.2f}x the oracle's mean)" if oracle else ""
+        notes.append(
+            f"floor at this KV, any policy: mean JCT >= {floor.mean_jct_s:.1f} s{versus}, makespan >= "
+            f"{floor.makespan_s:.1f} s (decode steps of >= {floor.decode_step_s * 1e3:.2f} ms, tool pauses, and "
+            "every decoding context in KV; docs/retention.md)"
+        )
     return "\n".join(lines + notes)
 
 

@@ -484,3 +484,36 @@ def test_policy_names_map_to_the_production_admission_modes():
                 "session": AdmissionMode.DEFER, "adaptive": AdmissionMode.DEFER, "ttl-greedy": AdmissionMode.OFF,
                 "session-strict": AdmissionMode.STRICT, "adaptive-strict": AdmissionMode.STRICT}  # fmt: skip
     assert {name: admission_mode(name) for name in expected} == expected
+
+
+def test_the_kv_floor_matches_the_hand_computation():
+    from interleaf.runtime.simulate import kv_floor
+
+    # Session a: 100 in / 10 out, a 2 s tool, 50 in / 10 out; session b: 300 in / 20 out, starting at 1 s.
+    # In decode steps t: a decodes 20 steps with contexts 100 and 160 in KV: 100*10 + 160*10 = 2,600 t
+    # token-seconds; b decodes 20 steps with 300: 6,000 t. On 10 tokens of KV, least work first: a is done
+    # at 260 t, b at 860 t; mean JCT >= (260 t + 860 t - 1 s) / 2 = 560 t - 0.5 s, makespan >= 860 t.
+    scripts = sessions(
+        [
+            TraceTurn(session_id="a", turn=0, input_length=100, output_length=10, timestamp=0.0),
+            TraceTurn(session_id="a", turn=1, input_length=50, output_length=10, tool_pause_s=2.0),
+            TraceTurn(session_id="b", turn=0, input_length=300, output_length=20, timestamp=1000.0),
+        ]
+    )
+    floor = kv_floor(scripts, SimulationSetup(servers=1, kv_tokens=10))
+    t = floor.decode_step_s
+    assert 0.001 < t < 0.1  # one decode step of Llama-3.1-8B on an H100
+    assert floor.mean_jct_s == pytest.approx(560 * t - 0.5)
+    assert floor.makespan_s == pytest.approx(860 * t)
+    # With ample KV the critical paths bind: a = 20 t + 2 s of tool, b = 20 t (it starts at 1 s).
+    roomy = kv_floor(scripts, SimulationSetup(servers=1, kv_tokens=10**9))
+    assert roomy.mean_jct_s == pytest.approx(20 * t + 1.0)
+    assert roomy.makespan_s == pytest.approx(max(20 * t + 2.0, 1.0 + 20 * t))
+    from interleaf.runtime.simulate import SimulationReport, render
+
+    report = SimulationReport(
+        workload="t", agents=2, peak_context_tokens=490, kv_tokens_per_server=10, tool_floor_s=2.0, kv_floor=floor,
+        setup=SimulationSetup(kv_tokens=10), results=[],
+    )  # fmt: skip
+    expected = f"floor at this KV, any policy: mean JCT >= {560 * t - 0.5:.1f} s, makespan >= {860 * t:.1f} s"
+    assert expected in render(report)
