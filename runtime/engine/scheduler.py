@@ -409,19 +409,15 @@ class Scheduler:
         candidates = [r for r in self.running if r is not exclude]
         if not candidates:
             return False
-        self._retract(candidates[-1], "KV pool full")
-        return True
-
-    def _retract(self, victim: Req, why: str) -> None:
-        """Take ``victim`` off the running batch, its KV to the radix tree; it waits at the front of its
-        priority to resume from prompt + output so far (mostly cached)."""
+        victim = candidates[-1]
         self.running.remove(victim)
         self.cache.release(victim)
         victim.retractions += 1
         victim.state = ReqState.WAITING
         self.stats.retractions += 1
-        self._enqueue(victim, front=True)
-        log.info("retracted %s after %d tokens (%s)", victim.rid, len(victim.output_ids), why)
+        self._enqueue(victim, front=True)  # it resumes before the requests of its priority that came later
+        log.info("retracted %s after %d tokens (KV pool full)", victim.rid, len(victim.output_ids))
+        return True
 
     def _finish(self, req: Req, reason: dict[str, Any]) -> None:
         self.cache.finish(req, completed=reason["type"] != "abort")
