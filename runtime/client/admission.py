@@ -123,8 +123,9 @@ class EpisodeAdmission:
         """Admitted projections may sum to this: above 1x the budget, episodes that do not all reach
         their peak at once share it (more concurrency, some risk of a late suspension or refusal)."""
         self.kv_capacity = capacity if kv_capacity is None else kv_capacity
-        """The server's whole KV (``capacity`` is this pool's budget, a share of it): turns without a
-        session run in what the admitted episodes' projections leave of it."""
+        """The server's KV this pool's episodes run in (all of it, or the pool's share when several pools use
+        the server; ``capacity`` is the pool's budget, a part of it): turns without a session run in what the
+        admitted episodes' projections leave of it."""
         self.one_chunk = one_chunk
         """The server's prefill chunk, tokens: a waiter whose projected peak context fits in it never waits
         on a crowded server. Re-prefilling it takes one scheduler iteration — less than waiting behind the

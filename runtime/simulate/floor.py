@@ -22,9 +22,7 @@ import statistics
 
 from pydantic import BaseModel
 
-from interleaf.runtime.engine.config import EngineConfig
-from interleaf.runtime.engine.sim import SimExecutor
-from interleaf.runtime.simulate.simulation import SimulationSetup, server_kv_tokens
+from interleaf.runtime.simulate.simulation import SimulationSetup, profile_executor, server_kv_tokens
 from interleaf.runtime.simulate.trace import SessionScript
 
 
@@ -43,8 +41,7 @@ def kv_floor(scripts: list[SessionScript], setup: SimulationSetup) -> KVFloor:
     """The bound for ``scripts`` on ``setup``'s servers (real tokens, whatever ``setup.token_block``)."""
     if not scripts:
         raise ValueError("kv_floor: no sessions")
-    cost = SimExecutor.from_config(EngineConfig(executor="sim", sim_gpu=setup.gpu, sim_model=setup.model)).cost
-    step = cost.step_time([1], [1])
+    step = profile_executor(setup.gpu, setup.model).cost.step_time([1], [1])
     kv_rate = server_kv_tokens(scripts, setup) * setup.servers  # token-seconds of KV per second, all servers
     paths: list[float] = []
     work: list[float] = []

@@ -258,7 +258,12 @@ def server_kv_tokens(scripts: list[SessionScript], setup: SimulationSetup) -> in
 
 def gpu_kv_tokens(gpu: str, model: str) -> int:
     """KV tokens one ``gpu`` holds next to ``model``'s weights (the ``sim`` executor's own sizing)."""
-    return SimExecutor.from_config(EngineConfig(executor="sim", sim_gpu=gpu, sim_model=model)).kv_capacity
+    return profile_executor(gpu, model).kv_capacity
+
+
+def profile_executor(gpu: str, model: str) -> SimExecutor:
+    """The ``sim`` executor of ``model`` on ``gpu`` at its default sizing: its cost model and KV capacity."""
+    return SimExecutor.from_config(EngineConfig(executor="sim", sim_gpu=gpu, sim_model=model))
 
 
 async def replay(
