@@ -83,7 +83,7 @@ class CacheManager:
         return (
             f"request needs {need} more KV tokens but only {self.freeable_tokens} of max_total_num_tokens="
             f"{self.pool.capacity} can be freed; {self.sessions.held_tokens} tokens are pinned by "
-            f"{len(self.sessions)} streaming sessions: close sessions or raise --max-total-tokens"
+            f"{self.sessions.streaming_count} streaming sessions: close sessions or raise --max-total-tokens"
         )
 
     # --- a request stops running ---------------------------------------------------------------------

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from interleaf.runtime.engine.config import EngineConfig
@@ -21,6 +23,19 @@ from interleaf.runtime.engine.metrics import EngineMetrics
 from interleaf.runtime.engine.protocol import BadRequest, GenerateIn, OpenSessionIn, SamplingParamsIn
 from interleaf.runtime.engine.request import Req, SamplingParams, capture_for
 from interleaf.runtime.engine.scheduler import Scheduler, new_request
+
+DISCONNECT_POLL_S = 0.5
+"""How often a non-streamed request checks that its client is still connected."""
+
+_FIELD = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
+def field_of(message: str) -> str:
+    """The field an error message starts with (``"sampling_params.min_p must be ..."`` ->
+    ``sampling_params.min_p``): the messages of ``SamplingParams``, ``capture_for`` and the grammar backend
+    begin with the field they are about."""
+    match = _FIELD.match(message)
+    return match.group(0) if match else "body"
 
 
 class Engine:
@@ -56,6 +71,16 @@ class Engine:
         return self.scheduler.max_seq_len - 1
 
     # --- request building ---------------------------------------------------------------------
+    def encode(self, text: str, field: str, *, add_special_tokens: bool = False) -> list[int]:
+        """``text``'s token ids; BadRequest naming ``field`` when it is not valid Unicode (a lone UTF-16
+        surrogate such as ``\\ud800``, which JSON can carry but no tokenizer can encode)."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at "
+                             f"character {exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
     def sampling_params(self, sp: SamplingParamsIn | None) -> SamplingParams:
         """``sampling_params`` of a request as the scheduler's ``SamplingParams``; BadRequest naming the field."""
         sp = sp or SamplingParamsIn()
@@ -73,8 +98,7 @@ class Engine:
                 json_schema=sp.json_schema, regex=sp.regex, ebnf=sp.ebnf,
             )  # fmt: skip
         except ValueError as exc:
-            field = str(exc).split(" ", 1)[0].rstrip(":")
-            raise BadRequest(str(exc), field) from exc
+            raise BadRequest(str(exc), field_of(str(exc))) from exc
         for i, t in enumerate(params.stop_token_ids):
             self.check_token_id(t, f"sampling_params.stop_token_ids[{i}]")
         return params
@@ -84,11 +108,16 @@ class Engine:
         if not 0 <= t < self.executor.vocab_size:
             raise BadRequest(f"{field}: token id {t} is out of range 0..{self.executor.vocab_size - 1}", field)
 
-    def build_request(self, body: GenerateIn, text: str | None, ids: list[int] | None) -> Req:
-        """A ``Req`` for one prompt of a ``/generate`` body (``text`` or ``ids``); BadRequest naming the field."""
+    def build_request(self, body: GenerateIn, text: str | None, ids: list[int] | None, *,
+                      field: str = "text") -> Req:  # fmt: skip
+        """A ``Req`` for one prompt of a ``/generate`` body (``text`` or ``ids``, named ``field`` in errors
+        about the text); BadRequest naming the field."""
         params = self.sampling_params(body.sampling_params)
+        if body.return_logprob and (body.top_logprobs_num or 0) > self.executor.vocab_size:
+            raise BadRequest(f"top_logprobs_num={body.top_logprobs_num} is more than the vocabulary's "
+                             f"{self.executor.vocab_size} tokens", "top_logprobs_num")  # fmt: skip
         if ids is None:
-            ids = self.tokenizer.encode(text or "", add_special_tokens=False)
+            ids = self.encode(text or "", field)
         elif ids and not 0 <= min(ids) <= max(ids) < self.executor.vocab_size:  # one pass in C; name the first bad one
             for i, t in enumerate(ids):
                 self.check_token_id(t, f"input_ids[{i}]")
@@ -100,7 +129,7 @@ class Engine:
             try:
                 capture = capture_for(body.hidden_states_layers, body.hidden_states_last_k, self.executor.n_layers)
             except ValueError as exc:
-                raise BadRequest(str(exc), str(exc).split(":", 1)[0]) from exc
+                raise BadRequest(str(exc), field_of(str(exc))) from exc
         rid = body.rid or uuid.uuid4().hex
         session_id = None
         if body.session_params is not None:
@@ -133,7 +162,7 @@ class Engine:
                 req.grammar = self.grammar.matcher(self.grammar.compile(params))
             except GrammarError as exc:
                 self._release_inflight(session_id, rid)
-                raise BadRequest(str(exc), str(exc).split(" ", 1)[0]) from exc
+                raise BadRequest(str(exc), field_of(str(exc))) from exc
         if session_id is not None:
             self.sessions.attach(session_id, req)
         return req
@@ -200,12 +229,23 @@ class Engine:
     def _logprob_entry(self, logprob: float | None, token: int) -> list[Any]:
         return [logprob, token, self.tokenizer.decode([token])]
 
-    async def wait(self, req: Req) -> dict[str, Any]:
-        """The result once ``req`` finishes; cancelling the wait aborts the request."""
+    async def wait(self, req: Req, disconnected: Callable[[], Awaitable[bool]] | None = None) -> dict[str, Any]:
+        """The result once ``req`` finishes; cancelling the wait aborts the request, and so does
+        ``disconnected()`` turning true (checked every ``DISCONNECT_POLL_S`` while the request runs: a
+        non-streamed HTTP handler is not cancelled when its client goes away)."""
         assert req.queue is not None
+        aborted = False
         try:
             while not req.finished:
-                await req.queue.get()
+                if disconnected is None or aborted:
+                    await req.queue.get()
+                    continue
+                try:
+                    await asyncio.wait_for(req.queue.get(), timeout=DISCONNECT_POLL_S)
+                except TimeoutError:
+                    if await disconnected():
+                        self.scheduler.abort(req.rid, "client disconnected")
+                        aborted = True
         except asyncio.CancelledError:
             self.scheduler.abort(req.rid, "client disconnected")
             raise
@@ -234,7 +274,7 @@ class Engine:
         if body.streaming and not self.config.enable_streaming_session:
             raise BadRequest("streaming sessions are disabled: start the server with --enable-streaming-session",
                              "streaming")  # fmt: skip
-        if body.timeout is not None and body.timeout <= 0:
+        if body.timeout is not None and not (math.isfinite(body.timeout) and body.timeout > 0):
             raise BadRequest(f"timeout must be > 0 seconds, got {body.timeout}", "timeout")
         if body.streaming and self.config.disable_radix_cache:
             raise BadRequest("streaming sessions need the radix cache (server started with --disable-radix-cache)",

@@ -79,7 +79,7 @@ class _StateCollector:
         yield gauge("sglang:kv_available_tokens", "Free KV slots.", cache.pool.available)
         yield gauge("sglang:kv_evictable_tokens", "Cached KV that can be evicted.", cache.radix.evictable_tokens)
         yield gauge("sglang:token_usage", "Fraction of the KV pool in use.", used / cap)
-        yield gauge("sglang:num_streaming_sessions", "Open streaming sessions.", len(cache.sessions))
+        yield gauge("sglang:num_streaming_sessions", "Open streaming sessions.", cache.sessions.streaming_count)
         yield gauge("sglang:streaming_session_held_tokens", "Tokens pinned by streaming sessions.",
                     cache.sessions.held_tokens)  # fmt: skip
         yield gauge("sglang:num_running_reqs", "Requests prefilling or decoding.", s.num_running)

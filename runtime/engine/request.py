@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -11,6 +12,9 @@ from typing import Any
 import torch
 
 from interleaf.runtime.engine.radix_cache import Node
+
+GREEDY_TEMPERATURE = 1e-6
+"""Temperatures below this sample greedily (SGLang's ``_SAMPLING_EPS``)."""
 
 
 @dataclass
@@ -34,6 +38,10 @@ class SamplingParams:
     ebnf: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty", "repetition_penalty"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ValueError(f"sampling_params.{name} must be a finite number, got {value}")
         if self.max_new_tokens < 0:
             raise ValueError(f"sampling_params.max_new_tokens must be >= 0, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -42,12 +50,24 @@ class SamplingParams:
             raise ValueError(f"sampling_params.top_p must be in (0, 1], got {self.top_p}")
         if self.top_k == 0 or self.top_k < -1:
             raise ValueError(f"sampling_params.top_k must be -1 (off) or >= 1, got {self.top_k}")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError(f"sampling_params.min_p must be in [0, 1], got {self.min_p}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ValueError(f"sampling_params.{name} must be in [-2, 2], got {getattr(self, name)}")
+        if not 0 < self.repetition_penalty <= 2:
+            raise ValueError(f"sampling_params.repetition_penalty must be in (0, 2], got {self.repetition_penalty}")
+        if self.sampling_seed is not None and not -(2**63) <= self.sampling_seed < 2**64:
+            raise ValueError(f"sampling_params.sampling_seed must fit in 64 bits, got {self.sampling_seed}")
+        if any(s == "" for s in self.stop):
+            raise ValueError("sampling_params.stop: an empty stop string would end every generation at once")
         if sum(x is not None for x in (self.json_schema, self.regex, self.ebnf)) > 1:
             raise ValueError("sampling_params: give at most one of json_schema, regex, ebnf")
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
+        # As SGLang: a temperature under 1e-6 is greedy (dividing the logits by it would overflow them).
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
 
     @property
     def constrained(self) -> bool:

@@ -426,7 +426,8 @@ class Scheduler:
         req.finished_at = self.clock()
         if req.capture is not None and req.capture.prompt is None:
             req.capture.prompt = req.capture.snapshot()
-        if not req.text or req.finish_reason.get("type") != "stop" or not req.params.stop:
+        if not (reason["type"] == "stop" and isinstance(reason.get("matched"), str)):
+            # A stop string's match already left the trimmed text (possibly empty) in req.text.
             req.text = self.tokenizer.decode(req.output_ids, skip_special_tokens=req.params.skip_special_tokens)
         self.stats.requests += 1
         self.observe(("e2e", req.finished_at - req.created))  # every finished request, as SGLang

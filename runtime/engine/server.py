@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.engine import Engine
@@ -37,6 +39,21 @@ def _bad(message: str, param: str | None, status: int = 400) -> JSONResponse:
                                    "code": status}}, status_code=status)  # fmt: skip
 
 
+_UNION_TAG = re.compile(r"^[A-Z]|\[|^(str|int|float|bool|none|list|dict)$")
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A validation error's location as one path (``messages[0].content``): the ``body`` root and
+    pydantic's union-branch tags (``str``, ``list[int]``, ``literal[...]``, model names) left out."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "body" and not _UNION_TAG.search(part):
+            path += f".{part}" if path else part
+    return path or "body"
+
+
 def create_app(engine: Engine) -> FastAPI:
     """SGLang's HTTP routes (and the OpenAI route) over ``engine``."""
     app = FastAPI(title="interleaf engine (SGLang protocol)")
@@ -45,10 +62,22 @@ def create_app(engine: Engine) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0]
-        loc = [str(p) for p in err.get("loc", []) if p != "body"]
-        field = ".".join(loc) or "body"
+        if err.get("type") == "json_invalid":
+            where = err.get("loc", ("body", "?"))[-1]
+            reason = (err.get("ctx") or {}).get("error", "not JSON")
+            return _bad(f"body: invalid JSON at character {where}: {reason}", "body")
         value = err.get("input")
+        if isinstance(value, bytes):  # FastAPI hands over the raw bytes when the body was not sent as JSON
+            return _bad("body: not a JSON object; send it with Content-Type: application/json", "body")
+        field = field_path(err.get("loc", ()))
         return _bad(f"{field}: {err.get('msg')} (got {json.dumps(value, default=str)[:200]})", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse({"error": {"message": message, "type": "NotFoundError" if exc.status_code == 404
+                                       else "BadRequestError", "param": None, "code": exc.status_code}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))  # fmt: skip
 
     @app.exception_handler(BadRequest)
     async def _badreq(_: Request, exc: BadRequest) -> JSONResponse:
@@ -70,7 +99,7 @@ def create_app(engine: Engine) -> FastAPI:
         return Response(status_code=200 if req.finish_reason and req.finish_reason["type"] != "abort" else 503)
 
     @app.post("/generate", response_model=None)
-    async def generate(body: GenerateIn) -> Any:
+    async def generate(body: GenerateIn, request: Request) -> Any:
         if (body.text is None) == (body.input_ids is None):
             raise BadRequest("send exactly one of text or input_ids", "text" if body.text is not None else "input_ids")
         batch_text = isinstance(body.text, list)
@@ -81,12 +110,12 @@ def create_app(engine: Engine) -> FastAPI:
             items = body.text if batch_text else body.input_ids
             reqs = [
                 engine.build_request(body.model_copy(update={"rid": None}), item if batch_text else None,
-                                     None if batch_text else item)  # type: ignore[arg-type]
-                for item in items or []
+                                     None if batch_text else item, field=f"text[{i}]")  # type: ignore[arg-type]
+                for i, item in enumerate(items or [])
             ]  # fmt: skip
             for r in reqs:
                 await engine.run(r)
-            return list(await asyncio.gather(*(engine.wait(r) for r in reqs)))
+            return list(await asyncio.gather(*(engine.wait(r, request.is_disconnected) for r in reqs)))
         req = engine.build_request(
             body,
             body.text if isinstance(body.text, str) else None,
@@ -95,7 +124,7 @@ def create_app(engine: Engine) -> FastAPI:
         await engine.run(req)
         if body.stream:
             return StreamingResponse(engine.stream(req), media_type="text/event-stream")
-        return await engine.wait(req)
+        return await engine.wait(req, request.is_disconnected)
 
     # GET with a JSON body too, as SGLang's routes accept it.
     @app.api_route("/open_session", methods=["GET", "POST"])
@@ -111,7 +140,9 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/v1/tokenize")
     async def tokenize(body: TokenizeIn) -> Any:
         texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        ids = [engine.tokenizer.encode(t, add_special_tokens=body.add_special_tokens) for t in texts]
+        fields = ["prompt"] if isinstance(body.prompt, str) else [f"prompt[{i}]" for i in range(len(texts))]
+        special = body.add_special_tokens
+        ids = [engine.encode(t, f, add_special_tokens=special) for t, f in zip(texts, fields, strict=True)]
         if isinstance(body.prompt, str):
             return {"tokens": ids[0], "count": len(ids[0]), "max_model_len": engine.context_length}
         return {"tokens": ids, "count": [len(i) for i in ids], "max_model_len": engine.context_length}
@@ -147,8 +178,8 @@ def create_app(engine: Engine) -> FastAPI:
         def flush(s: Scheduler) -> str | None:
             if not s.idle:
                 return f"{s.num_running} running and {len(s.waiting)} queued requests"
-            if s.cache.sessions:
-                return f"{len(s.cache.sessions)} streaming sessions hold KV; close them first"
+            if s.cache.sessions.streaming_count:
+                return f"{s.cache.sessions.streaming_count} streaming sessions hold KV; close them first"
             s.cache.radix.reset()
             return None
 
@@ -179,7 +210,7 @@ def create_app(engine: Engine) -> FastAPI:
             "available_tokens": cache.pool.available,
             "evictable_tokens": cache.radix.evictable_tokens,
             "session_held_tokens": cache.sessions.held_tokens,
-            "num_streaming_sessions": len(cache.sessions),
+            "num_streaming_sessions": cache.sessions.streaming_count,
             "simulated": engine.simulated,
             "simulated_seconds": engine.executor.simulated_seconds,
         }]  # fmt: skip

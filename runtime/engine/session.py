@@ -139,6 +139,12 @@ class SessionTable:
         return len(self._sessions)
 
     @property
+    def streaming_count(self) -> int:
+        """Open streaming sessions (the ones that pin KV; plain sessions pin nothing)."""
+        with self._lock:
+            return sum(1 for s in self._sessions.values() if s.streaming and not s.closed)
+
+    @property
     def held_tokens(self) -> int:
         """Tokens pinned by open sessions; sessions sharing a prefix count it once each (an upper bound)."""
         with self._lock:

@@ -195,7 +195,7 @@ class SimulatedServer:
             cache = self.engine.scheduler.cache
             if message.startswith(_NO_ROOM) and cache.sessions.held_tokens and self.exhausted is None:
                 self.exhausted = KVExhaustion(
-                    server=self.url, at_s=self.clock(), sessions=len(cache.sessions),
+                    server=self.url, at_s=self.clock(), sessions=cache.sessions.streaming_count,
                     held_tokens=cache.sessions.held_tokens * self.executor.cost.token_block,
                     capacity=cache.capacity * self.executor.cost.token_block,
                     waiting=len(self.engine.scheduler.waiting),

@@ -153,6 +153,94 @@ def test_bad_inputs_name_the_field_and_server_keeps_serving(engine_url: str) -> 
     httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
 
 
+def test_out_of_range_sampling_and_odd_text_are_400s_and_spare_the_requests_in_flight(engine_url: str) -> None:
+    """Values the sampler cannot use (the old engine failed the whole batch on them: every request in flight
+    was aborted) and text no tokenizer can encode are refused up front, naming the field."""
+    cases = [
+        ({"sampling_params": {"min_p": 2}}, "sampling_params.min_p"),
+        ({"sampling_params": {"temperature": float("nan")}}, "sampling_params.temperature"),
+        ({"sampling_params": {"frequency_penalty": float("nan")}}, "sampling_params.frequency_penalty"),
+        ({"sampling_params": {"repetition_penalty": 0}}, "sampling_params.repetition_penalty"),
+        ({"sampling_params": {"sampling_seed": -(2**70)}}, "sampling_params.sampling_seed"),
+        ({"sampling_params": {"stop": [""]}}, "sampling_params.stop"),
+        ({"return_logprob": True, "top_logprobs_num": 10**9}, "top_logprobs_num"),
+        ({"return_logprob": True, "hidden_states_last_k": -2, "return_hidden_states": True}, "hidden_states_last_k"),
+    ]
+    innocent = {"input_ids": [1, 2, 3], "sampling_params": {"max_new_tokens": 40, "ignore_eos": True}}
+    with httpx.Client(timeout=120) as c:
+        import threading
+
+        result: dict = {}
+        first = threading.Thread(target=lambda: result.update(c.post(f"{engine_url}/generate", json=innocent).json()))
+        first.start()
+        wait_running(engine_url)
+        for body, field in cases:
+            raw = json.dumps({"input_ids": [1, 2], **body})  # NaN as Python's json writes it (httpx refuses to)
+            r = httpx.post(f"{engine_url}/generate", content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["error"]["param"] == field, (body, r.json())
+        for route, body, field in [("generate", {"text": "a\ud800 b"}, "text"),
+                                   ("generate", {"text": ["ok", "\udfff"]}, "text[1]"),
+                                   ("tokenize", {"prompt": "\ud800"}, "prompt")]:  # fmt: skip
+            raw = json.dumps(body)  # json.dumps writes the lone surrogate as the escape JSON allows
+            r = httpx.post(f"{engine_url}/{route}", content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+            assert "surrogate" in r.json()["error"]["message"]
+        first.join()
+    assert result["meta_info"]["finish_reason"] == {"type": "length", "length": 40}, result["meta_info"]
+
+
+def test_malformed_bodies_and_unknown_routes_get_the_error_shape(engine_url: str) -> None:
+    as_json = {"content-type": "application/json"}
+    r = httpx.post(f"{engine_url}/generate", content=b'{"input_ids": [1],}', headers=as_json)
+    err = r.json()["error"]
+    assert r.status_code == 400 and err["param"] == "body" and "invalid JSON at character 18" in err["message"]
+    r = httpx.post(f"{engine_url}/generate", content=b'{"input_ids": [1]}')  # no Content-Type
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]["message"]
+    r = httpx.post(f"{engine_url}/generate", json={"input_ids": [1, [2]]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input_ids[1]", r.text
+    for method, path, status in [("GET", "/no_such_route", 404), ("DELETE", "/generate", 405)]:
+        r = httpx.request(method, f"{engine_url}{path}")
+        assert r.status_code == status and r.json()["error"]["code"] == status, r.text
+        assert path in r.json()["error"]["message"]
+    r = httpx.post(f"{engine_url}/open_session", content=b'{"timeout": NaN}', headers=as_json)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "timeout", r.text
+
+
+def test_a_stop_string_matched_at_the_start_leaves_empty_text(engine_url: str) -> None:
+    greedy = {"temperature": 0, "max_new_tokens": 12}
+    first = gen(engine_url, text=CHAT.format(q="Say hello."), sampling_params=greedy)["text"]
+    head = first[:3]
+    out = gen(engine_url, text=CHAT.format(q="Say hello."), sampling_params={**greedy, "stop": [head]})
+    assert out["text"] == "" and out["meta_info"]["finish_reason"] == {"type": "stop", "matched": head}
+    kept = gen(engine_url, text=CHAT.format(q="Say hello."), sampling_params={**greedy, "stop": [head],
+               "no_stop_trim": True})  # fmt: skip
+    assert kept["text"].startswith(head)
+
+
+def test_a_client_that_leaves_a_non_streamed_request_aborts_it(engine_url: str) -> None:
+    """Starlette does not cancel a non-streamed handler when its client goes away: the engine checks."""
+    body = {"input_ids": [1, 2, 3], "sampling_params": {"max_new_tokens": 3000, "ignore_eos": True}}
+    for path, payload in [("/generate", body),
+                          ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell a story."}],
+                                                    "max_tokens": 3000, "ignore_eos": True})]:  # fmt: skip
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{engine_url}{path}", json=payload, timeout=httpx.Timeout(30, read=1.0))
+        wait_until(lambda: metric(engine_url, "sglang:num_running_reqs"), until=lambda n: n == 0,
+                   message=f"the request to {path} to be aborted after its client left")  # fmt: skip
+
+
+def test_plain_sessions_are_not_counted_as_streaming(engine_url: str) -> None:
+    before = httpx.get(f"{engine_url}/server_info").json()["internal_states"][0]["num_streaming_sessions"]
+    plain = [httpx.post(f"{engine_url}/open_session", json={}).json() for _ in range(2)]
+    info = httpx.get(f"{engine_url}/server_info").json()["internal_states"][0]
+    assert info["num_streaming_sessions"] == before and metric(engine_url, "sglang:num_streaming_sessions") == before
+    if before == 0:  # nothing pins KV: the flush is not refused for the plain sessions
+        assert httpx.post(f"{engine_url}/flush_cache").status_code == 200
+    for sid in plain:
+        httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
+
+
 def test_abort_rolls_back_session_turn(engine_url: str) -> None:
     import threading
 

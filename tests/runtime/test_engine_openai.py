@@ -102,6 +102,15 @@ def test_truncated_tool_call_is_reported_as_a_call_never_as_markup() -> None:
     # a complete call followed by a cut one: both reported, in order
     _, calls = parse_tool_calls(whole + whole[:-20], names)
     assert [c["function"]["name"] for c in calls] == ["get_weather", "get_weather"]
+    # arguments complete, cut inside the call's closing brace and tag: a complete call, the JSON alone
+    for cut in range(1, len("}</tool_call>")):
+        content, calls = parse_tool_calls(whole[:-cut], names)
+        assert content is None and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}, cut
+    # cut inside the opening tag: a dropped fragment, never content (after a call too)
+    for cut in ("<", "<tool_", "<tool_call"):
+        assert parse_tool_calls(cut, names) == (None, [])
+        assert [c["function"]["name"] for c in parse_tool_calls(whole + cut, names)[1]] == ["get_weather"]
+        assert parse_tool_calls(whole + cut, names)[0] is None
 
 
 class _Template:
@@ -241,7 +250,15 @@ def test_response_format_json_schema(client: Any) -> None:
     ("body", "param"),
     [
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "user", "content": "a\ud800 b"}]}, "messages[0].content"),
+        ({"messages": QUESTION, "tool_choice": "sometimes"}, "tool_choice"),
+        ({"messages": QUESTION, "stop": 123}, "stop"),
+        ({"messages": QUESTION, "min_p": 5}, "min_p"),
+        ({"messages": QUESTION, "repetition_penalty": 0}, "repetition_penalty"),
+        ({"messages": QUESTION, "seed": 2**70}, "seed"),
+        ({"messages": QUESTION, "stop": [""]}, "stop"),
         ({"messages": QUESTION, "temperature": -1}, "temperature"),
         ({"messages": QUESTION, "n": 2}, "n"),
         ({"messages": QUESTION, "tool_choice": "required"}, "tool_choice"),
@@ -253,7 +270,9 @@ def test_response_format_json_schema(client: Any) -> None:
     ],
 )  # fmt: skip
 def test_bad_body_is_400_naming_the_field(engine_url: str, body: dict, param: str) -> None:
-    r = httpx.post(f"{engine_url}/v1/chat/completions", json=body, timeout=60)
+    raw = json.dumps(body)  # as Python's json writes it: lone surrogates escaped (httpx refuses to encode them)
+    r = httpx.post(f"{engine_url}/v1/chat/completions", content=raw, headers={"content-type": "application/json"},
+                   timeout=60)  # fmt: skip
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["param"] == param and param.split(".")[0].split("[")[0] in err["message"]

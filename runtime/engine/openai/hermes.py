@@ -43,14 +43,28 @@ class ChatTemplateTokenizer(Protocol):
 
 def _text(content: str | list[dict[str, Any]] | None, field: str) -> str:
     if content is None or isinstance(content, str):
-        return content or ""
+        return _unicode(content or "", field)
     parts = []
     for i, part in enumerate(content):
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+        if part.get("type") != "text":
             raise BadRequest(f"{field}[{i}]: only text parts are supported by the embedded engine, got type "
                              f"{part.get('type')!r}; send the content as a string", f"{field}[{i}]")  # fmt: skip
-        parts.append(part["text"])
+        if not isinstance(part.get("text"), str):
+            raise BadRequest(f"{field}[{i}].text: a text part needs a string 'text', got "
+                             f"{json.dumps(part.get('text'))[:80]}", f"{field}[{i}].text")  # fmt: skip
+        parts.append(_unicode(part["text"], f"{field}[{i}].text"))
     return "".join(parts)
+
+
+def _unicode(text: str, field: str) -> str:
+    """``text``, or BadRequest naming ``field`` when it holds a lone UTF-16 surrogate (JSON can carry one as
+    ``\\ud800``; no tokenizer can encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character "
+                         f"{exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
+    return text
 
 
 def _arguments(call: ToolCallIn, field: str) -> dict[str, Any]:
@@ -223,7 +237,11 @@ def parse_tool_calls(text: str, names: set[str]) -> tuple[str | None, list[dict[
             calls.append(_openai_call(call.name, json.dumps(call.arguments, ensure_ascii=False)))
         elif not call.closed and (cut := _cut_call(call.raw, names)) is not None:
             calls.append(_openai_call(*cut))
-    kept.append(text[pos:])
+    tail = text[pos:]
+    if tail.strip() and CALL_OPEN.startswith(tail.strip()):  # cut inside a call's opening tag: a dropped fragment
+        tail = ""
+        pos = len(text)
+    kept.append(tail)
     content = "".join(kept).strip() if pos else text
     return (content or None), calls
 
@@ -234,12 +252,24 @@ def _openai_call(name: str, arguments: str) -> dict[str, Any]:
 
 
 def _cut_call(raw: str, names: set[str]) -> tuple[str, str] | None:
-    """(name, partial arguments text) of a call cut off after its name, as the grammar writes calls."""
+    """(name, arguments text) of a call cut off after its name, as the grammar writes calls: the arguments
+    as JSON when the object is complete and only (part of) the call's closing brace and tag is missing,
+    else the partial text written so far."""
     body = raw.lstrip()
     for name in names:
         head = call_head(name)
         if body.startswith(head):
-            return name, body[len(head) :]
+            rest = body[len(head) :]
+            closing = CALL_TAIL + CALL_CLOSE
+            for k in range(min(len(closing), len(rest)), -1, -1):
+                if rest.endswith(closing[:k]):
+                    try:
+                        args = json.loads(rest[: len(rest) - k])
+                    except (ValueError, RecursionError):
+                        continue
+                    if isinstance(args, dict):
+                        return name, json.dumps(args, ensure_ascii=False)
+            return name, rest
     return None
 
 

@@ -81,7 +81,7 @@ def build(engine: Engine, body: ChatCompletionIn) -> ChatPlan:
         json_schema = '{"type": "object"}'
 
     prompt = render_prompt(engine.tokenizer, body)
-    ids = engine.tokenizer.encode(prompt, add_special_tokens=False)
+    ids = engine.encode(prompt, "messages")
     if len(ids) > engine.max_req_input_len:
         raise BadRequest(f"messages: the rendered prompt has {len(ids)} tokens, over the engine's longest prompt "
                          f"{engine.max_req_input_len} (context length {engine.context_length}, KV pool "
@@ -167,10 +167,10 @@ def build_completion(engine: Engine, body: CompletionIn) -> CompletionPlan:
     for i, item in enumerate(items):
         text = item if isinstance(item, str) else None
         ids = None if isinstance(item, str) else item
+        where = "prompt" if len(items) == 1 else f"prompt[{i}]"
         try:
-            reqs.append(engine.build_request(gen, text, ids))
+            reqs.append(engine.build_request(gen, text, ids, field=where))
         except BadRequest as exc:
-            where = "prompt" if len(items) == 1 else f"prompt[{i}]"
             raise _openai_named(exc, {"input_ids": where}) from exc
         prompts.append("" if not body.echo else text if text is not None else engine.tokenizer.decode(ids))
     return CompletionPlan(reqs, prompts)

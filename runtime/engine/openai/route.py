@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from interleaf.runtime.engine.openai.hermes import parse_tool_calls
@@ -215,27 +215,27 @@ def add_openai_routes(app: FastAPI, engine: Engine) -> None:
         return card()
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatCompletionIn) -> Any:
+    async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
         plan = build(engine, body)
         await engine.run(plan.req)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(stream_chunks(engine, plan, include_usage), media_type="text/event-stream")
-        await engine.wait(plan.req)
+        await engine.wait(plan.req, request.is_disconnected)
         problem = _abort_message(plan.req)
         if problem is not None:
             return JSONResponse(_error(problem, 500), status_code=500)
         return completion(engine, plan)
 
     @app.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionIn) -> Any:
+    async def completions(body: CompletionIn, request: Request) -> Any:
         plan = build_completion(engine, body)
         for req in plan.reqs:
             await engine.run(req)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(stream_text(engine, plan, include_usage), media_type="text/event-stream")
-        await asyncio.gather(*(engine.wait(req) for req in plan.reqs))
+        await asyncio.gather(*(engine.wait(req, request.is_disconnected) for req in plan.reqs))
         for req in plan.reqs:
             problem = _abort_message(req)
             if problem is not None:
