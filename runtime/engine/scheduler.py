@@ -379,16 +379,23 @@ class Scheduler:
         logprobs = torch.log_softmax(logits[want].float(), dim=-1) if want else None
         if self.grammar is not None:
             self.grammar.mask(logits, reqs)
-        tokens = sample(logits, reqs)
+        tokens, failed = _sample_isolated(logits, reqs)
+        for req in failed:  # only the request the sampler could not serve fails; its batch goes on
+            self.running.remove(req)
+            self._finish(req, {"type": "abort", "message": "sampling failed for this request; see server log"})
         if logprobs is not None:
             for row, i in enumerate(want):
                 req, lp = reqs[i], logprobs[row]
+                if tokens[i] < 0:
+                    continue
                 req.output_logprobs.append((float(lp[tokens[i]]), tokens[i]))
                 if req.top_logprobs_num > 0:
                     top = torch.topk(lp, req.top_logprobs_num)
                     req.output_top_logprobs.append(list(zip(top.values.tolist(), top.indices.tolist(), strict=True)))
         now = self.clock()
         for req, tok in zip(reqs, tokens, strict=True):
+            if tok < 0:
+                continue
             req.output_ids.append(tok)
             req.batch_size_sum += batch_size
             req.decode_steps += 1
@@ -432,6 +439,25 @@ class Scheduler:
         self.stats.requests += 1
         self.observe(("e2e", req.finished_at - req.created))  # every finished request, as SGLang
         req.notify("done")
+
+
+def _sample_isolated(logits: torch.Tensor, reqs: list[Req]) -> tuple[list[int], list[Req]]:
+    """``sample`` for the batch; when it raises, row by row, so that only the requests whose row fails
+    (token -1) are lost, not every request in the batch."""
+    try:
+        return sample(logits, reqs), []
+    except Exception:
+        log.exception("sampling a batch of %d failed; sampling its rows one by one", len(reqs))
+    tokens: list[int] = []
+    failed: list[Req] = []
+    for i, req in enumerate(reqs):
+        try:
+            tokens.append(sample(logits[i : i + 1], [req])[0])
+        except Exception:
+            log.exception("sampling request %s failed", req.rid)
+            tokens.append(-1)
+            failed.append(req)
+    return tokens, failed
 
 
 def _wants_prompt_logprobs(req: Req) -> bool:

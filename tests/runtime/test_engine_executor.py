@@ -136,3 +136,32 @@ def test_sim_engine_reports_and_enforces_its_limits(sim_client: TestClient) -> N
     assert hidden.status_code == 400 and hidden.json()["error"]["param"] == "return_hidden_states"
     constrained = sim_client.post("/generate", json={"text": "hi", "sampling_params": {"regex": "a+"}})
     assert constrained.status_code == 400 and "sim executor" in constrained.json()["error"]["message"]
+
+
+def test_a_request_the_sampler_cannot_serve_fails_alone() -> None:
+    """A sampling failure (here forced past the up-front checks) aborts its own request; the batch goes on."""
+    import asyncio
+
+    from interleaf.runtime.engine.engine import Engine
+    from interleaf.runtime.engine.protocol import GenerateIn, SamplingParamsIn
+
+    engine = Engine(EngineConfig(executor="sim", sim_clock="virtual", max_total_tokens=2048))
+    loop = threading.Thread(target=engine.scheduler.run_forever, daemon=True)
+    loop.start()
+    body = GenerateIn(sampling_params=SamplingParamsIn(max_new_tokens=6, ignore_eos=True, temperature=1.0))
+
+    async def both() -> list[dict]:
+        good, bad = engine.build_request(body, None, [1, 2, 3]), engine.build_request(body, None, [4, 5, 6])
+        bad.params.min_p = 5.0  # no token survives: the sampler's multinomial raises for this row only
+        for req in (good, bad):
+            await engine.run(req)
+        return list(await asyncio.gather(engine.wait(good), engine.wait(bad)))
+
+    try:
+        good, bad = asyncio.run(both())
+    finally:
+        engine.scheduler.stop()
+        loop.join(10)
+    assert good["meta_info"]["finish_reason"] == {"type": "length", "length": 6}
+    assert bad["meta_info"]["finish_reason"]["type"] == "abort"
+    assert "sampling failed" in bad["meta_info"]["finish_reason"]["message"]
