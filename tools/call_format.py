@@ -14,13 +14,13 @@ a call always parses, even from a model far too small to produce one unaided.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from interleaf.tools.json_arguments import ArgumentsError, argument_problem, loads
 from interleaf.tools.regex_ebnf import RegexNotSupported, regex_to_ebnf
 from interleaf.tools.schema_grammar import JSON_RULES, SchemaGrammar, literal, rule_name
 from interleaf.tools.text_grounding import spans_ebnf
@@ -287,12 +287,17 @@ _ANSWER_RE = re.compile(rf"{re.escape(ANSWER_OPEN)}(.*?){re.escape(ANSWER_CLOSE)
 
 def parse_call(raw: str) -> ParsedCall:
     """Read the text between ``<tool_call>`` tags: a JSON object with a string ``name`` and an
-    ``arguments`` object (double-encoded arguments are accepted)."""
+    ``arguments`` object (double-encoded arguments are accepted). JSON that tools do not take
+    (``interleaf.tools.json_arguments``: NaN, integers past 4300 digits, nesting past 64 levels, lone
+    surrogates) is a format error like text that is not JSON."""
     call = ParsedCall(raw=raw)
     try:
-        obj = json.loads(raw.strip())
+        obj = loads(raw.strip())
     except json.JSONDecodeError as exc:
         call.error = f"tool call is not valid JSON ({exc.msg} at char {exc.pos})"
+        return call
+    except ArgumentsError as exc:
+        call.error = f"tool call cannot be used: {exc}"
         return call
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         call.error = 'tool call must be a JSON object with a string "name"'
@@ -300,10 +305,21 @@ def parse_call(raw: str) -> ParsedCall:
     call.name = obj["name"]
     args = obj.get("arguments", {})
     if isinstance(args, str):  # some models double-encode the arguments
-        with contextlib.suppress(json.JSONDecodeError):
-            args = json.loads(args)
+        try:
+            args = loads(args)
+        except json.JSONDecodeError:
+            pass  # a string: refused below
+        except ArgumentsError as exc:
+            call.error = f"tool call cannot be used: {exc}"
+            return call
     if not isinstance(args, dict):
         call.error = f'tool call "arguments" must be a JSON object, got {type(args).__name__}'
+        return call
+    if (problem := argument_problem(call.name)) is not None:
+        call.error = f"tool call cannot be used: field 'name': {problem[1]}"
+        return call
+    if (problem := argument_problem(args)) is not None:
+        call.error = f"tool call cannot be used: field '{problem[0]}': {problem[1]}"
         return call
     call.arguments = args
     return call

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
 
@@ -25,6 +26,8 @@ from interleaf.tools.tool import Tool
 from interleaf.tools.toolset import Toolset
 
 __all__ = ["mcp_toolset", "render_mcp_content"]
+
+log = logging.getLogger(__name__)
 
 # OpenAI's function-name rule is ^[a-zA-Z0-9_-]{1,64}$: no '.', so "git.git_status" would be refused there.
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -68,6 +71,20 @@ def _tool_name(prefix: str, separator: str, remote: str) -> str:
     return _INVALID_NAME_CHARS.sub("_", f"{base}{separator}{remote}" if base else remote)[:64]
 
 
+def _name_problem(remote: str, local: str, taken: dict[str, str]) -> str | None:
+    """Why the server's tool ``remote`` (``local`` here) cannot join the tools already ``taken``
+    (local name -> the server's), or None when it can."""
+    if not remote:
+        return "the server gave it an empty name"
+    if local in taken:
+        return (
+            f"its name here, {local!r}, is already that of the server's tool {taken[local]!r} (names keep to "
+            "OpenAI's ^[a-zA-Z0-9_-]{1,64}$: other characters become '_', longer names are cut); "
+            "rename one on the server"
+        )
+    return None
+
+
 def render_mcp_content(result: mcp_types.CallToolResult) -> str:
     """The text of an MCP tool result; non-text blocks are named rather than dropped silently."""
     parts: list[str] = []
@@ -87,31 +104,93 @@ def render_mcp_content(result: mcp_types.CallToolResult) -> str:
     return "\n".join(parts)
 
 
-def _validator(name: str, schema: dict[str, Any]):
+_NAME_MAPS = ("properties", "$defs", "definitions", "dependentSchemas", "dependencies")
+"""Schema keywords whose values map names (not keywords) to subschemas."""
+_DATA_KEYS = ("enum", "const", "default", "examples")
+"""Schema keywords whose values are data, not subschemas."""
+
+
+def without_regexes(schema: Any) -> Any:
+    """``schema`` for checking arguments on the client: without ``pattern`` and ``patternProperties``
+    (and, where those were, ``additionalProperties`` / ``unevaluatedProperties``, which depend on them).
+
+    Python's ``re`` backtracks and holds the GIL while it does: a server's ``^(a+)+$`` against 30
+    characters from the model would stall the event loop for minutes, in a thread or not, and no
+    timeout could stop it. The server checks its own patterns (a refusal comes back as a
+    ``ToolArgumentError``).
+    """
+    removed = False
+
+    def strip(node: Any) -> Any:
+        nonlocal removed
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if (key == "pattern" and isinstance(value, str)) or key == "patternProperties":
+                removed = True
+            elif key in _NAME_MAPS and isinstance(value, dict):
+                out[key] = {name: strip(sub) for name, sub in value.items()}
+            elif key in _DATA_KEYS:
+                out[key] = value
+            else:
+                out[key] = strip(value)
+        if "patternProperties" in node:
+            out.pop("additionalProperties", None)
+        return out
+
+    stripped = strip(schema)
+    if removed:
+        # Which keys count as evaluated may have hung on a pattern anywhere below: drop them all.
+        def drop_unevaluated(node: Any) -> None:
+            if isinstance(node, list):
+                for item in node:
+                    drop_unevaluated(item)
+            elif isinstance(node, dict):
+                node.pop("unevaluatedProperties", None)
+                for value in node.values():
+                    drop_unevaluated(value)
+
+        drop_unevaluated(stripped)
+    return stripped
+
+
+def _validator(name: str, schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """A check of the arguments against the server's ``schema`` before the call (None when the
+    schema cannot be used: the server judges alone), with the local tools' field/value messages."""
     try:
-        checker = jsonschema.validators.validator_for(schema)(schema)
-    except jsonschema.SchemaError:
-        return None  # the server's schema is broken; let the server judge the arguments
+        checkable = without_regexes(schema)
+        checker = jsonschema.validators.validator_for(checkable)(checkable)
+        checker.check_schema(checkable)
+    except (jsonschema.SchemaError, RecursionError, TypeError, ValueError):
+        return None  # the server's schema is broken or too deep; let the server judge the arguments
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
+        try:
+            errors = sorted(checker.iter_errors(arguments), key=lambda e: [str(p) for p in e.path])
+        except Exception as exc:  # a $ref that does not resolve, ...: the server judges
+            log.debug("MCP tool %s: arguments not checked on the client: %r", name, exc)
+            return arguments
         problems = []
-        for err in sorted(checker.iter_errors(arguments), key=lambda e: list(e.path)):
+        for err in errors:
             where = ".".join(str(p) for p in err.path)
             prefix = f"{where}." if where else ""
             instance = err.instance if isinstance(err.instance, dict) else {}
             if err.validator == "required":
                 problems += [
-                    f"- field '{prefix}{name}': required but missing"
-                    for name in err.validator_value
-                    if name not in instance
+                    f"- field '{prefix}{field}': required but missing"
+                    for field in err.validator_value
+                    if field not in instance
                 ]
             elif err.validator == "additionalProperties":
                 allowed = list(err.schema.get("properties", {}))
                 problems += [
-                    f"- field '{prefix}{name}': unexpected argument (value {instance[name]!r}); "
+                    f"- field '{prefix}{field}': unexpected argument (value {instance[field]!r}); "
                     f"allowed: {', '.join(allowed) or 'none'}"
-                    for name in instance
-                    if name not in allowed
+                    for field in instance
+                    if field not in allowed
                 ]
             else:
                 problems.append(f"- field '{where or '(arguments)'}': {err.message}")
@@ -215,7 +294,10 @@ async def mcp_toolset(
     or reached, dies at start, or is lost later raises ``ToolInfraError`` naming the command or URL
     and the cause. ``prefix`` namespaces the tool names, joined by ``separator`` (``prefix="time"``
     -> ``time_get_current_time``); names keep to OpenAI's rule ``^[a-zA-Z0-9_-]{1,64}$``, so any other
-    character (a ``.`` in a prefix such as ``"time."``) becomes ``_``.
+    character (a ``.`` in a prefix such as ``"time."``) becomes ``_``. A server's tool with no name, or
+    whose name so made is an earlier tool's (``a.b`` and ``a_b``), is left out with a warning naming
+    the server and the tool. Arguments are checked against the server's schema before each call,
+    except its regular expressions (``pattern``), which the server checks itself.
     """
     if not _VALID_SEPARATOR.match(separator):
         raise ValueError(f"mcp_toolset separator={separator!r}: use letters, digits, '_' or '-' (OpenAI's name rule)")
@@ -238,8 +320,14 @@ async def mcp_toolset(
                 if not _is_connection_failure(exc):
                     raise
                 raise ToolInfraError(f"cannot connect to MCP server {where}: {_cause(exc)}") from exc
-            try:
-                yield Toolset(
+            tools, taken = Toolset(), {}
+            for spec in specs:
+                local = _tool_name(prefix, separator, spec.name)
+                if (problem := _name_problem(spec.name, local, taken)) is not None:
+                    log.warning("MCP server %s: tool %r left out: %s", where, spec.name, problem)
+                    continue
+                taken[local] = spec.name
+                tools.add(
                     _make_tool(
                         client,
                         spec,
@@ -248,8 +336,9 @@ async def mcp_toolset(
                         timeout_s=timeout_s,
                         max_output_tokens=max_output_tokens,
                     )
-                    for spec in specs
                 )
+            try:
+                yield tools
             except BaseException as exc:
                 body_error = exc
                 raise

@@ -8,10 +8,16 @@ zero-argument callable returning one of those.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import inspect
+import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,8 +95,35 @@ def serve_mcp(
     *,
     name: str = "interleaf",
 ) -> None:
-    """Blocking ``serve_mcp_async``: the entry point of a server process (streamable HTTP at ``/mcp``)."""
-    anyio.run(lambda: serve_mcp_async(toolset, transport, host, port, name=name))
+    """Blocking ``serve_mcp_async``: the entry point of a server process (streamable HTTP at ``/mcp``).
+
+    SIGTERM stops it as SIGINT does, its scratch directories removed (the exit status is 143, as for
+    a process killed by SIGTERM); by default SIGTERM would end the process before any cleanup.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated(128 + signum)
+
+    # uvicorn takes SIGTERM for a graceful shutdown, then raises it again with the handler it found:
+    # this one, which unwinds through serve_mcp_async's cleanup instead of killing the process.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        anyio.run(lambda: serve_mcp_async(toolset, transport, host, port, name=name))
+    except _Terminated as exc:
+        # Cleaned up; what is left is a stdio reader thread blocked on stdin, which the interpreter
+        # would wait for at exit. The default SIGTERM would not have waited either.
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(exc.code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM arrived: unwind (removing scratch directories), then exit with ``code``."""
 
 
 def load_toolset(spec: str) -> Toolset:
@@ -124,6 +157,15 @@ def load_toolset(spec: str) -> Toolset:
     except AttributeError:
         raise ValueError(f"toolset {spec!r}: {target} has no attribute {attr!r}") from None
     if callable(obj) and not isinstance(obj, Tool | Toolset):
+        try:
+            inspect.signature(obj).bind()
+        except TypeError as exc:  # it needs arguments: not a factory of tools
+            raise ValueError(
+                f"toolset {spec!r}: {attr} is a function that needs arguments ({exc}); name a Toolset, a Tool, "
+                "a list of tools or a function of no arguments returning one"
+            ) from None
+        except ValueError:
+            pass  # no signature to read (some builtins): call it and see
         obj = obj()
     if isinstance(obj, Tool):
         obj = [obj]

@@ -5,19 +5,21 @@ Two modes (docs/tools.md has the attack table):
 * ``bwrap`` (the default; needs the ``bwrap`` program, libseccomp and user namespaces, which every
   current Linux has): bubblewrap puts the code in new user, pid, network, mount, ipc, uts and
   cgroup namespaces with ``no_new_privs``, a seccomp filter (no sockets but AF_UNIX, no ptrace,
-  no namespaces, no mounts, no kernel keyring, bpf, io_uring, ...), every mount ``nosuid``, the
-  system and the interpreter read-only, a private size-capped ``/tmp`` (the working directory is
-  ``/tmp/work`` on it: one quota for everything the code writes) and a small ``/dev/shm``, and a
-  clean environment. bwrap never runs as root: as root, a throwaway uid runs it (see
-  ``sandbox_boot.launch``). The code runs below an init of ours that the code cannot signal; when
-  the code's process ends, everything it left running is killed. The working directory's files
-  come in and go back as tar streams, so the host's scratch dir is never mounted into the sandbox.
+  no namespaces, no mounts, no kernel keyring, bpf, io_uring, memfds or System V shared memory,
+  ...), every mount ``nosuid``, the system and the interpreter read-only, a private size-capped
+  ``/tmp`` (the working directory is ``/tmp/work`` on it: one quota for everything the code
+  writes) and a small ``/dev/shm``, and a clean environment. bwrap never runs as root: as root, a
+  throwaway uid runs it (see ``sandbox_boot.launch``). The code runs below an init of ours that
+  the code cannot signal; when the code's process ends, everything it left running is killed. The
+  working directory's files come in and go back as tar streams, so the host's scratch dir is
+  never mounted into the sandbox.
 * ``plain`` (opt-in only: ``mode="plain"`` or ``INTERLEAF_SANDBOX_MODE=plain``): a separate
-  process in its own session with rlimits and an audit hook. Native code goes around an audit
-  hook, so this does not contain untrusted code; it exists for hosts without bwrap, and says so.
+  process in its own session with rlimits and an audit hook. It reads any host file its user can,
+  and native code goes around an audit hook, so this does not contain untrusted code; it exists for
+  hosts without bwrap, and says so.
 
-Both: ``RLIMIT_CPU``, ``RLIMIT_AS``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``, no core dumps, a
-wall-clock timeout, a scrubbed environment, stdin closed, output read with a byte cap.
+Both: ``RLIMIT_CPU``, ``RLIMIT_AS``, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC``, ``RLIMIT_NOFILE``, no core
+dumps, a wall-clock timeout, a scrubbed environment, stdin closed, output read with a byte cap.
 
 This module chooses the mode and runs the code; the parts are ``sandbox_limits.py`` (``SandboxLimits``),
 ``sandbox_bwrap.py`` (bubblewrap's command line and the availability probe), ``sandbox_seccomp.py``
@@ -47,6 +49,7 @@ from interleaf.tools.sandbox_bwrap import bwrap_launch, bwrap_problem, bwrap_pro
 from interleaf.tools.sandbox_limits import SandboxLimits, boot_limits, limit_note
 from interleaf.tools.sandbox_process import BOOT_PATH, SAFE_ENV, Capped, Launch, feed, kill_run
 from interleaf.tools.sandbox_workdir import pack_input, unpack_report
+from interleaf.tools.worker_threads import run_in_thread
 
 __all__ = ["SandboxLimits", "SandboxRun", "SandboxUnavailable", "containment_mode", "run_python"]
 
@@ -86,6 +89,8 @@ class SandboxRun(BaseModel):
 
 
 PLAIN_GAPS = (
+    "the code can read any file this user can read (the whole host file system: keys, credentials, "
+    "other episodes' scratch dirs; the audit hook checks writes only); "
     "native code (ctypes, _posixsubprocess, C extensions) bypasses the audit hook, so the network, "
     "starting programs, forking (as root), writing anywhere this user may (also through os.open with "
     "dir_fd), signalling this process and reading /proc/*/environ are all reachable; background "
@@ -143,14 +148,16 @@ async def run_python(
         assert program is not None  # containment_mode checked
         launch = bwrap_launch(program, limits, None)
     else:
-        cfg = sandbox_boot.BootConfig(mode="plain", workdir=str(scratch), limits=boot_limits(limits), report_fd=None)
+        cfg = sandbox_boot.BootConfig(
+            mode="plain", workdir=str(scratch), limits=boot_limits(limits), report_fd=None, tmp_mb=None
+        )
         launch = Launch(argv=[sys.executable, "-I", BOOT_PATH, "run", json.dumps(cfg)])
     started = time.monotonic()
     report_file = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115 (closed once unpacked)
     transport = None
     proc: asyncio.subprocess.Process | None = None
     try:
-        stdin_data = await asyncio.to_thread(pack_input, code, scratch if bwrap else None)
+        stdin_data = await run_in_thread(pack_input, code, scratch if bwrap else None)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *launch.argv,
@@ -164,8 +171,8 @@ async def run_python(
             )
         finally:
             launch.close()
-        out = Capped(limits.output_bytes, io.BytesIO())
-        err = Capped(limits.output_bytes, io.BytesIO())
+        out = Capped(limits.output_bytes, io.BytesIO(), tail=limits.output_bytes // 4)
+        err = Capped(limits.output_bytes, io.BytesIO(), tail=limits.output_bytes // 4)
         # The tar's headers can outgrow the tmpfs (many empty files); beyond this it is not kept.
         report = Capped(2 * (limits.tmp_mb << 20) + (1 << 20), report_file)
         assert proc.stdin and proc.stdout and proc.stderr
@@ -207,13 +214,16 @@ async def run_python(
         notes.append(f"TimeoutError: execution exceeded the {limits.wall_s:g} s wall-clock limit and was killed.")
     else:
         notes.append(limit_note(returncode, limits))
+        if returncode is not None and returncode > 0:
+            # Last, so a cut output still shows it; os._exit(7) would otherwise leave two empty streams.
+            notes.append(f"Exit status {returncode}.")
     if bwrap:
         if timed_out:
             notes.append("Note: files written in this call were not kept (the run was killed).")
         elif report.dropped:
             notes.append("Note: files written in this call were not kept: the working directory's archive was too big.")
         else:
-            killed, note = await asyncio.to_thread(unpack_report, report_file, scratch)
+            killed, note = await run_in_thread(unpack_report, report_file, scratch, limits.tmp_mb << 20)
             notes.append(note)
         if killed:
             notes.append(f"Killed {killed} process(es) still running when the code ended: nothing outlives a call.")

@@ -35,6 +35,7 @@ import linecache
 import os
 import resource
 import signal
+import stat
 import sys
 import tarfile
 import traceback
@@ -53,6 +54,12 @@ SANDBOX_WORKDIR = "/tmp/work"
 """The working directory inside bwrap: on the size-capped ``/tmp`` tmpfs."""
 USER_FILENAME = "<python>"
 """The file name the user's code is compiled under (what its tracebacks show)."""
+MAX_DEPTH = 64
+"""Directories nested deeper than this in the working directory are not sent back (nor what they hold)."""
+MAX_PATH = 1024
+"""Entries whose path in the working directory is longer than this are not sent back."""
+_PAGE = 4096
+"""tmpfs allocates whole pages: a file's size is counted rounded up to one."""
 
 _BLOCKED_EVENTS = (
     "socket.__new__",
@@ -92,6 +99,7 @@ class BootLimits(TypedDict):
     memory_mb: int
     file_mb: int
     processes: int
+    open_files: int
 
 
 class BootConfig(TypedDict):
@@ -103,6 +111,9 @@ class BootConfig(TypedDict):
     limits: BootLimits
     report_fd: int | None
     """bwrap mode: the pipe for the report and the working directory's tar."""
+    tmp_mb: int | None
+    """bwrap mode: the private ``/tmp``'s size; the files sent back, counted at their apparent size
+    (a sparse file as if written out), stay within it, so the next call's copy fits again."""
 
 
 class LaunchConfig(TypedDict):
@@ -121,6 +132,8 @@ class Report(TypedDict):
 
     killed: int
     """Processes the code left running when its main process ended (all killed)."""
+    skipped: list[str]
+    """Entries of the working directory not sent back, each with why (too deep, over the quota)."""
 
 
 def _libc() -> ctypes.CDLL:
@@ -165,6 +178,7 @@ def _set_limits(limits: BootLimits) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] << 20, limits["memory_mb"] << 20))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_mb"] << 20, limits["file_mb"] << 20))
     resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
 
 
 def _normalised(path: Any) -> str:
@@ -262,19 +276,73 @@ def _kill_everything_else() -> int:
             return left
 
 
-def _send_workdir(report_fd: int, workdir: str, killed: int) -> None:
-    """The report line, then the working directory as a tar stream (the host unpacks it)."""
-    for dirpath, dirnames, filenames in os.walk(workdir):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            # The code may have made its own files unreadable; it owns them, so it can read them again.
-            if not os.path.islink(path):
+def page_rounded(size: int) -> int:
+    """``size`` bytes as tmpfs counts them: in whole pages."""
+    return -(-size // _PAGE) * _PAGE
+
+
+def _workdir_entries(workdir: str, budget: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """What of ``workdir`` to send back, as (path, tar name) with each directory before its
+    contents, and what is left out, each with why. Iterative (a directory chain thousands deep must
+    not exhaust the interpreter's stack) and bounded by ``MAX_DEPTH``, ``MAX_PATH`` and ``budget``
+    bytes of regular files at their apparent size (names in sorted order, the first ones kept)."""
+    entries: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    used = 0
+    with contextlib.suppress(OSError):
+        os.chmod(workdir, 0o700)
+    pending = [(workdir, WORK_MEMBER, 0)]
+    while pending:
+        directory, arcname, depth = pending.pop()
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            skipped.append(f"{arcname.removeprefix(WORK_MEMBER + '/')}/ ({exc.strerror})")
+            continue
+        subdirs = []
+        for name in names:
+            path, member = os.path.join(directory, name), f"{arcname}/{name}"
+            shown = member.removeprefix(WORK_MEMBER + "/")
+            try:
+                info = os.lstat(path)
+            except OSError as exc:
+                skipped.append(f"{shown} ({exc.strerror})")
+                continue
+            if len(member) > MAX_PATH:
+                skipped.append(f"{shown[:60]}... (path longer than {MAX_PATH} characters)")
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                if depth + 1 > MAX_DEPTH:
+                    skipped.append(f"{shown[:60]}... (nested deeper than {MAX_DEPTH} directories)")
+                    continue
+                subdirs.append((path, member, depth + 1))
+            elif stat.S_ISREG(info.st_mode):
+                size = page_rounded(info.st_size)
+                if used + size > budget:
+                    skipped.append(f"{shown} ({info.st_size} bytes: past the {budget >> 20} MiB /tmp quota)")
+                    continue
+                used += size
+            if not stat.S_ISLNK(info.st_mode):
+                # The code may have made its own files unreadable; it owns them, so it can read them again.
                 with contextlib.suppress(OSError):
-                    os.chmod(path, os.stat(path).st_mode | (0o700 if name in dirnames else 0o600))
+                    os.chmod(path, info.st_mode | (0o700 if stat.S_ISDIR(info.st_mode) else 0o600))
+            entries.append((path, member))
+        pending.extend(reversed(subdirs))
+    return entries, skipped
+
+
+def _send_workdir(report_fd: int, workdir: str, killed: int, budget: int) -> None:
+    """The report line, then the working directory as a tar stream (the host unpacks it)."""
+    entries, skipped = _workdir_entries(workdir, budget)
     with os.fdopen(report_fd, "wb") as out:
-        out.write(json.dumps(Report(killed=killed)).encode() + b"\n")
+        out.write(json.dumps(Report(killed=killed, skipped=skipped)).encode() + b"\n")
         with tarfile.open(fileobj=out, mode="w|") as tar:
-            tar.add(workdir, arcname=WORK_MEMBER)
+            tar.add(workdir, arcname=WORK_MEMBER, recursive=False)
+            for path, member in entries:
+                try:
+                    tar.add(path, arcname=member, recursive=False)
+                except OSError as exc:  # raised on opening, before anything of the entry is written
+                    sys.stderr.write(f"sandbox: {member.removeprefix(WORK_MEMBER + '/')} not kept: {exc}\n")
 
 
 def _init(config: BootConfig) -> None:
@@ -293,10 +361,16 @@ def _init(config: BootConfig) -> None:
         pid, status = os.waitpid(-1, 0)
         if pid == child:
             break
-    killed = _kill_everything_else()
-    with contextlib.suppress(BrokenPipeError):  # the host stopped listening; the exit status still goes up
-        _send_workdir(report_fd, config["workdir"], killed)
-    os._exit(exit_status(status))
+    try:
+        killed = _kill_everything_else()
+        _send_workdir(report_fd, config["workdir"], killed, (config["tmp_mb"] or 0) << 20)
+    except BrokenPipeError:
+        pass  # the host stopped listening; the exit status still goes up
+    except BaseException as exc:  # the code's own result must still be reported as it was
+        sys.stderr.write(f"sandbox: the working directory could not be sent back: {type(exc).__name__}: {exc}\n")
+    finally:
+        sys.stderr.flush()
+        os._exit(exit_status(status))
 
 
 def run(config: BootConfig) -> None:

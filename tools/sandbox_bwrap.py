@@ -148,6 +148,7 @@ def bwrap_launch(bwrap: str, limits: SandboxLimits, command: list[str] | None) -
             workdir=sandbox_boot.SANDBOX_WORKDIR,
             limits=boot_limits(limits),
             report_fd=report_w,
+            tmp_mb=limits.tmp_mb,
         )
         command = [sys.executable, "-I", _BOOT_IN_SANDBOX, "run", json.dumps(cfg)]
     launch.argv = _bwrap_argv(bwrap, limits, boot_fd, seccomp_fd, command)

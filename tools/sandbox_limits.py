@@ -23,6 +23,9 @@ class SandboxLimits(BaseModel):
     """RLIMIT_FSIZE: the largest file the code may write, in MiB."""
     processes: int = Field(default=16, ge=2)
     """RLIMIT_NPROC: processes and threads the sandbox may have (bwrap mode: its init included)."""
+    open_files: int = Field(default=256, ge=16)
+    """RLIMIT_NOFILE per process: open descriptors, which also bounds the kernel buffers (pipes,
+    sockets) a process can hold beyond ``memory_mb``."""
     tmp_mb: int = Field(default=64, ge=1)
     """bwrap mode: size of the private ``/tmp``, which holds the working directory: the most the code
     can write, in MiB (files it writes to ``/dev/shm`` come on top, up to ``shm_mb``)."""
@@ -35,7 +38,11 @@ class SandboxLimits(BaseModel):
 def boot_limits(limits: SandboxLimits) -> sandbox_boot.BootLimits:
     """``limits`` as the boot program reads them (it sets these rlimits before running the code)."""
     return sandbox_boot.BootLimits(
-        cpu_s=limits.cpu_s, memory_mb=limits.memory_mb, file_mb=limits.file_mb, processes=limits.processes
+        cpu_s=limits.cpu_s,
+        memory_mb=limits.memory_mb,
+        file_mb=limits.file_mb,
+        processes=limits.processes,
+        open_files=limits.open_files,
     )
 
 

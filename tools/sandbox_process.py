@@ -49,24 +49,36 @@ class Launch:
 
 @dataclass
 class Capped:
-    """Reads a stream to the end, keeping the first ``limit`` bytes in ``sink``."""
+    """Reads a stream to the end, keeping its first ``limit - tail`` bytes in ``sink`` and its last
+    ``tail`` bytes (how output ends, a traceback or a summary, is what a reader needs most)."""
 
     limit: int
     sink: IO[bytes]
+    tail: int = 0
     kept: int = 0
+    """Bytes written to ``sink``."""
     dropped: int = 0
+    """Bytes read and kept nowhere (between the head and the tail)."""
+    _end: bytearray = field(default_factory=bytearray)
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
+        head = self.limit - self.tail
         while chunk := await stream.read(65536):
-            room = self.limit - self.kept
+            room = max(0, head - self.kept)
             self.sink.write(chunk[:room])
             self.kept += min(room, len(chunk))
-            self.dropped += max(0, len(chunk) - room)
+            self._end += chunk[room:]
+            if (over := len(self._end) - self.tail) > 0:
+                self.dropped += over
+                del self._end[:over]
 
     def text(self) -> str:
         assert isinstance(self.sink, io.BytesIO)
-        out = self.sink.getvalue().decode("utf-8", errors="replace")
-        return out + (f"\n[... {self.dropped} more bytes of output dropped]" if self.dropped else "")
+        head = self.sink.getvalue()
+        if not self.dropped:
+            return (head + self._end).decode("utf-8", errors="replace")
+        marker = f"\n[... {self.dropped} more bytes of output dropped ...]\n"
+        return head.decode("utf-8", errors="replace") + marker + self._end.decode("utf-8", errors="replace")
 
 
 async def feed(stdin: asyncio.StreamWriter, data: IO[bytes]) -> None:

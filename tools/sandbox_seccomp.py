@@ -24,6 +24,10 @@ _DENIED_SYSCALLS = (
     "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "iopl", "ioperm", "settimeofday",
     "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
     "move_pages", "migrate_pages",
+    # Memory that RLIMIT_AS does not count: a memfd's pages and a System V segment's outlive every
+    # mapping of them, so a loop of them pins host memory past processes x memory_mb (POSIX shared
+    # memory lives in the size-capped /dev/shm instead).
+    "memfd_create", "memfd_secret", "shmget",
 )  # fmt: skip
 _CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 """CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET."""

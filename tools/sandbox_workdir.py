@@ -35,21 +35,32 @@ def pack_input(code: str, scratch: Path | None) -> IO[bytes]:
     return out
 
 
-def unpack_report(report: IO[bytes], scratch: Path) -> tuple[int, str]:
+def unpack_report(report: IO[bytes], scratch: Path, budget: int) -> tuple[int, str]:
     """Read bwrap mode's report and replace ``scratch``'s contents with the working directory it
-    carries; returns (processes killed, a note for stderr)."""
+    carries, at most ``budget`` bytes of files at their apparent size (the sandbox's ``/tmp``, which
+    they must fit into again next call); returns (processes killed, a note for stderr)."""
     report.seek(0)
     header = json.loads(report.readline() or b"null")
     if not isinstance(header, dict):
         return 0, "Note: the sandbox sent no working directory back; files written in this call were not kept."
-    skipped: list[str] = []
+    skipped: list[str] = [str(item) for item in header.get("skipped", [])]
+    used = 0
 
     def keep(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        nonlocal used
+        shown = member.name.removeprefix(f"{sandbox_boot.WORK_MEMBER}/")
         try:
-            return tarfile.data_filter(member, path)
+            member = tarfile.data_filter(member, path)
         except tarfile.FilterError as exc:
-            skipped.append(f"{member.name} ({exc})")
+            skipped.append(f"{shown} ({exc})")
             return None
+        if member.isfile():
+            size = sandbox_boot.page_rounded(member.size)
+            if used + size > budget:
+                skipped.append(f"{shown} ({member.size} bytes: past the {budget >> 20} MiB /tmp quota)")
+                return None
+            used += size
+        return member
 
     # Staged inside scratch (the one directory we may be sure to own), then swapped in entry by entry.
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=scratch))
@@ -74,7 +85,8 @@ def unpack_report(report: IO[bytes], scratch: Path) -> tuple[int, str]:
         shutil.rmtree(staging, ignore_errors=True)
     note = ""
     if skipped:
-        note = f"Note: not kept in the working directory (links out of it, devices, ...): {', '.join(skipped[:5])}"
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        note = f"Note: not kept in the working directory: {', '.join(skipped[:5])}{more}"
     return int(header["killed"]), note
 
 

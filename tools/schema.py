@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 from interleaf.tools.context import ToolContext
 
@@ -102,29 +103,59 @@ def _is_context(annotation: Any) -> bool:
     )
 
 
+def _has_description(annotation: Any) -> bool:
+    """Whether ``Annotated[..., Field(description=...)]`` describes the parameter itself."""
+    return typing.get_origin(annotation) is typing.Annotated and any(
+        isinstance(meta, FieldInfo) and meta.description for meta in typing.get_args(annotation)[1:]
+    )
+
+
+def _check_parameter_name(tool_name: str, name: str) -> None:
+    """Refuse the names a pydantic model cannot have as fields: ``_x`` is a private attribute and
+    ``model_config`` the model's configuration (both silently missing from the schema, or a
+    NameError), other ``model_*`` members of ``BaseModel`` clash with its API."""
+    if name.startswith("_") or (name.startswith("model_") and hasattr(BaseModel, name)):
+        raise TypeError(
+            f"tool {tool_name!r}: parameter {name!r} cannot be a tool argument (names starting with '_', and "
+            "pydantic's own 'model_config', 'model_dump', ..., are not fields); rename the parameter"
+        )
+
+
 def function_arguments(
-    fn: Callable[..., Any], *, model_name: str, param_docs: dict[str, str]
+    fn: Callable[..., Any], *, tool_name: str, param_docs: dict[str, str]
 ) -> tuple[type[BaseModel], str | None]:
-    """Build the argument model of ``fn``; return it and the name of its ``ToolContext`` parameter."""
+    """Build the argument model of ``fn``; return it and the name of its ``ToolContext`` parameter.
+
+    Raises ``TypeError`` naming the tool and the parameter when ``fn`` cannot be a tool: ``*args``,
+    positional-only or reserved parameter names, unresolvable type hints.
+    """
     signature = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
-        raise TypeError(f"tool {model_name!r}: cannot resolve the type hints of {fn!r}: {exc}") from exc
+        raise TypeError(f"tool {tool_name!r}: cannot resolve the type hints of {fn!r}: {exc}") from exc
     fields: dict[str, Any] = {}
     context_param = None
     for name, param in signature.parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"tool {model_name!r}: parameter {name!r} is *args/**kwargs; use named, typed parameters")
+            raise TypeError(f"tool {tool_name!r}: parameter {name!r} is *args/**kwargs; use named, typed parameters")
         if param.kind is param.POSITIONAL_ONLY:
-            raise TypeError(f"tool {model_name!r}: parameter {name!r} is positional-only; tools are called by name")
+            raise TypeError(f"tool {tool_name!r}: parameter {name!r} is positional-only; tools are called by name")
         annotation = hints.get(name, Any)
         if _is_context(annotation):
             context_param = name
             continue
+        _check_parameter_name(tool_name, name)
         default = ... if param.default is param.empty else param.default
-        fields[name] = (annotation, Field(default, description=param_docs.get(name) or None))
-    model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        # An explicit Field(description=...) in the annotation wins over the docstring's.
+        described = None if _has_description(annotation) else param_docs.get(name)
+        fields[name] = (annotation, Field(default, description=described) if described else Field(default))
+    # NaN and infinities are not JSON numbers, and no tool expects them for a float.
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    try:
+        model = create_model(f"{tool_name}_arguments", __config__=config, **fields)
+    except (NameError, TypeError, ValueError) as exc:
+        raise TypeError(f"tool {tool_name!r}: its parameters cannot make an argument model: {exc}") from exc
     return model, context_param
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
@@ -19,6 +19,7 @@ from interleaf.tools.schema import (
     function_arguments,
     parse_docstring,
 )
+from interleaf.tools.worker_threads import run_in_thread
 
 __all__ = ["Tool", "tool"]
 
@@ -26,17 +27,29 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """OpenAI's function-name rule (no dots: a name with one is refused by the official API)."""
 
 
-def _check_limits(name: str, timeout_s: float | None, retries: int, max_output_tokens: int | None) -> None:
-    if not _NAME.match(name):
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_limits(
+    name: object, timeout_s: object, retries: object, max_output_tokens: object, parallel_safe: object
+) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"tool name {name!r} is invalid: use 1-64 letters, digits, '_' or '-' (OpenAI's function-name rule)"
         )
-    if timeout_s is not None and not timeout_s > 0:
-        raise ValueError(f"tool {name!r}: timeout_s={timeout_s!r} must be > 0 (or None for no timeout)")
-    if retries < 0:
-        raise ValueError(f"tool {name!r}: retries={retries!r} must be >= 0")
-    if max_output_tokens is not None and max_output_tokens < 1:
-        raise ValueError(f"tool {name!r}: max_output_tokens={max_output_tokens!r} must be >= 1 (or None)")
+    if timeout_s is not None and not (
+        isinstance(timeout_s, int | float) and not isinstance(timeout_s, bool) and 0 < timeout_s < math.inf
+    ):
+        raise ValueError(f"tool {name!r}: timeout_s={timeout_s!r} must be > 0 (a number of seconds, or None for none)")
+    if not _is_int(retries) or retries < 0:  # type: ignore[operator]
+        raise ValueError(f"tool {name!r}: retries={retries!r} must be >= 0 (a whole number)")
+    if max_output_tokens is not None and (not _is_int(max_output_tokens) or max_output_tokens < 1):  # type: ignore[operator]
+        raise ValueError(
+            f"tool {name!r}: max_output_tokens={max_output_tokens!r} must be >= 1 (a whole number, or None)"
+        )
+    if not isinstance(parallel_safe, bool):
+        raise ValueError(f"tool {name!r}: parallel_safe={parallel_safe!r} must be True or False")
 
 
 class Tool:
@@ -58,8 +71,8 @@ class Tool:
         parallel_safe: bool = True,
     ) -> None:
         self.fn = fn
-        self.name = name or fn.__name__
-        _check_limits(self.name, timeout_s, retries, max_output_tokens)
+        self.name = fn.__name__ if name is None else name
+        _check_limits(self.name, timeout_s, retries, max_output_tokens, parallel_safe)
         doc = parse_docstring(inspect.getdoc(fn))
         self.description = description if description is not None else doc.description
         self.timeout_s = timeout_s
@@ -68,9 +81,7 @@ class Tool:
         self.parallel_safe = parallel_safe
         self.is_async = inspect.iscoroutinefunction(fn)
         self.arguments_model: type[BaseModel] | None
-        self.arguments_model, self._context_param = function_arguments(
-            fn, model_name=f"{self.name}_arguments", param_docs=doc.params
-        )
+        self.arguments_model, self._context_param = function_arguments(fn, tool_name=self.name, param_docs=doc.params)
         self.parameters: dict[str, Any] = clean_schema(self.arguments_model.model_json_schema())
         self._validator: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         functools.update_wrapper(self, fn)
@@ -90,7 +101,7 @@ class Tool:
         parallel_safe: bool = True,
     ) -> Tool:
         """A tool from a ready JSON schema; ``invoke(arguments, ctx)`` does the work."""
-        _check_limits(name, timeout_s, retries, max_output_tokens)
+        _check_limits(name, timeout_s, retries, max_output_tokens, parallel_safe)
         self = cls.__new__(cls)
         self.fn = invoke
         self.name, self.description, self.parameters = name, description, parameters
@@ -127,7 +138,8 @@ class Tool:
         return {field: getattr(parsed, field) for field in self.arguments_model.model_fields}
 
     async def invoke(self, arguments: dict[str, Any], ctx: ToolContext) -> Any:
-        """Run the tool on validated arguments (sync functions in a worker thread)."""
+        """Run the tool on validated arguments (sync functions in a thread of their own, which a
+        timeout abandons: ``interleaf.tools.worker_threads``)."""
         if self.arguments_model is None:
             return await self._raw_invoke(arguments, ctx)
         kwargs = dict(arguments)
@@ -135,7 +147,7 @@ class Tool:
             kwargs[self._context_param] = ctx
         if self.is_async:
             return await self.fn(**kwargs)
-        return await asyncio.to_thread(self.fn, **kwargs)
+        return await run_in_thread(self.fn, **kwargs)
 
 
 @overload

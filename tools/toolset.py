@@ -17,7 +17,8 @@ from interleaf.tools.errors import (
     ToolTimeout,
     UnknownToolError,
 )
-from interleaf.tools.output import render_output, truncate_tokens
+from interleaf.tools.json_arguments import ArgumentsError, argument_problem, loads
+from interleaf.tools.output import render_output, shown_text, truncate_tokens
 from interleaf.tools.result import ToolResult
 from interleaf.tools.tool import Tool
 
@@ -26,6 +27,7 @@ __all__ = ["Toolset"]
 log = logging.getLogger(__name__)
 
 _RETRY_BACKOFF_S = 0.1
+"""Pause before the first retry; each later one waits twice as long as the one before."""
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -88,23 +90,36 @@ class Toolset:
 
     @staticmethod
     def parse_arguments(tool_name: str, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
-        """Arguments as a dict; a string must hold a JSON object (empty means no arguments)."""
+        """Arguments as a dict; a string must hold a JSON object (empty means no arguments).
+
+        Raises ``ToolArgumentError`` for text that is not JSON or not an object, and for arguments no
+        tool can take (``interleaf.tools.json_arguments``: NaN, huge integers, deep nesting, lone
+        surrogates), naming the field.
+        """
         if arguments is None:
             return {}
         if isinstance(arguments, str):
             if not arguments.strip():
                 return {}
             try:
-                arguments = json.loads(arguments)
+                arguments = loads(arguments)
             except json.JSONDecodeError as exc:
                 raise ToolArgumentError(
                     f"Arguments for tool '{tool_name}' are not valid JSON ({exc.msg} at position {exc.pos}): "
                     f'{_short(arguments)!r}. Send a JSON object such as {{"name": value}}.'
                 ) from None
+            except ArgumentsError as exc:
+                raise ToolArgumentError(f"Arguments for tool '{tool_name}' cannot be used: {exc}.") from None
         if not isinstance(arguments, dict):
             raise ToolArgumentError(
                 f"Arguments for tool '{tool_name}' must be a JSON object, got {type(arguments).__name__}: "
                 f"{_short(repr(arguments))}."
+            )
+        if (problem := argument_problem(arguments)) is not None:
+            field, why = problem
+            raise ToolArgumentError(
+                f"Invalid arguments for tool '{tool_name}':\n- field '{field}': {why}\n"
+                "Fix the arguments and call again."
             )
         return arguments
 
@@ -112,15 +127,22 @@ class Toolset:
         """Validate, run (with timeout and retries), render and cap one tool call."""
         started = time.monotonic()
         attempts = 0
+        t: Tool | None = None
 
-        def error(exc: ToolError) -> ToolResult:
+        def result(text: str, exc: ToolError | None = None) -> ToolResult:
+            limit = t.max_output_tokens if t is not None else None
+            content, truncated = truncate_tokens(shown_text(text), limit, ctx.tokens)
             return ToolResult(
-                content=str(exc),
-                is_error=True,
-                error_type=type(exc).__name__,
+                content=content,
+                is_error=exc is not None,
+                error_type=None if exc is None else type(exc).__name__,
+                truncated=truncated,
                 duration_s=time.monotonic() - started,
                 attempts=attempts,
             )
+
+        def error(exc: ToolError) -> ToolResult:
+            return result(str(exc), exc)
 
         try:
             t = self.get(name)
@@ -145,17 +167,20 @@ class Toolset:
             except ToolError as exc:
                 return error(exc)
             except TimeoutError:
-                if attempts <= t.retries:
-                    continue
                 by_deadline = remaining is not None and (t.timeout_s is None or remaining < t.timeout_s)
+                if attempts <= t.retries and not by_deadline:
+                    await self._back_off(attempts, ctx)
+                    continue
                 why = "the episode deadline" if by_deadline else f"its {t.timeout_s:g} s timeout"
-                return error(ToolTimeout(f"Tool '{name}' timed out: it ran past {why} and was stopped."))
+                # Cancelling an async tool stops it; a sync one's thread cannot be stopped and runs on.
+                fate = "was stopped" if t.is_async else "was abandoned (its thread cannot be stopped and runs on)"
+                return error(ToolTimeout(f"Tool '{name}' timed out: it ran past {why} and {fate}."))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if attempts <= t.retries:
                     log.warning("tool %s attempt %d failed: %r; retrying", name, attempts, exc)
-                    await asyncio.sleep(_RETRY_BACKOFF_S * 2 ** (attempts - 1))
+                    await self._back_off(attempts, ctx)
                     continue
                 if isinstance(exc, ToolInfraError):
                     exc.tool = exc.tool or name
@@ -166,19 +191,38 @@ class Toolset:
                     tool=name,
                 ) from exc
 
-        text, truncated = truncate_tokens(render_output(value), t.max_output_tokens, ctx.tokens)
-        return ToolResult(content=text, truncated=truncated, duration_s=time.monotonic() - started, attempts=attempts)
+        try:
+            text = render_output(value)
+        except Exception as exc:  # a value whose __str__ raises: a bug in the tool
+            raise ToolInfraError(
+                f"tool {name!r} returned a {type(value).__name__} that cannot be shown as text: "
+                f"{type(exc).__name__}: {exc}; return a str, a pydantic model or JSON-able data",
+                tool=name,
+            ) from exc
+        return result(text)
+
+    @staticmethod
+    async def _back_off(attempts: int, ctx: ToolContext) -> None:
+        """Wait before retry number ``attempts`` (0.1 s, doubling), never past the episode's deadline."""
+        pause = _RETRY_BACKOFF_S * 2 ** (attempts - 1)
+        remaining = ctx.remaining_s()
+        await asyncio.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
 
     async def call_many(
         self, calls: list[tuple[str, dict[str, Any] | str | None]], ctx: ToolContext
     ) -> list[ToolResult]:
-        """Run one turn's calls: parallel-safe ones concurrently, the others one by one, results in order."""
-        results: list[ToolResult | None] = [None] * len(calls)
-        parallel = [i for i, (n, _) in enumerate(calls) if n in self._tools and self._tools[n].parallel_safe]
-        gathered = await asyncio.gather(*(self.call(calls[i][0], calls[i][1], ctx) for i in parallel))
-        for i, res in zip(parallel, gathered, strict=True):
-            results[i] = res
-        for i, (n, a) in enumerate(calls):
-            if results[i] is None:
-                results[i] = await self.call(n, a, ctx)
-        return [r for r in results if r is not None]
+        """Run one turn's calls in the given order, results in that order: consecutive parallel-safe
+        calls run concurrently; a call that is not runs alone, after every call before it and before
+        every call after it."""
+        results: list[ToolResult] = []
+        batch: list[tuple[str, dict[str, Any] | str | None]] = []
+        for call in calls:
+            t = self._tools.get(call[0]) if isinstance(call[0], str) else None
+            if t is None or t.parallel_safe:  # an unknown name is an error result: safe alongside anything
+                batch.append(call)
+                continue
+            results += await asyncio.gather(*(self.call(n, a, ctx) for n, a in batch))
+            batch = []
+            results.append(await self.call(*call, ctx))
+        results += await asyncio.gather(*(self.call(n, a, ctx) for n, a in batch))
+        return results

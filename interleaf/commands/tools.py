@@ -16,10 +16,14 @@ app = typer.Typer(help="Tools: list schemas, call a tool, serve a toolset over M
 ToolsetSpec = Annotated[str, typer.Argument(help="The toolset: 'package.module:name' or 'path/file.py:name'.")]
 
 
-def _load(spec: str) -> Toolset:
-    """The toolset ``spec`` names; a spec naming nothing is a usage error (one line, exit 2)."""
+def _load(spec: str | None) -> Toolset:
+    """The toolset ``spec`` names (None: the built-in tools); a spec naming nothing is a usage error
+    (one line, exit 2)."""
+    from interleaf.tools import Toolset, answer, calculator, python_tool
     from interleaf.tools.mcp_server import load_toolset
 
+    if spec is None:
+        return Toolset([python_tool, calculator, answer])
     try:
         return load_toolset(spec)
     except ValueError as exc:
@@ -27,7 +31,15 @@ def _load(spec: str) -> Toolset:
 
 
 @app.command("list")
-def list_tools(toolset: ToolsetSpec) -> None:
+def list_tools(
+    toolset: Annotated[
+        str | None,
+        typer.Argument(
+            help="The toolset: 'package.module:name' or 'path/file.py:name' (default: the built-in "
+            "python, calculator and answer tools)."
+        ),
+    ] = None,
+) -> None:
     """Print the OpenAI function schemas of a toolset (what the model is shown)."""
     typer.echo(json.dumps(_load(toolset).schemas(), indent=2))
 
@@ -38,16 +50,25 @@ def call_tool(
     name: Annotated[str, typer.Argument(help="Tool name.")],
     arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
 ) -> None:
-    """Call one tool as an agent would and print the ToolResult (errors included)."""
-    from interleaf.tools import ToolContext
+    """Call one tool as an agent would and print the ToolResult (errors included).
+
+    Exit status 0 for a result, 1 for an error result (printed all the same) or an infrastructure
+    failure (one line on stderr: the episode would have ended there).
+    """
+    from interleaf.tools import ToolContext, ToolInfraError
 
     ts = _load(toolset)
     ctx = ToolContext.create("cli")
     try:
         result = asyncio.run(ts.call(name, arguments, ctx))
+    except ToolInfraError as exc:
+        typer.echo(f"interleaf tools call: tool infrastructure failed: {exc.reason}", err=True)
+        raise typer.Exit(1) from None
     finally:
         ctx.remove_scratch()
     typer.echo(result.model_dump_json(indent=2))
+    if result.is_error:
+        raise typer.Exit(1)
 
 
 @app.command("mcp-serve")

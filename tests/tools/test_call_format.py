@@ -195,3 +195,23 @@ def test_calculator_schema_restricts_its_expression_to_arithmetic() -> None:
     ok = f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{expression}"}}}}</tool_call>'
     assert accepts(ebnf, ok)
     assert not accepts(ebnf, ok.replace("31 mod 34", "x"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ("[" * 1000 + "]" * 1000, "tool call cannot be used: nested too deeply: the limit is 64 levels"),
+        ("[" * 70 + "]" * 70, "tool call cannot be used: field 'x.0.0.0....."),
+        ("1" + "0" * 4300, "tool call cannot be used: the integer 10000000000000000000... has 4301 digits"),
+        ("NaN", "tool call cannot be used: NaN is not a JSON number"),
+        ('"\\udfff"', "tool call cannot be used: field 'x': the string holds a lone surrogate"),
+    ],
+)
+def test_json_no_tool_can_take_is_a_format_error(arguments: str, error: str) -> None:
+    text = f'{CALL_OPEN}{{"name": "f", "arguments": {{"x": {arguments}}}}}{CALL_CLOSE}'
+    turn = parse_turn(text)
+    assert turn.calls[0].arguments is None and turn.format_error.startswith(error), turn.format_error
+    # Double-encoded arguments are read the same way.
+    encoded = json.dumps(json.dumps({"x": 1})).replace("1", arguments.replace('"', '\\"'), 1)
+    doubled = parse_turn(f'{CALL_OPEN}{{"name": "f", "arguments": {encoded}}}{CALL_CLOSE}')
+    assert doubled.format_error.startswith("tool call cannot be used"), doubled.format_error

@@ -176,6 +176,30 @@ async def test_memory_bomb(tmp_path):
     assert_tool_error(result, "MemoryError")
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "os.memfd_create('m')",
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "if libc.shmget(0, 1 << 20, 0o1600) < 0:\n"
+        "    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))",
+    ],
+    ids=["memfd_create", "shmget"],
+)
+async def test_memory_rlimit_as_does_not_count_is_refused(tmp_path, code):
+    """A memfd's or a System V segment's pages outlive every mapping of them: a loop of them would pin
+    host memory past processes x memory_mb. Both calls are refused (``open_files`` bounds the rest)."""
+    result = await attack(code, tmp_path)
+    assert_tool_error(result, "[Errno 1] Operation not permitted")
+
+
+async def test_ctypes_callbacks_still_work_without_memfd(tmp_path):
+    """libffi may place closures in a memfd; refused one, it falls back to other memory."""
+    code = "import ctypes\nprint(ctypes.CFUNCTYPE(ctypes.c_int)(lambda: 7)())"
+    result = await attack(code, tmp_path)
+    assert not result.is_error and result.content.split("\n")[2] == "7", result.content
+
+
 async def test_infinite_loop(tmp_path):
     result = await attack("while True:\n    pass", tmp_path, LIMITS.model_copy(update={"cpu_s": 1, "wall_s": 60}))
     assert_tool_error(result, "CPU time limit of 1 s exceeded")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import pytest
 
@@ -180,3 +181,64 @@ def test_calculator_closes_parentheses_left_open_at_the_end():
     assert evaluate("((31 mod 34) * (17 + (75 * 27))") == 31 * (17 + 75 * 27)
     with pytest.raises(ToolError, match="cannot parse"):
         evaluate("(2 + 3))")  # one too many is still an error
+
+
+# --- the calculator's refusals come at once, and suggest only what it reads --------------------------
+
+
+async def test_calculator_refuses_a_huge_power_before_computing_it(ctx):
+    started = time.monotonic()
+    res = await Toolset([calculator]).call("calculator", {"expression": "(10^3999)^9999"}, ctx)
+    assert res.error_type == "ToolError" and "more than 4000 digits (about 39,986,001)" in res.content
+    assert time.monotonic() - started < 1
+    with pytest.raises(ToolError, match="more than 4000 digits"):
+        evaluate("comb(1000000, 500000)")
+    with pytest.raises(ToolError, match="the number of digits must be between"):
+        evaluate("round(5, -99999999)")
+
+
+@pytest.mark.parametrize("expression", ["(-8)^(1/3)", "(0 - 2) ^ 0.5"])
+async def test_calculator_gives_real_results_only(ctx, expression):
+    res = await Toolset([calculator]).call("calculator", {"expression": expression}, ctx)
+    assert res.error_type == "ToolError" and "has no real result" in res.content and "real results only" in res.content
+
+
+@pytest.mark.parametrize("expression", ["2 3", "2,3", "(2 + 3))", "2 +* 3", "1..2"])
+async def test_calculator_hints_suggest_only_what_it_reads(ctx, expression):
+    res = await Toolset([calculator]).call("calculator", {"expression": expression}, ctx)
+    assert res.error_type == "ToolError", res
+    assert res.content.endswith("use numbers, + - * / % (or mod), ^ for a power, parentheses, and round(x, n)")
+    for foreign in ("Perhaps", "Did you mean", "0o", "**", "//", "functions and constants"):
+        assert foreign not in res.content, res.content
+
+
+async def test_calculator_reads_leading_zeros_as_pocket_calculators_do(ctx):
+    res = await Toolset([calculator]).call("calculator", {"expression": "007 + 0.05 + 1.005"}, ctx)
+    assert (res.content, res.is_error) == (str(7 + 0.05 + 1.005), False)
+
+
+# --- the python tool --------------------------------------------------------------------------------
+
+
+async def test_python_tool_at_the_episode_deadline_keeps_partial_output(tmp_path):
+    ctx = ToolContext(episode_id="ep", scratch_dir=tmp_path, deadline=time.monotonic() + 3)
+    res = await Toolset([python_tool]).call(
+        "python", {"code": "import time\nprint('hi', flush=True)\ntime.sleep(60)"}, ctx
+    )
+    assert res.error_type == "ToolTimeout" and res.content.startswith("stdout:\nhi\n"), res.content
+    assert "wall-clock limit" in res.content
+
+
+async def test_python_tool_refuses_a_lone_surrogate_as_an_argument_error(ctx):
+    res = await Toolset([python_tool]).call("python", '{"code": "print(\'a\\ud800\')"}', ctx)
+    assert res.error_type == "ToolArgumentError" and "field 'code'" in res.content and "lone surrogate" in res.content
+
+
+async def test_python_tool_shows_the_exit_status_and_the_end_of_a_long_output(ctx):
+    ts = Toolset([make_python_tool(max_output_tokens=200)])
+    code = "print('x' * 100_000)\nraise ValueError('the reason')"
+    res = await ts.call("python", {"code": code}, ctx)
+    assert res.is_error and res.truncated and res.content.startswith("stdout:\nxxxx")
+    assert res.content.endswith("ValueError: the reason\nExit status 1."), res.content[-300:]
+    silent = await ts.call("python", {"code": "import os\nos._exit(7)"}, ctx)
+    assert silent.error_type == "ToolError" and silent.content == "stdout:\n\n\nstderr:\nExit status 7."

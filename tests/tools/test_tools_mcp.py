@@ -4,11 +4,13 @@ interleaf toolset served to the official MCP client over stdio and streamable HT
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from mcp import Client, StdioServerParameters
 
 from interleaf.runtime.child_process import free_port
 from interleaf.tools import ToolContext, ToolInfraError, mcp_toolset
+from interleaf.tools.mcp_client import without_regexes
+from tests.tools.mcp_odd_server import CATASTROPHIC
 from tests.waiting import wait_until
 
 SAMPLE = f"{Path(__file__).with_name('tools_mcp_sample.py')}:toolset"
@@ -180,3 +184,81 @@ async def test_bad_configuration_names_the_problem():
     with pytest.raises(ValueError, match=r"command=\[\] is empty"):
         async with mcp_toolset([]):
             pass
+
+
+# --- servers whose tools no interleaf tool could be ----------------------------------------------------
+
+ODD_SERVER = [sys.executable, str(Path(__file__).with_name("mcp_odd_server.py"))]
+
+
+async def test_colliding_and_empty_names_are_left_out_with_a_warning_naming_the_server(ctx, quiet, caplog):
+    with caplog.at_level(logging.WARNING, logger="interleaf.tools.mcp_client"):
+        async with mcp_toolset(ODD_SERVER, errlog=quiet) as ts:
+            assert ts.names == ["a_b", "match"]
+            res = await ts.call("a_b", {"s": "x"}, ctx)
+            assert json.loads(res.content) == {"tool": "a.b", "arguments": {"s": "x"}}  # the first one kept
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and all("mcp_odd_server.py" in w for w in warnings)
+    assert "tool 'a_b' left out: its name here, 'a_b', is already that of the server's tool 'a.b'" in warnings[0]
+    assert "tool '' left out: the server gave it an empty name" in warnings[1]
+
+
+async def test_a_servers_catastrophic_pattern_never_holds_the_loop(ctx, quiet):
+    """Python's re backtracks with the GIL held; the server's patterns are left to the server."""
+    async with mcp_toolset(ODD_SERVER, errlog=quiet) as ts:
+        started = time.monotonic()
+        res = await ts.call("match", {"s": "a" * 40 + "!"}, ctx)
+        assert time.monotonic() - started < 2 and not res.is_error
+        wrong = await ts.call("match", {"s": "a", "n": "one"}, ctx)  # the rest of the schema still holds
+        assert wrong.error_type == "ToolArgumentError" and "field 'n': 'one' is not of type 'integer'" in wrong.content
+
+
+def test_client_side_checks_leave_regular_expressions_out():
+    schema = {
+        "type": "object",
+        "properties": {
+            "pattern": {"type": "string", "pattern": CATASTROPHIC},  # a property named "pattern" stays
+            "tags": {"type": "object", "patternProperties": {CATASTROPHIC: {}}, "additionalProperties": False},
+        },
+        "$defs": {"x": {"const": {"pattern": "data, not a keyword"}}},
+        "unevaluatedProperties": False,
+    }
+    assert without_regexes(schema) == {
+        "type": "object",
+        "properties": {"pattern": {"type": "string"}, "tags": {"type": "object"}},
+        "$defs": {"x": {"const": {"pattern": "data, not a keyword"}}},
+    }
+
+
+# --- stopping a server --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
+def test_sigterm_removes_the_servers_scratch_directories(tmp_path, transport):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    port = free_port()
+    proc = subprocess.Popen(
+        [*SERVE, "--transport", transport, "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        if transport == "streamable-http":
+            wait_until(
+                lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() or True,
+                message=f"the MCP server to accept connections on port {port}",
+                timeout_s=60,
+                ignore=(OSError,),
+            )
+        else:
+            wait_until(lambda: list(tmp_path.glob("interleaf-mcp-*")), message="the scratch root", timeout_s=60)
+        assert list(tmp_path.glob("interleaf-mcp-*"))
+        proc.terminate()
+        assert proc.wait(20) == 143, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(tmp_path.glob("interleaf-mcp-*")) == []

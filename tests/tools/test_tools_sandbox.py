@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
+import json
 import logging
 import os
+import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from interleaf.tools import SandboxLimits, run_python
+from interleaf.tools import SandboxLimits, run_python, sandbox_boot
 from interleaf.tools import sandbox as sandbox_module
 from interleaf.tools.sandbox import SandboxUnavailable, containment_mode
 from interleaf.tools.sandbox_bwrap import bwrap_problem
+from interleaf.tools.sandbox_workdir import unpack_report
 from tests.waiting import wait_until_async
 
 BWRAP = bwrap_problem() is None
@@ -127,7 +132,8 @@ async def test_big_file_and_output_flood(tmp_path, mode):
     code = "import sys\nsys.stdout.write('y' * 3_000_000)\nopen('big', 'wb').write(b'x' * (2 << 20))\n"
     limits = SMALL.model_copy(update={"output_bytes": 4096})
     run = await run_python(code, tmp_path, limits, mode=mode)
-    assert run.stdout.startswith("y" * 4096) and "more bytes of output dropped" in run.stdout
+    # The first three quarters of output_bytes and the last quarter (how output ends matters most).
+    assert run.stdout == "y" * 3072 + f"\n[... {3_000_000 - 4096} more bytes of output dropped ...]\n" + "y" * 1024
     assert "File too large" in run.stderr
     assert (tmp_path / "big").stat().st_size <= 1 << 20
 
@@ -226,3 +232,87 @@ async def test_working_directory_over_quota_is_refused_clearly(tmp_path):
     run = await run_python("print('never')", tmp_path, SMALL)
     assert run.exit_code == 1 and "does not fit in the sandbox's /tmp quota" in run.stderr
     assert (tmp_path / "huge").exists()  # the host's copy is untouched
+
+
+# --- what comes back to the host ----------------------------------------------------------------------
+
+
+@needs_bwrap
+async def test_sparse_files_come_back_within_the_quota_and_the_next_call_runs(tmp_path):
+    """Sparse files take no tmpfs space but are written out in full on the host: they are counted at
+    their apparent size, and what would pass ``tmp_mb`` is left out, so the directory fits next call."""
+    code = "for i in range(3):\n    open(f's{i}', 'wb').truncate(3 << 20)\nopen('small', 'w').write('kept')\n"
+    limits = SMALL.model_copy(update={"file_mb": 8})
+    run = await run_python(code, tmp_path, limits)
+    assert run.exit_code == 0, run
+    assert "s2 (3145728 bytes: past the 8 MiB /tmp quota)" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0", "s1", "small"]
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= SMALL.tmp_mb << 20
+    again = await run_python("import os\nprint(sorted(os.listdir()))", tmp_path, limits)
+    assert again.exit_code == 0 and again.stdout == "['s0', 's1', 'small']\n", again
+
+
+def test_the_host_keeps_no_more_than_the_quota_of_a_report(tmp_path):
+    """The host's own check, whatever the sandbox sent: files past the budget are left out, with a note."""
+    report = io.BytesIO()
+    report.write(
+        json.dumps({"killed": 0, "skipped": ["deep/... (nested deeper than 64 directories)"]}).encode() + b"\n"
+    )
+    with tarfile.open(fileobj=report, mode="w|") as tar:
+        for name, size in (("a", 600_000), ("b", 600_000), ("c", 10)):
+            info = tarfile.TarInfo(f"{sandbox_boot.WORK_MEMBER}/{name}")
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"x" * size))
+    killed, note = unpack_report(report, tmp_path, 1 << 20)
+    assert killed == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["a", "c"]
+    assert note == (
+        "Note: not kept in the working directory: deep/... (nested deeper than 64 directories), "
+        "b (600000 bytes: past the 1 MiB /tmp quota)"
+    )
+
+
+@needs_bwrap
+async def test_a_very_deep_working_directory_is_cut_and_the_codes_result_kept(tmp_path):
+    code = (
+        "import os\nopen('top.txt', 'w').write('top')\n"
+        "for _ in range(1200):\n    os.mkdir('a')\n    os.chdir('a')\n"
+        "open('bottom.txt', 'w').write('bottom')\nprint('done')\n"
+    )
+    run = await run_python(code, tmp_path, SMALL)
+    assert (run.exit_code, run.stdout) == (0, "done\n"), run
+    assert f"(nested deeper than {sandbox_boot.MAX_DEPTH} directories)" in run.stderr
+    assert "Traceback" not in run.stderr and (tmp_path / "top.txt").read_text() == "top"
+    depth = max(len(Path(path).relative_to(tmp_path).parts) for path, _, _ in os.walk(tmp_path))
+    assert depth == sandbox_boot.MAX_DEPTH
+    again = await run_python("print(open('top.txt').read())", tmp_path, SMALL)
+    assert again.stdout == "top\n"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_runs_while_the_loops_default_executor_is_busy(tmp_path, mode):
+    """Sync tools abandoned after a timeout used to hold the default executor's few workers; the
+    sandbox's own file copies do not queue behind them."""
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, release.wait, 30) for _ in range(64)]
+    try:
+        run = await asyncio.wait_for(run_python("print('ran')", tmp_path, SMALL, mode=mode), 20)
+        assert run.stdout == "ran\n"
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+
+
+@needs_bwrap
+async def test_the_sandbox_has_few_descriptors(tmp_path):
+    run = await run_python("import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))", tmp_path, SMALL)
+    assert run.stdout == f"({SMALL.open_files}, {SMALL.open_files})\n"
+
+
+async def test_plain_mode_says_it_reads_any_host_file(tmp_path):
+    """The gap is real, so the warning names it first."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("the host's")
+    run = await run_python(f"print(open({str(secret)!r}).read())", tmp_path / "work", SMALL, mode="plain")
+    assert run.stdout == "the host's\n"
+    assert sandbox_module.PLAIN_GAPS.startswith("the code can read any file this user can read")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, Field
 
-from interleaf.tools import Tool, ToolContext, tool
+from interleaf.tools import Tool, ToolArgumentError, ToolContext, tool
 
 
 class Unit(enum.Enum):
@@ -194,3 +195,69 @@ def test_var_args_rejected():
 
     with pytest.raises(TypeError, match=r"parameter 'xs' is \*args"):
         tool(f)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retries": 1.5}, "retries=1.5 must be >= 0 (a whole number)"),
+        ({"retries": "2"}, "retries='2' must be >= 0 (a whole number)"),
+        ({"timeout_s": "3"}, "timeout_s='3' must be > 0"),
+        ({"timeout_s": float("nan")}, "timeout_s=nan must be > 0"),
+        ({"max_output_tokens": 2.5}, "max_output_tokens=2.5 must be >= 1 (a whole number, or None)"),
+        ({"parallel_safe": "no"}, "parallel_safe='no' must be True or False"),
+        ({"name": "time.now"}, "tool name 'time.now' is invalid"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_at_decoration(kwargs, message):
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tool(**kwargs)(f)
+
+
+@pytest.mark.parametrize("name", ["model_config", "model_dump", "_x", "__x"])
+def test_parameter_names_a_model_cannot_have_are_refused_naming_tool_and_parameter(name):
+    namespace: dict = {}
+    exec(f"def f({name}: int) -> int:\n    return 0", namespace)
+    with pytest.raises(TypeError, match=rf"tool 'renamed': parameter '{name}' cannot be a tool argument"):
+        tool(name="renamed")(namespace["f"])
+
+
+def test_parameter_names_like_models_but_not_reserved_still_work():
+    @tool
+    def f(model_name: str, fields: str = "s") -> str:
+        """Echo."""
+        return model_name + fields
+
+    assert list(f.parameters["properties"]) == ["model_name", "fields"]
+    assert f.validate({"model_name": "m"}) == {"model_name": "m", "fields": "s"}
+
+
+def test_an_explicit_field_description_wins_over_the_docstring():
+    @tool
+    def f(x: Annotated[int, Field(description="explicit", ge=0)], y: int = 0) -> int:
+        """Sum.
+
+        Args:
+            x: from the docstring
+            y: the docstring's y
+        """
+        return x + y
+
+    props = f.parameters["properties"]
+    assert props["x"] == {"type": "integer", "description": "explicit", "minimum": 0}
+    assert props["y"]["description"] == "the docstring's y"
+
+
+def test_non_finite_floats_are_refused_by_the_argument_model():
+    @tool
+    def scale(factor: float) -> float:
+        """Scale."""
+        return factor
+
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ToolArgumentError, match="field 'factor'"):
+            scale.validate({"factor": value})
+    assert scale.validate({"factor": 1e308}) == {"factor": 1e308}

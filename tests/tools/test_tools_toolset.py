@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import threading
 import time
 
 import pytest
 
 from interleaf.tools import (
+    Tool,
     ToolContext,
     ToolError,
     ToolInfraError,
@@ -17,6 +20,7 @@ from interleaf.tools import (
     UnknownToolError,
     tool,
 )
+from interleaf.tools.output import truncate_tokens
 
 
 @tool
@@ -176,16 +180,15 @@ async def test_tool_error_is_not_retried(ctx):
 async def test_truncation_marker_with_fallback_counter(ts, ctx):
     res = await ts.call("chatty", {"n": 100}, ctx)
     assert res.truncated
-    kept, marker = res.content.split("\n[... truncated: ")
-    assert len(kept) == 40  # 10 tokens at ~4 chars each
-    assert marker == f"{(500 - 40 + 3) // 4} more tokens]"
+    head, marker, tail = res.content.split("\n")
+    assert len(head) == len(tail) == 20  # 10 tokens at ~4 chars each: the first 5 and the last 5
+    assert marker == f"[... truncated: {(500 + 3) // 4 - 10} tokens left out ...]"
 
 
 async def test_truncation_uses_the_models_counter(ts, tmp_path):
     ctx = ToolContext(episode_id="ep", scratch_dir=tmp_path, count_tokens=lambda s: len(s.split()))
     res = await ts.call("chatty", {"n": 25}, ctx)
-    assert res.content.startswith("word " * 9 + "word")
-    assert res.content.endswith("[... truncated: 15 more tokens]")
+    assert res.content == "word " * 5 + "\n[... truncated: 15 tokens left out ...]\n" + " word" * 5 + " "
     short = await ts.call("chatty", {"n": 3}, ctx)
     assert not short.truncated and short.content == "word word word "
 
@@ -202,3 +205,205 @@ def test_registry_basics(ts):
     assert ts.schemas()[0] == add.openai_schema()
     with pytest.raises(ValueError, match="duplicate tool name 'add'"):
         Toolset([add, add])
+
+
+# --- sync tools' threads --------------------------------------------------------------------------
+
+
+async def test_abandoned_sync_tools_do_not_starve_other_tools(ctx):
+    """More hung sync tools than the loop's default pool has workers, then a quick sync tool: it runs."""
+    release = threading.Event()
+
+    @tool(timeout_s=0.05)
+    def hang() -> str:
+        """Blocks until released."""
+        release.wait(30)
+        return "released"
+
+    ts = Toolset([hang, add])
+    try:
+        hung = await asyncio.gather(*(ts.call("hang", {}, ctx) for _ in range(40)))
+        assert all(r.error_type == "ToolTimeout" for r in hung)
+        assert "was abandoned (its thread cannot be stopped and runs on)" in hung[0].content
+        started = time.monotonic()
+        quick = await ts.call("add", {"a": 1}, ctx)
+        assert (quick.content, quick.is_error) == ("3", False) and time.monotonic() - started < 1
+    finally:
+        release.set()
+
+
+async def test_an_async_tool_past_its_timeout_is_said_to_be_stopped(ts, ctx):
+    res = await ts.call("sleepy", {"seconds": 5}, ctx)
+    assert "and was stopped." in res.content
+
+
+# --- retries --------------------------------------------------------------------------------------
+
+
+async def test_retries_after_a_timeout_back_off(ctx):
+    calls = []
+
+    @tool(timeout_s=0.05, retries=2)
+    async def slow() -> str:
+        """Always too slow."""
+        calls.append(time.monotonic())
+        await asyncio.sleep(1)
+        return ""
+
+    res = await Toolset([slow]).call("slow", {}, ctx)
+    assert res.error_type == "ToolTimeout" and res.attempts == 3
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    # Each attempt times out after 0.05 s, then waits 0.1 s, then 0.2 s.
+    assert gaps[0] >= 0.05 + 0.1 and gaps[1] >= 0.05 + 0.2, gaps
+
+
+async def test_no_retry_after_the_episode_deadline(ctx):
+    @tool(timeout_s=5, retries=3)
+    async def wait() -> str:
+        """Wait."""
+        await asyncio.sleep(5)
+        return ""
+
+    ctx.deadline = time.monotonic() + 0.1
+    res = await Toolset([wait]).call("wait", {}, ctx)
+    assert res.error_type == "ToolTimeout" and res.attempts == 1 and "episode deadline" in res.content
+
+
+# --- arguments no tool can take -------------------------------------------------------------------
+
+
+@tool
+def echo(x: object = None) -> str:
+    """Say what came in."""
+    return repr(x)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ('{"x": ' + "[" * 1000 + "]" * 1000 + "}", "nested too deeply: the limit is 64 levels"),
+        ('{"x": ' + "[" * 70 + "]" * 70 + "}", "field 'x.0.0.0...."),
+        ('{"x": [1' + "0" * 4300 + "]}", "the integer 10000000000000000000... has 4301 digits; the limit is 4300"),
+        ('{"x": NaN}', "NaN is not a JSON number"),
+        ('{"x": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"x": 1e309}', "the number 1e309 is out of range"),
+        ('{"x": "a\\ud800b"}', "field 'x': the string holds a lone surrogate '\\ud800' at index 1"),
+        ({"x": {"y": ["ok", "\udc80"]}}, "field 'x.y.1': the string holds a lone surrogate"),
+        ({"x": float("nan")}, "field 'x': nan is not a JSON number"),
+        ({"x": [[[]]] * 2, "\ud800": 1}, "the key '\\ud800' holds a lone surrogate"),
+    ],
+)
+async def test_arguments_no_tool_can_take_are_argument_errors(ctx, arguments, expected):
+    res = await Toolset([echo]).call("echo", arguments, ctx)
+    assert res.error_type == "ToolArgumentError", res
+    assert expected in res.content
+    res.model_dump_json()  # and the result itself can be written out
+
+
+async def test_a_deep_call_within_the_limit_runs(ctx):
+    res = await Toolset([echo]).call("echo", '{"x": ' + "[" * 60 + "]" * 60 + "}", ctx)
+    assert not res.is_error and res.content.startswith("[[[")
+
+
+# --- rendering what a tool returns ----------------------------------------------------------------
+
+
+@tool
+def returns(kind: str) -> object:
+    """Return something awkward."""
+    return {
+        "huge": 10**5000,
+        "nan": {"v": float("nan"), "w": [float("inf"), -float("inf"), 1.5]},
+        "surrogate": "a\ud800b",
+        "keys": {(1, 2): "tuple key", 3: "int key"},
+        "enormous": 1 << 1_000_000,
+    }[kind]
+
+
+async def test_awkward_return_values_render_as_text(ctx):
+    ts = Toolset([returns])
+    huge = await ts.call("returns", {"kind": "huge"}, ctx)
+    assert not huge.is_error and huge.content.startswith("1000") and huge.truncated
+    nan = await ts.call("returns", {"kind": "nan"}, ctx)
+    assert json.loads(nan.content) == {"v": "NaN", "w": ["Infinity", "-Infinity", 1.5]}
+    surrogate = await ts.call("returns", {"kind": "surrogate"}, ctx)
+    assert surrogate.content == "a\ufffdb" and json.loads(surrogate.model_dump_json())["content"] == "a\ufffdb"
+    keys = await ts.call("returns", {"kind": "keys"}, ctx)
+    assert json.loads(keys.content) == {"[1, 2]": "tuple key", "3": "int key"}
+    enormous = await ts.call("returns", {"kind": "enormous"}, ctx)
+    assert enormous.content == "<an integer of about 301030 digits, too long to write out>"
+
+
+async def test_a_value_that_cannot_be_shown_is_an_infrastructure_error_naming_the_tool(ctx):
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    @tool
+    def odd() -> object:
+        """Returns an object whose str() raises."""
+        return Unprintable()
+
+    with pytest.raises(ToolInfraError, match="tool 'odd' returned a Unprintable that cannot be shown as text"):
+        await Toolset([odd]).call("odd", {}, ctx)
+
+
+# --- capping output -------------------------------------------------------------------------------
+
+
+async def test_error_results_are_capped_keeping_their_end(ctx):
+    @tool(max_output_tokens=20)
+    def loud() -> str:
+        """Fails with a long message whose end matters."""
+        raise ToolError("noise " * 1000 + "THE REASON")
+
+    res = await Toolset([loud]).call("loud", {}, ctx)
+    assert res.is_error and res.truncated and res.content.endswith("THE REASON")
+    assert res.content.startswith("noise ") and "tokens left out" in res.content
+
+
+def test_truncation_counts_bounded_windows_of_a_huge_text():
+    counted: list[int] = []
+
+    def count(text: str) -> int:
+        counted.append(len(text))
+        return (len(text) + 3) // 4
+
+    text = "x" * 5_000_000
+    kept, truncated = truncate_tokens(text, 100, count)
+    assert truncated and max(counted) <= 100 * 16 and len(counted) < 40
+    head, marker, tail = kept.split("\n")
+    assert (len(head), len(tail)) == (200, 200) and marker == "[... truncated: about 1249900 tokens left out ...]"
+
+
+# --- order of one turn's calls ---------------------------------------------------------------------
+
+
+async def test_call_many_runs_serial_calls_in_the_given_order(ctx):
+    order: list[str] = []
+
+    def recorder(label: str, *, safe: bool) -> Tool:
+        async def run() -> str:
+            order.append(f"{label} start")
+            await asyncio.sleep(0.01)
+            order.append(f"{label} end")
+            return label
+
+        run.__doc__ = "Record."
+        return tool(run, name=label, parallel_safe=safe)
+
+    ts = Toolset([recorder("s1", safe=False), recorder("p1", safe=True), recorder("p2", safe=True),
+                  recorder("s2", safe=False)])  # fmt: skip
+    results = await ts.call_many([("s1", {}), ("p1", {}), ("p2", {}), ("s2", {}), ("p1", {})], ctx)
+    assert [r.content for r in results] == ["s1", "p1", "p2", "s2", "p1"]
+    assert order[:2] == ["s1 start", "s1 end"]
+    assert set(order[2:6]) == {"p1 start", "p2 start", "p1 end", "p2 end"} and order[2:4] == ["p1 start", "p2 start"]
+    assert order[6:] == ["s2 start", "s2 end", "p1 start", "p1 end"]
+
+
+async def test_past_the_thread_limit_a_sync_call_ends_the_episode_naming_the_cause(ctx, monkeypatch):
+    from interleaf.tools import worker_threads
+
+    monkeypatch.setattr(worker_threads, "MAX_THREADS", worker_threads.live_threads())
+    with pytest.raises(ToolInfraError, match=r"no worker thread for 'add': \d+ are alive \(the limit is \d+\)"):
+        await Toolset([add]).call("add", {"a": 1}, ctx)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from interleaf.tools.context import ToolContext
-from interleaf.tools.errors import ToolError, ToolInfraError, ToolTimeout
+from interleaf.tools.errors import ToolArgumentError, ToolError, ToolInfraError, ToolTimeout
 from interleaf.tools.sandbox import Mode, SandboxLimits, run_python
 from interleaf.tools.tool import Tool, tool
 
 __all__ = ["make_python_tool", "python_tool"]
+
+_DEADLINE_MARGIN_S = 0.5
+"""When the episode's deadline comes before ``wall_s``, the sandbox's wall clock is set this much
+earlier than it, so the sandbox is killed and its partial output read before ``Toolset.call``'s own
+timeout (the deadline) abandons the call and with it the output."""
 
 _DESCRIPTION = (
     "Execute Python 3 code in a sandbox and return its stdout and stderr. Print what you want to see; "
@@ -39,10 +44,12 @@ def make_python_tool(
         """
         run_limits = limits
         remaining = ctx.remaining_s()
-        if remaining is not None and remaining < limits.wall_s:
-            run_limits = limits.model_copy(update={"wall_s": max(remaining, 0.1)})
+        if remaining is not None and remaining - _DEADLINE_MARGIN_S < limits.wall_s:
+            run_limits = limits.model_copy(update={"wall_s": max(remaining - _DEADLINE_MARGIN_S, 0.1)})
         try:
             run = await run_python(code, ctx.scratch_dir / "python", run_limits, mode=mode)
+        except UnicodeEncodeError as exc:  # Toolset.call refuses these first; run_python callers may not
+            raise ToolArgumentError(f"field 'code': not Unicode text at index {exc.start}: {exc.reason}") from None
         except (RuntimeError, OSError) as exc:
             raise ToolInfraError(f"python sandbox could not run: {exc}", tool=name) from exc
         text = run.sandbox_fusion_text()
