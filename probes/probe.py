@@ -66,7 +66,9 @@ class ProbeScore(BaseModel):
     majority_baseline: float | None = None
     """Accuracy of always answering the training split's most frequent label (classification)."""
     r2: float | None = None
-    """Held-out coefficient of determination (regression; averaged over x and y for coordinates)."""
+    """Held-out coefficient of determination (regression; averaged over x and y for coordinates). None
+    for a regression whose target (or one coordinate axis of it) is constant over the held-out rows:
+    R² is undefined there (the report prints n/a)."""
     mae: float | None = None
     """Held-out mean absolute error (regression)."""
     cell_error: float | None = None
@@ -242,14 +244,18 @@ def fit_probe(
     if regression:
         truth = y[test].astype(float)
         pred = np.asarray(pred, dtype=float).reshape(truth.shape)
-        score.r2 = float(r2_score(truth, pred))
+
+        def r2_of(rows: np.ndarray) -> float:
+            # sklearn scores a constant axis 1.0 (perfect) or 0.0 (force_finite): a held-out grid's goal
+            # is one cell, so goal_xy on one grid would read 0.5 and mean nothing. Undefined instead.
+            t = truth[rows]
+            return float(r2_score(t, pred[rows])) if np.ptp(t, axis=0).min() > 0 else float("nan")
+
+        r2 = r2_of(np.arange(truth.shape[0]))
+        score.r2 = r2 if np.isfinite(r2) else None
         score.mae = float(mean_absolute_error(truth, pred))
         if truth.ndim == 2:
             score.cell_error = float(np.linalg.norm(pred - truth, axis=1).mean())
-
-        def r2_of(rows: np.ndarray) -> float:
-            t = truth[rows]
-            return float(r2_score(t, pred[rows])) if np.ptp(t, axis=0).max() > 0 else float("nan")
 
         score.interval = bootstrap_interval(r2_of, test_groups, seed=seed)
     else:

@@ -9,13 +9,17 @@ float16 arrays [steps, layers, k, d_model]; ``layers``), ``report.json`` (StudyR
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypeVar
+
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from interleaf.probes.bootstrap import Interval
 from interleaf.probes.gridworld import Grid, GridState, Variant
 from interleaf.probes.metrics import GridMetrics, PairedTest
 from interleaf.probes.probe import ProbeScore
+from interleaf.telemetry.trajectory_file import describe_errors
 
 
 class StudyConfig(BaseModel):
@@ -237,3 +241,45 @@ class StudyReport(BaseModel):
     """Policy consistency per layer and position."""
     notes: list[str] = Field(default_factory=list)
     """Caveats found while running (e.g. a target that could not be probed)."""
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_json(path: Path, model: type[Record]) -> Record:
+    """One JSON artefact (``config.json``, ``report.json``) as ``model``; a missing, unreadable or invalid
+    file raises ``ValueError`` naming the file and the field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({_reason(exc)})") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(f"{path} is not a valid {model.__name__}: {describe_errors(exc)}") from None
+
+
+def read_jsonl(path: Path, model: type[Record]) -> list[Record]:
+    """A JSON Lines artefact (``grids.jsonl``, ``steps.jsonl``, ``trajectories.jsonl``), one ``model``
+    per line, blank lines skipped; a bad line raises ``ValueError`` naming the file, line and field."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({_reason(exc)})") from None
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(model.model_validate_json(line))
+        except ValidationError as exc:
+            raise ValueError(f"{path}:{lineno} is not a valid {model.__name__}: {describe_errors(exc)}") from None
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return f"not UTF-8: {exc}"

@@ -72,15 +72,20 @@ def behaviour_rows(metrics: list[GridMetrics]) -> list[list[str]]:
 
 
 def score_value(s: ProbeScore) -> float:
-    """The headline number of a probe: balanced accuracy, or R² for regression."""
-    return float(s.r2 if s.regression else s.balanced_accuracy)  # type: ignore[arg-type]
+    """The headline number of a probe: balanced accuracy, or R² for regression; NaN where it is
+    undefined (a regression target constant over the held-out rows)."""
+    value = s.r2 if s.regression else s.balanced_accuracy
+    return float("nan") if value is None else float(value)
 
 
 def score_ci(s: ProbeScore | None) -> str:
-    """A probe's headline figure with its interval and warning mark."""
+    """A probe's headline figure with its interval and warning mark; ``n/a`` where it is undefined."""
     if s is None:
         return "–"
-    return _ci(score_value(s), s.interval)
+    value = score_value(s)
+    if not np.isfinite(value):
+        return "n/a (held-out target constant)"
+    return _ci(value, s.interval)
 
 
 def probe_rows(scores: list[ProbeScore]) -> list[list[str]]:
@@ -110,14 +115,27 @@ def probe_rows(scores: list[ProbeScore]) -> list[list[str]]:
 
 
 def warning_lines(report: StudyReport) -> list[str]:
-    """One line per distinct too-few-samples warning among the report's figures."""
-    found = {s.interval.warning for s in report.probe_scores if s.interval is not None and s.interval.warning}
-    found |= {c.interval.warning for c in report.consistency if c.interval is not None and c.interval.warning}
+    """One line per distinct too-few-samples warning, naming the figures it applies to (``behaviour``,
+    ``probes <targets>``, ``policy consistency``)."""
+    figures: dict[str, set[str]] = defaultdict(set)
+    for s in report.probe_scores:
+        if s.interval is not None and s.interval.warning:
+            figures[s.interval.warning].add(f"probes {s.target}")
+    for c in report.consistency:
+        if c.interval is not None and c.interval.warning:
+            figures[c.interval.warning].add("policy consistency")
     base = [m for m in report.grid_metrics if m.transform == "base"]
     w = too_few(len(base), sum(m.n_trajectories for m in base))
     if w:
-        found.add(f"behaviour: {w}")
-    return sorted(found)
+        figures[w].add("behaviour")
+    return sorted(f"{_figure_list(names)}: {warning}" for warning, names in figures.items())
+
+
+def _figure_list(names: set[str]) -> str:
+    """``behaviour, probes agent_xy, distance`` from {"behaviour", "probes agent_xy", "probes distance"}."""
+    probes = sorted(n.removeprefix("probes ") for n in names if n.startswith("probes "))
+    others = sorted(n for n in names if not n.startswith("probes "))
+    return ", ".join([*others, *([f"probes {', '.join(probes)}"] if probes else [])])
 
 
 def render_markdown(report: StudyReport) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,15 @@ from interleaf.probes.gridworld import Grid, GridState, Variant, step_cap
 from interleaf.probes.metrics import Episode, GridMetrics, PairedTest, grid_metrics, paired_test
 from interleaf.probes.policy import OptimalPolicy
 from interleaf.probes.probing import run_probes
-from interleaf.probes.records import GridRecord, StepRecord, StudyConfig, StudyReport, TrajectoryRecord
+from interleaf.probes.records import (
+    GridRecord,
+    StepRecord,
+    StudyConfig,
+    StudyReport,
+    TrajectoryRecord,
+    read_json,
+    read_jsonl,
+)
 from interleaf.probes.report import write_report
 from interleaf.probes.transforms import Transform, apply_transform
 from interleaf.runtime.client import SGLangBackend, Transport
@@ -258,26 +268,55 @@ def run_study(config: StudyConfig, out: Path, progress=None) -> StudyReport:
     return analyse(out, config, model=col.model, engine_url=url, agent_s=agent_s, t0=t0)
 
 
+def load_config(out: Path) -> StudyConfig:
+    """The ``config.json`` of a study directory; ``ValueError`` naming the file (and field) when ``out``
+    is not a study folder or the file is not a ``StudyConfig``."""
+    if not out.is_dir():
+        what = "is a file" if out.exists() else "does not exist"
+        raise ValueError(f"{out} {what}; pass a study folder written by `interleaf probe run`")
+    return read_json(out / "config.json", StudyConfig)
+
+
 def load_run(out: Path) -> tuple[list[GridRecord], list[StepRecord], list[TrajectoryRecord], Activations | None]:
-    """Read the stored artefacts of a study directory."""
-    grids = [GridRecord.model_validate_json(x) for x in (out / "grids.jsonl").read_text().splitlines() if x]
-    steps = [StepRecord.model_validate_json(x) for x in (out / "steps.jsonl").read_text().splitlines() if x]
-    trajs = [
-        TrajectoryRecord.model_validate_json(x) for x in (out / "trajectories.jsonl").read_text().splitlines() if x
-    ]
-    acts = None
-    if (out / "hidden.npz").exists():
-        z = np.load(out / "hidden.npz")
-        acts = Activations(z["pre"], z["post"], [int(v) for v in z["layers"]])
+    """Read the stored artefacts of a study directory. A missing, truncated or invalid artefact raises
+    ``ValueError`` naming the file (and the line and field of a bad record)."""
+    grids = read_jsonl(out / "grids.jsonl", GridRecord)
+    steps = read_jsonl(out / "steps.jsonl", StepRecord)
+    trajs = read_jsonl(out / "trajectories.jsonl", TrajectoryRecord)
+    acts = _load_hidden(out / "hidden.npz") if (out / "hidden.npz").exists() else None
+    if acts is not None and acts.pre.shape[0] != len(steps):
+        raise ValueError(
+            f"{out / 'hidden.npz'} holds {acts.pre.shape[0]} rows but {out / 'steps.jsonl'} lists {len(steps)} "
+            "steps; the two are written together, so one of them is incomplete: rerun `interleaf probe run`"
+        )
     return grids, steps, trajs, acts
+
+
+def _load_hidden(path: Path) -> Activations:
+    try:
+        with np.load(path) as z:
+            return Activations(z["pre"], z["post"], [int(v) for v in z["layers"]])
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(
+            f"{path}: not a readable hidden-state archive ({type(exc).__name__}: {exc}); it is truncated or "
+            "corrupt: rerun `interleaf probe run`, or delete it to analyse behaviour only"
+        ) from None
+
+
+def _hidden_source(path: Path) -> str:
+    with np.load(path) as z:
+        return str(z["source"]) if "source" in z.files else "unknown"
 
 
 def analyse(
     out: Path, config: StudyConfig, *, model: str, engine_url: str, agent_s: float = 0.0, t0: float | None = None
 ) -> StudyReport:
     """Metrics, probes and the report from the artefacts in ``out`` (re-runnable without an engine)."""
-    t0 = time.perf_counter() if t0 is None else t0
+    # Re-analysed from stored artefacts (t0 None), the study's wall time is the agent's plus this analysis.
+    t0 = time.perf_counter() - agent_s if t0 is None else t0
     grid_recs, steps, trajs, acts = load_run(out)
+    if not steps:
+        raise ValueError(f"{out / 'steps.jsonl'} holds no steps: the study recorded no agent action to analyse")
     pairs = [(r, r.to_grid()) for r in grid_recs]
     gm, tests = behaviour(pairs, steps, trajs)
     t1 = time.perf_counter()
@@ -285,7 +324,7 @@ def analyse(
     scores, consistency = [], []
     source = "none"
     if acts is not None:
-        source = str(np.load(out / "hidden.npz")["source"])
+        source = _hidden_source(out / "hidden.npz")
         if source == "sglang":
             notes.append("hidden states from a stock SGLang server: last layer only; layer sweeps are not possible")
         scores, consistency, notes_p = run_probes(steps, grid_recs, acts, config)

@@ -24,6 +24,7 @@ from interleaf.telemetry.pte import (
     pte,
     pte_breakdown,
     pte_table,
+    served_model,
     step_weight_pte,
     trajectory_pte,
     turn_pte,
@@ -31,6 +32,7 @@ from interleaf.telemetry.pte import (
 
 if TYPE_CHECKING:
     from interleaf.telemetry.hardware_profile import (
+        DTYPE_BYTES,
         HARDWARE_PROFILES,
         REFERENCE_HARDWARE,
         HardwareProfile,
@@ -93,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "AgentSpan": "interleaf.telemetry.tracing",
     "CONTENT_ENV": "interleaf.telemetry.tracing",
     "Correlation": "interleaf.telemetry.study",
+    "DTYPE_BYTES": "interleaf.telemetry.hardware_profile",
     "EpisodeTracer": "interleaf.telemetry.tracing",
     "FORMATS": "interleaf.telemetry.report",
     "HARDWARE_PROFILES": "interleaf.telemetry.hardware_profile",
@@ -148,6 +151,7 @@ __getattr__, __dir__, _ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CONTENT_ENV",
+    "DTYPE_BYTES",
     "FORMATS",
     "HARDWARE_PROFILES",
     "MODEL_PROFILES",
@@ -200,6 +204,7 @@ __all__ = [
     "pte_table",
     "ranking_stability",
     "render_report",
+    "served_model",
     "spans_from_trajectory",
     "step_weight_pte",
     "summarize_job",

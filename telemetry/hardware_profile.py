@@ -21,6 +21,9 @@ from interleaf.telemetry.gpu_cost import GEMM_TILES, KernelCalibration, fit_cali
 REFERENCE_HARDWARE = "H100-PCIe"
 """The paper's reference hardware: α = γ / γ(H100 PCIe)."""
 
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+"""Bytes per element at each precision a profile's FLOP/s may refer to (``HardwareProfile.dtype``)."""
+
 
 class HardwareProfile(BaseModel):
     """An accelerator (or CPU) as a roofline: how fast it computes and how fast it reads memory."""
@@ -50,6 +53,11 @@ class HardwareProfile(BaseModel):
     def hoi(self) -> float:
         """Hardware operational intensity (roofline ridge point), FLOPs per byte."""
         return self.peak_flops / self.mem_bw_bytes_per_s
+
+    @property
+    def dtype_bytes(self) -> int:
+        """Bytes per weight or KV element at ``dtype``, the precision ``peak_flops`` was taken at."""
+        return DTYPE_BYTES.get(self.dtype, 2)
 
     @property
     def dense_flops(self) -> float:
@@ -207,7 +215,7 @@ def measure_cpu_profile(
     import torch
 
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
-    if torch_dtype is None:
+    if torch_dtype is None or dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype={dtype!r} is not supported; use fp32, bf16 or fp16")
     if cache_path is None:
         from interleaf.settings import cache_dir
@@ -268,6 +276,7 @@ def _total_memory() -> int | None:
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DTYPE_BYTES",
     "EXTRA_HARDWARE_PROFILES",
     "HARDWARE_PROFILES",
     "REFERENCE_HARDWARE",

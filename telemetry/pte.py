@@ -18,6 +18,7 @@ Everything is vectorised with numpy over flat per-turn arrays (``TurnArrays``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 
 from interleaf.telemetry.hardware_profile import HardwareProfile
 from interleaf.telemetry.model_profile import ModelProfile
-from interleaf.telemetry.records import Trajectory
+from interleaf.telemetry.records import MAX_TOKENS, CacheFigures, Trajectory
 
 
 class PTEVariant(StrEnum):
@@ -45,20 +46,36 @@ class PTEVariant(StrEnum):
     """``measured`` + per-step weight reads amortised over the measured batch size."""
 
 
+def served_model(model: ModelProfile, hw: HardwareProfile) -> ModelProfile:
+    """``model`` as ``hw`` runs it: the one place that decides the bytes per weight and KV element.
+
+    A profile measured on this machine (``measure_cpu_profile``; ``hw.measured``) timed its matmuls at
+    ``hw.dtype``, and the engine there runs the model at that precision, so its elements take
+    ``hw.dtype_bytes`` (fp32: 4) whatever the model profile says (the shipped ones: 2, as served on
+    GPUs). A datasheet profile keeps the model's ``dtype_bytes``. ``gamma`` and ``step_weight_pte`` go
+    through it, so ``interleaf report --hardware cpu`` and ``interleaf study pte-latency`` price alike.
+    """
+    if not hw.measured or model.dtype_bytes == hw.dtype_bytes:
+        return model
+    return model.model_copy(update={"dtype_bytes": hw.dtype_bytes})
+
+
 def gamma(model: ModelProfile, hw: HardwareProfile, *, formula: str = "paper") -> float:
     """γ = cost of one decoded token per context token, in prefill-token equivalents.
 
     ``S_KV · HOI / (2 · N_active)``: decoding reads ``S_KV`` bytes of KV per context token
-    (``ModelProfile.kv_bytes_per_token``), worth ``S_KV · HOI`` FLOPs at the roofline ridge, against
-    ``2 · N_active`` FLOPs to prefill one token. ``formula``: ``paper`` (d_model · H_kv/H_q) or
-    ``exact`` (n_kv_heads · head_dim); MLA models use their latent width either way.
+    (``ModelProfile.kv_bytes_per_token`` of ``served_model(model, hw)``), worth ``S_KV · HOI`` FLOPs at
+    the roofline ridge, against ``2 · N_active`` FLOPs to prefill one token. ``formula``: ``paper``
+    (d_model · H_kv/H_q) or ``exact`` (n_kv_heads · head_dim); MLA models use their latent width either way.
     """
-    return model.kv_bytes_per_token(formula=formula) * hw.hoi / (2.0 * model.n_active_params)
+    served = served_model(model, hw)
+    return served.kv_bytes_per_token(formula=formula) * hw.hoi / (2.0 * served.n_active_params)
 
 
 def step_weight_pte(model: ModelProfile, hw: HardwareProfile) -> float:
-    """Prefill-token equivalents of reading all weights once (one decode step): ``b · HOI / 2``."""
-    return model.dtype_bytes * hw.hoi / 2.0
+    """Prefill-token equivalents of reading all weights once (one decode step): ``b · HOI / 2``, with
+    ``b`` the bytes per weight of ``served_model(model, hw)``."""
+    return served_model(model, hw).dtype_bytes * hw.hoi / 2.0
 
 
 @dataclass
@@ -109,7 +126,11 @@ class TurnArrays:
 
     @classmethod
     def from_trajectories(cls, trajectories: Sequence[Trajectory]) -> TurnArrays:
-        """Flatten trajectories' turns. Engine-reported counts win; ids fill in what is missing."""
+        """Flatten trajectories' turns. Engine-reported counts win; ids fill in what is missing.
+
+        Raises ``ValueError`` naming the trajectory, turn and field of a figure a validated record
+        cannot hold (``CacheFigures``' bounds; reachable only by assigning to a record's fields), rather
+        than clamping it into a plausible but wrong PTE."""
         prompt: list[int] = []
         completion: list[int] = []
         cached: list[int] = []
@@ -120,14 +141,15 @@ class TurnArrays:
         for k, traj in enumerate(trajectories):
             context = 0
             for turn in traj.turns:
+                _check_figures(traj, turn.index, turn.cache)
                 delta = len(turn.delta_ids)
                 p = turn.cache.prompt_tokens or context + delta
                 c = turn.cache.completion_tokens or len(turn.completion_ids)
                 prompt.append(p)
                 completion.append(c)
-                cached.append(min(turn.cache.cached_tokens, p))
+                cached.append(turn.cache.cached_tokens)
                 new.append(delta if delta else max(p - context, 0))
-                batch.append(max(turn.cache.batch_size, 1.0))
+                batch.append(turn.cache.batch_size)
                 index.append(k)
                 reported.append(turn.cache.prompt_tokens > 0)
                 context = p + c
@@ -156,6 +178,22 @@ class TurnArrays:
         uncomputed = (prev_completion > 0).astype(np.int64)
         derived = np.maximum(self.prompt_tokens - self.new_tokens - uncomputed - self.cached_tokens, 0)
         return np.where(first | ~self.reported, 0, derived)
+
+
+def _check_figures(traj: Trajectory, turn: int, cache: CacheFigures) -> None:
+    """The bounds ``CacheFigures`` validates, for figures assigned after validation."""
+    where = f"trajectory {traj.id!r} turn {turn}: cache"
+    for field in ("prompt_tokens", "cached_tokens", "completion_tokens"):
+        value = getattr(cache, field)
+        if not 0 <= value <= MAX_TOKENS:
+            raise ValueError(f"{where}.{field}={value} is outside [0, {MAX_TOKENS}]; the record is corrupt")
+    if cache.cached_tokens > cache.prompt_tokens:
+        raise ValueError(
+            f"{where}.cached_tokens={cache.cached_tokens} exceeds prompt_tokens={cache.prompt_tokens}; "
+            "the record is corrupt"
+        )
+    if not (math.isfinite(cache.batch_size) and cache.batch_size >= 1.0):
+        raise ValueError(f"{where}.batch_size={cache.batch_size} is not a finite number >= 1; the record is corrupt")
 
 
 def turn_pte(
@@ -277,6 +315,7 @@ __all__ = [
     "pte",
     "pte_breakdown",
     "pte_table",
+    "served_model",
     "step_weight_pte",
     "trajectory_pte",
     "turn_pte",

@@ -15,7 +15,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+"""Version of the trajectory record format this interleaf writes and reads (``Trajectory.schema_version``).
+Raised when a change would make older readers misread a record; a reader refuses records of a newer
+version instead of silently dropping what it does not know."""
+
+MAX_TOKENS = 2**31 - 1
+"""Upper bound of every token count in a record. No context comes near 2³¹ tokens: a larger figure is
+corrupt, and would overflow the int64 sums that PTE is computed with."""
+
+_FINITE = ConfigDict(allow_inf_nan=False)
+# Every float of a record is a measurement: NaN or ±inf is corruption (and JSON cannot carry them).
 
 
 class TerminationReason(StrEnum):
@@ -66,6 +78,8 @@ class RetentionDecision(StrEnum):
 class ToolCallRecord(BaseModel):
     """One tool call the model made and what came back."""
 
+    model_config = _FINITE
+
     id: str
     """Call id, unique within the trajectory (``call_<turn>_<index>``)."""
     name: str
@@ -89,6 +103,8 @@ class ToolCallRecord(BaseModel):
 class TurnTimings(BaseModel):
     """Timings of one turn, seconds."""
 
+    model_config = _FINITE
+
     queue_s: float = 0.0
     """Time the request waited in the engine's queue before its prefill started."""
     ttft_s: float = 0.0
@@ -106,21 +122,36 @@ class TurnTimings(BaseModel):
 class CacheFigures(BaseModel):
     """Token accounting of one LLM call, as the engine reported it."""
 
-    prompt_tokens: int = 0
-    """Full context length of the call (all tokens the model attended to before generating)."""
-    cached_tokens: int = 0
-    """Prompt tokens whose KV was reused (session or radix prefix hit)."""
-    recomputed_tokens: int = 0
+    model_config = _FINITE
+
+    prompt_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
+    """Full context length of the call (all tokens the model attended to before generating); 0 when
+    the engine reported no figures."""
+    cached_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
+    """Prompt tokens whose KV was reused (session or radix prefix hit); at most ``prompt_tokens``."""
+    recomputed_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
     """Prompt tokens prefilled by this call that an earlier call of the same trajectory had
     already computed (lost to eviction or a released hold)."""
-    completion_tokens: int = 0
+    completion_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
     """Tokens generated."""
-    batch_size: float = 1.0
-    """Mean number of sequences the engine decoded together during this call (for ``pte_plus``)."""
+    batch_size: float = Field(1.0, ge=1.0)
+    """Mean number of sequences the engine decoded together during this call (for ``pte_plus``); at
+    least 1 (the call's own sequence), 1 when the engine did not report it."""
+
+    @model_validator(mode="after")
+    def _cached_within_prompt(self) -> CacheFigures:
+        if self.cached_tokens > self.prompt_tokens:
+            raise ValueError(
+                f"cached_tokens={self.cached_tokens} exceeds prompt_tokens={self.prompt_tokens}: a call cannot "
+                "reuse more tokens than it was sent"
+            )
+        return self
 
 
 class RetentionRecord(BaseModel):
     """The retention policy's decision at the pause after a turn."""
+
+    model_config = _FINITE
 
     policy: str = "none"
     """Policy name: none | session | ttl | adaptive."""
@@ -130,7 +161,7 @@ class RetentionRecord(BaseModel):
     """Why, in words (e.g. ``recompute 1800 PTE > hold 240 PTE``)."""
     predicted_pause_s: float | None = None
     """The pause length the policy predicted, seconds."""
-    held_tokens: int = 0
+    held_tokens: int = Field(0, ge=0, le=MAX_TOKENS)
     """Tokens kept pinned through the pause (0 when released)."""
     wait_s: float = 0.0
     """Seconds the next turn waited for admission before it ran (``queued`` records)."""
@@ -138,6 +169,8 @@ class RetentionRecord(BaseModel):
 
 class Turn(BaseModel):
     """One LLM call and the tool calls it triggered."""
+
+    model_config = _FINITE
 
     index: int
     """0-based turn number."""
@@ -175,6 +208,8 @@ class Turn(BaseModel):
 class Trajectory(BaseModel):
     """One episode: an agent working one task, turn by turn."""
 
+    model_config = _FINITE
+
     id: str
     """Trajectory id; also the OTel ``gen_ai.conversation.id``."""
     job_id: str = ""
@@ -197,7 +232,7 @@ class Trajectory(BaseModel):
     """The reference answer, when the suite has one."""
     answer: str | None = None
     """The agent's final answer text."""
-    score: float | None = None
+    score: float | None = Field(None, ge=0.0, le=1.0)
     """Task score in [0, 1] (1 = correct)."""
     correct: bool | None = None
     """Whether the answer was judged correct."""
@@ -215,14 +250,28 @@ class Trajectory(BaseModel):
     (constrained decoding): calls always parse and fit their schema, so Tool Format Collapse is n/a."""
     turns: list[Turn] = Field(default_factory=list)
     """The turns, in order."""
-    started_at: float = 0.0
-    """Unix time the episode started."""
-    ended_at: float = 0.0
-    """Unix time the episode ended."""
+    started_at: float = Field(0.0, ge=0.0)
+    """Unix time the episode started (0 when unknown)."""
+    ended_at: float = Field(0.0, ge=0.0)
+    """Unix time the episode ended (0 when unknown)."""
     trace_id: str | None = None
     """OpenTelemetry trace id of the episode, hex (links the dashboard to trace viewers)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Free-form extras (suite parameters, seeds, hardware profile)."""
+    schema_version: int = Field(SCHEMA_VERSION, ge=1)
+    """Version of the record format (``SCHEMA_VERSION``) the writer used. Records written before the
+    field existed read as version 1; a record of a newer version than this interleaf knows is refused
+    (fields it does not know would be dropped silently). Fields unknown within a version are ignored."""
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {version} was written by a newer interleaf; this one reads versions up to "
+                f"{SCHEMA_VERSION}: upgrade interleaf to read it"
+            )
+        return version
 
     def prompt_ids(self, turn: int) -> list[int]:
         """The exact token ids the engine was asked to continue at ``turn``."""
@@ -272,6 +321,8 @@ class Trajectory(BaseModel):
 
 
 __all__ = [
+    "MAX_TOKENS",
+    "SCHEMA_VERSION",
     "CacheFigures",
     "RetentionDecision",
     "RetentionRecord",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ class ReportRow(BaseModel):
         }
         for v in REPORTED_VARIANTS:
             row[f"pte_{v.value}" if not v.value.startswith("pte") else v.value] = s.pte_mean.get(v.value)
+        row["unprofiled_models"] = ", ".join(s.unprofiled_models) or None
         for p in s.patterns:
-            row[f"{p.pattern.value}_freq"] = p.frequency
+            # A rule that cannot occur says why, rather than leaving a blank a reader takes for 0.
+            row[f"{p.pattern.value}_freq"] = p.not_applicable or p.frequency
             row[f"{p.pattern.value}_x"] = p.cost_multiplier
         return row
 
@@ -83,6 +86,24 @@ def hardware_ranking(trajectories: Sequence[Trajectory], *, model: ModelProfile 
     return ranking_stability(by_model, list(HARDWARE_PROFILES.values()))
 
 
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: line breaks as spaces, ``|`` escaped, and invisible
+    or control characters (NUL, zero-width space, right-to-left override) shown as ``\\uXXXX``."""
+    flat = " ".join(text.splitlines()).replace("|", "\\|")
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in flat)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or ±inf float replaced by None (JSON has no NaN; ``null`` it is)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None:
         return "–"
@@ -98,7 +119,8 @@ def render_report(rows: Sequence[ReportRow], fmt: str = "md", *, ranking: Rankin
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r} is not supported; use one of {FORMATS}")
     if fmt == "json":
-        return json.dumps([r.model_dump(mode="json", exclude={"summary": {"findings"}}) for r in rows], indent=2)
+        data = [r.model_dump(mode="json", exclude={"summary": {"findings"}}) for r in rows]
+        return json.dumps(_finite(data), indent=2, allow_nan=False)
     flat = [r.flat() for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
@@ -123,34 +145,51 @@ def render_report(rows: Sequence[ReportRow], fmt: str = "md", *, ranking: Rankin
     lines = [f"PTE per trajectory (mean) on {hw}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r, f in zip(rows, flat, strict=True):
         cells = [
-            r.model,
-            r.suite,
+            _cell(r.model),
+            _cell(r.suite),
             str(f["trajectories"]),
             _fmt(f["accuracy"], pct=True),
             _fmt(f["turns"]),
             _fmt(f["tool_calls"]),
             _fmt(f["prompt_tokens"]),
             _fmt(f["completion_tokens"]),
-            r.summary.retention_text(),
+            _cell(r.summary.retention_text()),
             *(_fmt(r.summary.pte_mean.get(v.value)) for v in REPORTED_VARIANTS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    unprofiled = sorted({m for r in rows for m in r.summary.unprofiled_models})
+    if unprofiled:
+        lines.append(
+            f"No PTE (–) for {_cell(', '.join(unprofiled))}: no model profile; pass --model-profile to price them."
+        )
+    for r in rows:
+        priced_as = [name for name in r.summary.gamma if name != r.model]
+        if priced_as:
+            lines.append(f"{_cell(r.model)} × {_cell(r.suite)} priced as {', '.join(priced_as)}.")
     for r in rows:
         c = r.summary.pte_by_correctness
         if c is not None and r.summary.pte_mean:
-            lines.append(f"PTE incorrect vs correct, {r.model} × {r.suite}: {c.text()}")
+            lines.append(f"PTE incorrect vs correct, {_cell(r.model)} × {_cell(r.suite)}: {c.text()}")
     if ranking is not None:
         lines.append(f"Model ranking by mean PTE across hardware profiles: {ranking.text()}")
-    lines += ["", "| model | suite | pattern | frequency | PTE cost multiplier |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "PTE cost multiplier: mean evict_all PTE of the trajectories with the pattern ÷ that of the pattern-free "
+        "ones (none of the four paper patterns) of the same model × suite.",
+        "",
+        "| model | suite | pattern | frequency | PTE cost multiplier |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
+        model, suite = _cell(r.model), _cell(r.suite)
         for p in r.summary.patterns:
             if p.with_pattern:
                 lines.append(
-                    f"| {r.model} | {r.suite} | {p.pattern.value} | {p.with_pattern}/{p.applicable} "
+                    f"| {model} | {suite} | {p.pattern.value} | {p.with_pattern}/{p.applicable} "
                     f"({p.frequency or 0:.0%}) | {_fmt(p.cost_multiplier)} |"
                 )
             elif p.not_applicable:
-                lines.append(f"| {r.model} | {r.suite} | {p.pattern.value} | {p.not_applicable} | – |")
+                lines.append(f"| {model} | {suite} | {p.pattern.value} | {p.not_applicable} | – |")
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,14 @@ from interleaf.telemetry.records import Trajectory
 PRICE_RATIOS = (1.5, 3.0, 4.0)
 """Output:input price ratios of the pricing proxies (PAPERS.md §A validation)."""
 
+MIN_VERDICT_POINTS = 10
+"""A comparison on fewer points (calls or trajectories) gets no verdict: a paired bootstrap of so few
+points gives intervals that mean little (one point moves them anywhere)."""
+
+CI_DIGITS = 3
+"""Decimals a comparison's difference and interval are printed with; its verdict is read from the
+interval rounded to them."""
+
 
 class Correlation(BaseModel):
     """Correlation of one cost proxy with latency at one level."""
@@ -74,12 +82,17 @@ class Comparison(BaseModel):
 
     @property
     def verdict(self) -> str:
-        """``higher`` / ``lower`` when the interval excludes 0, else ``not separated``."""
+        """``higher`` / ``lower`` when the interval, rounded to the ``CI_DIGITS`` decimals it is printed
+        with, excludes 0, else ``not separated`` (so the verdict never contradicts the printed interval);
+        ``n/a (n < 10)`` on fewer than ``MIN_VERDICT_POINTS`` points, ``n/a`` without an interval."""
+        if self.n < MIN_VERDICT_POINTS:
+            return f"n/a (n < {MIN_VERDICT_POINTS})"
         if self.ci is None:
             return "n/a"
-        if self.ci[0] > 0:
+        low, high = (round(x, CI_DIGITS) for x in self.ci)
+        if low > 0:
             return "higher"
-        if self.ci[1] < 0:
+        if high < 0:
             return "lower"
         return "not separated"
 
@@ -161,7 +174,14 @@ class StudyResult(BaseModel):
                 "|---|---|---|---|---|---|",
             ]
             for c in shown:
-                cells = [f"{c.proxy} − {c.baseline}", c.level, c.arm, str(c.n), _r(c.difference, c.ci), c.verdict]
+                cells = [
+                    f"{c.proxy} − {c.baseline}",
+                    c.level,
+                    c.arm,
+                    str(c.n),
+                    _r(c.difference, c.ci, digits=CI_DIGITS),
+                    c.verdict,
+                ]
                 lines.append("| " + " | ".join(cells) + " |")
         if self.fit is not None:
             ft = self.fit
@@ -178,10 +198,10 @@ class StudyResult(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _r(x: float | None, ci: tuple[float, float] | None) -> str:
+def _r(x: float | None, ci: tuple[float, float] | None, *, digits: int = 2) -> str:
     if x is None:
         return "–"
-    return f"{x:+.3f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+    return f"{x:+.3f}" + ("" if ci is None else f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]")
 
 
 def _correlation_table(corrs: Sequence[Correlation]) -> list[str]:
@@ -407,6 +427,8 @@ def pte_latency_study(trajectories: Sequence[Trajectory], model: ModelProfile, h
 __all__ = [
     "BASELINES",
     "BOOTSTRAP",
+    "CI_DIGITS",
+    "MIN_VERDICT_POINTS",
     "PRICE_RATIOS",
     "Comparison",
     "Correlation",

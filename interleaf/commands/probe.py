@@ -176,6 +176,7 @@ def compare(
 ) -> None:
     """Studies side by side: behaviour and probes with their 95 % CIs (names are the folder names)."""
     from interleaf.probes import StudyReport
+    from interleaf.probes.records import read_json
     from interleaf.probes.report import render_comparison
 
     reports = {}
@@ -183,7 +184,10 @@ def compare(
         path = f / "report.json"
         if not path.exists():
             raise typer.BadParameter(f"{f}: no report.json; run `interleaf probe run` (or `probe report`) first")
-        reports[f.name] = StudyReport.model_validate_json(path.read_text())
+        try:
+            reports[f.name] = read_json(path, StudyReport)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="FOLDERS") from None
     text = render_comparison(reports)
     if out is None:
         typer.echo(text)
@@ -195,13 +199,25 @@ def compare(
 @app.command("report")
 def report(folder: Path = typer.Argument(..., help="A study folder written by `interleaf probe run`.")) -> None:
     """Recompute metrics, probes and the report from a study folder's stored artefacts (no engine)."""
-    from interleaf.probes import StudyConfig, StudyReport, analyse
+    from interleaf.probes import StudyReport, analyse
+    from interleaf.probes.records import read_json
+    from interleaf.probes.study import load_config
 
-    config = StudyConfig.model_validate_json((folder / "config.json").read_text())
+    try:
+        config = load_config(folder)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FOLDER") from None
     old = folder / "report.json"
     model, url, agent_s = "unknown", "unknown", 0.0
     if old.exists():
-        prev = StudyReport.model_validate_json(old.read_text())
-        model, url, agent_s = prev.model, prev.engine_url, prev.agent_s
-    analyse(folder, config, model=model, engine_url=url, agent_s=agent_s)
+        try:
+            prev = read_json(old, StudyReport)
+            model, url, agent_s = prev.model, prev.engine_url, prev.agent_s
+        except ValueError as exc:  # the report is what this command rewrites: say so and go on
+            typer.echo(f"ignoring the previous report: {exc}", err=True)
+    try:
+        analyse(folder, config, model=model, engine_url=url, agent_s=agent_s)
+    except ValueError as exc:
+        typer.echo(f"interleaf probe report: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(str(folder / "report.md"))

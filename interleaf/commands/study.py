@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -46,7 +45,13 @@ def pte_latency(
     """Run synthetic multi-turn trajectories and print Pearson/Spearman r of latency with each proxy."""
     from interleaf.pte_study import SHAPES, StudyConfig, run_study
     from interleaf.settings import runs_dir
-    from interleaf.telemetry import MODEL_PROFILES, find_hardware_profile, find_model_profile, measure_cpu_profile
+    from interleaf.telemetry import (
+        DTYPE_BYTES,
+        MODEL_PROFILES,
+        find_hardware_profile,
+        find_model_profile,
+        measure_cpu_profile,
+    )
     from interleaf.telemetry.study import pte_latency_study
 
     if shape not in SHAPES:
@@ -83,11 +88,12 @@ def pte_latency(
     profile = MODEL_PROFILES.get(model_profile or "") or find_model_profile(model_profile or served)
     if profile is None:
         raise typer.BadParameter(f"no model profile for {model_profile or served!r}; pass --model-profile")
-    profile = profile.model_copy(update={"dtype_bytes": 4 if dtype == "fp32" else 2})
+    if not hw.measured:  # a measured profile prices at its own dtype (interleaf.telemetry.served_model)
+        profile = profile.model_copy(update={"dtype_bytes": DTYPE_BYTES[dtype]})
     result = pte_latency_study(trajs, profile, hw)
     folder = out or runs_dir() / f"study-pte-latency-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trajectories.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in trajs))
-    (folder / "result.json").write_text(json.dumps(result.model_dump(mode="json"), indent=2))
+    (folder / "result.json").write_text(result.model_dump_json(indent=2))  # non-finite figures as null
     typer.echo(result.table(), nl=False)
     typer.echo(f"wrote {folder}", err=True)

@@ -13,6 +13,7 @@ for callers without a tokenizer), hidden-state capture (``return_hidden_states``
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
@@ -23,6 +24,7 @@ import orjson
 from interleaf.runtime.client.backend import GenerateResult, ServerInfo, SessionTurn
 from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
 from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
+from interleaf.telemetry.records import MAX_TOKENS
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _SHARD_CONNECTIONS = 32
@@ -292,8 +294,14 @@ class SGLangBackend:
         finish = meta.get("finish_reason")
         finish_type = finish.get("type") if isinstance(finish, dict) else finish
         for key in ("prompt_tokens", "completion_tokens", "cached_tokens"):
-            if not isinstance(meta.get(key), int):
-                raise BackendError(self.url, rid, f"/generate meta_info.{key} is {meta.get(key)!r}, expected an int")
+            value = meta.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOKENS:
+                raise BackendError(
+                    self.url, rid, f"/generate meta_info.{key} is {value!r}, expected an int in 0..{MAX_TOKENS}"
+                )
+        if meta["cached_tokens"] > meta["prompt_tokens"]:
+            raise BackendError(self.url, rid, f"/generate meta_info.cached_tokens={meta['cached_tokens']} exceeds "
+                               f"prompt_tokens={meta['prompt_tokens']}")  # fmt: skip
         if finish_type == "abort":
             message = finish.get("message", "") if isinstance(finish, dict) else ""
             raise RequestAborted(self.url, rid, f"request aborted by the server: {message or finish!r}")
@@ -311,7 +319,7 @@ class SGLangBackend:
             server_e2e_s=_float(meta.get("e2e_latency")),
             queue_s=_float(_first(meta, "queue_time", "queue_s")),
             ttft_s=_float(_first(meta, "ttft", "first_token_latency", "time_to_first_token")),
-            batch_size=_float(_first(meta, "batch_size", "mean_batch_size")),
+            batch_size=_batch_size(_first(meta, "batch_size", "mean_batch_size")),
             hidden_states=hidden if isinstance(hidden, list | dict) else None,
             meta_info=meta,
         )
@@ -393,10 +401,18 @@ def _hidden_state_fields(capture: bool, layers: list[int] | None, last_k: int | 
 
 
 def _float(value: Any) -> float | None:
+    """A finite number the server reported, or None (absent, not a number, NaN or infinite)."""
     try:
-        return None if value is None else float(value)
+        number = None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _batch_size(value: Any) -> float | None:
+    """The mean decode batch the server reported; None when it reported none that can be one (below 1)."""
+    number = _float(value)
+    return number if number is not None and number >= 1 else None
 
 
 __all__ = ["SGLangBackend", "Transport"]

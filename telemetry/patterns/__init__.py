@@ -4,7 +4,7 @@ The four rules of arXiv 2604.05404 App. E (../shared/PAPERS.md §B) and three of
 
 | pattern | rule |
 |---|---|
-| confirmatory_tool_usage [paper] | answer (whole token/number, not "Step 2") stated, then a python call confirms it |
+| confirmatory_tool_usage [paper] | answer (whole token/number, not "Step 2") stated before a python call is invoked |
 | tool_mixing [paper] | more than one tool *type* (``ToolType``; ``PatternConfig.tool_types``) called |
 | lack_of_tool_priors [paper] | a python call prints nothing or does not compile (not: warnings, runtime errors) |
 | tool_format_collapse [paper] | call unparseable, off-schema or names an unoffered tool (n/a when constrained) |
@@ -13,7 +13,7 @@ The four rules of arXiv 2604.05404 App. E (../shared/PAPERS.md §B) and three of
 | redundant_tool_call [ours] | the same tool is called with identical arguments more than once |
 
 Job level (``pattern_stats``): frequency over the trajectories a rule applies to, and the cost
-multiplier (mean PTE with ÷ without) computed within each (model, suite) setting.
+multiplier (mean PTE with ÷ pattern-free) computed within each (model, suite) setting.
 """
 
 from __future__ import annotations

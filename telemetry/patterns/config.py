@@ -75,6 +75,9 @@ class PatternConfig(BaseModel):
         ]
     )
     """``ToolCallRecord.error_type`` values that mean the call itself was malformed."""
+    confirmatory_needs_output: bool = False
+    """[ours] Confirmatory Tool Usage also requires the python call's stdout to contain the answer
+    (stricter than App. E, which asks only that the answer was stated before the call)."""
     long_response_min_tokens: int = 256
     """A tool result shorter than this (in tokens) is never 'long'."""
     long_response_min_share: float = 0.25

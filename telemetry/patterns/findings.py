@@ -11,7 +11,7 @@ class Pattern(StrEnum):
     """The inefficiency patterns interleaf detects."""
 
     CONFIRMATORY_TOOL_USAGE = "confirmatory_tool_usage"
-    """[paper] Answer already in the reasoning before the python tool is called and confirms it."""
+    """[paper] Answer already in the reasoning before the python tool is called (to verify it)."""
     TOOL_MIXING = "tool_mixing"
     """[paper] More than one distinct tool *type* used (e.g. retrieval and computation)."""
     LACK_OF_TOOL_PRIORS = "lack_of_tool_priors"

@@ -14,12 +14,16 @@ _CALL_BLOCK = re.compile(r"<tool_call>.*?(</tool_call>|$)", re.S)
 
 
 def confirmatory(traj: Trajectory, cfg: PatternConfig) -> list[PatternFinding]:
-    """The answer, as a whole token or number, appears in the reasoning before a python call whose
-    output then confirms it. Text inside tool-call markup and ``<answer>`` tags is not reasoning."""
+    """PAPERS.md §B.1: the answer, as a whole token or number, appears in the reasoning before the
+    python tool is invoked (to verify it). What the call printed does not matter, so ``print(6*7 == 42)``
+    after "the answer is 42" counts; ``PatternConfig.confirmatory_needs_output`` [ours] also asks the
+    call's stdout to contain the answer. Text inside tool-call markup and ``<answer>`` tags is not
+    reasoning; a malformed call was never invoked (format collapse)."""
     answer = final_answer(traj)
     matcher = AnswerMatcher(normalise_answer(answer or ""))
     if not matcher.answer:
         return []
+    offered = set(traj.tools)
     stated: list[TextSpan] = []
     for turn in traj.turns:
         first_call = turn.text.find("<tool_call>")
@@ -31,10 +35,9 @@ def confirmatory(traj: Trajectory, cfg: PatternConfig) -> list[PatternFinding]:
         ]
         evidence = stated + [s for s in spans if first_call < 0 or s.start < first_call]
         for call in turn.tool_calls:
-            if not evidence or not cfg.is_python(call.name) or call.is_error:
+            if not evidence or not cfg.is_python(call.name) or call_format_problem(call, offered, cfg):
                 continue
-            confirmed = matcher.find(PythonOutput.parse(call.result).stdout)
-            if not confirmed:
+            if cfg.confirmatory_needs_output and not matcher.find(PythonOutput.parse(call.result).stdout):
                 continue
             first = evidence[0]
             return [
@@ -48,7 +51,8 @@ def confirmatory(traj: Trajectory, cfg: PatternConfig) -> list[PatternFinding]:
                         whole_span(turn.index, "tool_result", call.result, call_id=call.id),
                     ],
                     detail=f"answer {matcher.answer!r} stated in turn {first.turn} before the python call "
-                    f"{call.id} in turn {turn.index}, whose output confirms it",
+                    f"{call.id} in turn {turn.index}"
+                    + (", whose output confirms it" if cfg.confirmatory_needs_output else ""),
                 )
             ]
         stated += spans

@@ -1,9 +1,10 @@
 """Job-level pattern statistics: frequency, and the cost multiplier computed within one setting.
 
 PAPERS.md §B: cost multiplier = mean PTE of trajectories with the pattern ÷ mean PTE of pattern-free
-ones *in the same setting*. A job can mix models and suites whose PTE differs by orders of magnitude,
-so trajectories are compared only within their (model, suite) group; the job's multiplier is the mean
-of the groups' multipliers weighted by how many trajectories with the pattern each group has.
+ones (none of the four paper patterns) *in the same setting*. A job can mix models and suites whose PTE
+differs by orders of magnitude, so trajectories are compared only within their (model, suite) group; the
+job's multiplier is the mean of the groups' multipliers weighted by how many trajectories with the
+pattern each group has.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class PatternStats(BaseModel):
     setting has both sides."""
     groups: list[GroupCost] = Field(default_factory=list)
     """The multiplier per (model, suite) setting."""
+    baseline: str | None = None
+    """What the multiplier divides by (``pattern_stats``' ``baseline``): ``pattern_free`` trajectories
+    (none of the four paper patterns) or those ``without_pattern`` (free of this one only). None in
+    summaries stored before the field existed, whose multipliers divide by ``without_pattern``."""
 
     def frequency_text(self) -> str:
         """``3/8`` or the not-applicable reason."""
@@ -74,16 +79,19 @@ def pattern_stats(
     findings: Sequence[Sequence[PatternFinding]],
     pte_values: Sequence[float] | np.ndarray,
     *,
-    baseline: str = "without_pattern",
+    baseline: str = "pattern_free",
     settings: Sequence[Setting] | None = None,
     not_applicable: Sequence[Mapping[Pattern, str]] | None = None,
 ) -> list[PatternStats]:
     """Job-level frequency and cost multiplier per pattern.
 
     ``findings[k]``, ``pte_values[k]``, ``settings[k]`` and ``not_applicable[k]`` belong to trajectory
-    k. A NaN PTE (an unprofiled model) counts for frequency but not for cost. ``baseline``:
-    ``without_pattern`` (trajectories free of *this* pattern, the paper's per-pattern comparison) or
-    ``pattern_free`` (free of all four paper patterns). ``settings`` default to one shared setting;
+    k. A NaN PTE (an unprofiled model) counts for frequency but not for cost. ``baseline``, what the
+    trajectories with the pattern are compared with: ``pattern_free`` (the default; PAPERS.md §B read
+    literally: trajectories with none of the four paper patterns, and, for our own patterns, not this
+    one either) or ``without_pattern`` [ours] (trajectories free of *this* pattern, whatever other
+    patterns they have: a larger baseline, and a smaller multiplier where patterns come together).
+    ``settings`` default to one shared setting;
     ``not_applicable`` (``detect.not_applicable``) removes trajectories where a rule cannot occur.
     """
     if baseline not in ("without_pattern", "pattern_free"):
@@ -128,6 +136,7 @@ def pattern_stats(
                 if weight
                 else None,
                 groups=groups,
+                baseline=baseline,
             )
         )
     return out

@@ -106,6 +106,9 @@ async def test_server_without_kv_capacity_is_refused_with_the_field_named() -> N
         (httpx.Response(400, json={"error": "bad field"}), SessionRejected, "session sid-1 turn after rid r0"),
         (httpx.Response(200, json={"text": "x"}), BackendError, "no meta_info"),
         (_reply(cached_tokens=None), BackendError, "meta_info.cached_tokens is None"),
+        (_reply(prompt_tokens=-1), BackendError, "meta_info.prompt_tokens is -1, expected an int in 0.."),
+        (_reply(prompt_tokens=2**40), BackendError, "meta_info.prompt_tokens is 1099511627776"),
+        (_reply(cached_tokens=9), BackendError, "meta_info.cached_tokens=9 exceeds prompt_tokens=5"),
         (_reply(finish_reason={"type": "abort", "message": "kv full"}), RequestAborted, "aborted"),
     ],
 )
@@ -116,6 +119,27 @@ async def test_generate_errors_name_server_request_and_why(response, error, text
             await backend.generate([1], sampling_params={}, rid="rq-9", session=SessionTurn("sid-1", "r0"))
         assert "server http://srv:1 request rq-9" in str(info.value)
         assert text in str(info.value)
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.parametrize("reported", [float("nan"), float("inf"), 0.5, "many", None])
+async def test_a_batch_size_that_cannot_be_one_is_not_recorded(reported) -> None:
+    import json
+
+    body = json.loads(_reply().content)
+    body["meta_info"]["batch_size"] = reported
+    # json.dumps writes NaN and Infinity as Python does (httpx's json= refuses them)
+    reply = httpx.Response(200, content=json.dumps(body), headers={"content-type": "application/json"})
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(lambda r: reply))
+    try:
+        if reported in (float("inf"),) or reported != reported:  # NaN, infinity: not JSON, the reply is refused
+            with pytest.raises(BackendError, match="server http://srv:1 request rq-1: /generate returned non-JSON"):
+                await backend.generate([1], sampling_params={}, rid="rq-1")
+            return
+        result = await backend.generate([1], sampling_params={}, rid="rq-1")
+        assert result.batch_size is None
+        assert result.cache_figures().batch_size == 1.0  # a valid record: the call's own sequence
     finally:
         await backend.aclose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interleaf.telemetry import Pattern, detect_patterns, pattern_stats
+from interleaf.telemetry import Pattern, PatternConfig, detect_patterns, pattern_stats
 from tests.telemetry import telemetry_fixtures as fx
 
 
@@ -98,9 +98,12 @@ def test_pattern_stats_frequency_and_multiplier() -> None:
     stats = {s.pattern: s for s in pattern_stats(findings, [300.0, 100.0, 100.0, 200.0])}
     c = stats[Pattern.CONFIRMATORY_TOOL_USAGE]
     assert (c.with_pattern, c.frequency) == (1, 0.25)
-    assert c.cost_multiplier == pytest.approx(300 / ((100 + 100 + 200) / 3))
-    free = {s.pattern: s for s in pattern_stats(findings, [300.0, 100.0, 100.0, 200.0], baseline="pattern_free")}
-    assert free[Pattern.CONFIRMATORY_TOOL_USAGE].cost_multiplier == pytest.approx(3.0)
+    # PAPERS.md §B read literally, the default: ÷ the pattern-free ones (silent_python has lack of priors).
+    assert c.cost_multiplier == pytest.approx(300 / ((100 + 100) / 2)) and c.baseline == "pattern_free"
+    # The named alternative: ÷ every trajectory without *this* pattern, other patterns or not.
+    other = {s.pattern: s for s in pattern_stats(findings, [300.0, 100.0, 100.0, 200.0], baseline="without_pattern")}
+    assert other[Pattern.CONFIRMATORY_TOOL_USAGE].cost_multiplier == pytest.approx(300 / ((100 + 100 + 200) / 3))
+    assert other[Pattern.CONFIRMATORY_TOOL_USAGE].baseline == "without_pattern"
     assert stats[Pattern.TOOL_MIXING].cost_multiplier is None
     with pytest.raises(ValueError, match="baseline='x'"):
         pattern_stats(findings, [1, 2, 3, 4], baseline="x")
@@ -185,7 +188,7 @@ def confirm_case(text: str, answer: str, output: str) -> fx.Trajectory:
     )
 
 
-def test_confirmatory_needs_the_answer_as_a_stated_value_and_a_confirming_output() -> None:
+def test_confirmatory_needs_the_answer_as_a_stated_value_before_the_call() -> None:
     # "Step 2" labels a step; it does not state the answer 2.
     assert (
         found(confirm_case("Step 2: add the numbers.", "2", "stdout:\n2\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
@@ -197,8 +200,12 @@ def test_confirmatory_needs_the_answer_as_a_stated_value_and_a_confirming_output
         confirm_case("1 + 1 = 2, so the answer is 2.", "2", "stdout:\n2\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE
     )
     assert [s.source for s in f.spans] == ["text", "tool_raw", "tool_result"]
-    # Stated, but the tool's output disagrees: the call explored, it did not confirm.
-    assert found(confirm_case("Maybe it is 2.", "2", "stdout:\n3\n\nstderr:\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+    # Stated before the call: confirmatory whatever the call printed (App. E asks no more); the stricter
+    # [ours] reading also wants the output to contain the answer.
+    disagrees = confirm_case("Maybe it is 2.", "2", "stdout:\n3\n\nstderr:\n")
+    assert found(disagrees, Pattern.CONFIRMATORY_TOOL_USAGE)
+    strict = PatternConfig(confirmatory_needs_output=True)
+    assert found(disagrees, Pattern.CONFIRMATORY_TOOL_USAGE, config=strict) == []
     # Numeric equality, whole numbers only; \\boxed{} and "x = 3" answers are normalised.
     assert found(confirm_case("It is 2.0 I think.", "\\boxed{2}", "2\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
     assert found(confirm_case("x = 3 surely", "x = 3", "3\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
@@ -206,6 +213,32 @@ def test_confirmatory_needs_the_answer_as_a_stated_value_and_a_confirming_output
     # Word answers match whole words, case-insensitively.
     assert found(confirm_case("I believe paris.", "Paris", "Paris\n"), Pattern.CONFIRMATORY_TOOL_USAGE)
     assert found(confirm_case("Parisian food.", "Paris", "Paris\n"), Pattern.CONFIRMATORY_TOOL_USAGE) == []
+
+
+def test_confirmatory_is_the_answer_stated_before_python_is_invoked_whatever_it_prints() -> None:
+    """PAPERS.md §B.1 as written: "The answer is 42. Let me verify." then ``print(6*7 == 42)`` (stdout
+    True) is confirmatory; so is the call that prints 42. A call that never ran (malformed) is not."""
+    verify_by_equality = fx.traj(
+        "eq",
+        [
+            fx.turn(0, "The answer is 42. Let me verify. " + fx.TC,
+                    [fx.call(0, 0, "python_tool", {"code": "print(6*7==42)"}, "stdout:\nTrue\n\nstderr:\n")]),
+            fx.turn(1, "<ANSWER>42</ANSWER>"),
+        ],
+        answer="42",
+        tools=["python_tool"],
+    )  # fmt: skip
+    prints_it = verify_by_equality.model_copy(deep=True)
+    prints_it.turns[0].tool_calls[0].result = "stdout:\n42\n\nstderr:\n"
+    for t in (verify_by_equality, prints_it):
+        (f,) = found(t, Pattern.CONFIRMATORY_TOOL_USAGE)
+        assert f.turns == [0] and f.spans[0].excerpt == "42" and "whose output" not in f.detail
+    strict = PatternConfig(confirmatory_needs_output=True)
+    assert found(verify_by_equality, Pattern.CONFIRMATORY_TOOL_USAGE, config=strict) == []
+    assert "whose output confirms it" in found(prints_it, Pattern.CONFIRMATORY_TOOL_USAGE, config=strict)[0].detail
+    never_ran = verify_by_equality.model_copy(deep=True)
+    never_ran.turns[0].tool_calls[0].arguments = None
+    assert found(never_ran, Pattern.CONFIRMATORY_TOOL_USAGE) == []
 
 
 def priors_case(result: str) -> fx.Trajectory:

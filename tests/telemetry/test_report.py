@@ -214,3 +214,40 @@ def test_cli_report_file_job_id_and_png(tmp_path, monkeypatch) -> None:
     assert "on A100" in res.stdout
     res = runner.invoke(_cli(), ["report", "no-such-job"])
     assert res.exit_code != 0 and "no-such-job" in res.output
+
+
+def test_report_and_study_price_a_measured_cpu_alike(tmp_path, monkeypatch) -> None:
+    """``interleaf report --hardware cpu`` and ``interleaf study pte-latency`` on the same trajectories
+    give the same γ: the CPU is measured in fp32, so both price SmolLM2 at 4 bytes per element
+    (``served_model``), not at the shipped profile's 2."""
+    from interleaf.commands import study as study_cmd
+    from interleaf.telemetry import HardwareProfile, served_model
+
+    cpu = HardwareProfile(name="cpu-2core-fp32", peak_flops=40e9, mem_bw_bytes_per_s=20e9, measured=True, dtype="fp32")
+    monkeypatch.setenv("INTERLEAF_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "cpu_profile_fp32.json").write_text(cpu.model_dump_json())  # the measured profile
+    trajs = [fx.held(), fx.recompute(), fx.confirmatory()]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(dump_trajectory(t) + "\n" for t in trajs))
+
+    res = CliRunner().invoke(_cli(), ["report", str(path), "--hardware", "cpu", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    report_gamma = json.loads(res.stdout)[0]["summary"]["gamma"]["SmolLM2-135M-Instruct"]
+
+    async def recorded(cfg):  # the study's load generator, replaced by the recorded trajectories
+        return load_trajectories(path)
+
+    monkeypatch.setattr("interleaf.pte_study.run_study", recorded)
+    out = tmp_path / "study"
+    study = typer.Typer()
+    study.command("pte-latency")(study_cmd.pte_latency)
+    study.command("noop")(lambda: None)  # keeps "pte-latency" a subcommand
+    res = CliRunner().invoke(study, ["pte-latency", "--engine-url", "http://unused", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    study_gamma = json.loads((out / "result.json").read_text())["gamma"]
+
+    smol = MODEL_PROFILES["SmolLM2-135M-Instruct"]
+    assert served_model(smol, cpu).dtype_bytes == 4 and smol.dtype_bytes == 2
+    assert report_gamma == pytest.approx(study_gamma, rel=1e-12)
+    assert report_gamma == pytest.approx(2 * gamma(smol, HARDWARE_PROFILES["H100-PCIe"]) * cpu.hoi / 756.5)

@@ -203,6 +203,13 @@ def test_spans_from_trajectory_rebuilds_times_and_figures(otel) -> None:
     assert llms[1].attributes["gen_ai.usage.cache_read.input_tokens"] == 40
     assert agent.attributes["interleaf.pte.evict_all"] == pytest.approx(breakdown.evict_all)
     assert agent.attributes["gen_ai.conversation.id"] == "recompute"
+    assert all("interleaf.pte" not in c.attributes for c in llms)  # per-call PTE only with turn_pte=
+    exporter.clear()
+    spans_from_trajectory(traj, EpisodeTracer(tp, mp), turn_pte=[12.5, 7.0])
+    replayed = sorted(
+        (s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time
+    )
+    assert [c.attributes["interleaf.pte"] for c in replayed] == [12.5, 7.0]
 
 
 def test_configure_tracing_without_endpoint_exports_nothing(monkeypatch) -> None:
@@ -317,6 +324,7 @@ def test_live_llm_spans_get_server_pause_figures_and_the_episode_pte(otel) -> No
     assert (first["server.address"], first["server.port"]) == ("10.1.2.3", 30001)
     assert (first["interleaf.retention.policy"], first["interleaf.retention.decision"]) == ("session", "hold")
     assert first["interleaf.pause_s"] == 0.25
+    assert "interleaf.pte" not in first  # a live call's span has no PTE (docs/telemetry.md)
     assert "What is 1?" in first["gen_ai.input.messages"]
     expected = pte_breakdown(traj, MODEL_PROFILES["SmolLM2-135M-Instruct"], HARDWARE_PROFILES["H100-PCIe"])
     assert agent.attributes["gen_ai.agent.id"] == traj.id
