@@ -48,6 +48,11 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["tools", "list", "nosuchmod:x"], "no module named 'nosuchmod'"),
         (["tools", "list", "interleaf.tools:nothing"], "has no attribute 'nothing'"),
         (["report", "no-such-file.jsonl"], "no-such-file.jsonl"),
+        (["report", "runs/nope/trajectories.jsonl"], "no such file: 'runs/nope/trajectories.jsonl' (pass a"),
+        (["report", "nope-job"], "no job 'nope-job' in the runs directory"),
+        (["run", "--n", "2.5"], "Invalid value for '--n' / '-n': Input should be a valid integer, got '2.5'"),
+        (["run", "--temperature", "hot"], "Input should be a valid number, got 'hot'"),
+        (["jobs", "submit", "--n", "2.5"], "Input should be a valid integer, got '2.5'"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         (["jobs", "submit", "--server", "localhost:8080"], "give the server's base URL"),
         (["engine", "serve", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
@@ -63,6 +68,39 @@ def test_user_errors_are_one_line_on_stderr_with_exit_2(
     assert len(err.strip().splitlines()) == 1, err
     assert says in err and err.startswith("interleaf")
     assert "Traceback" not in err and "https://" not in err and "╭" not in err
+
+
+def test_report_names_a_missing_path_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "report", "runs/nope/trajectories.jsonl")
+    assert code == 2 and "runs/runs" not in err and "trajectories.jsonl/trajectories.jsonl" not in err, err
+
+
+def test_serve_names_a_bad_body_limit_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERLEAF_MAX_BODY_BYTES", "10")
+    code, out, err = run_cli(capsys, "serve", "--no-worker", "--redis-url", "redis://127.0.0.1:9/0")
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert "INTERLEAF_MAX_BODY_BYTES='10': Input should be greater than or equal to 1024" in err
+    assert "validation error" not in err and "input_type" not in err
+
+
+@pytest.mark.slow
+def test_run_names_why_episodes_failed_and_exits_1_when_all_did(tmp_path: Path) -> None:
+    """A backend nobody listens on: the job "succeeds" (every episode has a result), but every result
+    is an error; the reason is printed once with its count, and the exit status says it."""
+    exe = shutil.which("interleaf")
+    assert exe
+    env = {**os.environ, "INTERLEAF_RUNS_DIR": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    cmd = [exe, "run", "--n", "2", "--backend", "http://127.0.0.1:1", "--max-turns", "1", "--json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("interleaf run: ")]
+    assert len(lines) == 2, done.stderr[-3000:]
+    assert lines[0].startswith("interleaf run: 2 episodes ended in error: ") and "127.0.0.1:1" in lines[0]
+    assert lines[1] == "interleaf run: every episode (2) ended in error"
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded" and [e["episodes"] for e in result["episode_errors"]] == [2]
 
 
 def test_sandbox_unavailable_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -260,6 +260,7 @@ def logs(
 ) -> None:
     """The job's events, one line each (JSON Lines with --json)."""
     from interleaf.jobs_client import JobsAPIError
+    from interleaf.runtime.jobs.store import one_line
 
     with _client(server, token) as client:
         try:
@@ -268,7 +269,8 @@ def logs(
                     typer.echo(event.model_dump_json())
                     continue
                 episode = "" if event.episode is None else f" episode {event.episode}"
-                details = " ".join(f"{k}={v}" for k, v in event.data.items())
+                # One line per event: a long text (a job_failed event's whole ``detail``) as its first line.
+                details = " ".join(f"{k}={one_line(v) if isinstance(v, str) else v}" for k, v in event.data.items())
                 typer.echo(f"{_when(event.ts)} {event.type.value}{episode} {details}".rstrip())
         except JobsAPIError as exc:
             raise _failed("logs", exc) from None

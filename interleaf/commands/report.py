@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -15,7 +16,7 @@ def report(
     hardware: str = typer.Option(
         "H100-PCIe",
         "--hardware",
-        help="Hardware profile for PTE: H100-PCIe, H200, A100, V100, RTX-4090, or cpu (measured).",
+        help="Hardware profile for PTE: H100-PCIe, H100-SXM, H200, A100, V100, RTX-4090, or cpu (measured).",
     ),
     model: str | None = typer.Option(
         None,
@@ -42,8 +43,9 @@ def report(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    path = _trajectories_file(source)
     try:
-        trajectories = load_trajectories(source)
+        trajectories = load_trajectories(path, empty_ok=False)
         hw = find_hardware_profile(hardware)
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -66,3 +68,28 @@ def report(
         typer.echo(text, nl=False)
     if png:
         typer.echo(f"wrote {plot_report(rows, png)}", err=True)
+
+
+def _trajectories_file(source: str) -> Path:
+    """``source`` as a file, else the trajectories of the job it names (``<runs dir>/<job-id>/``); a usage
+    error naming what was looked for when it is neither."""
+    from interleaf.runtime.jobs.spec import JOB_ID_PATTERN
+    from interleaf.settings import runs_dir
+
+    path = Path(source)
+    if path.exists():
+        return path
+    if re.fullmatch(JOB_ID_PATTERN, source) and not source.endswith((".jsonl", ".gz")):
+        job_file = runs_dir() / source / "trajectories.jsonl"
+        if job_file.exists():
+            return job_file
+        raise typer.BadParameter(
+            f"no job {source!r} in the runs directory: {job_file} does not exist (set INTERLEAF_RUNS_DIR to the "
+            "directory the job ran with, or pass its trajectories.jsonl)",
+            param_hint="SOURCE",
+        )
+    raise typer.BadParameter(
+        f"no such file: {source!r} (pass a trajectories JSONL file, or a job id to read "
+        f"{runs_dir()}/<job-id>/trajectories.jsonl)",
+        param_hint="SOURCE",
+    )

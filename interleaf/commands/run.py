@@ -12,6 +12,11 @@ for the run; with no ``--redis-url`` a private redis-server is. Ctrl-C cancels t
 episodes stop, their sessions are closed, finished results are kept. A server that lacks what the job
 asks for (streaming sessions for a session-holding ``--retention``) is named on stderr with the flag
 that enables it; the job still runs there, stateless, and the summary shows requested vs effective.
+
+Episodes that ended in error (termination ``error``, ``backend_error``, ``tool_infra_error``) are named
+on stderr, one line per distinct reason with its count. Exit status: 0 when the job succeeded and at
+least one episode did not end in error; 1 when the job failed or was cancelled, or every episode ended
+in error (a backend that cannot be reached); 2 for a bad option (nothing ran).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import asyncio
 import inspect
 import json
 import signal
-from collections.abc import Sequence
+import typing
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -30,6 +37,8 @@ from interleaf.runtime.jobs.spec import JobSpec
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from interleaf.telemetry.records import Trajectory
 
 # Flags that are not ``--<field-name>``: the documented spellings and the short forms.
 _FLAGS: dict[str, tuple[str, ...]] = {
@@ -47,6 +56,22 @@ def _flags(field: str) -> tuple[str, ...]:
     return _FLAGS.get(field, (f"--{field.replace('_', '-')}",))
 
 
+def _number_parser(kind: type[int] | type[float]) -> Callable[[Any], Any]:
+    """The command line's reading of an integer or number option: a value that is not one is refused
+    repeating it (``--n 2.5``: ``got '2.5'``), as ``JobSpec``'s own errors do."""
+    what = "a valid integer" if kind is int else "a valid number"
+
+    def parse(raw: Any) -> Any:
+        if isinstance(raw, kind) and not isinstance(raw, bool):  # the default
+            return raw
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            raise typer.BadParameter(f"Input should be {what}, got {raw!r}") from None
+
+    return parse
+
+
 def spec_options(cli_help: dict[str, str] | None = None) -> list[inspect.Parameter]:
     """One option per ``JobSpec`` field, with the field's type, default and docstring: the model
     is the one place a job's settings are declared (the API and the queue read the same).
@@ -55,10 +80,16 @@ def spec_options(cli_help: dict[str, str] | None = None) -> list[inspect.Paramet
     options = []
     for name, field in JobSpec.model_fields.items():
         help_text = " ".join(filter(None, [(field.description or "").replace("``", ""), extra.get(name)]))
-        option = typer.Option(field.get_default(call_default_factory=True), *_flags(name), help=help_text)
-        options.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=field.annotation)
+        annotation = field.annotation
+        kinds = set(typing.get_args(annotation)) - {type(None)} or {annotation}
+        number = next(iter(kinds)) if len(kinds) == 1 and kinds <= {int, float} else None
+        if typing.get_origin(annotation) is list:  # typer takes plain item types; JobSpec checks the items
+            annotation = list[str]
+        default = field.get_default(call_default_factory=True)
+        option = typer.Option(
+            default, *_flags(name), help=help_text, **({"parser": _number_parser(number)} if number else {})
         )
+        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
     return options
 
 
@@ -193,6 +224,13 @@ async def _run(
             if store is not None:
                 await store.aclose()
 
+    errors = episode_errors(result.trajectories)
+    for reason, count in errors:
+        typer.echo(f"interleaf run: {count} episode{'s' * (count > 1)} ended in error: {reason}", err=True)
+    all_failed = bool(result.trajectories) and sum(count for _, count in errors) == len(result.trajectories)
+    if all_failed:
+        typer.echo(f"interleaf run: every episode ({len(result.trajectories)}) ended in error", err=True)
+    code = 0 if result.status == JobStatus.SUCCEEDED and not all_failed else 1
     if as_json:
         document = {
             "job_id": result.job_id,
@@ -200,9 +238,10 @@ async def _run(
             "output_path": result.output_path,
             "summary": result.summary.model_dump(mode="json"),
             "rows": [list(row) for row in result.summary.rows()],
+            "episode_errors": [{"reason": reason, "episodes": count} for reason, count in errors],
         }
         typer.echo(json.dumps(document, indent=2))
-        return 0 if result.status == JobStatus.SUCCEEDED else 1
+        return code
     table = Table(title=f"job {result.job_id} · {spec.suite} · {result.status.value}", show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
@@ -211,7 +250,23 @@ async def _run(
     out = Console()
     out.print(table)
     out.print(f"trajectories: {result.output_path}")
-    return 0 if result.status == JobStatus.SUCCEEDED else 1
+    return code
 
 
-__all__ = ["run", "run_spec", "spec_options"]
+def episode_errors(trajectories: Sequence[Trajectory]) -> list[tuple[str, int]]:
+    """Why episodes failed (terminations that are failures of the run, not of the model: ``error``,
+    ``backend_error``, ``tool_infra_error``): each reason's first line once, with how many episodes
+    ended with it, most frequent first."""
+    from interleaf.runtime.jobs.store import one_line
+    from interleaf.telemetry.records import TerminationReason
+
+    failed = {TerminationReason.ERROR, TerminationReason.BACKEND_ERROR, TerminationReason.TOOL_INFRA_ERROR}
+    reasons = Counter(
+        one_line(t.error or f"termination {t.termination.value}, no reason recorded")
+        for t in trajectories
+        if t.termination in failed
+    )
+    return reasons.most_common()
+
+
+__all__ = ["episode_errors", "run", "run_spec", "spec_options"]

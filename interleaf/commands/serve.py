@@ -19,12 +19,14 @@ worker stops renewing its hold for ``--reclaim-after`` seconds is taken over by 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
 from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -118,8 +120,15 @@ def serve(
             token=token or None,
             **({"max_body_bytes": body} if body is not None else {}),
         )
+    except ValidationError as exc:  # the only AccessPolicy field not checked above: the body limit
+        problems = "; ".join(
+            f"{_ACCESS_VARS.get(str(e['loc'][0]), e['loc'][0])}={str(e['input'])!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise typer.BadParameter(f"bad setting in the environment: {problems}", param_hint="environment") from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="environment") from None
+    # Before anything starts: a port in use fails here, in one line, and the socket is held for uvicorn.
+    listener = _listen_socket(host, port)
 
     if worker:
         # Ray starts before the server does: ray.init holds the GIL for over a second at a time even on
@@ -143,7 +152,8 @@ def serve(
         try:
             services = embedded.start()  # stops what it started if a part fails
         except RedisUnavailable as exc:  # no redis-server, or another serve holds this runs directory's
-            raise typer.BadParameter(str(exc), param_hint="--redis-url") from None
+            typer.echo(f"interleaf serve: cannot start the private Redis (no --redis-url given): {exc}", err=True)
+            raise typer.Exit(2) from None
         try:
             store = JobStore(services.redis_url or "")
             options = None
@@ -158,11 +168,34 @@ def serve(
             )
             shown = _shown_url(services.redis_url or "")
             typer.echo(f"interleaf jobs API and dashboard on http://{host}:{port}/ (redis {shown})")
-            uvicorn.run(app, host=host, port=port, log_level="warning")  # the app closes the store
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+            server.run(sockets=[listener])  # the app closes the store
         finally:
             services.stop()
     finally:
+        listener.close()
         _stop_local_ray()
+
+
+# The AccessPolicy fields set from the environment, by the variable that sets them.
+_ACCESS_VARS = {"max_body_bytes": "INTERLEAF_MAX_BODY_BYTES", "allowed_hosts": "INTERLEAF_ALLOWED_HOSTS"}
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """``host:port`` bound (as uvicorn binds it), or exit 2 with one line naming the port and what to do."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is in use on {host}: stop what listens there or pass another --port"
+        else:
+            why = f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host and --port)"
+        typer.echo(f"interleaf serve: {why}", err=True)
+        raise typer.Exit(2) from None
+    return sock
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -15,8 +15,10 @@ from interleaf.lazy_exports import lazy_exports
 _EXPORTS: dict[str, str] = {
     "EmbeddedServices": "interleaf.runtime.jobs.embedded",
     "EpisodeWorker": "interleaf.runtime.jobs.workers",
+    "JobEnded": "interleaf.runtime.jobs.store",
     "JobEvent": "interleaf.runtime.jobs.store",
     "JobEventType": "interleaf.runtime.jobs.store",
+    "JobExists": "interleaf.runtime.jobs.store",
     "JobLimits": "interleaf.runtime.jobs.spec",
     "JobRecord": "interleaf.runtime.jobs.store",
     "JobResult": "interleaf.runtime.jobs.runner",

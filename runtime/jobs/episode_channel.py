@@ -13,7 +13,8 @@ reach a port). Frames (big-endian):
 - hello, client to actor: ``u32 length`` + token (UTF-8);
 - request, client to actor: ``u32 length, u64 id`` + JSON ``[job_id, episode, attempt]``;
 - reply, actor to client: ``u32 length, u64 id, u8 status`` + UTF-8 payload: the trajectory's JSON
-  (``status`` 0) or ``"<ExceptionType>: <message>"`` of the episode's error (``status`` 1).
+  (``status`` 0) or ``"<ExceptionType>: <message>"`` of the episode's error (``status`` 1; what UTF-8
+  cannot encode, a lone surrogate, as a ``\\udXXX`` escape). Every request gets its reply.
 
 ``length`` counts the bytes after itself. Replies come in the order episodes finish.
 """
@@ -78,18 +79,30 @@ async def serve_episodes(run: RunEpisode, token: str, host: str) -> asyncio.Serv
 
 
 async def _reply(run: RunEpisode, writer: asyncio.StreamWriter, request_id: int, body: bytes) -> None:
+    """Run one episode and answer, whatever happens: the runner waits for this reply and for nothing
+    else, so a reply that cannot be built must still go back, as a failure."""
     try:
         job_id, episode, attempt = orjson.loads(body)
         status, payload = OK, (await run(str(job_id), int(episode), int(attempt))).encode()
     except asyncio.CancelledError:
         raise  # the actor is shutting down; the runner learns it from the closed connection
-    except Exception as exc:
-        status, payload = FAILED, f"{type(exc).__name__}: {exc}".encode()
+    except Exception as exc:  # also a trajectory that is not UTF-8
+        status, payload = FAILED, _failure_text(exc)
     if writer.is_closing():
         return
     writer.write(_REPLY.pack(len(payload) + 9, request_id, status) + payload)
     with contextlib.suppress(ConnectionError):
         await writer.drain()
+
+
+def _failure_text(exc: BaseException) -> bytes:
+    """``"<ExceptionType>: <message>"`` as UTF-8, never failing: a message holding what UTF-8 cannot encode
+    (a lone surrogate) keeps it as a ``\\udXXX`` escape, and one whose ``str`` raises is named so."""
+    try:
+        message = str(exc)
+    except Exception as inner:  # a broken __str__
+        message = f"(its message could not be read: {type(inner).__name__})"
+    return f"{type(exc).__name__}: {message}".encode("utf-8", "backslashreplace")
 
 
 class EpisodeChannel:

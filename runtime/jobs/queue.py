@@ -44,7 +44,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobRecord, JobStatus, JobStore, WorkerBeat
+from interleaf.runtime.jobs.store import (
+    JobEvent,
+    JobEventType,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    WorkerBeat,
+    one_line,
+    printable,
+)
 
 if TYPE_CHECKING:
     from interleaf.runtime.jobs.runner import JobRunner
@@ -109,19 +118,25 @@ async def _publish(store: JobStore, health: WorkerHealth) -> None:
         await store.beat(health.record(), ttl_s=WORKER_BEAT_TTL_S)
 
 
-def _reason(exc: BaseException) -> str:
+def _detail(exc: BaseException) -> str:
+    """The whole story of ``exc`` (Ray's errors carry the remote traceback), as text UTF-8 can hold."""
     if isinstance(exc, ValidationError):  # one line per problem, without pydantic's URLs
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        return f"invalid job spec: {problems}"
+        return printable(f"invalid job spec: {problems}")
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-async def _fail_job(store: JobStore, job_id: str, reason: str) -> None:
+def _reason(exc: BaseException) -> str:
+    """``_detail`` cut to one line (``one_line``): what ``JobRecord.error`` holds."""
+    return one_line(_detail(exc))
+
+
+async def _fail_job(store: JobStore, job_id: str, exc: BaseException) -> None:
+    reason, detail = _reason(exc), _detail(exc)
     await store.update_job(job_id, status=JobStatus.FAILED, error=reason, finished_at=time.time())
-    await store.add_event(
-        JobEvent(type=JobEventType.JOB_FAILED, job_id=job_id, data={"status": "failed", "error": reason})
-    )
+    data = {"status": "failed", "error": reason, **({"detail": detail} if detail != reason else {})}
+    await store.add_event(JobEvent(type=JobEventType.JOB_FAILED, job_id=job_id, data=data))
 
 
 async def serve_jobs(
@@ -208,10 +223,9 @@ async def _take(
         log.warning("worker %s: %s", consumer, exc)
         return  # the job is the other worker's now: nothing to record, nothing to ack
     except Exception as exc:
-        reason = _reason(exc)
-        log.warning("worker %s: job %s failed: %s", consumer, job_id, reason)
+        log.warning("worker %s: job %s failed: %s", consumer, job_id, _detail(exc))
         try:
-            await _fail_job(store, job_id, reason)
+            await _fail_job(store, job_id, exc)
         except Exception as exc2:  # Redis gone too: leave the entry pending, it is reclaimed later
             health.error = f"could not record the failure of job {job_id!r}: {_reason(exc2)}"
             return
@@ -249,10 +263,17 @@ async def _run(
         await runner.run()
 
     job = asyncio.create_task(work())
+    ended = asyncio.Event()
 
-    async def watch() -> None:  # beats, holds the entry and polls the cancel flag, also while building
+    async def watch() -> None:
+        # Beats, holds the entry and polls the cancel flag, also while building and until the job has
+        # ended: a cancelled runner may take a while to stop, and a worker that stopped beating would look
+        # dead (/healthz 503) and lose its entry to another worker. It stops when told (``ended``), not
+        # by cancellation alone: a cancel that lands inside a Redis call can be swallowed there (seen with
+        # redis-py 8.1: the task stays "cancelling" and loops on), and the job's end would wait forever.
         nonlocal cancel_seen, lost
-        while True:
+        cancelling: asyncio.Task[None] | None = None
+        while not ended.is_set():
             health.beat = time.monotonic()
             await _publish(store, health)
             try:
@@ -263,10 +284,10 @@ async def _run(
                 cancel_seen = cancel_seen or await store.cancel_requested(job_id)
             except Exception as exc:  # a Redis blip must not end the job; the health record says it
                 health.error = f"job {job_id!r}: Redis unreachable: {_reason(exc)}"
-            if cancel_seen and runner is not None:
-                await runner.cancel()
-                return
-            await asyncio.sleep(poll_cancel_s)
+            if cancel_seen and runner is not None and cancelling is None:
+                cancelling = asyncio.create_task(runner.cancel())  # held: the loop goes on beating
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), poll_cancel_s)
 
     watcher = asyncio.create_task(watch())
     try:
@@ -277,6 +298,10 @@ async def _run(
             raise LeaseLost(f"job {job_id!r} was taken over by another worker; dropped here") from None
         raise
     finally:
+        ended.set()
+        # A Redis call in flight ends within the store's socket timeout (10 s); past that, cancel it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(watcher), 15)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
 

@@ -64,6 +64,8 @@ from interleaf.runtime.jobs.store import (
     ServerSample,
     dump_trajectory,
     load_trajectory,
+    one_line,
+    printable,
 )
 from interleaf.runtime.jobs.workers import ModelFactory, trajectory_id, worker_actor
 from interleaf.telemetry.records import TerminationReason, Trajectory
@@ -131,7 +133,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
 
 def _headline(exc: BaseException) -> str:
     """``"<ExceptionType>: <first line of its message>"`` (Ray's errors carry whole tracebacks)."""
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    return one_line(printable(f"{type(exc).__name__}: {str(exc).strip()}"))
 
 
 _REPLACE_ATTEMPTS = 10
@@ -270,33 +272,45 @@ class JobRunner:
             await slot.open_channel()
         return count
 
-    async def _restart(self, slot: _Slot, generation: int, why: str) -> None:
-        """Replace a dead actor once per death (several in-flight episodes notice the same death).
+    async def _place(self, slot: _Slot, timeout_s: float | None) -> tuple[int, int, str]:
+        """Prepare ``slot``'s actor for the job (and open its channel); an actor that dies meanwhile (OOM,
+        its node lost, killed) is replaced and the new one prepared, ``_REPLACE_ATTEMPTS`` placements in
+        all, backing off. Returns (the job's episode count, placements, why the last one was replaced).
 
-        The episode channel closes the moment an actor's process dies, often before Ray has marked
-        its node dead; a replacement placed there meanwhile fails to start, so it is placed again
-        (``_REPLACE_ATTEMPTS`` times, backing off) before the job gives up."""
+        A replacement can die at once: the episode channel closes the moment an actor's process dies,
+        often before Ray has marked its node dead, and one placed there meanwhile fails to start."""
+        why = ""
+        for attempt in range(1, _REPLACE_ATTEMPTS + 1):
+            if attempt > 1:
+                slot.close_channel()
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(slot.handle, no_restart=True)
+                slot.handle = self._new_actor(slot.index)
+            try:
+                return await asyncio.wait_for(self._prepare(slot), timeout_s), attempt, why
+            except ray.exceptions.RayTaskError:
+                raise  # prepare() itself failed: a new actor would fail the same way
+            except (ray.exceptions.RayError, ConnectionError, TimeoutError) as exc:
+                if attempt == _REPLACE_ATTEMPTS:
+                    raise
+                why = _headline(exc)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
+        raise AssertionError("unreachable: the last placement returns or raises")
+
+    async def _restart(self, slot: _Slot, generation: int, why: str) -> None:
+        """Replace a dead actor once per death (several in-flight episodes notice the same death)."""
         if slot.generation != generation:
             return
         slot.generation += 1
         slot.ready.clear()  # lanes wait rather than send episodes to an actor that cannot run them yet
         self.restarts += 1
-        for attempt in range(1, _REPLACE_ATTEMPTS + 1):
-            slot.close_channel()
-            with contextlib.suppress(Exception):  # already gone
-                ray.kill(slot.handle, no_restart=True)
-            slot.handle = self._new_actor(slot.index)
-            try:
-                await asyncio.wait_for(self._prepare(slot), _REPLACE_TIMEOUT_S)
-                break
-            except ray.exceptions.RayTaskError:
-                raise  # prepare() itself failed: a new actor would fail the same way
-            except (ray.exceptions.RayError, ConnectionError, TimeoutError):
-                if attempt == _REPLACE_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(0.5 * attempt, 5.0))
+        slot.close_channel()
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(slot.handle, no_restart=True)
+        slot.handle = self._new_actor(slot.index)
+        _, placements, _ = await self._place(slot, _REPLACE_TIMEOUT_S)
         slot.ready.set()
-        await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why, placements=attempt)
+        await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why, placements=placements)
 
     async def run(self) -> JobResult:
         """Run every episode (or until cancelled); store and export the results."""
@@ -304,13 +318,14 @@ class JobRunner:
         self._started = time.time()
         self.slots = [_Slot(i, self._new_actor(i)) for i in range(self.spec.actors)]
         try:
-            counts = await asyncio.gather(*(self._prepare(s) for s in self.slots))
+            # No time limit on a first placement: on a busy cluster an actor may wait long for its CPU.
+            placed = await asyncio.gather(*(self._place(s, None) for s in self.slots))
         except BaseException:
             await self._shutdown_actors()
             raise
         for slot in self.slots:
             slot.ready.set()
-        self._n_total = counts[0]
+        self._n_total = placed[0][0]
         resumed = await self._load_stored() if self.store is not None else False
         if resumed:
             await self._emit(
@@ -319,6 +334,10 @@ class JobRunner:
             )  # fmt: skip
         else:
             await self._emit(JobEventType.JOB_STARTED, n_total=self._n_total, actors=self.spec.actors)
+        for slot, (_, placements, why) in zip(self.slots, placed, strict=True):
+            if placements > 1:  # an actor died while it was being prepared
+                self.restarts += 1
+                await self._emit(JobEventType.WORKER_RESTARTED, worker=slot.index, reason=why, placements=placements)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         kept = "".join(dump_trajectory(self.results[k]) + "\n" for k in sorted(self.results))
         await asyncio.to_thread(self.output_path.write_text, kept)  # a resumed 100k-episode job: seconds
@@ -328,7 +347,7 @@ class JobRunner:
         # Lanes take the next index (no 100k-entry queue built on the loop); stored episodes are not rerun.
         queue = (e for e in range(self._n_total) if e not in self.results)
         status = JobStatus.SUCCEEDED
-        error: str | None = None
+        error: BaseException | None = None
         lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
         sampler = asyncio.create_task(self._sample_loop()) if self.sample_every_s is not None else None
         try:
@@ -337,7 +356,7 @@ class JobRunner:
                 with contextlib.suppress(Exception):  # a sample is worth less than the job: never fail it
                     await asyncio.wait_for(self._sample(), 10)
         except Exception as exc:
-            status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            status, error = JobStatus.FAILED, exc
             for lane in lanes:
                 lane.cancel()
         finally:
@@ -454,9 +473,9 @@ class JobRunner:
                 if isinstance(exc, EpisodeFailed):
                     why = str(exc)
                 elif isinstance(exc, ray.exceptions.RayTaskError):
-                    why = (str(exc).strip().splitlines() or [""])[-1]
+                    why = printable((str(exc).strip().splitlines() or [""])[-1])
                 else:
-                    why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+                    why = printable(f"{type(exc).__name__}: {str(exc).strip()[:500]}")
                 if attempt >= self.spec.max_attempts or self._cancel.is_set():
                     await self._accept(self._failed(episode, attempt, why))
                     return
@@ -529,17 +548,26 @@ class JobRunner:
         )
         return summary
 
-    async def _finish(self, status: JobStatus, error: str | None) -> JobResult:
+    async def _finish(self, status: JobStatus, error: BaseException | None) -> JobResult:
+        """Record the end. ``error``'s first line (capped) is ``JobRecord.error``, which listings print;
+        its whole text (Ray's errors carry the remote traceback) is the ``job_failed`` event's ``detail``."""
         trajectories = [self.results[k] for k in sorted(self.results)]
         wall = time.time() - self._started
         summary = await asyncio.to_thread(self._write_outputs, trajectories, wall)  # ~s for 100k episodes
+        detail = printable(f"{type(error).__name__}: {str(error).strip()}") if error is not None else None
+        reason = one_line(detail) if detail is not None else None
         if self.store is not None:
             await self.store.update_job(
-                self.job_id, status=status, finished_at=time.time(), summary=summary, error=error,
+                self.job_id, status=status, finished_at=time.time(), summary=summary, error=reason,
                 n_done=len(trajectories),
             )  # fmt: skip
         kind = JobEventType.JOB_FAILED if status == JobStatus.FAILED else JobEventType.JOB_FINISHED
-        await self._emit(kind, status=status.value)
+        data: dict[str, Any] = {"status": status.value}
+        if reason is not None:
+            data["error"] = reason
+            if detail != reason:
+                data["detail"] = detail
+        await self._emit(kind, **data)
         return JobResult(
             job_id=self.job_id,
             status=status,

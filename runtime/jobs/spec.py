@@ -4,7 +4,9 @@
 The suite and agent are checked against their registries (``interleaf.agents.SUITES`` and ``AGENTS``)
 and the retention policy against ``RetentionPolicyName``, so an unknown name fails here, naming the
 field, the value and the choices, and never inside a Ray actor. Unknown fields, booleans or floats
-where an integer belongs, NaN and Infinity are refused (a typo must not silently run the defaults).
+where an integer belongs, NaN and Infinity are refused (a typo must not silently run the defaults), and
+so is any text holding a lone UTF-16 surrogate (``check_text``): JSON can carry ``"\\ud800"``, but no
+store, log or backend can take it.
 The ``job_id`` becomes a directory name and part of Redis keys, hence its pattern (``JOB_ID_PATTERN``).
 Every field's docstring is its description (``use_attribute_docstrings``): the API's schema and
 ``interleaf run --help`` show it.
@@ -19,11 +21,20 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from interleaf.agents import AGENTS, SUITES
 from interleaf.runtime.client import AdmissionMode, RetentionPolicyName
@@ -31,7 +42,46 @@ from interleaf.runtime.client import AdmissionMode, RetentionPolicyName
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """A job id: a safe file name (no ``/``, no leading dot) and no ``:`` (the Redis key separator)."""
 
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+"""A job id as every interface takes it (``JobSpec.job_id``, the API's and the dashboard's paths)."""
+
 _URL_MAX = 2048
+
+
+def uint_pattern(limit: int) -> str:
+    """A regular expression (no anchors) of the whole numbers 0..``limit`` written in at most as many
+    digits as ``limit`` (leading zeros allowed within that width)."""
+    digits = str(limit)
+    alternatives = [
+        digits[:i]
+        + (f"[0-{int(d) - 1}]" if int(d) > 1 else "0")
+        + (f"[0-9]{{{len(digits) - i - 1}}}" if i + 1 < len(digits) else "")
+        for i, d in enumerate(digits)
+        if int(d) > 0
+    ]
+    if len(digits) > 1:
+        alternatives.append(f"[0-9]{{1,{len(digits) - 1}}}")
+    return f"(?:{'|'.join([*alternatives, digits])})"
+
+
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(
+    [
+        f"(?:{_H16}:){{7}}{_H16}",
+        f"(?:{_H16}:){{1,7}}:",
+        *(f"(?:{_H16}:){{1,{6 - k}}}(?::{_H16}){{1,{k + 1}}}" for k in range(6)),
+        f":(?:(?::{_H16}){{1,7}}|:)",
+    ]
+)
+BACKEND_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"  # http or https, any case
+    r"(?:[A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"  # user:password@
+    rf"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[(?:{_IPV6})\])"  # a host name or address, or [an IPv6 address]
+    rf"(?::(?:0*{uint_pattern(65535)})?)?"  # :port (urllib takes any leading zeros)
+    r"(?:[/?#][!-~]*)?$"  # path, query, fragment: printable ASCII
+)
+"""A backend URL as a service accepts it (``check_backend_url``): http(s), a host, a port up to 65535,
+printable ASCII only (a host name in IDNA form, ``xn--...``)."""
 
 
 def check_job_id(value: str) -> str:
@@ -45,17 +95,39 @@ def check_job_id(value: str) -> str:
 
 
 def check_backend_url(value: str) -> str:
-    """``value`` if it is an http(s) URL with a host, else ValueError naming it."""
-    parts = urlsplit(value) if len(value) <= _URL_MAX else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    """``value`` if it is an http(s) URL with a host (``BACKEND_URL_PATTERN``), else ValueError naming it."""
+    if len(value) > _URL_MAX or not re.fullmatch(BACKEND_URL_PATTERN, value):
         raise ValueError(
-            f"backend URL {value[:200]!r} is not an http(s) URL with a host (at most {_URL_MAX} characters), "
-            "e.g. http://127.0.0.1:30000"
+            f"backend URL {value[:200]!r} is not an http(s) URL with a host and a port up to 65535, in printable "
+            f"ASCII (at most {_URL_MAX} characters), e.g. http://127.0.0.1:30000"
         )
-    try:
-        _ = parts.port  # raises on a non-numeric or out-of-range port
+    try:  # the pattern has said it all; urllib is the one that has to agree
+        _ = urlsplit(value).port
     except ValueError as exc:
         raise ValueError(f"backend URL {value[:200]!r}: {exc}") from None
+    return value
+
+
+BackendUrl = Annotated[str, Field(json_schema_extra={"pattern": BACKEND_URL_PATTERN, "maxLength": _URL_MAX})]
+"""One ``JobSpec.backend_urls`` item. Its schema states the rule ``check_backend_url`` applies (the
+list's validator, so a problem names ``backend_urls``, the URL and the rule in words)."""
+
+
+def check_text(field: str, value: object) -> object:
+    """``value`` unless it is text (or a list of texts) holding a lone UTF-16 surrogate (``"\\ud800"``,
+    which JSON can carry but UTF-8 cannot): such a value cannot be stored, logged or sent to a
+    backend, and would fail there, far from the request. ValueError naming the field and the place."""
+    texts = [(f"{field}.{i}", v) for i, v in enumerate(value)] if isinstance(value, list) else [(field, value)]
+    for name, text in texts:
+        if not isinstance(text, str):
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{name}={text[:200]!r} is not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} "
+                f"at position {exc.start}; send UTF-8 text (in JSON, a \\ud800-\\udfff escape must pair)"
+            ) from None
     return value
 
 
@@ -76,7 +148,7 @@ class JobSpec(BaseModel):
     """Episodes running at once across all actors."""
     actors: int = Field(default=2, ge=1, strict=True)
     """Number of ``EpisodeWorker`` actors."""
-    backend_urls: list[str] = Field(default_factory=list, max_length=256)
+    backend_urls: list[BackendUrl] = Field(default_factory=list, max_length=256)
     """SGLang-protocol servers, http(s) URLs (the router spreads episodes over them)."""
     retention: RetentionPolicyName = RetentionPolicyName.ADAPTIVE
     """Retention policy at tool pauses (``interleaf.runtime.client.retention``)."""
@@ -100,9 +172,19 @@ class JobSpec(BaseModel):
     """Override the agent's sampling temperature."""
     max_attempts: int = Field(default=3, ge=1, le=100, strict=True)
     """Attempts per episode across actor deaths and worker errors."""
-    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
+    job_id: JobId | None = None
     """Job id (letters, digits, ``.``, ``_``, ``-``; at most 128, starting with a letter or digit);
     generated when omitted."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check_text(cls, value: object, info: ValidationInfo) -> object:
+        return check_text(info.field_name or "(field)", value)
+
+    @field_validator("backend_urls")
+    @classmethod
+    def _check_backends(cls, value: list[str]) -> list[str]:
+        return [check_backend_url(url) for url in value]
 
     @field_validator("suite")
     @classmethod
@@ -126,11 +208,6 @@ class JobSpec(BaseModel):
                 "(add one with interleaf.agents.register_agent)"
             )
         return value
-
-    @field_validator("backend_urls")
-    @classmethod
-    def _check_backends(cls, value: list[str]) -> list[str]:
-        return [check_backend_url(url) for url in value]
 
 
 # The JobSpec fields a service bounds; the JobLimits field of the same name holds each bound.
@@ -232,4 +309,15 @@ class JobLimits(BaseModel):
         )
 
 
-__all__ = ["JOB_ID_PATTERN", "JobLimits", "JobSpec", "check_backend_url", "check_job_id"]
+__all__ = [
+    "BACKEND_URL_PATTERN",
+    "JOB_ID_PATTERN",
+    "BackendUrl",
+    "JobId",
+    "JobLimits",
+    "JobSpec",
+    "check_backend_url",
+    "check_job_id",
+    "check_text",
+    "uint_pattern",
+]

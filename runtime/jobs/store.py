@@ -39,6 +39,36 @@ from interleaf.telemetry.records import Trajectory
 # worker, which returns trajectories to the runner in this form.
 from interleaf.telemetry.trajectory_file import dump_trajectory, load_trajectory
 
+REASON_MAX = 300
+"""Longest ``JobRecord.error`` written: one line (``interleaf jobs status`` and ``logs`` print it); the full
+text goes to the log and the ``job_failed`` event's ``detail``."""
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate) written as a ``\\udXXX`` escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(text: str, limit: int = REASON_MAX) -> str:
+    """The first line of ``text``, at most ``limit`` characters; `` …`` marks a cut or more lines."""
+    lines = text.strip().splitlines() or [""]
+    first = lines[0].strip()
+    if len(first) > limit or len(lines) > 1:
+        return first[: limit - 2] + " …"
+    return first
+
+
+class JobExists(ValueError):
+    """``JobStore.create_job``: a job with this id is stored already (the API answers 409)."""
+
+
+class JobEnded(ValueError):
+    """``JobStore.request_cancel``: the job has ended (succeeded, failed or cancelled); nothing changed."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id!r} has already ended ({status}): there is nothing to cancel")
+        self.job_id, self.status = job_id, status
+
 
 class JobStatus(StrEnum):
     """Lifecycle of a job."""
@@ -77,7 +107,8 @@ class JobRecord(BaseModel):
     n_correct: int = 0
     """Episodes judged correct."""
     error: str | None = None
-    """Why the job failed, when it did."""
+    """Why the job failed, when it did: one line of at most ``REASON_MAX`` characters (the ``job_failed``
+    event's ``detail`` has the whole text)."""
     output_path: str | None = None
     """The JSONL export of the trajectories."""
     summary: dict[str, Any] | None = None
@@ -118,8 +149,9 @@ class JobEventType(StrEnum):
     JOB_FINISHED = "job_finished"
     """The job ended, succeeded or cancelled: ``status``."""
     JOB_FAILED = "job_failed"
-    """The job could not run to the end: ``status``; ``error`` when the worker ended it (bad spec, suite
-    not buildable, the runner raised)."""
+    """The job could not run to the end: ``status``; ``error`` (one line, as ``JobRecord.error``) when the
+    worker or the runner ended it (bad spec, suite not buildable, the runner raised), and ``detail``, the
+    whole text, when that is longer (Ray's errors carry the remote traceback)."""
 
 
 class JobEvent(BaseModel):
@@ -190,13 +222,55 @@ def _to_hash(record: JobRecord) -> dict[str, str]:
     return out
 
 
-def _from_hash(raw: dict[str, str]) -> JobRecord:
+def _from_hash(key: str, job_id: str, raw: dict[str, str]) -> JobRecord:
+    """The stored record, or (when it cannot be read: another version wrote it, or an older one let a lone
+    surrogate into its spec, which no JSON answer can carry) a ``failed`` record whose ``error`` says so:
+    one bad record must not break every reader of the list."""
     data: dict[str, Any] = dict(raw)
-    for key in _HASH_JSON_FIELDS:
-        if key in data:
-            data[key] = json.loads(data[key])
-    return JobRecord.model_validate(data)
+    try:
+        for name in _HASH_JSON_FIELDS:
+            if name in data:
+                text = data[name]
+                data[name] = json.loads(text)
+                if "\\ud" in text.lower():  # only then can the JSON hold a lone surrogate: check it
+                    json.dumps(data[name], ensure_ascii=False).encode("utf-8")
+        return JobRecord.model_validate(data)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, ValidationError, UnicodeEncodeError
+        problem = one_line(printable(f"{type(exc).__name__}: {exc}"), 200)
+        return JobRecord(
+            id=job_id,
+            spec={},
+            status=JobStatus.FAILED,
+            created_at=_number(raw.get("created_at")),
+            error=f"the stored record of job {job_id!r} cannot be read ({problem}); read it with the interleaf "
+            f"version that wrote it, or delete the Redis key {key!r}",
+        )
 
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
+
+
+# Create only if absent, record and index together: of concurrent submits of one id exactly one wins.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# Set the cancel flag only while the job can still be cancelled, in one step with reading its status
+# (a worker finishing the job writes its status with one HSET).
+_CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
+redis.call('HSET', KEYS[1], 'cancel_requested', 'True')
+return ''
+"""
 
 # Check-and-renew in one step: XCLAIM alone would also take an entry that another worker reclaimed.
 _TOUCH = """
@@ -215,9 +289,16 @@ class JobStore:
         self.prefix = prefix
         # Timeouts so that a Redis that stops answering fails calls (the API answers 503, the worker
         # retries) instead of hanging them; the longest blocking read here is the queue's 1 s.
-        self.redis = aioredis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10)
+        # backslashreplace: text that is not UTF-8 (a lone surrogate in a message, bytes another writer
+        # left) is stored and read as escapes rather than failing the call that meets it.
+        self.redis = aioredis.from_url(
+            redis_url, decode_responses=True, encoding_errors="backslashreplace", socket_connect_timeout=2,
+            socket_timeout=10,
+        )  # fmt: skip
         self.group = f"{prefix}-workers"
         self._touch = self.redis.register_script(_TOUCH)
+        self._create = self.redis.register_script(_CREATE)
+        self._cancel = self.redis.register_script(_CANCEL)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -234,19 +315,20 @@ class JobStore:
     # -- job records -------------------------------------------------------------------------
 
     async def create_job(self, record: JobRecord) -> JobRecord:
-        """Store a new job record (fails if the id exists)."""
-        key = self._key("job", record.id)
-        if await self.redis.exists(key):
-            raise ValueError(f"job id {record.id!r} already exists; pick another id or omit it")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=_to_hash(record))
-            pipe.zadd(self._key("jobs"), {record.id: record.created_at})
-            await pipe.execute()
+        """Store a new job record; ``JobExists`` if the id is taken (atomic: of concurrent creates of one
+        id exactly one succeeds)."""
+        fields = [item for pair in _to_hash(record).items() for item in pair]
+        keys = [self._key("job", record.id), self._key("jobs")]
+        if not await self._create(keys=keys, args=[record.created_at, record.id, *fields]):
+            raise JobExists(f"job_id={record.id!r} already exists; pick another id or omit it")
         return record
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.hgetall(self._key("job", job_id))
-        return _from_hash(raw) if raw else None
+        """The job's record; None when there is none. A record that cannot be read comes back ``failed``
+        with an ``error`` saying why (``_from_hash``)."""
+        key = self._key("job", job_id)
+        raw = await self.redis.hgetall(key)
+        return _from_hash(key, job_id, raw) if raw else None
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         """Set fields of a job record (values as ``JobRecord`` would hold them)."""
@@ -264,11 +346,13 @@ class JobStore:
             await self.redis.hset(self._key("job", job_id), mapping=mapping)
 
     async def request_cancel(self, job_id: str) -> bool:
-        """Ask whoever runs the job to cancel it; False when there is no such job."""
-        key = self._key("job", job_id)
-        if not await self.redis.exists(key):
+        """Ask whoever runs the job to cancel it; False when there is no such job, ``JobEnded`` naming
+        its status when it has ended (its final record is left as it is)."""
+        status = await self._cancel(keys=[self._key("job", job_id)])
+        if status is None:
             return False
-        await self.redis.hset(key, "cancel_requested", "True")
+        if status:
+            raise JobEnded(job_id, status)
         return True
 
     async def cancel_requested(self, job_id: str) -> bool:
@@ -410,8 +494,11 @@ class JobStore:
 
 
 __all__ = [
+    "REASON_MAX",
+    "JobEnded",
     "JobEvent",
     "JobEventType",
+    "JobExists",
     "JobRecord",
     "JobStatus",
     "JobStore",
@@ -419,4 +506,6 @@ __all__ = [
     "WorkerBeat",
     "dump_trajectory",
     "load_trajectory",
+    "one_line",
+    "printable",
 ]

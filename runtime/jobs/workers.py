@@ -28,7 +28,7 @@ from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, l
 from interleaf.runtime.client import AdmissionMode, BackendPool, RetentionPolicyName
 from interleaf.runtime.jobs.episode_channel import serve_episodes
 from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import dump_trajectory
+from interleaf.runtime.jobs.store import dump_trajectory, printable
 from interleaf.telemetry.records import TerminationReason, Trajectory
 
 ModelFactory = Callable[[str], AbstractAsyncContextManager[AgentModel]]
@@ -62,6 +62,11 @@ def build_job_agent(spec: JobSpec, agent: Agent | None, suite: TaskSuite) -> Age
     budgets = dataclasses.replace(base.budgets, **overrides)
     temperature = base.temperature if spec.temperature is None else spec.temperature
     return dataclasses.replace(base, tools=tools, budgets=budgets, temperature=temperature)
+
+
+class EpisodeError(RuntimeError):
+    """An episode's own error, ``"<ExceptionType>: <message>"``, its message escaped where UTF-8 could
+    not carry it (``EpisodeWorker.run_episode``)."""
 
 
 class EpisodeWorker:
@@ -117,7 +122,7 @@ class EpisodeWorker:
             self._channel.close()
         node_ip = ray.util.get_node_ip_address() if ray.is_initialized() else driver_ip
         host = "127.0.0.1" if node_ip == driver_ip else node_ip
-        self._channel = await serve_episodes(self.run_episode, token, host)
+        self._channel = await serve_episodes(self._run_episode, token, host)
         host, port = self._channel.sockets[0].getsockname()[:2]
         return host, port
 
@@ -164,7 +169,19 @@ class EpisodeWorker:
             yield model
 
     async def run_episode(self, job_id: str, episode: int, attempt: int = 1) -> str:
-        """Run one episode; returns its trajectory as compact JSON (``load_trajectory`` reads it)."""
+        """Run one episode; returns its trajectory as compact JSON (``load_trajectory`` reads it). An
+        error whose message UTF-8 cannot carry (a lone surrogate) is raised again as ``EpisodeError``
+        with it escaped: Ray's worker process dies encoding such an error, which would read as the
+        actor's death and lose the episode's reason (the episode channel escapes it itself)."""
+        try:
+            return await self._run_episode(job_id, episode, attempt)
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            if printable(text) == text:
+                raise
+            raise EpisodeError(printable(text)) from None
+
+    async def _run_episode(self, job_id: str, episode: int, attempt: int = 1) -> str:
         job = self._jobs.get(job_id)
         if job is None:
             raise KeyError(f"job {job_id!r} not prepared on worker {self.name!r}; call prepare() first")
@@ -291,4 +308,4 @@ def worker_actor(
     )
 
 
-__all__ = ["EpisodeWorker", "ModelFactory", "build_job_agent", "trajectory_id", "worker_actor"]
+__all__ = ["EpisodeError", "EpisodeWorker", "ModelFactory", "build_job_agent", "trajectory_id", "worker_actor"]

@@ -7,8 +7,11 @@ request                                                answer  why
                                                                to 127.0.0.1 must not reach the API
 no or wrong ``Authorization: Bearer <token>`` (or the  401     the optional token (``--token``,
 ``interleaf_token`` cookie) when a token is set                ``INTERLEAF_API_TOKEN``)
+a method no route serves at the path (``PUT            405     with ``Allow``: the methods the path serves
+/v1/workers``)
 POST/PUT/PATCH/DELETE without ``application/json``     415     a cross-site form (text/plain, urlencoded,
-                                                               multipart) cannot cancel or submit jobs
+(except an empty body from outside a browser: no                multipart) cannot cancel or submit jobs; a
+``Content-Type`` and no ``Origin``)                            page's bodiless ``fetch`` carries ``Origin``
 body larger than ``max_body_bytes``                    413     memory: checked on Content-Length and while
                                                                the body streams in
 =====================================================  ======  ============================================
@@ -94,12 +97,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _bodiless_outside_a_browser(headers: dict[str, str]) -> bool:
+    """No body, no ``Content-Type`` and no ``Origin``: ``curl -X POST .../cancel``. A web page cannot send
+    this: a browser adds ``Origin`` to every cross-origin POST, bodiless ``fetch`` included."""
+    empty = headers.get("content-length", "").strip() == "0" or (
+        "content-length" not in headers and "transfer-encoding" not in headers
+    )
+    return empty and "content-type" not in headers and "origin" not in headers
+
+
 class AccessGuard:
     """ASGI middleware applying an ``AccessPolicy`` to every HTTP request."""
 
-    def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: AccessPolicy, route_methods: Callable[[Scope], frozenset[str] | None] | None = None
+    ) -> None:
+        """``route_methods``: the methods the app serves at a request's path when it serves none for the
+        request's method (None: it serves the request, or nothing at that path); without it, no 405s."""
         self.app = app
         self.policy = policy
+        self.route_methods = route_methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,7 +145,14 @@ class AccessGuard:
                 [(b"www-authenticate", b'Bearer realm="interleaf"')],
             )
             return
-        if method in _STATE_CHANGING:
+        allowed = self.route_methods(scope) if self.route_methods is not None else None
+        if allowed:
+            allow = ", ".join(sorted(allowed))
+            await _answer(
+                send, 405, f"{method} is not served at {path[:200]}; allowed: {allow}", [(b"allow", allow.encode())]
+            )
+            return
+        if method in _STATE_CHANGING and not _bodiless_outside_a_browser(headers):
             media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media != "application/json":
                 await _answer(

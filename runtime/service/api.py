@@ -6,7 +6,7 @@ method   path                             what
 POST     /v1/jobs                         submit a ``JobSpec`` (JSON) → 201 ``JobRecord``; bad fields → 422
 GET      /v1/jobs                         the newest jobs (``?limit=``)
 GET      /v1/jobs/{id}                    one ``JobRecord`` (404 names the id)
-POST     /v1/jobs/{id}/cancel             ask the worker to cancel → 202 ``JobRecord``
+POST     /v1/jobs/{id}/cancel             ask the worker to cancel → 202 ``JobRecord``; 409 when it has ended
 GET      /v1/jobs/{id}/events             the job's event stream after ``?after=<entry id>`` (``count``)
 GET      /v1/jobs/{id}/trajectories       the stored trajectories (token-exact, per turn timings and cache)
 GET      /v1/jobs/{id}/summary            summary figures and rows (PTE, patterns, hit rate, ...)
@@ -20,39 +20,52 @@ Jobs go on the Redis queue (``submit_job``); a worker loop (``serve_jobs``, star
 ``backend_urls`` gets the server's default backends.
 
 What is refused, and how (every code is in the OpenAPI document, ``/openapi.json``): the front door
-(``AccessGuard``: Host 400, token 401, media type 415, body size 413); a spec outside ``JobSpec`` or
-the server's ``JobLimits`` → 422 naming each field, the value and the rule; an unknown job → 404; a
-taken ``job_id`` → 409; Redis unreachable → 503 on every route, with the reason.
+(``AccessGuard``: Host 400, token 401, a method the path does not serve 405 with ``Allow``, media type
+415, body size 413); a spec outside ``JobSpec`` or the server's ``JobLimits`` → 422 naming each field,
+the value and the rule, and a body that is not JSON (malformed, not UTF-8, nested too deeply) → 422
+naming ``body`` with the parser's message and position; an unknown job → 404; a taken ``job_id`` →
+409 (atomic in Redis); cancelling a job that has ended → 409; Redis unreachable → 503 on every route,
+with the reason. A 422 always serialises: a value UTF-8 cannot encode is shown escaped, a long one cut.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
 
 import redis.exceptions
-from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, compile_path
 
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job
 from interleaf.runtime.jobs.queue import WorkerHealth
-from interleaf.runtime.jobs.spec import JOB_ID_PATTERN, JobLimits
-from interleaf.runtime.jobs.store import JobRecord, JobStore, WorkerBeat
-from interleaf.runtime.service.access import AccessGuard, AccessPolicy
+from interleaf.runtime.jobs.spec import JobLimits
+from interleaf.runtime.jobs.store import JobEnded, JobExists, JobRecord, JobStatus, JobStore, WorkerBeat, printable
+from interleaf.runtime.service.access import AccessGuard, AccessPolicy, Scope
 from interleaf.runtime.service.dashboard_api import dashboard_router
 from interleaf.runtime.service.errors import document_errors, error_responses
+from interleaf.runtime.service.params import JobIdPath, StreamId, check_stream_id
 from interleaf.telemetry import summarize_job
 
-_STREAM_ID_PART_MAX = 2**64 - 1  # Redis stream ids are two unsigned 64-bit integers
+_SHOWN_MAX = 200
+"""Longest value a 422 shows (longer ones are cut, ``…`` marking the cut)."""
+_SHOWN_DEPTH = 16
+"""Deepest nesting of a value a 422 shows (deeper levels are ``…``)."""
 
 
 class Health(BaseModel):
@@ -94,39 +107,112 @@ class SummaryAnswer(BaseModel):
     """``JobSummary.rows()``: ``[label, value]`` pairs, the table ``interleaf run`` prints."""
 
 
+def _clean(value: Any, depth: int = 0) -> Any:
+    """``value`` with every text (keys too) as UTF-8 can carry it: a lone surrogate, which a JSON body can
+    send as an escape, becomes a ``\\udXXX`` escape; nesting past ``_SHOWN_DEPTH`` becomes ``…``."""
+    if isinstance(value, str):
+        return printable(value)
+    if depth >= _SHOWN_DEPTH and isinstance(value, list | tuple | dict):
+        return "…"
+    if isinstance(value, list | tuple):
+        return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {printable(str(k)): _clean(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _shown(value: Any) -> Any:
-    """``value`` if it is JSON (finite numbers) and short, else its text, shortened: the 422 answer must
-    always serialise (NaN, bytes of a non-JSON body)."""
+    """``value`` as sent if it is JSON (finite numbers) and short; a long text cut to ``_SHOWN_MAX``
+    characters; anything else as its JSON text or repr, cut likewise. The 422 answer must always
+    serialise (NaN, the bytes of a non-JSON body, a lone surrogate, deep nesting)."""
+    value = _clean(value)
+    if isinstance(value, str):
+        return value if len(value) <= _SHOWN_MAX else value[:_SHOWN_MAX] + "…"
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         text = None
-    if text is not None and len(text) <= 200:
+    if text is not None and len(text) <= _SHOWN_MAX:
         return value
-    shown = repr(value) if text is None else text
-    return shown if len(shown) <= 200 else shown[:200] + "…"
+    shown = printable(repr(value)) if text is None else text
+    return shown if len(shown) <= _SHOWN_MAX else shown[:_SHOWN_MAX] + "…"
+
+
+def _excerpt(text: str, pos: int) -> str:
+    """Up to 30 characters either side of ``pos``: where in the body the parser stopped."""
+    return text[max(0, pos - 30) : pos + 30]
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """pydantic errors as ``{field, value, problem}``: the field by its dotted name, the value as sent."""
+    """pydantic errors as ``{field, value, problem}``: the field by its dotted name, the value as sent.
+    A body that is not JSON is the field ``body``, with the parser's message and position."""
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
+        loc = [printable(str(p)) for p in err.get("loc", ())]
         if loc and loc[0] in ("body", "query", "path", "header"):  # where it was, not part of its name
             loc = loc[1:]
-        value, problem = _shown(err.get("input")), err.get("msg", "")
-        out.append({"field": ".".join(loc) or "(body)", "value": value, "problem": problem})
+        value, problem = err.get("input"), printable(str(err.get("msg", "")).removeprefix("Value error, "))
+        if err.get("type") == "string_unicode" and isinstance(value, str):  # a key: "\\ud800" as a field name
+            problem = "not valid Unicode (a lone surrogate); send UTF-8 text"
+        if err.get("type") == "json_invalid":  # FastAPI's loc is ("body", <character offset>)
+            doc = exc.body if isinstance(exc.body, str) else ""
+            pos = int(err["loc"][-1]) if str(err["loc"][-1]).isdigit() else 0
+            line, column = doc.count("\n", 0, pos) + 1, pos - doc.rfind("\n", 0, pos)
+            loc, value = [], _excerpt(doc, pos)
+            why = err.get("ctx", {}).get("error", "decode error")
+            problem = f"not valid JSON: {why}: line {line} column {column} (char {pos})"
+        out.append({"field": ".".join(loc) or "body", "value": _shown(value), "problem": problem})
     return out
+
+
+def _unreadable_body(cause: BaseException) -> dict[str, Any]:
+    """The field error of a body the JSON parser could not read at all (FastAPI answers these with a bare
+    400 that names nothing)."""
+    if isinstance(cause, UnicodeDecodeError):
+        raw = cause.object if isinstance(cause.object, bytes) else b""
+        shown = raw[max(0, cause.start - 30) : cause.start + 30].decode("utf-8", "backslashreplace")
+        byte = f"byte 0x{raw[cause.start]:02x} " if cause.start < len(raw) else ""
+        problem = f"not UTF-8 text: {byte}at position {cause.start} ({cause.reason}); send the JSON as UTF-8"
+        return {"field": "body", "value": _shown(shown), "problem": problem}
+    if isinstance(cause, RecursionError):
+        problem = "JSON nested too deeply to read (arrays or objects nested hundreds of levels deep)"
+        return {"field": "body", "value": None, "problem": problem}
+    return {
+        "field": "body",
+        "value": None,
+        "problem": f"cannot be read: {printable(f'{type(cause).__name__}: {cause}')}",
+    }
+
+
+def _invalid_answer(errors: list[dict[str, Any]]) -> JSONResponse:
+    message = "; ".join(f"{e['field']}={e['value']!r}: {e['problem']}" for e in errors)
+    return JSONResponse(status_code=422, content={"error": f"invalid request: {message}", "fields": errors})
 
 
 def _invalid(where: str, field: str, value: Any, problem: str) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": (where, field), "msg": problem, "input": value}])
 
 
-def _check_stream_id(value: str) -> str:
-    if not all(int(part) <= _STREAM_ID_PART_MAX for part in value.split("-")):
-        raise _invalid("query", "after", value, f"each part of a stream id is at most {_STREAM_ID_PART_MAX}")
-    return value
+def route_methods(routes: Sequence[BaseRoute], scope: Scope) -> frozenset[str] | None:
+    """The methods ``routes`` serve at the request's path when none serves its method (the ``Allow`` of a
+    405); None when a route serves the request, or none has its path (a 404). Included routers count,
+    with their prefixes (FastAPI's own walk, as its OpenAPI document is made)."""
+    path, method = scope.get("path", ""), scope.get("method", "GET")
+    allowed: set[str] = set()
+    for context in iter_route_contexts(routes):
+        if not _path_regex(context.path_format).match(path):
+            continue
+        methods = set(context.methods or ())
+        if not methods or method in methods:
+            return None
+        allowed |= methods
+    return frozenset(allowed) or None
+
+
+@functools.lru_cache(maxsize=256)
+def _path_regex(path_format: str) -> re.Pattern[str]:
+    regex, _format, _convertors = compile_path(path_format)
+    return regex
 
 
 def dashboard_html() -> str:
@@ -184,15 +270,21 @@ def create_app(
         lifespan=lifespan,
         description="Submit, watch and cancel interleaf jobs. Errors: see each route's responses.",
     )
-    app.add_middleware(AccessGuard, policy=access)
+    app.add_middleware(AccessGuard, policy=access, route_methods=lambda scope: route_methods(app.routes, scope))
     app.state.worker_health = None
     app.state.worker_task = None
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        message = "; ".join(f"{e['field']}={e['value']!r}: {e['problem']}" for e in errors)
-        return JSONResponse(status_code=422, content={"error": f"invalid request: {message}", "fields": errors})
+        return _invalid_answer(_field_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse | Any:
+        # FastAPI answers a body its JSON parser cannot read (not UTF-8, nested too deeply) with a bare
+        # 400 raised from the parser's error: answer it as the malformed JSON it is, naming the body.
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            return _invalid_answer([_unreadable_body(exc.__cause__)])
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
@@ -207,16 +299,13 @@ def create_app(
             raise HTTPException(status_code=404, detail=f"no job with id {job_id!r}")
         return record
 
-    JobId = Path(pattern=JOB_ID_PATTERN, description="The job's id.")
-
     async def submit(spec: JobSpec) -> JobRecord:
-        if spec.job_id is not None and await store.get_job(spec.job_id) is not None:
-            raise HTTPException(status_code=409, detail=f"job_id={spec.job_id!r} already exists")
         if not spec.backend_urls and default_backends:
             spec = spec.model_copy(update={"backend_urls": list(default_backends)})
+        spec = JobSpec.model_validate(spec.model_dump())
         try:
-            return await submit_job(store, JobSpec.model_validate(spec.model_dump()))
-        except ValueError as exc:  # created by another request since the check above
+            return await submit_job(store, spec)
+        except JobExists as exc:  # atomic in Redis: of concurrent submits of one id, one gets here first
             raise HTTPException(status_code=409, detail=str(exc)) from None
 
     # The body's model is this server's JobSpec-with-limits (its maxima show in the OpenAPI schema).
@@ -228,22 +317,33 @@ def create_app(
         return await store.list_jobs(limit=limit)
 
     @app.get("/v1/jobs/{job_id}", responses=error_responses(404), summary="One job")
-    async def job(job_id: str = JobId) -> JobRecord:
+    async def job(job_id: JobIdPath) -> JobRecord:
         return await _job(job_id)
 
-    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, responses=error_responses(404), summary="Cancel a job")
-    async def cancel(job_id: str = JobId, _body: CancelRequest | None = Body(None)) -> JobRecord:
-        await _job(job_id)
-        await store.request_cancel(job_id)
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        status_code=202,
+        responses=error_responses(404, 409, why={409: "the job has already ended (its status is named)"}),
+        summary="Cancel a job",
+    )
+    async def cancel(job_id: JobIdPath, _body: CancelRequest | None = Body(None)) -> JobRecord:
+        record = await _job(job_id)
+        try:
+            if record.status in _ENDED:  # also a record that cannot be read (it reads as failed)
+                raise JobEnded(job_id, record.status.value)
+            if not await store.request_cancel(job_id):  # checks the status again, atomically with the flag
+                raise HTTPException(status_code=404, detail=f"no job with id {job_id!r}")
+        except JobEnded as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
         return await _job(job_id)
 
     @app.get("/v1/jobs/{job_id}/events", responses=error_responses(404), summary="A job's events")
     async def events(
-        job_id: str = JobId,
-        after: str = Query("0-0", pattern=r"^\d{1,20}-\d{1,20}$", description="Entry id to read after."),
-        count: int = Query(500, ge=1, le=10_000),
+        job_id: JobIdPath, after: StreamId = "0-0", count: int = Query(500, ge=1, le=10_000)
     ) -> EventsPage:
-        _check_stream_id(after)
+        problem = check_stream_id(after)
+        if problem is not None:
+            raise _invalid("query", "after", after, problem)
         await _job(job_id)
         entries = await store.read_events(job_id, after=after, count=count)
         return EventsPage(
@@ -252,13 +352,13 @@ def create_app(
         )
 
     @app.get("/v1/jobs/{job_id}/trajectories", responses=error_responses(404), summary="A job's trajectories")
-    async def trajectories(job_id: str = JobId) -> JSONResponse:
+    async def trajectories(job_id: JobIdPath) -> JSONResponse:
         await _job(job_id)
         trajs = await store.get_trajectories(job_id)
         return JSONResponse([t.model_dump(mode="json") for t in trajs])
 
     @app.get("/v1/jobs/{job_id}/summary", responses=error_responses(404), summary="A job's summary")
-    async def summary(job_id: str = JobId) -> SummaryAnswer:
+    async def summary(job_id: JobIdPath) -> SummaryAnswer:
         record = await _job(job_id)
         trajs = await store.get_trajectories(job_id)
         # Wall time so far for a running job.
@@ -305,6 +405,9 @@ def create_app(
     return app
 
 
+_ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
 def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -323,4 +426,4 @@ def _worker_state(task: asyncio.Task | None, health: WorkerHealth | None, config
     return True, f"{words}; {health.error}" if health.error else words
 
 
-__all__ = ["CancelRequest", "EventsPage", "Health", "SummaryAnswer", "create_app", "dashboard_html"]
+__all__ = ["CancelRequest", "EventsPage", "Health", "SummaryAnswer", "create_app", "dashboard_html", "route_methods"]

@@ -14,6 +14,9 @@ GET      /v1/dashboard/compare?jobs=a&jobs=b               2–4 jobs side by si
 GET      /dashboard/{file}                                 the vendored charting library (uPlot) and its CSS
 =======  ================================================  =====================================================
 
+A job id in a path or in ``jobs`` is checked against ``JOB_ID_PATTERN`` (``params.JobIdPath``, as on
+``/v1/jobs/...``): 422 naming it, so ``first-job:events`` never names another Redis key.
+
 Large jobs stay responsive because nothing here sends all trajectories: a page fetches only its
 episodes (``HMGET``), and sorting, filtering and the job-level figures read a per-job episode index
 kept in this process (``dashboard_index.py``). This module declares the routes (paths, parameters,
@@ -25,11 +28,12 @@ head, the comparison), ``dashboard_episodes.py`` (the table's page, one episode)
 from __future__ import annotations
 
 from importlib import resources
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
+from interleaf.runtime.jobs.spec import JobId
 from interleaf.runtime.jobs.store import JobStore
 from interleaf.runtime.service.dashboard_episodes import episode_detail, episode_page
 from interleaf.runtime.service.dashboard_index import DashboardData
@@ -45,6 +49,7 @@ from interleaf.runtime.service.dashboard_models import (
 )
 from interleaf.runtime.service.dashboard_servers import servers_view
 from interleaf.runtime.service.errors import error_responses
+from interleaf.runtime.service.params import JobIdPath
 from interleaf.telemetry import Pattern
 
 _STATIC = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/css"}
@@ -56,12 +61,12 @@ def dashboard_router(store: JobStore) -> APIRouter:
     router = APIRouter(tags=["dashboard"])
 
     @router.get("/v1/dashboard/jobs/{job_id}", responses=error_responses(404))
-    async def overview(job_id: str) -> JobOverview:
+    async def overview(job_id: JobIdPath) -> JobOverview:
         return await job_overview(data, job_id)
 
     @router.get("/v1/dashboard/jobs/{job_id}/episodes", responses=error_responses(404))
     async def episodes(
-        job_id: str,
+        job_id: JobIdPath,
         offset: int = Query(0, ge=0),
         limit: int = Query(50, ge=1, le=200),
         sort: SortKey = "episode",
@@ -74,15 +79,15 @@ def dashboard_router(store: JobStore) -> APIRouter:
         )
 
     @router.get("/v1/dashboard/jobs/{job_id}/episodes/{episode}", responses=error_responses(404))
-    async def episode(job_id: str, episode: int) -> EpisodeDetail:
+    async def episode(job_id: JobIdPath, episode: int) -> EpisodeDetail:
         return await episode_detail(data, job_id, episode)
 
     @router.get("/v1/dashboard/jobs/{job_id}/servers", responses=error_responses(404))
-    async def servers(job_id: str) -> ServersView:
+    async def servers(job_id: JobIdPath) -> ServersView:
         return await servers_view(data, job_id)
 
     @router.get("/v1/dashboard/compare", responses=error_responses(404))
-    async def compare(jobs: list[str] = Query(..., min_length=2, max_length=4)) -> list[CompareJob]:
+    async def compare(jobs: Annotated[list[JobId], Query(min_length=2, max_length=4)]) -> list[CompareJob]:
         return await compare_jobs(data, jobs)
 
     @router.get("/dashboard/{name}", responses=error_responses(404))

@@ -1,7 +1,8 @@
 """The service's error answers and their place in the OpenAPI document.
 
 Every route can be refused at the front door (``AccessGuard``: 400 Host, 401 token; 413 body and 415
-media type on state-changing methods) and answers 503 while Redis is unreachable; a route with
+media type on state-changing methods; 405 with ``Allow`` for a method no route serves at the path, which
+no operation of the document has) and answers 503 while Redis is unreachable; a route with
 parameters answers 422 as ``InvalidRequest``. ``document_errors`` adds these to every operation of
 the document, so routes declare only their own codes (404, 409) — including routers added later
 (``app.include_router``).
@@ -25,9 +26,11 @@ class FieldError(BaseModel):
     """One problem of a refused request."""
 
     field: str
-    """The field's dotted name (``n``, ``backend_urls.0``; ``(body)`` for the body as a whole)."""
+    """The field's dotted name (``n``, ``backend_urls.0``; ``body`` for the body as a whole: not JSON, not
+    UTF-8, nested too deeply, not an object)."""
     value: Any = None
-    """The value as sent (shortened when long; non-JSON values as their text)."""
+    """The value as sent (a text longer than 200 characters cut, ``…`` marking the cut; other long or
+    non-JSON values as their text, cut likewise; a lone surrogate as a ``\\udXXX`` escape)."""
     problem: str
     """What is wrong with it, and the rule or the allowed values."""
 
@@ -47,7 +50,8 @@ _WHY = {
     404: "no such job",
     409: "job_id already exists",
     413: "request body over the server's limit",
-    415: "a state-changing request without Content-Type: application/json",
+    415: "a body without Content-Type: application/json (a POST without a body needs none, unless it comes "
+    "from a web page: an Origin header)",
     503: "Redis unreachable",
 }
 _STATE_CHANGING = ("post", "put", "patch", "delete")
@@ -57,9 +61,11 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """A route's own error codes (404, 409, ...) for its ``responses=``."""
-    return {code: {"model": ErrorBody, "description": _WHY.get(code, "error")} for code in codes}
+def error_responses(*codes: int, why: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """A route's own error codes (404, 409, ...) for its ``responses=``; ``why``: the route's own
+    description of a code, where the usual one (``_WHY``) does not fit."""
+    why = why or {}
+    return {code: {"model": ErrorBody, "description": why.get(code) or _WHY.get(code, "error")} for code in codes}
 
 
 def document_errors(doc: dict[str, Any], *, open_paths: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -80,7 +86,9 @@ def document_errors(doc: dict[str, Any], *, open_paths: tuple[str, ...] = ()) ->
                 responses.setdefault(str(code), {"description": _WHY[code], "content": _json("ErrorBody")})
             if "422" in responses:
                 responses["422"] = {
-                    "description": "invalid field(s): each named with its value and the rule",
+                    "description": "invalid field(s), each named with its value and the rule; a body that is not "
+                    "JSON (malformed, not UTF-8, nested too deeply) is the field 'body', with the parser's message "
+                    "and position",
                     "content": _json("InvalidRequest"),
                 }
     return doc

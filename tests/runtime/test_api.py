@@ -3,10 +3,16 @@ the end-to-end test runs a job on local Ray against the real engine."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import start_serve, stop_process
 from tests.waiting import wait_until
@@ -129,7 +135,7 @@ def test_limits_strictness_and_ids_are_422_naming_the_field(api_only: str) -> No
     assert problems('{"job_id": "../../../../x/trav"}') == {"job_id": "../../../../x/trav"}
     assert problems('{"backend_urls": ["file:///etc/passwd"]}') == {"backend_urls": ["file:///etc/passwd"]}
     assert problems('{"suite": "/etc/tasks.jsonl"}') == {"suite": "/etc/tasks.jsonl"}
-    assert problems("[1, 2]") == {"(body)": [1, 2]}
+    assert problems("[1, 2]") == {"body": [1, 2]}
     r = httpx.post(f"{api_only}/v1/jobs", json={"n": 10**9})
     assert "less than or equal to 100000" in r.json()["error"]
     # Ids that are not plain names never reach Redis keys or paths.
@@ -152,11 +158,16 @@ def test_front_door_body_size_media_type_and_host(api_only: str) -> None:
     r = httpx.post(f"{api_only}/v1/jobs", content='{"n": 2}', headers={"content-type": "text/plain"})
     assert r.status_code == 415 and "application/json" in r.json()["detail"]
     job = httpx.post(f"{api_only}/v1/jobs", json={"n": 2, "job_id": "api-door"}).json()
-    # A cross-site form post (a "simple" request, no preflight) cannot cancel.
+    # A cross-site form post (a "simple" request, no preflight) cannot cancel, nor can a page's bodiless
+    # fetch (the browser adds Origin to it).
     r = httpx.post(f"{api_only}/v1/jobs/{job['id']}/cancel", data={"x": "1"})
     assert r.status_code == 415
-    assert httpx.post(f"{api_only}/v1/jobs/{job['id']}/cancel").status_code == 415
+    r = httpx.post(f"{api_only}/v1/jobs/{job['id']}/cancel", headers={"origin": "https://evil.example.com"})
+    assert r.status_code == 415
     assert httpx.get(f"{api_only}/v1/jobs/api-door").json()["cancel_requested"] is False
+    # Outside a browser a cancel needs no body (the body is optional): curl -X POST .../cancel.
+    r = httpx.post(f"{api_only}/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
     # DNS rebinding: a page on evil.example.com resolving to 127.0.0.1.
     r = httpx.get(f"{api_only}/v1/jobs", headers={"host": "evil.example.com"})
     assert r.status_code == 400 and "evil.example.com" in r.json()["detail"]
@@ -308,3 +319,260 @@ def test_stopping_serve_leaves_no_process_behind(own_redis_url: str) -> None:
         interval_s=0.5,
     )
     assert alive == []
+
+
+# -- hostile input: a 4xx naming the field and the value, never a 5xx, nothing stored ---------------
+
+
+def post_json(url: str, body: str | bytes) -> httpx.Response:
+    """``body`` sent as is (a JSON escape such as ``\\ud800`` stays the six characters it is)."""
+    content = body.encode() if isinstance(body, str) else body
+    return httpx.post(url, content=content, headers={"content-type": "application/json"})
+
+
+def test_a_lone_surrogate_in_any_field_is_422_naming_it_and_nothing_is_stored(api_only: str) -> None:
+    """``"\\ud800"`` is JSON but not UTF-8. In a backend URL it used to hang the worker for good (the
+    episode's error could not be sent back) and break ``GET /v1/jobs`` (the stored record could not be
+    answered); in a refused field it broke the 422 itself."""
+    fields = {
+        "suite": '"\\ud800"',
+        "agent": '"tir\\udfff"',
+        "job_id": '"api-surrogate\\ud800"',
+        "retention": '"\\ud800"',
+        "admission": '"\\udbff"',
+        "backend_urls": '["http://127.0.0.1:1/\\ud800"]',
+        "n": '"\\ud800"',
+    }
+    for field, value in fields.items():
+        r = post_json(f"{api_only}/v1/jobs", f'{{"{field}": {value}}}')
+        assert r.status_code == 422, (field, r.status_code, r.text)
+        body = r.json()
+        assert [f["field"] for f in body["fields"]] == [field], body
+        assert "\\ud" in body["error"] and "lone surrogate" in body["error"], body
+    r = post_json(f"{api_only}/v1/jobs", '{"n": 1, "job_id": "api-surrogate-key", "\\ud800": 1}')
+    assert r.status_code == 422 and "\\ud800" in r.text, r.text
+    listed = httpx.get(f"{api_only}/v1/jobs")
+    assert listed.status_code == 200 and not any(j["id"].startswith("api-surrogate") for j in listed.json())
+    # In a refused field of a cancel, too: 422, and the job is not cancelled.
+    assert httpx.post(f"{api_only}/v1/jobs", json={"n": 1, "job_id": "api-surrogate-cancel"}).status_code == 201
+    r = post_json(f"{api_only}/v1/jobs/api-surrogate-cancel/cancel", '{"\\ud800": 1}')
+    assert r.status_code == 422 and "\\ud800" in r.text, r.text
+    assert httpx.get(f"{api_only}/v1/jobs/api-surrogate-cancel").json()["cancel_requested"] is False
+
+
+def test_a_stored_record_that_cannot_be_read_is_listed_with_the_reason_never_a_500(
+    api_only: str, redis_url: str
+) -> None:
+    """A record stored before specs were checked for surrogates (or by another version) used to make
+    ``GET /v1/jobs`` answer 500 for good; now it is listed ``failed`` with an error naming it."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    spec = json.dumps({"suite": "arith", "backend_urls": ["http://127.0.0.1:1/\ud800"]})  # stored as the escape
+    now = time.time()
+    client.hset(
+        "interleaf:job:api-unreadable",
+        mapping={"id": "api-unreadable", "spec": spec, "status": "queued", "created_at": str(now), "n_total": "1"},
+    )
+    client.zadd("interleaf:jobs", {"api-unreadable": now})
+    try:
+        listed = httpx.get(f"{api_only}/v1/jobs")
+        assert listed.status_code == 200, listed.text
+        [record] = [j for j in listed.json() if j["id"] == "api-unreadable"]
+        assert record["status"] == "failed" and "api-unreadable" in record["error"]
+        assert "cannot be read" in record["error"] and "interleaf:job:api-unreadable" in record["error"]
+        assert httpx.get(f"{api_only}/v1/jobs/api-unreadable").json() == record
+        r = httpx.post(f"{api_only}/v1/jobs/api-unreadable/cancel", json={})
+        assert r.status_code == 409 and "failed" in r.json()["detail"]
+        for path in ("events", "summary", "trajectories"):
+            assert httpx.get(f"{api_only}/v1/jobs/api-unreadable/{path}").status_code == 200, path
+        assert httpx.get(f"{api_only}/v1/dashboard/jobs/api-unreadable").status_code == 200
+    finally:
+        client.delete("interleaf:job:api-unreadable")
+        client.zrem("interleaf:jobs", "api-unreadable")
+        client.close()
+
+
+async def test_concurrent_submits_of_one_job_id_store_and_queue_it_once(api_only: str, redis_url: str) -> None:
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(
+            *(client.post(f"{api_only}/v1/jobs", json={"job_id": "api-race", "n": 1 + i}) for i in range(30))
+        )
+    codes = [a.status_code for a in answers]
+    assert sorted(codes) == [201] + [409] * 29, codes
+    [winner] = [a.json() for a in answers if a.status_code == 201]
+    assert all("job_id='api-race' already exists" in a.json()["detail"] for a in answers if a.status_code == 409)
+    assert httpx.get(f"{api_only}/v1/jobs/api-race").json() == winner  # not overwritten by a loser
+    queue = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert [fields["job_id"] for _, fields in queue.xrange("interleaf:queue")].count("api-race") == 1
+    finally:
+        queue.close()
+
+
+def test_events_after_is_an_ascii_stream_id_within_64_bits_as_documented(api_only: str) -> None:
+    from interleaf.runtime.service.params import STREAM_ID_PATTERN
+
+    assert httpx.post(f"{api_only}/v1/jobs", json={"n": 1, "job_id": "api-after"}).status_code == 201
+    refused = ["\u0661-\u0661", "\uff11-\uff11", "108-40464080946342096076", "18446744073709551616-0", "1-" + "0" * 21]
+    for after in refused:
+        r = httpx.get(f"{api_only}/v1/jobs/api-after/events", params={"after": after})
+        assert r.status_code == 422, (after, r.status_code, r.text)
+        assert r.json()["fields"][0]["field"] == "after" and r.json()["fields"][0]["value"] == after
+        assert not re.fullmatch(STREAM_ID_PATTERN, after)
+    for after in ["0-0", "18446744073709551615-18446744073709551615", "00000000000000000001-7"]:
+        r = httpx.get(f"{api_only}/v1/jobs/api-after/events", params={"after": after})
+        assert r.status_code == 200, (after, r.text)
+        assert re.fullmatch(STREAM_ID_PATTERN, after)
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    [param] = [p for p in doc["paths"]["/v1/jobs/{job_id}/events"]["get"]["parameters"] if p["name"] == "after"]
+    assert param["schema"]["pattern"] == STREAM_ID_PATTERN
+
+
+def test_dashboard_routes_refuse_a_job_id_that_is_not_a_plain_name(api_only: str, redis_url: str) -> None:
+    """``api-dash-id:events`` names the job's event stream: read as a job record it was a 500 (WRONGTYPE)."""
+    from interleaf.runtime.jobs.spec import JOB_ID_PATTERN
+    from interleaf.runtime.jobs.store import dump_trajectory
+    from interleaf.telemetry.records import TerminationReason, Trajectory
+
+    assert httpx.post(f"{api_only}/v1/jobs", json={"n": 1, "job_id": "api-dash-id"}).status_code == 201
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.xadd("interleaf:job:api-dash-id:events", {"event": '{"type": "job_started", "job_id": "api-dash-id"}'})
+    episode = Trajectory(id="api-dash-id-e0", job_id="api-dash-id", episode=0, termination=TerminationReason.ANSWERED)
+    client.hset("interleaf:job:api-dash-id:trajectories", "0", dump_trajectory(episode))
+    client.close()
+    for path in (
+        "/v1/dashboard/jobs/api-dash-id:events",
+        "/v1/dashboard/jobs/api-dash-id:events/episodes",
+        "/v1/dashboard/jobs/api-dash-id:events/episodes/0",
+        "/v1/dashboard/jobs/api-dash-id:events/servers",
+        "/v1/dashboard/jobs/api-dash-id:trajectories",
+    ):
+        r = httpx.get(f"{api_only}{path}")
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "job_id", (path, r.status_code, r.text)
+    r = httpx.get(f"{api_only}/v1/dashboard/compare", params={"jobs": ["api-dash-id:events", "api-dash-id"]})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "jobs.0", r.text
+    assert httpx.get(f"{api_only}/v1/dashboard/jobs/api-dash-id").status_code == 200
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                if param["name"] == "job_id":
+                    assert param["schema"]["pattern"] == JOB_ID_PATTERN, path
+                if param["name"] == "jobs":
+                    assert param["schema"]["items"]["pattern"] == JOB_ID_PATTERN, path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from interleaf.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+def test_cancelling_an_ended_job_is_409_naming_its_status_and_changes_nothing(
+    api_only: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert httpx.post(f"{api_only}/v1/jobs", json={"n": 1, "job_id": "api-ended"}).status_code == 201
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.hset("interleaf:job:api-ended", mapping={"status": "succeeded", "finished_at": str(time.time())})
+    client.close()
+    before = httpx.get(f"{api_only}/v1/jobs/api-ended").json()
+    r = httpx.post(f"{api_only}/v1/jobs/api-ended/cancel", json={})
+    assert r.status_code == 409 and r.json()["detail"] == (
+        "job 'api-ended' has already ended (succeeded): there is nothing to cancel"
+    )
+    assert httpx.get(f"{api_only}/v1/jobs/api-ended").json() == before  # the final record is left as it is
+    code, out, err = run_cli(capsys, "jobs", "cancel", "api-ended", "--server", api_only)
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("interleaf jobs cancel: ") and "409 job 'api-ended' has already ended (succeeded)" in err
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    assert "already ended" in doc["paths"]["/v1/jobs/{job_id}/cancel"]["post"]["responses"]["409"]["description"]
+
+
+def test_the_documented_422_example_is_what_the_server_answers(api_only: str) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "jobs-api.md").read_text()
+    example = re.search(r'`(\{"n": 0, "retention": "forever"\})` →\s*`422 \{"error": "(.+?)", "fields"', doc, re.S)
+    assert example, "docs/jobs-api.md: the 422 example of {'n': 0, 'retention': 'forever'}"
+    r = post_json(f"{api_only}/v1/jobs", example.group(1))
+    assert r.status_code == 422
+    assert r.json()["error"] == " ".join(example.group(2).split())  # the doc wraps the line
+
+
+def test_a_body_that_is_not_json_is_422_naming_the_body_with_the_parsers_reason(api_only: str) -> None:
+    def only_problem(body: bytes) -> dict:
+        r = post_json(f"{api_only}/v1/jobs", body)
+        assert r.status_code == 422, (body[:40], r.status_code, r.text[:500])
+        [problem] = r.json()["fields"]
+        assert problem["field"] == "body" and r.json()["error"].startswith("invalid request: body=")
+        return problem
+
+    malformed = only_problem(b'{"n": 2,')
+    assert malformed["value"] == '{"n": 2,' and malformed["problem"] == (
+        "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 9 (char 8)"
+    )
+    not_utf8 = only_problem(b'{"suite": "\xff\xfe"}')
+    assert "not UTF-8" in not_utf8["problem"] and "byte 0xff at position 11" in not_utf8["problem"]
+    assert not_utf8["value"] == '{"suite": "\\xff\\xfe"}'
+    assert "nested too deeply" in only_problem(b"[" * 100_000)["problem"]
+    assert "nested too deeply" in only_problem(b'{"suite": ' + b"[" * 100_000)["problem"]
+    assert httpx.get(f"{api_only}/v1/jobs").status_code == 200
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    assert "'body'" in doc["paths"]["/v1/jobs"]["post"]["responses"]["422"]["description"]
+
+
+def test_a_method_no_route_serves_is_405_with_allow_before_the_media_type(api_only: str) -> None:
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    concrete = {"{job_id}": "x", "{episode}": "0", "{name}": "uPlot.min.css"}
+    for path, ops in doc["paths"].items():
+        url = api_only + re.sub(r"\{\w+\}", lambda m: concrete[m.group(0)], path)
+        declared = {method.upper() for method in ops}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - declared:
+            r = httpx.request(method, url)  # no Content-Type: the method is what is wrong
+            assert r.status_code == 405, (method, path, r.status_code, r.text)
+            assert declared <= set(r.headers["allow"].split(", ")) and method in r.json()["detail"]
+    assert httpx.put(f"{api_only}/v1/nothing-here").status_code == 404  # no route has the path
+
+
+def test_a_long_value_is_shown_cut_not_as_json_text(api_only: str) -> None:
+    r = httpx.post(f"{api_only}/v1/jobs", json={"job_id": "a" * 300})
+    [problem] = r.json()["fields"]
+    assert problem["value"] == "a" * 200 + "…"
+    assert f"job_id='{'a' * 200}…': String should match pattern" in r.json()["error"]
+
+
+def test_the_openapi_document_states_what_is_accepted(api_only: str) -> None:
+    from interleaf.runtime.jobs.spec import BACKEND_URL_PATTERN
+
+    doc = httpx.get(f"{api_only}/openapi.json").json()
+    items = doc["components"]["schemas"]["JobRequest"]["properties"]["backend_urls"]["items"]
+    assert (items["pattern"], items["maxLength"]) == (BACKEND_URL_PATTERN, 2048)
+    for url in ["", "http://", "file:///etc/passwd", "http://h:65536", "http://\u00e9x.org", "http://[::1:80"]:
+        assert not re.fullmatch(BACKEND_URL_PATTERN, url), url
+        r = httpx.post(f"{api_only}/v1/jobs", json={"backend_urls": [url]})
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "backend_urls", (url, r.text)
+    for url in ["http://127.0.0.1:30000", "HTTPS://gpu-1.example.org:0443/v1?x=1", "http://[::1]:8000"]:
+        assert re.fullmatch(BACKEND_URL_PATTERN, url), url
+        job = httpx.post(f"{api_only}/v1/jobs", json={"backend_urls": [url]})
+        assert job.status_code == 201, job.text
+    cancel = doc["paths"]["/v1/jobs/{job_id}/cancel"]["post"]
+    assert not cancel.get("requestBody", {}).get("required", False)  # no body is fine (see the front-door test)
+
+
+async def test_jobs_logs_prints_one_line_per_event_even_for_a_long_failure(
+    api_only: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job_failed event keeps the whole text of the failure (Ray's multi-line report) as ``detail``;
+    ``interleaf jobs logs`` prints one line per event (``--json`` has it all)."""
+    from interleaf.runtime.jobs.store import JobEvent, JobEventType, JobStore
+
+    assert httpx.post(f"{api_only}/v1/jobs", json={"n": 1, "job_id": "api-long-failure"}).status_code == 201
+    report = "ActorDiedError: The actor died unexpectedly.\n" + "\tclass_name: EpisodeWorker\n" * 80
+    async with JobStore(redis_url) as store:
+        data = {"status": "failed", "error": "ActorDiedError: The actor died unexpectedly. …", "detail": report}
+        await store.add_event(JobEvent(type=JobEventType.JOB_FAILED, job_id="api-long-failure", data=data))
+    code, out, _ = run_cli(capsys, "jobs", "logs", "api-long-failure", "--server", api_only)
+    assert code == 0 and len(out.strip().splitlines()) == 1, out
+    assert "detail=ActorDiedError: The actor died unexpectedly. …" in out
+    code, out, _ = run_cli(capsys, "jobs", "logs", "api-long-failure", "--server", api_only, "--json")
+    assert json.loads(out)["data"]["detail"] == report

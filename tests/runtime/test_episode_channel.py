@@ -130,3 +130,32 @@ async def test_a_worker_reopening_its_channel_takes_only_the_new_token() -> None
     stale.close()
     await worker.aclose()
     await asyncio.wait_for(worker.watch(), 1)  # closed: the runner's pending watch() returns
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+async def run_odd(job_id: str, episode: int, attempt: int) -> str:
+    if job_id == "surrogate":
+        raise OSError("cannot open http://127.0.0.1:1/\ud800")
+    if job_id == "unprintable":
+        raise _Unprintable()
+    return '{"answer": "\ud800"}'  # a trajectory UTF-8 cannot carry
+
+
+async def test_an_answer_utf8_cannot_encode_still_comes_back_as_a_failure() -> None:
+    """The reply used to be encoded outside the error handling: a lone surrogate in an episode's error
+    killed the reply and the runner waited for it forever (the job, then the queue, hung)."""
+    server = await serve_episodes(run_odd, TOKEN, "127.0.0.1")
+    channel = await EpisodeChannel.connect("127.0.0.1", server.sockets[0].getsockname()[1], TOKEN)
+    with pytest.raises(EpisodeFailed) as failed:
+        await asyncio.wait_for(channel.run_episode("surrogate", 0, 1), 5)
+    assert str(failed.value) == "OSError: cannot open http://127.0.0.1:1/\\ud800"
+    with pytest.raises(EpisodeFailed, match=r"_Unprintable: \(its message could not be read: RuntimeError\)"):
+        await asyncio.wait_for(channel.run_episode("unprintable", 0, 1), 5)
+    with pytest.raises(EpisodeFailed, match="UnicodeEncodeError"):
+        await asyncio.wait_for(channel.run_episode("odd-trajectory", 0, 1), 5)
+    channel.close()
+    server.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -350,3 +351,138 @@ async def test_an_episode_that_raises_is_retried_with_its_error_named(
     events = [e for _, e in await store.read_events(runner.job_id)]
     reasons = [e.data["reason"] for e in events if e.type == "episode_retried"]
     assert len(reasons) == 1 and reasons[0].endswith(f"OSError: disk full while opening {runner.job_id}-e3-a1"), reasons
+
+
+class UnencodableError:
+    """A model factory whose every episode raises with a lone surrogate in the message (what a backend URL
+    holding ``\\ud800`` produced): text UTF-8 cannot carry."""
+
+    def __call__(self, episode_id: str):
+        raise OSError(f"cannot reach http://127.0.0.1:1/\ud800 for {episode_id}")
+
+
+@pytest.mark.parametrize("channel", [True, False], ids=["episode-channel", "ray-calls"])
+async def test_an_episode_error_utf8_cannot_encode_ends_the_episode_not_the_job(
+    local_ray, store: JobStore, tmp_path: Path, channel: bool
+) -> None:
+    """It used to kill the actor's reply: the runner waited forever and the queue stopped behind it."""
+    job = JobSpec(suite="arith", n=2, actors=1, concurrency=2, max_attempts=2, job_id=f"job-{uuid.uuid4().hex[:8]}")
+    runner = JobRunner(job, store=store, model_factory=UnencodableError(), runs_dir=tmp_path, episode_channel=channel)
+    result = await asyncio.wait_for(runner.run(), 120)
+    assert result.status == JobStatus.SUCCEEDED
+    assert [(t.episode, t.attempt, t.termination) for t in result.trajectories] == [
+        (0, 2, TerminationReason.ERROR),
+        (1, 2, TerminationReason.ERROR),
+    ]
+    assert all("http://127.0.0.1:1/\\ud800" in (t.error or "") for t in result.trajectories)
+    assert len(await store.get_trajectories(runner.job_id)) == 2
+    events = [e for _, e in await store.read_events(runner.job_id)]
+    assert events[-1].type == "job_finished"
+    assert all("\\ud800" in e.data["reason"] for e in events if e.type == "episode_retried")
+
+
+async def test_an_actor_that_dies_while_it_is_prepared_is_replaced(local_ray, store: JobStore, tmp_path: Path) -> None:
+    """An actor killed (as by the OOM killer) before its ``prepare`` returned used to fail the whole job
+    with Ray's multi-line report as its error; it is replaced, as during the run."""
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+    runner = JobRunner(spec(), store=store, model_factory=factory, runs_dir=tmp_path)
+    new_actor, killed = runner._new_actor, []
+
+    def first_dies(index: int):
+        handle = new_actor(index)
+        if index == 0 and not killed:
+            killed.append(handle)
+            ray.kill(handle, no_restart=True)
+        return handle
+
+    runner._new_actor = first_dies  # type: ignore[method-assign]
+    result = await asyncio.wait_for(runner.run(), 180)
+    assert killed and result.status == JobStatus.SUCCEEDED
+    assert [t.episode for t in result.trajectories] == list(range(8)) and runner.restarts == 1
+    events = [e for _, e in await store.read_events(runner.job_id)]
+    assert [e.type for e in events][:2] == ["job_started", "worker_restarted"]
+    restarted = events[1].data
+    assert (restarted["worker"], restarted["placements"]) == (0, 2)
+    assert "Error" in restarted["reason"] and "\n" not in restarted["reason"]
+
+
+class SlowToStop:
+    """A runner that takes a while to stop after a cancel (its actors closing their sessions): it ends
+    when the test releases it."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.cancelled.wait()
+        await self.release.wait()
+
+    async def cancel(self) -> None:
+        self.cancelled.set()
+
+
+async def test_the_worker_keeps_beating_and_holding_its_job_until_a_cancelled_runner_has_stopped(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to stop beating right after asking the runner to cancel: ``/healthz`` said the worker was
+    unresponsive, and the job's entry went idle for another worker to take."""
+    from interleaf.runtime.jobs import queue, serve_jobs, submit_job
+    from interleaf.runtime.jobs.queue import WorkerHealth
+
+    fake = SlowToStop()
+    monkeypatch.setattr(queue, "_build_runner", lambda spec, store, kwargs: fake)
+    job = await submit_job(store, JobSpec(suite="arith", n=1))
+    stop, health = asyncio.Event(), WorkerHealth("w-beat")
+    loop = asyncio.create_task(serve_jobs(store, "w-beat", stop=stop, health=health, poll_cancel_s=0.2))
+    try:
+        await wait_until_async(lambda: health.phase, until=lambda p: p == "running", message="the job to start")
+        assert await store.request_cancel(job.id)
+        await wait_until_async(fake.cancelled.is_set, message="the runner to be asked to cancel", timeout_s=10)
+        asked = time.monotonic()
+        await wait_until_async(
+            lambda: health.beat,
+            until=lambda beat: beat - asked > 2.5,
+            message="the worker to go on beating after the cancel",
+            timeout_s=10,
+        )
+        assert health.alive() and health.phase == "running" and not loop.done()
+        assert await store.reclaim("w-other", min_idle_ms=2000) == []  # its hold was renewed meanwhile
+        fake.release.set()
+        await wait_until_async(lambda: health.jobs_done, until=lambda n: n == 1, message="the job to end")
+    finally:
+        stop.set()
+        fake.release.set()
+        await loop
+
+
+async def test_a_job_failure_is_one_line_in_the_record_and_whole_in_its_event(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's report of a dead actor is ~3 KB over many lines; ``interleaf jobs status`` prints the record's
+    error, so that is its first line, capped; the event keeps all of it."""
+    from interleaf.runtime.jobs import queue, serve_jobs, submit_job
+    from interleaf.runtime.jobs.store import REASON_MAX
+
+    report = "The actor died unexpectedly before finishing this task.\n" + "\tclass_name: EpisodeWorker x\n" * 120
+
+    def dies(spec, store, kwargs):
+        raise RuntimeError(report)
+
+    monkeypatch.setattr(queue, "_build_runner", dies)
+    job = await submit_job(store, JobSpec(suite="arith", n=1))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(serve_jobs(store, "w-report", stop=stop))
+    try:
+        record = await wait_until_async(
+            lambda: store.get_job(job.id),
+            until=lambda r: r is not None and r.status == JobStatus.FAILED,
+            message="the job to fail",
+        )
+    finally:
+        stop.set()
+        await loop
+    assert record.error == "RuntimeError: The actor died unexpectedly before finishing this task. …"
+    assert "\n" not in record.error and len(record.error) <= REASON_MAX
+    [failed] = [e for _, e in await store.read_events(job.id)]
+    assert failed.data["error"] == record.error and failed.data["detail"] == f"RuntimeError: {report.strip()}"

@@ -134,3 +134,64 @@ async def test_worker_beats_expire(store: JobStore) -> None:
     assert await store.redis.zrange(f"{store.prefix}:workers", 0, -1) == ["w-long"]  # forgotten too
     await store.remove_worker("w-long")
     assert await store.list_workers() == []
+
+
+async def test_concurrent_creates_of_one_id_store_it_once(store: JobStore) -> None:
+    """The check and the write are one Redis step: of 30 creates racing, one wins, the rest get
+    ``JobExists``, and the stored record is the winner's."""
+    import asyncio
+
+    from interleaf.runtime.jobs.store import JobExists
+
+    records = [JobRecord(id="race", spec={"n": 1 + i}, n_total=1 + i) for i in range(30)]
+    results = await asyncio.gather(*(store.create_job(r) for r in records), return_exceptions=True)
+    won = [r for r in results if isinstance(r, JobRecord)]
+    assert len(won) == 1 and all(isinstance(r, JobExists) for r in results if r is not won[0])
+    stored = await store.get_job("race")
+    assert stored is not None and stored.n_total == won[0].n_total
+    assert await store.redis.zrange(f"{store.prefix}:jobs", 0, -1) == ["race"]
+
+
+async def test_cancel_of_an_ended_job_changes_nothing(store: JobStore) -> None:
+    from interleaf.runtime.jobs.store import JobEnded
+
+    await store.create_job(JobRecord(id="live", spec={}))
+    assert await store.request_cancel("live") and await store.cancel_requested("live")
+    for status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        await store.create_job(JobRecord(id=f"over-{status}", spec={}, status=status))
+        with pytest.raises(JobEnded, match=f"has already ended \\({status.value}\\)"):
+            await store.request_cancel(f"over-{status}")
+        record = await store.get_job(f"over-{status}")
+        assert record is not None and (record.status, record.cancel_requested) == (status, False)
+    assert await store.request_cancel("nope") is False
+
+
+async def test_a_record_that_cannot_be_read_comes_back_failed_naming_it(store: JobStore) -> None:
+    key = f"{store.prefix}:job:odd"
+    spec = json.dumps({"backend_urls": ["http://h/\ud800"]})  # an older version stored this (as the escape)
+    await store.redis.hset(key, mapping={"id": "odd", "spec": spec, "status": "queued", "created_at": "7"})
+    await store.redis.zadd(f"{store.prefix}:jobs", {"odd": 7})
+    await store.create_job(JobRecord(id="fine", spec={"suite": "arith", "emoji": "\U0001f600"}, created_at=8))
+    odd = await store.get_job("odd")
+    assert odd is not None and (odd.status, odd.spec, odd.created_at) == (JobStatus.FAILED, {}, 7.0)
+    assert odd.error is not None and "cannot be read" in odd.error and repr(key) in odd.error
+    assert "UnicodeEncodeError" in odd.error and "\n" not in odd.error
+    odd.model_dump_json()  # an answer can carry it
+    await store.redis.hset(f"{store.prefix}:job:fine2", mapping={"id": "fine2", "spec": "{nope"})
+    await store.redis.zadd(f"{store.prefix}:jobs", {"fine2": 9})
+    listed = await store.list_jobs()
+    assert [(r.id, r.status) for r in listed] == [
+        ("fine2", JobStatus.FAILED),
+        ("fine", JobStatus.QUEUED),
+        ("odd", JobStatus.FAILED),
+    ]
+    assert listed[1].spec["emoji"] == "\U0001f600"  # a surrogate pair in the stored JSON is fine
+
+
+async def test_text_utf8_cannot_encode_is_stored_as_escapes(store: JobStore) -> None:
+    """A message holding a lone surrogate (an exception's text) is written as its escape instead of
+    failing the write that records a job's failure."""
+    await store.create_job(JobRecord(id="esc", spec={}))
+    await store.update_job("esc", error="OSError: bad \ud800 path")
+    record = await store.get_job("esc")
+    assert record is not None and record.error == "OSError: bad \\ud800 path"

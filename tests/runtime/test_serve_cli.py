@@ -1,0 +1,49 @@
+"""``interleaf serve`` refusing to start, as users meet it: the console script in a real process, one line
+on stderr and exit status 2, before Ray, Redis or an engine start, and never a claim to be serving."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from interleaf.runtime.child_process import free_port
+from tests.conftest import start_serve, stop_process
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("interleaf")
+    assert exe, "the interleaf console script is installed by scripts/install.sh"
+    return subprocess.run([exe, "serve", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(redis_url: str) -> None:
+    """It used to print that it served on the port, then uvicorn's own error, and exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = serve("--port", str(port), "--no-worker", "--redis-url", redis_url)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr.strip().splitlines() == [
+        f"interleaf serve: port {port} is in use on 127.0.0.1: stop what listens there or pass another --port"
+    ]
+
+
+def test_a_runs_directory_another_serve_holds_is_named_not_the_redis_url_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --redis-url there is no --redis-url to blame: the message names the runs directory."""
+    monkeypatch.setenv("INTERLEAF_RUNS_DIR", str(tmp_path))
+    first, _url = start_serve("--no-worker", "--backend", "http://127.0.0.1:9")  # holds tmp_path/.redis
+    try:
+        done = serve("--port", str(free_port()), "--no-worker", "--backend", "http://127.0.0.1:9")
+    finally:
+        stop_process(first, 60)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("interleaf serve: cannot start the private Redis (no --redis-url given): ")
+    assert f"another process runs the Redis of {tmp_path / '.redis'}" in line and "Invalid value" not in line
