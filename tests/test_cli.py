@@ -70,6 +70,22 @@ def test_user_errors_are_one_line_on_stderr_with_exit_2(
     assert "Traceback" not in err and "https://" not in err and "╭" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "variable"),
+    [
+        (["run", "--n", "1"], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        (["serve", "--port", "1"], "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+    ],
+)
+def test_an_otlp_protocol_interleaf_cannot_export_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], variable: str
+) -> None:
+    monkeypatch.setenv(variable, "grpc")
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"{variable}='grpc' is not supported" in err and "http/protobuf" in err
+
+
 def test_report_names_a_missing_path_once(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "report", "runs/nope/trajectories.jsonl")
     assert code == 2 and "runs/runs" not in err and "trajectories.jsonl/trajectories.jsonl" not in err, err

@@ -120,7 +120,12 @@ def run(
 ) -> None:
     """Run a task suite and print accuracy, turns, tokens, tool calls, cache figures and wall time."""
     from interleaf.agents import load_suite
+    from interleaf.telemetry.tracing import check_otlp_protocol
 
+    try:
+        check_otlp_protocol()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="environment") from None
     try:
         spec = JobSpec(**spec_options)
     except ValidationError as exc:

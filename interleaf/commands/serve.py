@@ -127,6 +127,12 @@ def serve(
         raise typer.BadParameter(f"bad setting in the environment: {problems}", param_hint="environment") from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="environment") from None
+    from interleaf.telemetry.tracing import check_otlp_protocol
+
+    try:
+        check_otlp_protocol()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="environment") from None
     # Before anything starts: a port in use fails here, in one line, and the socket is held for uvicorn.
     listener = _listen_socket(host, port)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from interleaf.telemetry.tracing.configuration import (
     CONTENT_ENV,
     TracingSetup,
+    check_otlp_protocol,
     configure_tracing,
     content_capture_enabled,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "LLMSpan",
     "ToolSpan",
     "TracingSetup",
+    "check_otlp_protocol",
     "configure_tracing",
     "content_capture_enabled",
     "spans_from_trajectory",

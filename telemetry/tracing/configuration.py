@@ -41,6 +41,27 @@ def _otlp_endpoint(signal: str) -> str | None:
     return os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
+OTLP_PROTOCOL_VARS = (
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+)
+"""The standard variables that choose the OTLP protocol (per signal, then for both)."""
+
+
+def check_otlp_protocol() -> None:
+    """ValueError naming the variable and its value when the environment asks for an OTLP protocol other
+    than ``http/protobuf``, the only exporter interleaf ships. Commands that start workers call it before
+    starting anything (a worker would fail later, in a Ray actor)."""
+    for name in OTLP_PROTOCOL_VARS:
+        protocol = os.environ.get(name)
+        if protocol and protocol != "http/protobuf":
+            raise ValueError(
+                f"{name}={protocol!r} is not supported: interleaf ships the OTLP/HTTP protobuf exporter only; set "
+                "it to http/protobuf (or unset it) and point the endpoint at the collector's HTTP port"
+            )
+
+
 def configure_tracing(
     *,
     service_name: str | None = None,
@@ -67,12 +88,7 @@ def configure_tracing(
     global _GLOBAL_SETUP
     if set_global and _GLOBAL_SETUP is not None:
         return _GLOBAL_SETUP
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-    if protocol and protocol != "http/protobuf":
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: interleaf ships the OTLP/HTTP protobuf "
-            "exporter only; set it to http/protobuf (or unset it) and point the endpoint at the collector's HTTP port"
-        )
+    check_otlp_protocol()
     attrs = {"service.name": service_name} if service_name else {}
     if not service_name and not os.environ.get("OTEL_SERVICE_NAME"):
         attrs["service.name"] = "interleaf"
@@ -104,4 +120,11 @@ def configure_tracing(
 _GLOBAL_SETUP: TracingSetup | None = None
 
 
-__all__ = ["CONTENT_ENV", "TracingSetup", "configure_tracing", "content_capture_enabled"]
+__all__ = [
+    "CONTENT_ENV",
+    "OTLP_PROTOCOL_VARS",
+    "TracingSetup",
+    "check_otlp_protocol",
+    "configure_tracing",
+    "content_capture_enabled",
+]
