@@ -176,8 +176,13 @@ class SessionHold:
         ):
             records.append(self._denied(f"no room for a {need}-token session", budget))
             return
+        opening = asyncio.ensure_future(backend.open_session(timeout_s=pool.session_timeout_s))
         try:
-            sid = await backend.open_session(timeout_s=pool.session_timeout_s)
+            sid = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            budget.drop(self.episode_id)
+            await _close_once_opened(backend, opening)  # the server may open it all the same
+            raise
         except BaseException:
             budget.drop(self.episode_id)
             raise
@@ -350,6 +355,15 @@ class SessionHold:
             f"KV budget of {budget.server} full ({budget.held}/{budget.capacity} tokens held): "
             f"{what}; this turn runs without a session",
         )
+
+
+async def _close_once_opened(backend: Backend, opening: asyncio.Future[str]) -> None:
+    """A caller cancelled while its ``/open_session`` was on the wire: the server may still open the
+    session, and nobody would ever close it (it would pin KV until its timeout). Wait for the answer and
+    close what it opened; best effort, bounded."""
+    with contextlib.suppress(Exception):
+        sid = await asyncio.wait_for(opening, _CLOSE_TIMEOUT_S)
+        await asyncio.wait_for(backend.close_session(sid), _CLOSE_TIMEOUT_S)
 
 
 __all__ = ["SessionHold"]

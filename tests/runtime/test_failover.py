@@ -6,7 +6,10 @@ The same paths against the real engine (a killed server, the re-prefill on the s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from interleaf.runtime.client import (
     BackendPool,
@@ -163,4 +166,37 @@ async def test_a_failed_server_is_left_for_another_with_a_recorded_reprefill() -
     assert stats["reprefill_tokens"] == second.cache.recomputed_tokens
     assert stats["servers"][doomed.url]["healthy"] is False
     assert all(s["held_tokens"] == 0 for s in stats["servers"].values()) and survivor.sessions == {}
+    await pool.aclose()
+
+
+async def test_an_episode_cancelled_while_its_session_opens_closes_the_session_the_server_opened() -> None:
+    """The server answers /open_session after the caller was cancelled: the session must not be left
+    pinning KV (nobody would know its id)."""
+
+    opening = asyncio.Event()
+
+    class SlowOpen(_FakeServer):
+        async def open_session(self, *, timeout_s: float) -> str:
+            async def on_the_server() -> str:  # runs to its end whatever happens to the client
+                await asyncio.sleep(0.2)
+                return await _FakeServer.open_session(self, timeout_s=timeout_s)
+
+            opening.set()
+            return await asyncio.shield(asyncio.ensure_future(on_the_server()))
+
+    server = SlowOpen("http://a")
+    pool = _pool(server)
+
+    async def episode() -> None:
+        async with pool.episode("cancelled") as model:
+            await model.generate("hello", max_new_tokens=2)
+
+    task = asyncio.create_task(episode())
+    await opening.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)  # the server has answered by now
+    assert server.sessions == {}  # opened after the cancel, and closed all the same
+    assert pool.stats()["servers"]["http://a"]["held_tokens"] == 0
     await pool.aclose()
