@@ -20,7 +20,7 @@ from interleaf.runtime.engine.config import EngineConfig
 from interleaf.runtime.engine.executor import create_executor
 from interleaf.runtime.engine.grammar import GrammarBackend, GrammarError
 from interleaf.runtime.engine.metrics import EngineMetrics
-from interleaf.runtime.engine.protocol import BadRequest, GenerateIn, OpenSessionIn, SamplingParamsIn
+from interleaf.runtime.engine.protocol import BadRequest, GenerateIn, OpenSessionIn, SamplingParamsIn, unicode_text
 from interleaf.runtime.engine.request import Req, SamplingParams, capture_for
 from interleaf.runtime.engine.scheduler import Scheduler, new_request
 
@@ -74,11 +74,7 @@ class Engine:
     def encode(self, text: str, field: str, *, add_special_tokens: bool = False) -> list[int]:
         """``text``'s token ids; BadRequest naming ``field`` when it is not valid Unicode (a lone UTF-16
         surrogate such as ``\\ud800``, which JSON can carry but no tokenizer can encode)."""
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at "
-                             f"character {exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
+        unicode_text(text, field)
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
     def sampling_params(self, sp: SamplingParamsIn | None) -> SamplingParams:

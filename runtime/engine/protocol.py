@@ -140,3 +140,14 @@ class BadRequest(ValueError):
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.param = param
+
+
+def unicode_text(text: str, field: str) -> str:
+    """``text``, or BadRequest naming ``field`` when it holds a lone UTF-16 surrogate (JSON can carry one as
+    ``\\ud800``; no tokenizer can encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character "
+                         f"{exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
+    return text

@@ -457,6 +457,8 @@ def _sample_isolated(logits: torch.Tensor, reqs: list[Req]) -> tuple[list[int], 
             log.exception("sampling request %s failed", req.rid)
             tokens.append(-1)
             failed.append(req)
+    if len(failed) == len(reqs) > 1:  # not one request's values: the sampler itself is broken, fail loudly
+        raise RuntimeError(f"sampling failed for every one of the {len(reqs)} rows of the batch")
     return tokens, failed
 
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Protocol
 
 from interleaf.runtime.engine.openai.protocol import ChatCompletionIn, ToolCallIn, ToolDef
-from interleaf.runtime.engine.protocol import BadRequest
+from interleaf.runtime.engine.protocol import BadRequest, unicode_text
 from interleaf.tools.call_format import (
     CALL_CLOSE,
     CALL_OPEN,
@@ -43,7 +43,7 @@ class ChatTemplateTokenizer(Protocol):
 
 def _text(content: str | list[dict[str, Any]] | None, field: str) -> str:
     if content is None or isinstance(content, str):
-        return _unicode(content or "", field)
+        return unicode_text(content or "", field)
     parts = []
     for i, part in enumerate(content):
         if part.get("type") != "text":
@@ -52,19 +52,8 @@ def _text(content: str | list[dict[str, Any]] | None, field: str) -> str:
         if not isinstance(part.get("text"), str):
             raise BadRequest(f"{field}[{i}].text: a text part needs a string 'text', got "
                              f"{json.dumps(part.get('text'))[:80]}", f"{field}[{i}].text")  # fmt: skip
-        parts.append(_unicode(part["text"], f"{field}[{i}].text"))
+        parts.append(unicode_text(part["text"], f"{field}[{i}].text"))
     return "".join(parts)
-
-
-def _unicode(text: str, field: str) -> str:
-    """``text``, or BadRequest naming ``field`` when it holds a lone UTF-16 surrogate (JSON can carry one as
-    ``\\ud800``; no tokenizer can encode it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character "
-                         f"{exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
-    return text
 
 
 def _arguments(call: ToolCallIn, field: str) -> dict[str, Any]:
