@@ -7,6 +7,7 @@ SDK's ``interleaf.load_trajectories`` read it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
 from collections.abc import Iterator
@@ -75,7 +76,16 @@ def load_trajectories(source: str | Path, *, empty_ok: bool = True) -> list[Traj
     """
     path = trajectory_path(source)
     out = []
-    for lineno, raw in _lines(path):
+    with contextlib.closing(_lines(path)) as lines:  # closed at once when a bad line raises
+        out = _records(path, lines)
+    if not out and not empty_ok:
+        raise ValueError(f"no trajectories in {path}: the file holds no record")
+    return out
+
+
+def _records(path: Path, lines: Iterator[tuple[int, bytes]]) -> list[Trajectory]:
+    out = []
+    for lineno, raw in lines:
         if lineno == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         try:
@@ -91,8 +101,6 @@ def load_trajectories(source: str | Path, *, empty_ok: bool = True) -> list[Traj
             out.append(load_trajectory(line))
         except ValidationError as exc:
             raise ValueError(f"{path}:{lineno} is not a Trajectory record: {describe_errors(exc)}") from None
-    if not out and not empty_ok:
-        raise ValueError(f"no trajectories in {path}: the file holds no record")
     return out
 
 
@@ -102,10 +110,12 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         f = path.open("rb")
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    with f:
+    with f, contextlib.ExitStack() as stack:
         compressed = f.read(2) == _GZIP_MAGIC
         f.seek(0)
         stream = gzip.GzipFile(fileobj=f, mode="rb") if compressed else f
+        if compressed:
+            stack.callback(stream.close)
         lineno = 0
         try:
             for lineno, raw in enumerate(stream, 1):
