@@ -51,6 +51,7 @@ from interleaf.runtime.jobs.store import (
     JobStatus,
     JobStore,
     WorkerBeat,
+    error_text,
     one_line,
     printable,
 )
@@ -123,8 +124,7 @@ def _detail(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):  # one line per problem, without pydantic's URLs
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         return printable(f"invalid job spec: {problems}")
-    text = str(exc).strip()
-    return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return error_text(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -63,6 +63,7 @@ from interleaf.runtime.jobs.store import (
     JobStore,
     ServerSample,
     dump_trajectory,
+    error_text,
     load_trajectory,
     one_line,
     printable,
@@ -133,7 +134,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
 
 def _headline(exc: BaseException) -> str:
     """``"<ExceptionType>: <first line of its message>"`` (Ray's errors carry whole tracebacks)."""
-    return one_line(printable(f"{type(exc).__name__}: {str(exc).strip()}"))
+    return one_line(error_text(exc))
 
 
 _REPLACE_ATTEMPTS = 10
@@ -554,7 +555,7 @@ class JobRunner:
         trajectories = [self.results[k] for k in sorted(self.results)]
         wall = time.time() - self._started
         summary = await asyncio.to_thread(self._write_outputs, trajectories, wall)  # ~s for 100k episodes
-        detail = printable(f"{type(error).__name__}: {str(error).strip()}") if error is not None else None
+        detail = error_text(error) if error is not None else None
         reason = one_line(detail) if detail is not None else None
         if self.store is not None:
             await self.store.update_job(

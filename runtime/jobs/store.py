@@ -49,6 +49,13 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def error_text(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"`` (just the type when the message is empty), as text UTF-8 can hold;
+    Ray's errors carry the remote traceback in the message (``one_line`` cuts it to its headline)."""
+    text = str(exc).strip()
+    return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
 def one_line(text: str, limit: int = REASON_MAX) -> str:
     """The first line of ``text``, at most ``limit`` characters; `` …`` marks a cut or more lines."""
     lines = text.strip().splitlines() or [""]
@@ -236,7 +243,7 @@ def _from_hash(key: str, job_id: str, raw: dict[str, str]) -> JobRecord:
                     json.dumps(data[name], ensure_ascii=False).encode("utf-8")
         return JobRecord.model_validate(data)
     except (ValueError, TypeError) as exc:  # JSONDecodeError, ValidationError, UnicodeEncodeError
-        problem = one_line(printable(f"{type(exc).__name__}: {exc}"), 200)
+        problem = one_line(error_text(exc), 200)
         return JobRecord(
             id=job_id,
             spec={},
