@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "RedisServer": "interleaf.runtime.jobs.redis_server",
     "RedisUnavailable": "interleaf.runtime.jobs.redis_server",
     "ServerSample": "interleaf.runtime.jobs.store",
+    "UnreadableTrajectory": "interleaf.runtime.jobs.store",
     "WorkerBeat": "interleaf.runtime.jobs.store",
     "WorkerHealth": "interleaf.runtime.jobs.queue",
     "ensure_ray": "interleaf.runtime.jobs.runner",

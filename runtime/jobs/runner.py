@@ -321,13 +321,15 @@ class JobRunner:
         try:
             # No time limit on a first placement: on a busy cluster an actor may wait long for its CPU.
             placed = await asyncio.gather(*(self._place(s, None) for s in self.slots))
+            self._n_total = placed[0][0]
+            # Raises UnreadableTrajectory for a stored result this version cannot read: the job fails naming
+            # it rather than run that episode again over what is stored.
+            resumed = await self._load_stored() if self.store is not None else False
         except BaseException:
             await self._shutdown_actors()
             raise
         for slot in self.slots:
             slot.ready.set()
-        self._n_total = placed[0][0]
-        resumed = await self._load_stored() if self.store is not None else False
         if resumed:
             await self._emit(
                 JobEventType.JOB_RESUMED, n_total=self._n_total, n_done=len(self.results), actors=self.spec.actors,

@@ -31,13 +31,13 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from interleaf.telemetry.records import Trajectory
 
 # The serialised trajectory is telemetry's (it owns the record schema); re-exported here for the
 # worker, which returns trajectories to the runner in this form.
-from interleaf.telemetry.trajectory_file import dump_trajectory, load_trajectory
+from interleaf.telemetry.trajectory_file import describe_errors, dump_trajectory, load_trajectory
 
 REASON_MAX = 300
 """Longest ``JobRecord.error`` written: one line (``interleaf jobs status`` and ``logs`` print it); the full
@@ -75,6 +75,29 @@ class JobEnded(ValueError):
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"job {job_id!r} has already ended ({status}): there is nothing to cancel")
         self.job_id, self.status = job_id, status
+
+
+class UnreadableTrajectory(ValueError):
+    """A stored trajectory this version cannot read (written by another interleaf version, or altered in
+    Redis). Nothing is changed: the stored text stays as it is."""
+
+    def __init__(self, job_id: str, episode: int, reason: str) -> None:
+        super().__init__(
+            f"the stored trajectory of job {job_id!r} episode {episode} cannot be read ({reason}); read it with the "
+            "interleaf version that wrote it, or delete that episode from the Redis hash to run it again"
+        )
+        self.job_id, self.episode, self.reason = job_id, episode, reason
+
+
+def read_stored_trajectory(job_id: str, episode: int, raw: str | bytes) -> Trajectory:
+    """A stored trajectory (``JobStore.get_trajectories_raw``'s text) as a ``Trajectory``; ``UnreadableTrajectory``
+    naming the job, the episode and the first problem when it cannot be read."""
+    try:
+        return load_trajectory(raw)
+    except ValidationError as exc:  # not JSON, or not a Trajectory of this version's schema
+        raise UnreadableTrajectory(job_id, episode, one_line(describe_errors(exc), 300)) from None
+    except ValueError as exc:
+        raise UnreadableTrajectory(job_id, episode, one_line(error_text(exc), 300)) from None
 
 
 class JobStatus(StrEnum):
@@ -382,9 +405,10 @@ class JobStore:
         return bool(created)
 
     async def get_trajectories(self, job_id: str) -> list[Trajectory]:
-        """All stored trajectories of a job, by episode index."""
+        """All stored trajectories of a job, by episode index; ``UnreadableTrajectory`` naming the first
+        episode that cannot be read."""
         raw = await self.redis.hgetall(self._key("job", job_id, "trajectories"))
-        return [load_trajectory(raw[k]) for k in sorted(raw, key=int)]
+        return [read_stored_trajectory(job_id, int(k), raw[k]) for k in sorted(raw, key=int)]
 
     async def count_trajectories(self, job_id: str) -> int:
         return int(await self.redis.hlen(self._key("job", job_id, "trajectories")))

@@ -55,10 +55,19 @@ from starlette.routing import BaseRoute, compile_path
 from interleaf.runtime.jobs import JobSpec, serve_jobs, submit_job
 from interleaf.runtime.jobs.queue import WorkerHealth
 from interleaf.runtime.jobs.spec import JobLimits
-from interleaf.runtime.jobs.store import JobEnded, JobExists, JobRecord, JobStatus, JobStore, WorkerBeat, printable
+from interleaf.runtime.jobs.store import (
+    JobEnded,
+    JobExists,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    UnreadableTrajectory,
+    WorkerBeat,
+    printable,
+)
 from interleaf.runtime.service.access import AccessGuard, AccessPolicy, Scope
 from interleaf.runtime.service.dashboard_api import dashboard_router
-from interleaf.runtime.service.errors import document_errors, error_responses
+from interleaf.runtime.service.errors import UNREADABLE_WHY, document_errors, error_responses
 from interleaf.runtime.service.params import JobIdPath, StreamId, check_stream_id
 from interleaf.telemetry import summarize_job
 
@@ -286,6 +295,11 @@ def create_app(
             return _invalid_answer([_unreadable_body(exc.__cause__)])
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(UnreadableTrajectory)
+    async def unreadable(_request: Request, exc: UnreadableTrajectory) -> JSONResponse:
+        # The request is fine and the data is kept; this version cannot read what another one stored.
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def redis_down(_request: Request, exc: Exception) -> JSONResponse:
@@ -351,13 +365,21 @@ def create_app(
             last_id=entries[-1][0] if entries else after,
         )
 
-    @app.get("/v1/jobs/{job_id}/trajectories", responses=error_responses(404), summary="A job's trajectories")
+    @app.get(
+        "/v1/jobs/{job_id}/trajectories",
+        responses=error_responses(404, 409, why={409: UNREADABLE_WHY}),
+        summary="A job's trajectories",
+    )
     async def trajectories(job_id: JobIdPath) -> JSONResponse:
         await _job(job_id)
         trajs = await store.get_trajectories(job_id)
         return JSONResponse([t.model_dump(mode="json") for t in trajs])
 
-    @app.get("/v1/jobs/{job_id}/summary", responses=error_responses(404), summary="A job's summary")
+    @app.get(
+        "/v1/jobs/{job_id}/summary",
+        responses=error_responses(404, 409, why={409: UNREADABLE_WHY}),
+        summary="A job's summary",
+    )
     async def summary(job_id: JobIdPath) -> SummaryAnswer:
         record = await _job(job_id)
         trajs = await store.get_trajectories(job_id)

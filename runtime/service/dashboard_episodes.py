@@ -8,6 +8,7 @@ from typing import Literal
 
 from fastapi import HTTPException
 
+from interleaf.runtime.jobs.store import read_stored_trajectory
 from interleaf.runtime.service.dashboard_index import (
     HARDWARE,
     DashboardData,
@@ -29,9 +30,9 @@ from interleaf.telemetry import (
     detect_patterns,
     find_model_profile,
     gamma,
-    load_trajectory,
     turn_pte,
 )
+from interleaf.telemetry.records import Trajectory
 
 
 def _filtered(rows: list[EpisodeRow], filt: EpisodeFilter, pattern: Pattern | None) -> list[EpisodeRow]:
@@ -102,12 +103,12 @@ async def episode_detail(data: DashboardData, job_id: str, episode: int) -> Epis
     (raw,) = await data.raw(job_id, [episode])
     if raw is None:
         raise HTTPException(status_code=404, detail=f"job {job_id!r} has no stored episode {episode}")
+    traj = read_stored_trajectory(job_id, episode, raw)  # the service answers UnreadableTrajectory with a 409
     ids = await data.episode_ids(job_id)
-    return await asyncio.to_thread(_detail, raw, ids)
+    return await asyncio.to_thread(_detail, traj, ids)
 
 
-def _detail(raw: str, ids: list[int]) -> EpisodeDetail:
-    traj = load_trajectory(raw)
+def _detail(traj: Trajectory, ids: list[int]) -> EpisodeDetail:
     turns = TurnArrays.from_trajectories([traj])
     recomputed = recomputed_per_turn(traj, turns)
     profile = find_model_profile(traj.model)

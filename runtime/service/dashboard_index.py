@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 import httpx
 from fastapi import HTTPException
 
-from interleaf.runtime.jobs.store import JobEventType, JobRecord, JobStatus, JobStore
+from interleaf.runtime.jobs.store import (
+    JobEventType,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    UnreadableTrajectory,
+    read_stored_trajectory,
+)
 from interleaf.runtime.service.dashboard_models import EpisodeRow, TurnSegment
 from interleaf.telemetry import (
     HARDWARE_PROFILES,
@@ -30,7 +37,6 @@ from interleaf.telemetry import (
     TurnArrays,
     detect_patterns,
     find_model_profile,
-    load_trajectory,
     trajectory_pte_values,
 )
 from interleaf.telemetry.records import RetentionDecision, Trajectory
@@ -73,6 +79,8 @@ class JobIndex:
     """Complete, and built after the job ended (never rebuilt)."""
     while_running: bool = False
     """Some rows were indexed while the job ran (rebuilt once it has ended)."""
+    unreadable: dict[int, str] = field(default_factory=dict)
+    """Stored episodes this version cannot read, and why (left out of ``rows``)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -174,9 +182,19 @@ def _trace(traj: Trajectory, turns: TurnArrays, recomputed: list[int], servers: 
         t += call + pause
 
 
-def _index_chunk(raws: list[str]) -> tuple[list[EpisodeRow], dict[str, ServerTrace]]:
+def _readable(job_id: str, stored: list[tuple[int, str]]) -> tuple[list[Trajectory], dict[int, str]]:
+    """The trajectories of ``stored`` (episode, text) this version can read, and why each other one cannot."""
+    trajs, unreadable = [], {}
+    for episode, raw in stored:
+        try:
+            trajs.append(read_stored_trajectory(job_id, episode, raw))
+        except UnreadableTrajectory as exc:
+            unreadable[episode] = exc.reason
+    return trajs, unreadable
+
+
+def _index_chunk(trajs: list[Trajectory]) -> tuple[list[EpisodeRow], dict[str, ServerTrace]]:
     """Rows and server traces of a chunk of stored trajectories (runs in a worker thread)."""
-    trajs = [load_trajectory(r) for r in raws]
     values, gammas, _ = trajectory_pte_values(trajs, HARDWARE)
     rows = []
     servers: dict[str, ServerTrace] = {}
@@ -272,12 +290,14 @@ class DashboardData:
         if index.lock.locked():
             return index, len(ids)
         async with index.lock:
-            missing = [e for e in ids if e not in index.rows]
+            missing = [e for e in ids if e not in index.rows and e not in index.unreadable]
             deadline = time.monotonic() + budget_s
             while missing and time.monotonic() < deadline:
                 chunk, missing = missing[:INDEX_CHUNK], missing[INDEX_CHUNK:]
-                raws = [r for r in await self.raw(record.id, chunk) if r is not None]
-                rows, servers = await asyncio.to_thread(_index_chunk, raws)
+                stored = [(e, r) for e, r in zip(chunk, await self.raw(record.id, chunk), strict=True) if r is not None]
+                trajs, unreadable = _readable(record.id, stored)
+                rows, servers = await asyncio.to_thread(_index_chunk, trajs)
+                index.unreadable.update(unreadable)
                 for row in rows:
                     index.rows[row.episode] = row
                 index.while_running = index.while_running or not final
@@ -288,12 +308,12 @@ class DashboardData:
 
     async def page_rows(self, job_id: str, episodes: list[int]) -> list[EpisodeRow]:
         """Rows with timelines, read fresh from the store."""
-        raws = [r for r in await self.raw(job_id, episodes) if r is not None]
+        stored = [(e, r) for e, r in zip(episodes, await self.raw(job_id, episodes), strict=True) if r is not None]
+        trajs, _ = _readable(job_id, stored)
 
         def build() -> list[EpisodeRow]:
-            rows, _ = _index_chunk(raws)
-            for row, raw in zip(rows, raws, strict=True):
-                traj = load_trajectory(raw)
+            rows, _ = _index_chunk(trajs)
+            for row, traj in zip(rows, trajs, strict=True):
                 turns = TurnArrays.from_trajectories([traj])
                 row.timeline = _segments(traj, turns, recomputed_per_turn(traj, turns))
             return rows

@@ -34,7 +34,7 @@ async def job_overview(data: DashboardData, job_id: str) -> JobOverview:
     index, total = await data.advance(record)
     if record.summary:
         rows = JobSummary.model_validate(record.summary).rows()
-    elif total <= LIVE_SUMMARY_MAX_EPISODES:
+    elif total <= LIVE_SUMMARY_MAX_EPISODES and not index.unreadable:
         trajs = await data.store.get_trajectories(job_id)
         wall = max(0.0, (record.finished_at or time.time()) - record.started_at) if record.started_at else None
         rows = (await asyncio.to_thread(summarize_job, trajs, wall_s=wall)).rows()
@@ -51,6 +51,7 @@ async def job_overview(data: DashboardData, job_id: str) -> JobOverview:
         pte_correct=distribution([r.pte for r in indexed if r.correct is True]),
         pte_incorrect=distribution([r.pte for r in indexed if r.correct is False]),
         patterns={p.value: counts[p.value] for p in Pattern if counts.get(p.value)},
+        unreadable=dict(sorted(index.unreadable.items())),
     )
 
 

@@ -137,6 +137,9 @@ class JobOverview(BaseModel):
     """PTE (measured) of incorrect episodes."""
     patterns: dict[str, int]
     """Indexed episodes per pattern found."""
+    unreadable: dict[int, str] = {}
+    """Stored episodes this version cannot read (written by another version, or altered in Redis), and why;
+    left out of the index and the figures, and kept as stored."""
 
 
 class EpisodeTurnCost(BaseModel):

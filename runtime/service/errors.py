@@ -54,6 +54,10 @@ _WHY = {
     "from a web page: an Origin header)",
     503: "Redis unreachable",
 }
+UNREADABLE_WHY = (
+    "a stored trajectory of the job cannot be read by this version (written by another one, or altered in Redis); "
+    "the detail names the episode, and nothing stored was changed"
+)
 _STATE_CHANGING = ("post", "put", "patch", "delete")
 
 

@@ -17,7 +17,9 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 SUFFIX = uuid.uuid4().hex[:6]
-ADAPTIVE, NONE, SESSION, RUNNING = (f"dash-{k}-{SUFFIX}" for k in ("adaptive", "none", "session", "running"))
+ADAPTIVE, NONE, SESSION, RUNNING, ALTERED = (
+    f"dash-{k}-{SUFFIX}" for k in ("adaptive", "none", "session", "running", "altered")
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,10 @@ def api(redis_url: str) -> Iterator[str]:
             await store_synthetic_job(store, NONE, 30, retention="none")
             await store_synthetic_job(store, SESSION, 30, retention="session")
             await store_synthetic_job(store, RUNNING, 20, status=JobStatus.RUNNING)
+            await store_synthetic_job(store, ALTERED, 6, status=JobStatus.RUNNING)  # no stored summary
+            # Episode 1 as another version (or a hand edit in Redis) might have left it.
+            key = store._key("job", ALTERED, "trajectories")
+            await store.redis.hset(key, "1", '{"job_id": "x", "episode": 1, "turns": "not a list"}')
 
     asyncio.run(fill())
     proc, url = start_serve("--no-worker", "--redis-url", redis_url, "--backend", "http://127.0.0.1:9")
@@ -173,3 +179,28 @@ def test_bad_requests_name_the_field_or_the_missing_thing(api: str) -> None:
         and r.headers["content-type"].startswith("text/javascript")
     )
     assert httpx.get(f"{api}/dashboard/..%2Fapi.py").status_code == 404
+
+
+def test_a_stored_episode_that_cannot_be_read_is_named_never_a_500(api: str) -> None:
+    """The other episodes stay usable; the unreadable one is named with its reason, and nothing stored changes."""
+    for path in (f"/v1/jobs/{ALTERED}/trajectories", f"/v1/jobs/{ALTERED}/summary"):
+        r = httpx.get(f"{api}{path}", timeout=60)
+        assert r.status_code == 409, (path, r.status_code, r.text)
+        assert f"job {ALTERED!r} episode 1 cannot be read" in r.json()["detail"], r.text
+    r = httpx.get(f"{api}/v1/dashboard/jobs/{ALTERED}/episodes/1", timeout=60)
+    assert r.status_code == 409 and "episode 1 cannot be read" in r.json()["detail"]
+    assert get(api, f"/v1/dashboard/jobs/{ALTERED}/episodes/0")["trajectory"]["episode"] == 0
+    overview = wait_until(
+        lambda: get(api, f"/v1/dashboard/jobs/{ALTERED}"),
+        until=lambda o: o["indexed"] + len(o["unreadable"]) == o["total"],
+        message="the altered job's index",
+        timeout_s=60,
+        interval_s=0.2,
+    )
+    assert overview["total"] == 3 and overview["indexed"] == 2 and list(overview["unreadable"]) == ["1"]
+    assert "turns" in overview["unreadable"]["1"] and overview["summary_rows"] is None
+    page = get(api, f"/v1/dashboard/jobs/{ALTERED}/episodes", limit=10)
+    assert [row["episode"] for row in page["rows"]] == [0, 2]
+    assert "openapi" in get(api, "/openapi.json")  # the document still builds with the new answers
+    doc = get(api, "/openapi.json")
+    assert "409" in doc["paths"]["/v1/jobs/{job_id}/trajectories"]["get"]["responses"]

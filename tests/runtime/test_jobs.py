@@ -291,6 +291,41 @@ async def test_a_started_job_resumes_from_its_stored_episodes(local_ray, store: 
     assert record is not None and record.started_at == 1.0 and record.n_done == 8  # wall time from the first start
 
 
+async def test_a_stored_episode_this_version_cannot_read_fails_the_job_and_stays_stored(
+    local_ray, store: JobStore, tmp_path: Path
+) -> None:
+    """Resuming over a stored result another version wrote: the job fails naming the episode and why (no
+    actor left behind), the worker goes on, and the stored text is not overwritten by a rerun."""
+    from interleaf.runtime.jobs import serve_jobs, submit_job
+    from interleaf.runtime.jobs.queue import WorkerHealth
+
+    job = await submit_job(store, JobSpec(suite="arith", n=3, actors=1, concurrency=1))
+    altered = '{"job_id": "%s", "episode": 2, "turns": "not a list"}' % job.id
+    await store.redis.hset(store._key("job", job.id, "trajectories"), "2", altered)
+    good = await submit_job(store, JobSpec(suite="arith", n=1, actors=1, concurrency=1))
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+    stop, health = asyncio.Event(), WorkerHealth("w-unread")
+    loop = asyncio.create_task(
+        serve_jobs(store, "w-unread", stop=stop, health=health, model_factory=factory, runs_dir=tmp_path)
+    )
+    try:
+        failed, ok = await wait_until_async(
+            lambda: asyncio.gather(store.get_job(job.id), store.get_job(good.id)),
+            until=lambda rs: all(r.status not in (JobStatus.QUEUED, JobStatus.RUNNING) for r in rs),
+            message="both jobs to end",
+            timeout_s=120,
+            interval_s=0.2,
+        )
+    finally:
+        stop.set()
+        await loop
+    assert failed.status == JobStatus.FAILED, failed
+    assert f"job {job.id!r} episode 2 cannot be read" in (failed.error or "") and "turns" in (failed.error or "")
+    assert ok.status == JobStatus.SUCCEEDED
+    assert await store.redis.hget(store._key("job", job.id, "trajectories"), "2") == altered
+    assert not [a for a in ray.util.list_named_actors() if a.startswith(job.id)]  # shut down, not leaked
+
+
 async def test_a_worker_whose_job_was_taken_over_drops_it(local_ray, store: JobStore, tmp_path: Path) -> None:
     """Another worker reclaimed the entry (this one looked dead): this one stops the job, records nothing
     final, does not ack, and goes on serving."""
