@@ -300,7 +300,7 @@ async def test_a_stored_episode_this_version_cannot_read_fails_the_job_and_stays
     from interleaf.runtime.jobs.queue import WorkerHealth
 
     job = await submit_job(store, JobSpec(suite="arith", n=3, actors=1, concurrency=1))
-    altered = '{"job_id": "%s", "episode": 2, "turns": "not a list"}' % job.id
+    altered = json.dumps({"job_id": job.id, "episode": 2, "turns": "not a list"})
     await store.redis.hset(store._key("job", job.id, "trajectories"), "2", altered)
     good = await submit_job(store, JobSpec(suite="arith", n=1, actors=1, concurrency=1))
     factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
