@@ -16,6 +16,8 @@ import math
 import sys
 from typing import Any
 
+from interleaf.text import surrogate_problem
+
 __all__ = ["MAX_DEPTH", "ArgumentsError", "argument_problem", "loads"]
 
 MAX_DEPTH = 64
@@ -64,14 +66,10 @@ def _path(parts: tuple[str | int, ...]) -> str:
 
 
 def _surrogate(text: str) -> str | None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (
-            f"holds a lone surrogate {text[exc.start]!r} at index {exc.start}, which is not Unicode text; "
-            "send the character itself (or a complete \\uXXXX\\uXXXX pair)"
-        )
-    return None
+    problem = surrogate_problem(text)
+    if problem is None:
+        return None
+    return f"holds {problem}, which is not Unicode text; send the character itself (or a complete \\uXXXX\\uXXXX pair)"
 
 
 def argument_problem(value: Any) -> tuple[str, str] | None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from interleaf.text import lone_surrogate
+
 __all__ = ["render_output", "shown_text", "truncate_tokens"]
 
 _MAX_INT_DIGITS = 100_000
@@ -82,11 +84,9 @@ def render_output(value: Any) -> str:
 
 def shown_text(text: str) -> str:
     """``text`` with lone surrogates (not Unicode; nothing can encode them) replaced by U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    if lone_surrogate(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _longest_prefix(text: str, max_tokens: int, count: Callable[[str], int]) -> str:

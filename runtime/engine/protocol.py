@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from interleaf.text import surrogate_problem
+
 
 class SamplingParamsIn(BaseModel):
     """``sampling_params`` of ``/generate`` (SGLang names; unknown keys ignored)."""
@@ -145,9 +147,7 @@ class BadRequest(ValueError):
 def unicode_text(text: str, field: str) -> str:
     """``text``, or BadRequest naming ``field`` when it holds a lone UTF-16 surrogate (JSON can carry one as
     ``\\ud800``; no tokenizer can encode it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest(f"{field}: not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} at character "
-                         f"{exc.start}; send the text as valid UTF-8", field) from exc  # fmt: skip
+    problem = surrogate_problem(text)
+    if problem is not None:
+        raise BadRequest(f"{field}: not valid Unicode: {problem}; send the text as valid UTF-8", field)
     return text

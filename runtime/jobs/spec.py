@@ -38,6 +38,7 @@ from pydantic import (
 
 from interleaf.agents import AGENTS, SUITES
 from interleaf.runtime.client import AdmissionMode, RetentionPolicyName
+from interleaf.text import surrogate_problem
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 """A job id: a safe file name (no ``/``, no leading dot) and no ``:`` (the Redis key separator)."""
@@ -119,15 +120,12 @@ def check_text(field: str, value: object) -> object:
     backend, and would fail there, far from the request. ValueError naming the field and the place."""
     texts = [(f"{field}.{i}", v) for i, v in enumerate(value)] if isinstance(value, list) else [(field, value)]
     for name, text in texts:
-        if not isinstance(text, str):
-            continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
+        problem = surrogate_problem(text) if isinstance(text, str) else None
+        if problem is not None:
             raise ValueError(
-                f"{name}={text[:200]!r} is not valid Unicode: a lone surrogate U+{ord(text[exc.start]):04X} "
-                f"at position {exc.start}; send UTF-8 text (in JSON, a \\ud800-\\udfff escape must pair)"
-            ) from None
+                f"{name}={text[:200]!r} is not valid Unicode: {problem}; send UTF-8 text (in JSON, a "
+                "\\ud800-\\udfff escape must pair)"
+            )
     return value
 
 

@@ -38,15 +38,11 @@ from interleaf.telemetry.records import Trajectory
 # The serialised trajectory is telemetry's (it owns the record schema); re-exported here for the
 # worker, which returns trajectories to the runner in this form.
 from interleaf.telemetry.trajectory_file import describe_errors, dump_trajectory, load_trajectory
+from interleaf.text import printable
 
 REASON_MAX = 300
 """Longest ``JobRecord.error`` written: one line (``interleaf jobs status`` and ``logs`` print it); the full
 text goes to the log and the ``job_failed`` event's ``detail``."""
-
-
-def printable(text: str) -> str:
-    """``text`` with what UTF-8 cannot encode (a lone surrogate) written as a ``\\udXXX`` escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_text(exc: BaseException) -> str:

@@ -28,8 +28,9 @@ from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, l
 from interleaf.runtime.client import AdmissionMode, BackendPool, RetentionPolicyName
 from interleaf.runtime.jobs.episode_channel import serve_episodes
 from interleaf.runtime.jobs.spec import JobSpec
-from interleaf.runtime.jobs.store import dump_trajectory, printable
+from interleaf.runtime.jobs.store import dump_trajectory
 from interleaf.telemetry.records import TerminationReason, Trajectory
+from interleaf.text import printable
 
 ModelFactory = Callable[[str], AbstractAsyncContextManager[AgentModel]]
 """``factory(episode_id)`` -> an async context manager yielding the episode's ``AgentModel``."""

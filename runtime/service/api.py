@@ -63,13 +63,13 @@ from interleaf.runtime.jobs.store import (
     JobStore,
     UnreadableTrajectory,
     WorkerBeat,
-    printable,
 )
 from interleaf.runtime.service.access import AccessGuard, AccessPolicy, Scope
 from interleaf.runtime.service.dashboard_api import dashboard_router
 from interleaf.runtime.service.errors import UNREADABLE_WHY, document_errors, error_responses
 from interleaf.runtime.service.params import JobIdPath, StreamId, check_stream_id
 from interleaf.telemetry import summarize_job
+from interleaf.text import printable
 
 _SHOWN_MAX = 200
 """Longest value a 422 shows (longer ones are cut, ``…`` marking the cut)."""
