@@ -280,6 +280,22 @@ def test_bad_body_is_400_naming_the_field(engine_url: str, body: dict, param: st
 
 
 @pytest.mark.model
+def test_explicit_null_for_an_optional_field_means_its_default(engine_url: str) -> None:
+    """OpenAI's API takes ``null`` for every optional parameter (LiteLLM and others send them); so does ours."""
+    optional = "n stop stream temperature top_p logprobs presence_penalty frequency_penalty seed tools tool_choice"
+    nulls = dict.fromkeys([*optional.split(), "response_format", "top_k"])
+    body = {"messages": QUESTION, "max_tokens": 2, **nulls}
+    r = httpx.post(f"{engine_url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] <= 2
+    body = {"prompt": "1+1=", "max_tokens": None, "echo": None, "temperature": 0, "stop": None}
+    r = httpx.post(f"{engine_url}/v1/completions", json=body, timeout=60)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 16, r.text  # the default, 16
+    r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": None}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"  # required stays required
+
+
+@pytest.mark.model
 def test_openai_client_raises_bad_request(client: Any) -> None:
     import openai
 
