@@ -137,6 +137,18 @@ class RooflineCost:
         return self.linear.seconds(sum(q_tokens), len(q_tokens)) + attention + self.overhead_s
 
 
+MEM_FRACTION = 0.85
+"""Share of a GPU's memory for the weights and the KV pool (SGLang's ``mem_fraction_static``)."""
+
+
+def kv_room(hw: HardwareProfile, cost: RooflineCost, mem_fraction: float = MEM_FRACTION) -> int | None:
+    """KV tokens that fit next to the weights in ``mem_fraction`` of ``hw``'s memory: 0 or less when the weights
+    alone do not fit; None when the GPU's memory size is unknown."""
+    if hw.memory_bytes is None:
+        return None
+    return int((hw.memory_bytes * mem_fraction - cost.weight_bytes) / cost.kv_bytes_per_token)
+
+
 class SimExecutor:
     """The ``sim`` executor: predicted step times and a scripted token source (see the module docstring)."""
 
@@ -163,7 +175,7 @@ class SimExecutor:
 
     @classmethod
     def from_config(cls, config: EngineConfig, mfu: float = 0.6, mbu: float = 0.8,
-                    mem_fraction: float = 0.85) -> SimExecutor:  # fmt: skip
+                    mem_fraction: float = MEM_FRACTION) -> SimExecutor:  # fmt: skip
         """The ``--sim-model`` on the ``--sim-gpu``. Without ``--max-total-tokens``, the KV pool is what fits
         next to the weights in ``mem_fraction`` of the GPU's memory (SGLang's mem_fraction_static), or
         16384 tokens for a GPU whose memory size is unknown."""
@@ -174,13 +186,12 @@ class SimExecutor:
         if model is None:
             raise ValueError(f"--sim-model {config.sim_model!r} has no shipped profile (see interleaf.telemetry)")
         cost = RooflineCost.for_profiles(hw, model, mfu=mfu, mbu=mbu)
-        weight_bytes, kv_bytes_per_token = cost.weight_bytes, cost.kv_bytes_per_token
         capacity = config.max_total_tokens
         if capacity is None:
-            if hw.memory_bytes is None:
-                capacity = 16384
-            else:
-                capacity = max(1024, int((hw.memory_bytes * mem_fraction - weight_bytes) / kv_bytes_per_token))
+            room = kv_room(hw, cost, mem_fraction)
+            # A pool of at least 1,024 tokens, even where the weights leave less (or nothing): the engine still
+            # starts; `interleaf simulate` refuses such a pairing instead (SimulationSetup).
+            capacity = 16384 if room is None else max(1024, room)
         return cls(cost, kv_capacity=capacity, model_name=f"sim:{config.sim_model}@{config.sim_gpu}",
                    model_path=f"{SIM_SCHEME}{config.sim_model}", clock=config.sim_clock)  # fmt: skip
 

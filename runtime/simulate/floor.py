@@ -7,22 +7,30 @@ This bound says by how much, from the workload and the cost model alone (SIMULAT
   ``t`` (one sequence, the weights read once): a session takes at least its decode steps plus its tool
   pauses (its critical path);
 * while it decodes, the turn's whole context ``C`` (every earlier input and output token, plus this turn's
-  input) must be in KV: it occupies ``C · o · t`` token-seconds of KV at least. The servers offer
-  ``servers × KV`` token-seconds per second, so the sessions, served in the best order (least KV work first,
-  as a single machine with preemption minimises the sum of completion times), finish no sooner than that
-  order's cumulative work ÷ the KV.
+  input) must be in KV: it occupies ``C · o · t`` token-seconds of KV at least, less what of ``C`` another
+  session may share (hash blocks another session also uses: the radix cache stores a shared prefix once).
+  The servers offer ``servers × KV`` token-seconds per second, so the sessions, served in the best order
+  (least KV work first, as a single machine with preemption minimises the sum of completion times), finish
+  no sooner than that order's cumulative work ÷ the KV.
 
 Both ignore prefill, recompute and contention, so every real policy is slower; where the bound itself is
 above the oracle, no policy can come near the oracle at that KV.
+
+Counted as the simulation runs them (``SimulationSetup.token_block`` k): lengths rounded up to whole blocks
+of k tokens, the KV as the servers are sized, and a turn's ``o`` tokens as ``ceil(o/k)`` simulated ones, the
+first from the prefill forward (at least one step ``t``) and each later one from a decode forward that
+stands for k steps: ``1 + (ceil(o/k) - 1)·k`` steps, not ``o``. So a bound is never above a simulated figure;
+at k = 1 it is the exact bound.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from pydantic import BaseModel
 
-from interleaf.runtime.simulate.simulation import SimulationSetup, profile_executor, server_kv_tokens
+from interleaf.runtime.simulate.simulation import SimulationSetup, hash_spans, profile_executor, server_kv_slots
 from interleaf.runtime.simulate.trace import SessionScript
 
 
@@ -38,20 +46,29 @@ class KVFloor(BaseModel):
 
 
 def kv_floor(scripts: list[SessionScript], setup: SimulationSetup) -> KVFloor:
-    """The bound for ``scripts`` on ``setup``'s servers (real tokens, whatever ``setup.token_block``)."""
+    """The bound for ``scripts`` on ``setup``'s servers, at ``setup.token_block`` (the module docstring)."""
     if not scripts:
         raise ValueError("kv_floor: no sessions")
+    k = setup.token_block
     step = profile_executor(setup.gpu, setup.model).cost.step_time([1], [1])
-    kv_rate = server_kv_tokens(scripts, setup) * setup.servers  # token-seconds of KV per second, all servers
+    # Token-seconds of KV per second, all servers (simulated tokens: the units of the contexts below).
+    kv_rate = server_kv_slots(scripts, setup) * setup.servers
+    users: dict[tuple[int, int], set[str]] = {}
+    for script in scripts:
+        for turn in script.turns:
+            for key, _ in hash_spans(turn, k):
+                users.setdefault(key, set()).add(script.session_id)
     paths: list[float] = []
     work: list[float] = []
     for script in scripts:
         context, kv_seconds, path = 0, 0.0, script.tool_time_s
         for turn in script.turns:
-            context += turn.input_length
-            kv_seconds += context * turn.output_length * step
-            path += turn.output_length * step
-            context += turn.output_length
+            shared = sum(n for key, n in hash_spans(turn, k) if len(users[key]) > 1)
+            context += math.ceil(turn.input_length / k) - shared
+            steps = 1 + (math.ceil(turn.output_length / k) - 1) * k
+            kv_seconds += context * steps * step
+            path += steps * step
+            context += math.ceil(turn.output_length / k)
         paths.append(path)
         work.append(kv_seconds)
     finished, completions = 0.0, 0.0

@@ -55,7 +55,7 @@ def render(report: SimulationReport) -> str:
     for r in report.results:
         if r.stalled is not None:  # the simulated system stopped making progress: no JCT to compare
             lines.append(
-                f"{r.policy:16s} STUCK (no turn finished for {report.setup.stall_s:.0f} s) from {r.makespan_s:.1f} s: "
+                f"{r.policy:16s} STUCK (nothing happened for {report.setup.stall_s:.0f} s) from {r.makespan_s:.1f} s: "
                 f"{r.completed} of {r.agents} sessions done, {r.turns} turns served {r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
             )
             notes.append(f"{r.policy}: {r.stalled}; the simulation stopped there")
@@ -63,17 +63,22 @@ def render(report: SimulationReport) -> str:
         if r.kv_exhausted is not None:  # SGLang deadlocks from here on: no JCT to compare
             lines.append(
                 f"{r.policy:16s} DEADLOCK (KV exhausted by pinned sessions) at {r.makespan_s:.1f} s: "
-                f"{r.completed} of {r.agents} sessions done, {r.turns} turns served, "
-                f"{r.peak_held_tokens:,} tokens pinned at peak (no budget) {r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
+                f"{r.completed} of {r.agents} sessions done, {r.turns} turns served, the servers held "
+                f"{r.server_held_tokens:,} of their {r.kv_tokens:,} KV tokens (no budget) "
+                f"{r.wall_s:5.0f}s {r.cpu_s:5.0f}s"
             )
             notes.append(f"{r.policy}: {r.kv_exhausted}; the simulation stopped there")
             continue
 
-        def ratio(a: float, b: float | None) -> str:
-            return f"{b / a:5.2f}x" if base is not None and a > 0 and b else "    -"
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{b / a:5.2f}x" if base is not None and a and b else "    -"
+
+        def secs(x: float | None, width: int) -> str:
+            return f"{x:{width}.1f}s" if x is not None else f"{'-':>{width}s} "
 
         lines.append(
-            f"{r.policy:16s} {r.jct_mean_s:8.1f}s {r.jct_p50_s:7.1f}s {r.jct_p95_s:7.1f}s {r.makespan_s:8.1f}s "
+            f"{r.policy:16s} {secs(r.jct_mean_s, 8)} {secs(r.jct_p50_s, 7)} {secs(r.jct_p95_s, 7)} "
+            f"{r.makespan_s:8.1f}s "
             f"{r.turns_per_s:8.2f} {r.recomputed_tokens:12,d} {r.peak_held_tokens:11,d} / {r.budget_tokens:<11,d} "
             f"{r.admission_waits:9d} {r.failed:6d} {ratio(r.jct_mean_s, base and base.jct_mean_s)} "
             f"{ratio(r.jct_p95_s, base and base.jct_p95_s)} {ratio(r.makespan_s, base and base.makespan_s)} "
@@ -84,7 +89,9 @@ def render(report: SimulationReport) -> str:
     floor = report.kv_floor
     if floor is not None:
         oracle = next((r for r in report.results if r.policy == "oracle" and r.stalled is None), None)
-        versus = f" ({floor.mean_jct_s / oracle.jct_mean_s:.2f}x the oracle's mean)" if oracle else ""
+        versus = (
+            f" ({floor.mean_jct_s / oracle.jct_mean_s:.2f}x the oracle's mean)" if oracle and oracle.jct_mean_s else ""
+        )
         notes.append(
             f"floor at this KV, any policy: mean JCT >= {floor.mean_jct_s:.1f} s{versus}, makespan >= "
             f"{floor.makespan_s:.1f} s (decode steps of >= {floor.decode_step_s * 1e3:.2f} ms, tool pauses, and "

@@ -49,15 +49,22 @@ class KVExhaustion:
     server: str
     at_s: float
     sessions: int
+    """Streaming sessions open on the server."""
     held_tokens: int
+    """KV tokens the server cannot free (pinned by the sessions, a shared prefix once), real tokens: at most
+    ``capacity``."""
+    session_tokens: int
+    """The sessions' contexts summed (a shared prefix counted once per session), real tokens."""
     capacity: int
     waiting: int
 
     def describe(self) -> str:
         return (
-            f"KV exhausted on {self.server} at {self.at_s:.1f} s: {self.sessions} streaming sessions pin "
-            f"{self.held_tokens:,} of {self.capacity:,} KV tokens, a request cannot fit with nothing else running "
-            f"and {self.waiting} more wait (SGLang leaves them waiting: deadlock, its issue #27024)"
+            f"KV exhausted on {self.server} at {self.at_s:.1f} s: {self.held_tokens:,} of its {self.capacity:,} KV "
+            f"tokens cannot be freed, pinned by {self.sessions} streaming sessions (whose contexts sum to "
+            f"{self.session_tokens:,} tokens, shared prefixes counted per session); a request cannot fit with "
+            f"nothing else running and {self.waiting} more wait (SGLang leaves them waiting: deadlock, its issue "
+            "#27024)"
         )
 
 
@@ -194,10 +201,11 @@ class SimulatedServer:
             message = str(finish.get("message", ""))
             cache = self.engine.scheduler.cache
             if message.startswith(_NO_ROOM) and cache.sessions.held_tokens and self.exhausted is None:
+                k = self.executor.cost.token_block
                 self.exhausted = KVExhaustion(
                     server=self.url, at_s=self.clock(), sessions=cache.sessions.streaming_count,
-                    held_tokens=cache.sessions.held_tokens * self.executor.cost.token_block,
-                    capacity=cache.capacity * self.executor.cost.token_block,
+                    held_tokens=(cache.capacity - cache.freeable_tokens) * k,
+                    session_tokens=cache.sessions.held_tokens * k, capacity=cache.capacity * k,
                     waiting=len(self.engine.scheduler.waiting),
                 )  # fmt: skip
                 if self.on_kv_exhausted is not None:

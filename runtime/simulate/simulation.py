@@ -34,16 +34,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interleaf.runtime.client import AdmissionMode, BackendPool
 from interleaf.runtime.client.retention import RetentionPolicyName
 from interleaf.runtime.engine.config import EngineConfig
-from interleaf.runtime.engine.sim import SimExecutor
+from interleaf.runtime.engine.sim import MEM_FRACTION, RooflineCost, SimExecutor, kv_room
 from interleaf.runtime.simulate.server import KVExhaustion, SimulatedServer
 from interleaf.runtime.simulate.trace import SessionScript, TraceTurn
 from interleaf.runtime.simulate.virtual_loop import run_virtual
 from interleaf.runtime.tokenizer import ByteTokenizer
+from interleaf.telemetry import find_hardware_profile, find_model_profile
+from interleaf.telemetry.hardware_profile import EXTRA_HARDWARE_PROFILES, HARDWARE_PROFILES
+from interleaf.telemetry.model_profile import MODEL_PROFILES
 from interleaf.telemetry.records import RetentionDecision
 
 GREEDY = "-greedy"
@@ -81,61 +84,95 @@ def check_policy(name: str) -> str:
 
 
 class SimulationSetup(BaseModel):
-    """What is simulated: cluster, model, KV sizing (every figure the run produces is SIMULATED)."""
+    """What is simulated: cluster, model, KV sizing (every figure the run produces is SIMULATED). Checked at
+    construction: counts and sizes positive, ratios finite, a known GPU and model, the model's weights within
+    one GPU's memory (each server is one GPU)."""
 
-    servers: int = 8
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    servers: int = Field(default=8, ge=1)
     """Simulated servers (one GPU each)."""
     gpu: str = "H100"
     """Hardware profile (``interleaf.telemetry``)."""
     model: str = "Llama-3.1-8B-Instruct"
     """Model profile."""
-    budget_ratio: float = 0.5
+    budget_ratio: float = Field(default=0.5, gt=0)
     """KV budget (what pools may pin, all servers) ÷ the agents' peak total context."""
-    kv_budget_fraction: float = 0.75
+    kv_budget_fraction: float = Field(default=0.75, gt=0, le=1)
     """Budget ÷ KV capacity per server (the rest is for running requests and the radix cache)."""
-    kv_tokens: int | None = None
+    kv_tokens: int | None = Field(default=None, ge=1)
     """KV capacity per server in real tokens; None = from ``kv_from_gpu``, else from ``budget_ratio`` and
     ``kv_budget_fraction``."""
     kv_from_gpu: bool = False
     """Size each server's KV from the GPU's memory (what the weights leave of 85% of it, SGLang's
     ``mem_fraction_static``) instead of from ``budget_ratio``: capacity planning, where adding a server
     adds a GPU's worth of KV."""
-    token_block: int = 1
+    token_block: int = Field(default=1, ge=1)
     """Real tokens per simulated token (1 = exact; 16 makes a 1,000-agent run take minutes)."""
-    chunked_prefill_size: int = 8192
+    chunked_prefill_size: int = Field(default=8192, ge=1)
     """Prefill chunk per scheduler iteration, real tokens (SGLang's default on 80 GB GPUs). With token
     block k a simulated iteration stands for k real ones and prefills k chunks."""
-    max_running_requests: int = 64
+    max_running_requests: int = Field(default=64, ge=1)
     """Concurrent requests per server (the embedded engine's default)."""
-    admission_overcommit: float = 1.0
+    admission_overcommit: float = Field(default=1.0, gt=0)
     """Admitted episodes' projected peaks may sum to this × the budget."""
     priority_scheduling: bool = True
     """Servers admit waiting requests by priority (SGLang's ``--enable-priority-scheduling``): the client's
     turns inside sessions before stateless ones. False: first come, first served."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     """Seed of the token content."""
-    host_request_s: float = 0.0
+    host_request_s: float = Field(default=0.0, ge=0)
     """Host seconds on each request's path outside the GPU (HTTP round trip, JSON, the client's Python),
     added to the request's latency before it reaches the scheduler; it does not occupy the server. 0 by
     default: the figures of ``interleaf simulate`` are GPU-bound, and a cluster's host overhead is not this
     box's. Only fidelity runs against the real-clock ``sim`` engine set it, to the value measured on the box
     (``bench/simulate_fidelity.py``)."""
-    stall_s: float = 3600.0
-    """Virtual seconds without any turn finishing (while sessions remain) after which the run is declared
-    stuck and stopped (``PolicyResult.stalled``). The pool's periodic health checks keep a timer pending
-    forever, so a wait that nothing ends would otherwise let the virtual clock run on for ever."""
-    host_step_s: float = 0.0
+    stall_s: float = Field(default=3600.0, gt=0)
+    """Virtual seconds without progress (no turn finishing, no agent waking from a tool pause or arriving)
+    while no agent is in a tool pause or yet to arrive, after which the run is declared stuck and stopped
+    (``PolicyResult.stalled``). The pool's periodic health checks keep a timer pending forever, so a wait that
+    nothing ends would otherwise let the virtual clock run on for ever; a long tool pause or arrival gap is
+    not such a wait."""
+    host_step_s: float = Field(default=0.0, ge=0)
     """Host seconds of the engine's Python per scheduler step that did work, added to the step's time (it
     occupies the server, as the real engine's scheduler thread does between GPU steps). 0 by default; the
     fidelity bench sets the value it measures (the simulation's own ``Scheduler.step()`` time per step)."""
 
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, gpu: str) -> str:
+        try:
+            find_hardware_profile(gpu)
+        except ValueError:
+            known = ", ".join(sorted({**HARDWARE_PROFILES, **EXTRA_HARDWARE_PROFILES}))
+            raise ValueError(f"not a hardware profile; use one of {known} (or cpu)") from None
+        return gpu
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if find_model_profile(model) is None:
+            raise ValueError(f"no shipped model profile; use one of {', '.join(MODEL_PROFILES)}")
+        return model
+
+    @model_validator(mode="after")
+    def _gpu_holds_the_model(self) -> SimulationSetup:
+        hw, profile = find_hardware_profile(self.gpu), find_model_profile(self.model)
+        assert profile is not None
+        room = kv_room(hw, RooflineCost.for_profiles(hw, profile))
+        if hw.memory_bytes is not None and room is not None and room < 1:
+            weights = profile.n_params * profile.dtype_bytes
+            raise ValueError(
+                f"model {self.model} does not fit one {hw.name} (gpu={self.gpu!r}): its weights take "
+                f"{weights / 2**30:,.1f} GiB, while {MEM_FRACTION:.0%} of the GPU's {hw.memory_bytes / 2**30:,.0f} GiB "
+                f"({MEM_FRACTION * hw.memory_bytes / 2**30:,.1f} GiB) is for weights and KV together (each simulated "
+                "server is one GPU): choose a larger GPU or a smaller model"
+            )
+        return self
+
 
 class PolicyResult(BaseModel):
     """One policy's run (virtual seconds: SIMULATED)."""
-
-    # An `unbounded` run that deadlocks before any session ends has no JCT: NaN, written as NaN (not null) so
-    # that a saved report reads back.
-    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     policy: str
     """Policy name."""
@@ -143,12 +180,13 @@ class PolicyResult(BaseModel):
     """Sessions replayed."""
     failed: int
     """Sessions that ended with an error (e.g. requests the engine aborted for lack of KV)."""
-    jct_mean_s: float
-    """Mean job (session) completion time, first request to last answer."""
-    jct_p50_s: float
-    """Median JCT."""
-    jct_p95_s: float
-    """95th-percentile JCT."""
+    jct_mean_s: float | None
+    """Mean job (session) completion time, first request to last answer; None when no session ended (a run
+    stopped, ``kv_exhausted`` or ``stalled``, before any did)."""
+    jct_p50_s: float | None
+    """Median JCT (None as ``jct_mean_s``)."""
+    jct_p95_s: float | None
+    """95th-percentile JCT (None as ``jct_mean_s``)."""
     makespan_s: float
     """Start to the last session's end."""
     turns: int
@@ -164,7 +202,8 @@ class PolicyResult(BaseModel):
     budget_tokens: int
     """KV budget, all servers."""
     peak_held_tokens: int
-    """Sum over servers of each budget's peak held tokens."""
+    """Sum over servers of each budget's peak held tokens: the client's reservations (a shared prefix counted
+    once per session that holds it), not the servers' KV; ``unbounded`` has no budget, see ``server_held_tokens``."""
     admission_waits: int
     """Turns that waited for episode admission."""
     admission_wait_s: float
@@ -191,6 +230,12 @@ class PolicyResult(BaseModel):
     kv_exhausted: str | None = None
     """``unbounded`` only: where pinned sessions left a request no KV, the point from which SGLang's server
     deadlocks; the run stopped there (makespan = that moment). None: it never happened."""
+    kv_tokens: int = 0
+    """KV capacity of all servers together (real tokens)."""
+    server_held_tokens: int = 0
+    """KV the servers held and could not free when the run ended (pinned by streaming sessions or in use by
+    running requests, a shared prefix once), all servers, real tokens: at most ``kv_tokens``. What a run
+    stopped at a deadlock or a stall leaves; about 0 after a run that ended normally."""
 
 
 @dataclass
@@ -210,6 +255,28 @@ class Totals:
     end: float = 0.0
     host_gap_s: float = 0.0
     """Σ over turns of the client's e2e time minus the server's own (HTTP, JSON, client Python)."""
+    progress: int = 0
+    """Events that show the run moving: a turn finished, an agent arrived or woke from its tool pause."""
+    progress_at: float = 0.0
+    """When the last of them happened (the loop's clock)."""
+    sleeping: int = 0
+    """Agents now waiting on their own clock (yet to arrive, or in a tool pause): their wake-up is scheduled, so
+    the run cannot be stuck while one is."""
+
+
+def hash_spans(turn: TraceTurn, token_block: int) -> list[tuple[tuple[int, int], int]]:
+    """The turn's input as the replay writes it, in simulated tokens: ``(block key, tokens taken from it)`` per
+    ``hash_ids`` block, in order (equal keys, equal text); the rest of the input is unique text."""
+    n = math.ceil(turn.input_length / token_block)
+    per_block = max(1, math.ceil(turn.block_tokens / token_block))
+    spans, have = [], 0
+    for h in turn.hash_ids:
+        if have >= n:
+            break
+        take = min(per_block, n - have)
+        spans.append(((h, per_block), take))
+        have += take
+    return spans
 
 
 class _Content:
@@ -225,17 +292,12 @@ class _Content:
 
     def text(self, turn: TraceTurn) -> str:
         n = math.ceil(turn.input_length / self.k)
-        per_block = max(1, math.ceil(turn.block_tokens / self.k))
         parts, have = [], 0
-        for h in turn.hash_ids:
-            if have >= n:
-                break
-            key = (h, per_block)
+        for key, take in hash_spans(turn, self.k):
             if key not in self.blocks:
-                self.blocks[key] = self._letters(per_block)
-            take = self.blocks[key][: n - have]
-            parts.append(take)
-            have += len(take)
+                self.blocks[key] = self._letters(key[1])
+            parts.append(self.blocks[key][:take])
+            have += take
         if have < n:
             parts.append(self._letters(n - have))
         return "".join(parts)
@@ -254,6 +316,11 @@ def server_kv_tokens(scripts: list[SessionScript], setup: SimulationSetup) -> in
         return gpu_kv_tokens(setup.gpu, setup.model)
     budget = setup.budget_ratio * peak_context(scripts)
     return math.ceil(budget / setup.servers / setup.kv_budget_fraction)
+
+
+def server_kv_slots(scripts: list[SessionScript], setup: SimulationSetup) -> int:
+    """KV capacity per server as the run sizes it: simulated tokens (× ``setup.token_block`` for real ones)."""
+    return max(16, math.ceil(server_kv_tokens(scripts, setup) / setup.token_block))
 
 
 def gpu_kv_tokens(gpu: str, model: str) -> int:
@@ -284,15 +351,27 @@ async def replay(
     content = _Content(k, seed)
     totals = Totals() if totals is None else totals
 
+    def progressed() -> None:
+        totals.progress += 1
+        totals.progress_at = clock()
+
+    async def wait(seconds: float) -> None:
+        totals.sleeping += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            totals.sleeping -= 1
+        progressed()
+
     async def agent(script: SessionScript) -> None:
-        await asyncio.sleep(script.start_s)
+        await wait(script.start_s)
         start = clock()
         try:
             async with pool.episode(script.session_id, max_turns=len(script.turns)) as model:
                 for i, turn in enumerate(script.turns):
                     if i:
                         await model.pause([turn.tool])
-                        await asyncio.sleep(turn.tool_pause_s or 0.0)
+                        await wait(turn.tool_pause_s or 0.0)
                     out = await model.generate(
                         content.text(turn), max_new_tokens=max(1, math.ceil(turn.output_length / k)), ignore_eos=True
                     )
@@ -300,6 +379,7 @@ async def replay(
                     totals.cached += out.cache.cached_tokens
                     totals.recomputed += out.cache.recomputed_tokens
                     totals.turns += 1
+                    progressed()
                     timing = out.timings
                     totals.host_gap_s += max(0.0, timing.e2e_s - timing.ttft_s - timing.decode_s)
                     for record in out.retention:
@@ -323,13 +403,13 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
     clock = loop.time
     k = setup.token_block
     # The oracle's servers could each hold every agent's whole context: nothing is ever evicted.
-    kv = peak_context(scripts) + 1024 * k if policy == "oracle" else server_kv_tokens(scripts, setup)
+    slots = math.ceil((peak_context(scripts) + 1024 * k) / k) if policy == "oracle" else server_kv_slots(scripts, setup)
     config = EngineConfig(
         executor="sim", sim_gpu=setup.gpu, sim_model=setup.model, sim_clock="virtual",
         # One scheduler iteration stands for k real ones (its decode step is k real steps), so it
         # prefills k real chunks: chunked_prefill_size simulated tokens. Dividing the chunk by k
         # starved prefill against decode k-fold and inflated `none`'s JCT by 20% at k=16.
-        max_total_tokens=max(16, math.ceil(kv / k)), chunked_prefill_size=setup.chunked_prefill_size,
+        max_total_tokens=max(16, slots), chunked_prefill_size=setup.chunked_prefill_size,
         max_running_requests=setup.max_running_requests, enable_priority_scheduling=setup.priority_scheduling,
     )  # fmt: skip
     exhausted: list[KVExhaustion] = []
@@ -364,27 +444,34 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
     totals = Totals()
     stalled: list[str] = []
     stall_at: list[float] = []
+    held = 0
 
     async def watchdog() -> None:
+        # Progress is counted in events, not in virtual seconds: a tool pause or an arrival hours away is a
+        # wake-up already scheduled, so the run is stuck only when nothing happened for stall_s and no agent
+        # is waiting on its own clock (the pool's health checks alone keep a timer pending for ever).
         seen = -1
         while True:
             await asyncio.sleep(setup.stall_s)
-            if totals.turns == seen:
+            if totals.progress == seen and not totals.sleeping:
                 left = len(scripts) - totals.completed - totals.failed
                 stalled.append(
-                    f"no turn finished between {clock() - setup.stall_s:.1f} s and {clock():.1f} s with {left} of "
-                    f"{len(scripts)} sessions unfinished: the simulated system is stuck"
+                    f"nothing happened between {totals.progress_at - t0:.1f} s and {clock() - t0:.1f} s (no turn "
+                    f"finished, no agent arrived or ended a tool pause, none about to) with {left} of {len(scripts)} "
+                    "sessions unfinished: the simulated system is stuck"
                 )
-                stall_at.append(clock() - setup.stall_s)
+                stall_at.append(totals.progress_at)
                 stop.set()
                 return
-            seen = totals.turns
+            seen = totals.progress
 
     try:
         run = asyncio.ensure_future(replay(pool, scripts, token_block=k, seed=setup.seed, totals=totals))
         guard = asyncio.ensure_future(watchdog())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        # What the servers hold now, before a stopped run's cancelled episodes close their sessions.
+        held = sum(s.engine.scheduler.cache.capacity - s.engine.scheduler.cache.freeable_tokens for s in servers)
         stopped.cancel()
         guard.cancel()
         if not run.done():  # SGLang would deadlock from here: end the run at this moment
@@ -405,16 +492,16 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
             task.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
     makespan = (exhausted[0].at_s if exhausted else stall_at[0] if stall_at else totals.end) - t0
-    jct = sorted(totals.jct) or [math.nan]
+    jct = sorted(totals.jct)
     budget = sum(v["budget_tokens"] for v in stats["servers"].values()) * k
     return PolicyResult(
         policy=policy,
         agents=len(scripts),
         failed=totals.failed,
         failures=dict(totals.failures.most_common(5)),
-        jct_mean_s=statistics.fmean(jct),
-        jct_p50_s=statistics.median(jct),
-        jct_p95_s=jct[min(len(jct) - 1, math.ceil(0.95 * len(jct)) - 1)],
+        jct_mean_s=statistics.fmean(jct) if jct else None,
+        jct_p50_s=statistics.median(jct) if jct else None,
+        jct_p95_s=jct[min(len(jct) - 1, math.ceil(0.95 * len(jct)) - 1)] if jct else None,
         makespan_s=makespan,
         turns=totals.turns,
         turns_per_s=totals.turns / makespan if makespan > 0 else 0.0,
@@ -434,6 +521,8 @@ async def _run_policy(scripts: list[SessionScript], policy: str, setup: Simulati
         step_python_s=sum(s.step_python_s for s in servers),
         kv_exhausted=exhausted[0].describe() if exhausted else None,
         stalled=stalled[0] if stalled else None,
+        kv_tokens=sum(s.engine.scheduler.cache.capacity for s in servers) * k,
+        server_held_tokens=held * k,
     )
 
 

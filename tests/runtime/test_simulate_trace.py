@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -78,3 +79,85 @@ def test_fit_context_cuts_sessions_at_the_window():
     ]
     scripts, cut = fit_context(sessions(parse_trace([json.dumps(r) for r in rows])), 100)
     assert [(s.session_id, len(s.turns)) for s in scripts] == [("a", 2), ("c", 1)] and cut == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"timestamp": NaN, "input_length": 5, "output_length": 1}', "timestamp: Input should be a finite number"),
+        ('{"timestamp": Infinity, "input_length": 5, "output_length": 1}', "timestamp: Input should be a finite"),
+        ('{"input_length": 5, "output_length": 1, "tool_pause_s": Infinity}', "tool_pause_s: Input should be a fin"),
+        ('{"input_length": true, "output_length": 1}', "input_length: a number is expected, not true/false"),
+        (
+            '{"input_length": 100000000000000000000000, "output_length": 1}',
+            "input_length: Input should be less than or equal to 1073741824",
+        ),
+        (
+            '{"input_length": 5, "output_length": 1, "block_tokens": 1000000000000}',
+            "block_tokens: Input should be less",
+        ),
+    ],
+)
+def test_values_a_trace_cannot_mean_are_refused_naming_line_and_field(line, says):
+    # Each was read before: NaN as a timestamp (a 3,600 s makespan), true as 1 token, a 10^12-token hash block
+    # (58 GiB of content written out).
+    with pytest.raises(TraceError, match=r"^<trace>:2: ") as refused:
+        parse_trace(['{"input_length": 3, "output_length": 1}', line])
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("turns", "says"),
+    [
+        ([0, 0], r"<trace>:2: session 'a' repeats turn 0 \(first at <trace>:1\)"),
+        ([0, 5], r"<trace>:2: session 'a' has turn 5 but no turn 1; .* without gaps"),
+        ([1, 2], r"<trace>:1: session 'a' has turn 1 but no turn 0"),
+        ([0, None], r"<trace>:2: session 'a' numbers some of its turns and not others"),
+    ],
+)
+def test_turn_numbers_that_repeat_or_leave_a_gap_are_refused(turns, says):
+    rows = [{"session_id": "a", "input_length": 5, "output_length": 1, "turn": t} for t in turns]
+    with pytest.raises(TraceError, match=says):
+        parse_trace([json.dumps({k: v for k, v in r.items() if v is not None}) for r in rows])
+
+
+def test_a_line_without_session_id_never_joins_an_explicit_session():
+    # Line 2 has no session id; its synthetic one was "line-1", the explicit id of line 1: one two-turn session.
+    lines = [
+        '{"session_id": "line-1", "input_length": 5, "output_length": 1}',
+        '{"input_length": 6, "output_length": 1}',
+    ]
+    scripts = sessions(parse_trace(lines))
+    assert len(scripts) == 2 and len({s.session_id for s in scripts}) == 2
+    assert sorted(len(s.turns) for s in scripts) == [1, 1]
+
+
+def test_a_gzipped_trace_is_read_and_bytes_that_are_not_utf8_name_file_and_line(tmp_path):
+    plain = b'{"input_length": 5, "output_length": 1}\n{"input_length": 7, "output_length": 2}\n'
+    (tmp_path / "t.jsonl.gz").write_bytes(gzip.compress(plain))
+    assert [t.input_length for t in load_trace(tmp_path / "t.jsonl.gz")] == [5, 7]
+    (tmp_path / "bad.jsonl").write_bytes(plain + b'{"input_length": \x8b5, "output_length": 1}\n')
+    with pytest.raises(TraceError, match=r"bad\.jsonl:3: byte 0x8b at column 18 is not UTF-8"):
+        load_trace(tmp_path / "bad.jsonl")
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(plain)[:20])
+    with pytest.raises(TraceError, match=r"cut\.jsonl\.gz: the gzip stream is corrupt or truncated"):
+        load_trace(tmp_path / "cut.jsonl.gz")
+
+
+def test_a_trajectory_file_is_read_as_a_recorded_job_and_errors_stay_short(tmp_path):
+    from interleaf.telemetry.records import Trajectory, Turn, TurnTimings
+    from interleaf.telemetry.trajectory_file import dump_trajectory
+
+    turns = [
+        Turn(index=0, delta_ids=[7] * 30, completion_ids=[8] * 5, text="a"),
+        Turn(index=1, delta_ids=[7] * 10, completion_ids=[8] * 3, text="b", timings=TurnTimings(pause_s=2.5)),
+    ]
+    path = tmp_path / "trajectories.jsonl"
+    path.write_text(dump_trajectory(Trajectory(id="job-1", turns=turns)) + "\n")
+    (script,) = sessions(load_trace(path))
+    assert script.session_id == "job-1"
+    assert [(t.input_length, t.output_length, t.tool_pause_s) for t in script.turns] == [(30, 5, None), (10, 3, 2.5)]
+    # A line that is no request at all: the value is cut, the message stays one short line (it was 14.7 KB).
+    with pytest.raises(TraceError) as refused:
+        parse_trace([json.dumps({"input_length": {"x": "y" * 10_000}, "output_length": 1})])
+    assert len(str(refused.value)) < 200 and "..." in str(refused.value)
