@@ -13,59 +13,145 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from interleaf.probes.bootstrap import Interval
 from interleaf.probes.gridworld import Grid, GridState, Variant
 from interleaf.probes.metrics import GridMetrics, PairedTest
-from interleaf.probes.probe import ProbeScore
+from interleaf.probes.probe import ProbeKind, ProbeScore
+from interleaf.probes.transforms import Transform
 from interleaf.telemetry.trajectory_file import describe_errors
 
 
 class StudyConfig(BaseModel):
-    """Everything that defines a probe study (what ``interleaf probe run`` takes)."""
+    """Everything that defines a probe study (what ``interleaf probe run`` takes).
+
+    Every field is checked here, at construction, so that a bad value fails before an engine is started
+    or an artefact is written; each message names the value and what is allowed."""
 
     sizes: list[int] = Field(default_factory=lambda: [7, 9])
-    """Grid sides N (odd, walls included)."""
+    """Grid sides N (odd, >= 5, walls included), each at most once."""
     densities: list[float] = Field(default_factory=lambda: [0.0, 0.4, 1.0])
-    """Wall densities d in [0, 1]; 1 is a maze without cycles."""
-    grids: int = 4
-    """Grids per (size, density) cell."""
-    trajectories: int = 3
-    """Sampled trajectories per grid."""
+    """Wall densities d in [0, 1], each at most once; 1 is a maze without cycles. May be empty when
+    ``variants`` are given (a key-variant-only study)."""
+    grids: int = Field(4, ge=1)
+    """Grids per (size, density) cell, >= 1."""
+    trajectories: int = Field(3, ge=1)
+    """Sampled trajectories per grid, >= 1."""
     variants: list[str] = Field(default_factory=list)
     """Key variants to add (keydoor, keynodoor, twopathkey), ``grids`` per size each, at the middle density."""
     transforms: list[str] = Field(default_factory=list)
     """Transforms (rotate, reflect, transpose, swap) applied to every plain base grid, for the Wilcoxon comparison."""
-    layers: list[int] = Field(default_factory=lambda: [9, 19, 29])
-    """Decoder layers (0-based) whose residual-stream output is captured. The default sits at the paper's
-    relative depths: it probed layers 7, 15, 23 of 24 (1/3, 2/3 and 3/3 of the depth); of SmolLM2's 30
-    layers that is 9, 19, 29."""
-    last_k: int = 3
-    """Positions captured at the end of the prompt (pre) and of the generation (post)."""
-    temperature: float = 1.0
+    layers: list[int] = Field(default_factory=lambda: [9, 19, 29], min_length=1)
+    """Decoder layers (0-based, at least one, each at most once) whose residual-stream output is captured. The
+    default sits at the paper's relative depths: it probed layers 7, 15, 23 of 24 (1/3, 2/3 and 3/3 of the
+    depth); of SmolLM2's 30 layers that is 9, 19, 29. The engine checks them against the model's depth."""
+    last_k: int = Field(3, ge=1)
+    """Positions captured at the end of the prompt (pre) and of the generation (post), >= 1."""
+    temperature: float = Field(1.0, gt=0, allow_inf_nan=False)
     """Sampling temperature (> 0 so trajectories differ)."""
-    reasoning_chars: int = 32
+    reasoning_chars: int = Field(32, ge=0)
     """If > 0, the agent writes a reasoning line of up to this many characters before its JSON answer, and
     'post' is captured after that line, before the answer. 0: no reasoning, only 'pre' is probed."""
     coordinates: bool = False
     """State the agent's (x, y) in the prompt. Off by default: probes must read position from the grid."""
-    concurrency: int = 8
-    """Trajectories run at once (the engine batches their decode steps)."""
-    seed: int = 0
-    """Seed of grid generation, sampling seeds and probe splits."""
-    next_k: int = 2
-    """Plan probes decode the agent's actions t, t+1, ..., t+next_k−1."""
-    pca_dims: int | None = 64
-    """PCA components of z-scored activations before probing (None: no PCA)."""
-    test_fraction: float = 0.25
-    """Share of base grids held out for probe testing."""
+    concurrency: int = Field(8, ge=1)
+    """Trajectories run at once (the engine batches their decode steps), >= 1."""
+    seed: int = Field(0, ge=0)
+    """Seed of grid generation, sampling seeds and probe splits (>= 0, as numpy's generators want)."""
+    next_k: int = Field(2, ge=1)
+    """Plan probes decode the agent's actions t, t+1, ..., t+next_k−1 (>= 1)."""
+    pca_dims: int | None = Field(64, ge=1)
+    """PCA components of z-scored activations before probing, >= 1 (None: no PCA; the CLI's 0)."""
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    """Share of base grids held out for probe testing, in (0, 1)."""
     probe_kinds: list[str] = Field(default_factory=lambda: ["linear", "mlp"])
-    """Probe families fitted for each target."""
+    """Probe families fitted for each target (linear, mlp; at least one)."""
     engine_url: str | None = None
     """SGLang-protocol server the study talks to (``interleaf probe run`` starts the embedded engine when None)."""
-    timeout_s: float = 120.0
-    """Per-request HTTP timeout."""
+    timeout_s: float = Field(120.0, gt=0, allow_inf_nan=False)
+    """Per-request HTTP timeout in seconds, > 0."""
+
+    @field_validator("sizes")
+    @classmethod
+    def _odd_sizes(cls, sizes: list[int]) -> list[int]:
+        bad = [s for s in sizes if s < 5 or s % 2 == 0]
+        if bad:
+            raise ValueError(f"{bad[0]} is not a supported size; use odd sizes >= 5 (the paper uses 7..15)")
+        return _once(sizes, str)
+
+    @field_validator("densities")
+    @classmethod
+    def _unit_densities(cls, densities: list[float]) -> list[float]:
+        bad = [d for d in densities if not 0.0 <= d <= 1.0]  # NaN fails too
+        if bad:
+            raise ValueError(f"{bad[0]} is outside [0, 1]")
+        return _once(densities, lambda d: f"{d:g}")  # grid ids carry the density as {d:g}
+
+    @field_validator("variants")
+    @classmethod
+    def _key_variants(cls, variants: list[str]) -> list[str]:
+        return _once(_choices(variants, KEY_VARIANTS), str)
+
+    @field_validator("transforms")
+    @classmethod
+    def _known_transforms(cls, transforms: list[str]) -> list[str]:
+        return _once(_choices(transforms, [t.value for t in Transform]), str)
+
+    @field_validator("layers")
+    @classmethod
+    def _layer_indices(cls, layers: list[int]) -> list[int]:
+        bad = [n for n in layers if n < 0]
+        if bad:
+            raise ValueError(f"{bad[0]} is not a layer index; decoder layers are 0-based (>= 0)")
+        return _once(layers, str)
+
+    @field_validator("probe_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        if not kinds:
+            raise ValueError(f"names no probe family; use one or more of {', '.join(k.value for k in ProbeKind)}")
+        return _once(_choices(kinds, [k.value for k in ProbeKind]), str)
+
+    @model_validator(mode="after")
+    def _two_base_grids(self) -> StudyConfig:
+        # Probes hold out whole base grids (split_by_group): one base grid leaves nothing to test on, and
+        # the study would fail only after its whole agent phase.
+        n = self.base_grids
+        if n < 2:
+            raise ValueError(
+                f"grids={self.grids} × {len(self.sizes)} size(s) × ({len(self.densities)} density(ies) + "
+                f"{len(self.variants)} variant(s)) gives {n} base grid(s); probes are tested on held-out grids, "
+                "so a study needs at least 2: raise grids or add sizes, densities or variants"
+            )
+        return self
+
+    @property
+    def base_grids(self) -> int:
+        """Base grids the study generates (plain and key-variant; transforms add copies, not base grids)."""
+        return self.grids * len(self.sizes) * (len(self.densities) + len(self.variants))
+
+
+KEY_VARIANTS = [v.value for v in Variant if v is not Variant.PLAIN]
+"""The ``variants`` a study accepts (plain grids come from ``densities``)."""
+
+Item = TypeVar("Item")
+
+
+def _choices(values: list[str], allowed: list[str]) -> list[str]:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not one of {', '.join(allowed)}")
+    return values
+
+
+def _once(values: list[Item], key) -> list[Item]:
+    seen: set[str] = set()
+    for v in values:
+        if key(v) in seen:
+            raise ValueError(f"{v} is listed twice; list each value once")
+        seen.add(key(v))
+    return values
 
 
 class GridRecord(BaseModel):

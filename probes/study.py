@@ -112,6 +112,8 @@ async def run_trajectories(
     """Run ``config.trajectories`` sampled trajectories on every grid, ``config.concurrency`` at once.
 
     ``transport`` replaces the network (tests of the study's logic against a scripted engine)."""
+    if config.concurrency < 1:  # a model_copy/model_construct skips validation; Semaphore(0) would wait forever
+        raise ValueError(f"concurrency: {config.concurrency}; run at least 1 trajectory at once")
     col = _Collector()
     sem = asyncio.Semaphore(config.concurrency)
     backend = await SGLangBackend.connect(base_url, request_timeout_s=config.timeout_s, transport=transport)
@@ -251,19 +253,73 @@ def save_run(out: Path, grids, col: _Collector) -> None:
         )
 
 
-def run_study(config: StudyConfig, out: Path, progress=None) -> StudyReport:
-    """Run a whole study and write its artefacts to ``out``; returns the report."""
+STUDY_FILES = (
+    "config.json",
+    "grids.jsonl",
+    "steps.jsonl",
+    "trajectories.jsonl",
+    "hidden.npz",
+    "report.json",
+    "report.md",
+    "plots/probes.png",
+    "plots/behaviour.png",
+    "comparison.md",
+)
+"""The artefacts of a study folder (``comparison.md``: ``probe run --navigator``'s, beside its two arms);
+a folder holding any of them holds a study."""
+
+
+def existing_study_file(out: Path) -> Path | None:
+    """The first artefact of a study already in ``out`` (None: ``out`` is free for a new study).
+
+    ``ValueError`` when ``out`` is a file."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; pass a folder for the study")
+    return next((out / name for name in STUDY_FILES if (out / name).exists()), None)
+
+
+def check_out_folder(out: Path, *, overwrite: bool = False) -> None:
+    """``ValueError`` naming the folder and the file found when ``out`` already holds a study (unless
+    ``overwrite``) or is a file: a new study must not silently replace one that cost engine time."""
+    found = existing_study_file(out)
+    if found is not None and not overwrite:
+        raise ValueError(
+            f"{out} already holds a study ({found} exists); pass a new folder, or --overwrite to replace it"
+        )
+
+
+def _clear_study(out: Path) -> None:
+    # Only our own artefacts: a stale report.json or hidden.npz beside new steps would mix two studies.
+    for name in STUDY_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def run_study(
+    config: StudyConfig,
+    out: Path,
+    progress=None,
+    *,
+    overwrite: bool = False,
+    transport: Transport | None = None,
+) -> StudyReport:
+    """Run a whole study and write its artefacts to ``out``; returns the report.
+
+    ``out`` must not already hold a study (``ValueError`` naming the file found) unless ``overwrite``;
+    then the old artefacts are replaced only once the new agent phase has finished, so a study that
+    fails before that leaves the folder as it was. ``transport`` replaces the network (tests)."""
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(config.model_dump_json(indent=2))
     if not config.engine_url:
         raise ValueError(
             "StudyConfig.engine_url is required: start an engine (`interleaf probe run` starts the embedded one)"
         )
+    check_out_folder(out, overwrite=overwrite)
     url = config.engine_url.rstrip("/")
     grids = build_grids(config)
-    col = asyncio.run(run_trajectories(config, url, grids, progress))
+    col = asyncio.run(run_trajectories(config, url, grids, progress, transport=transport))
     agent_s = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_study(out)
+    (out / "config.json").write_text(config.model_dump_json(indent=2))
     save_run(out, grids, col)
     return analyse(out, config, model=col.model, engine_url=url, agent_s=agent_s, t0=t0)
 

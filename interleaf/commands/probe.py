@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 app = typer.Typer(help="Goal-directedness probes of an agent in a grid world.", no_args_is_help=True)
 
@@ -27,6 +32,31 @@ def _floats(text: str, name: str) -> list[float]:
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _invalid_config(exc: ValidationError, raw: dict[str, str]) -> typer.BadParameter:
+    """StudyConfig's validation errors as one usage error (exit 2): per problem the option, the value as
+    given and what is allowed, joined by '; '."""
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        if field:
+            flag = "--" + field.replace("_", "-")
+            problems.append(f"{flag} {raw.get(field, err['input'])!r}: {msg}{CLI_HINTS.get(field, '')}")
+        else:  # a rule across options: the message names them
+            problems.append(_as_options(msg))
+    return typer.BadParameter("; ".join(problems))
+
+
+CLI_HINTS = {"pca_dims": " (0: no PCA)"}
+"""What the CLI adds to a field's error: values it maps before StudyConfig sees them."""
+
+
+def _as_options(msg: str) -> str:
+    for field in ("grids", "sizes", "densities", "variants"):
+        msg = msg.replace(f"{field}=", f"--{field} ").replace(f"raise {field}", f"raise --{field}")
+    return msg
 
 
 @app.command("run")
@@ -58,43 +88,79 @@ def run(
         help="Also run the study with this adapter (e.g. probes/data/navigator-lora) and write OUT/comparison.md: "
         "base model vs navigator side by side.",
     ),
-    out: Path | None = typer.Option(None, help="Output folder; default runs/probes/<UTC time>."),
+    out: Path | None = typer.Option(
+        None, help="Output folder, new or without a study (see --overwrite); default runs/probes/<UTC time>."
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the study already in OUT (its artefacts are replaced once the new agent phase is done)."
+    ),
 ) -> None:
     """Run the study and write report.md, report.json, plots/ and the raw artefacts to OUT."""
+    from pydantic import ValidationError
     from rich.console import Console
 
     from interleaf.probes import StudyConfig, run_study
+    from interleaf.probes.study import check_out_folder
     from interleaf.settings import runs_dir
 
-    console = Console()
-    config = StudyConfig(
-        sizes=_ints(sizes, "--sizes"),
-        densities=_floats(densities, "--densities"),
-        grids=grids,
-        trajectories=trajectories,
-        variants=_names(variants),
-        transforms=_names(transforms),
-        layers=_ints(layers, "--layers"),
-        temperature=temperature,
-        reasoning_chars=reasoning_chars,
-        coordinates=coordinates,
-        concurrency=concurrency,
-        seed=seed,
-        pca_dims=pca_dims or None,
-        test_fraction=test_fraction,
-        probe_kinds=_names(probe_kinds),
-        engine_url=engine_url,
-        timeout_s=timeout_s,
-    )
+    # Everything is checked here, before an engine is started or a file is written.
+    raw = {"sizes": sizes, "densities": densities, "variants": variants, "transforms": transforms}
+    raw |= {"layers": layers, "probe_kinds": probe_kinds}
+    try:
+        config = StudyConfig(
+            sizes=_ints(sizes, "--sizes"),
+            densities=_floats(densities, "--densities"),
+            grids=grids,
+            trajectories=trajectories,
+            variants=_names(variants),
+            transforms=_names(transforms),
+            layers=_ints(layers, "--layers"),
+            temperature=temperature,
+            reasoning_chars=reasoning_chars,
+            coordinates=coordinates,
+            concurrency=concurrency,
+            seed=seed,
+            pca_dims=None if pca_dims == 0 else pca_dims,
+            test_fraction=test_fraction,
+            probe_kinds=_names(probe_kinds),
+            engine_url=engine_url,
+            timeout_s=timeout_s,
+        )
+    except ValidationError as exc:
+        raise _invalid_config(exc, raw) from None
+    if navigator is not None and (engine_url is not None or lora_path is not None):
+        raise typer.BadParameter("--navigator starts the embedded engine twice; leave out --engine-url and --lora-path")
+    for flag, adapter in (("--lora-path", lora_path), ("--navigator", navigator)):
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            raise typer.BadParameter(
+                f"{adapter!r} has no adapter_config.json (expected a PEFT adapter folder, e.g. "
+                "probes/data/navigator-lora)",
+                param_hint=flag,
+            )
     folder = out or runs_dir() / "probes" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # With --navigator the arms go to OUT/base and OUT/navigator, the comparison to OUT itself.
+    targets = [folder] if navigator is None else [folder, folder / "base", folder / "navigator"]
+    try:
+        for target in targets:
+            check_out_folder(target, overwrite=overwrite)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    try:  # now, not after the agent phase: its results are written only once it is done
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"{folder}: cannot create the folder ({exc.strerror})", param_hint="--out") from None
+    if not os.access(folder, os.W_OK):
+        raise typer.BadParameter(f"{folder}: the folder is not writable", param_hint="--out")
+
+    console = Console()
     console.print(f"probe study → {folder}")
 
     def progress(done: int) -> None:
         console.print(f"  trajectories done: {done}", highlight=False)
 
-    if navigator is not None and (engine_url is not None or lora_path is not None):
-        raise typer.BadParameter("--navigator starts the embedded engine twice; leave out --engine-url and --lora-path")
     arms = {"base": lora_path} if navigator is None else {"base": None, "navigator": navigator}
+    if navigator is not None:  # an old comparison would describe arms about to be replaced (`probe compare` redoes it)
+        (folder / "comparison.md").unlink(missing_ok=True)
     reports = {}
     try:
         for name, adapter in arms.items():
@@ -108,10 +174,10 @@ def run(
                     console.print(f"starting the embedded engine{' with ' + adapter if adapter else ''} …")
                     proc = stack.enter_context(EngineProcess(*extra, startup_timeout_s=300.0))
                     cfg = config.model_copy(update={"engine_url": proc.url})
-                reports[name] = run_study(cfg, target, progress=progress)
+                reports[name] = run_study(cfg, target, progress=progress, overwrite=overwrite)
             r = reports[name]
             console.print(f"{name}: {r.n_grids} grids, {r.n_steps} steps in {r.wall_s:.0f} s; {target / 'report.md'}")
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:
         console.print(f"[red]probe run failed:[/red] {exc}")
         raise typer.Exit(1) from None
     if navigator is not None:
