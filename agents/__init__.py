@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "parse_turn": "interleaf.tools",
     "register_agent": "interleaf.agents.agent",
     "register_suite": "interleaf.agents.tasks",
+    "registered_suites": "interleaf.agents.tasks",
     "route_after_generate": "interleaf.agents.graph",
     "score_answer": "interleaf.agents.tasks",
     "tool_call_grammar": "interleaf.tools",

@@ -95,6 +95,7 @@ class Episode:
                 agent.turn_grammar(allow_answer=False, toolset=tools) if agent.min_tool_calls and len(tools) else None
             ),
             answer_pattern=pattern,
+            answer_type=self.task.answer_type,
             deadline=deadline,
             tracer=self.tracer,
         )
@@ -131,11 +132,22 @@ class Episode:
             traj.termination, traj.error = TerminationReason.ERROR, f"{type(exc).__name__}: {exc}"
 
     def _finish(self) -> None:
+        """Close the record: end time, score. Never raises (it runs on every path out of ``run``): a
+        scorer that fails leaves the episode unscored, ``error`` naming the failure, turns kept."""
         traj = self.trajectory
         traj.ended_at = time.time()
-        if self.task.answer is not None:
+        if self.task.answer is None:
+            return
+        try:
             traj.score = self.task.score(traj.answer)
-            traj.correct = bool(traj.score and traj.score >= 1.0)
+        except Exception as exc:  # a scorer bug must not cost the episode's record
+            why = f"scoring the answer failed (scorer {self.task.scorer!r}): {type(exc).__name__}: {exc}"
+            traj.score, traj.correct = None, None
+            traj.error = why if traj.error is None else f"{traj.error}; {why}"
+            if traj.termination == TerminationReason.ANSWERED:
+                traj.termination = TerminationReason.ERROR
+            return
+        traj.correct = bool(traj.score and traj.score >= 1.0)
 
 
 __all__ = ["Episode"]

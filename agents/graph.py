@@ -77,6 +77,9 @@ class EpisodeContext:
     (``Agent.answer_after_repeat``)."""
     answer_pattern: str | None = None
     """The task's answer regex (rebuilding the grammars keeps it)."""
+    answer_type: str = "text"
+    """The task's ``answer_type``: only a ``text`` answer is grounded in tool outputs (``Agent.ground_text``);
+    an ``expression`` (``\\frac{\\sqrt{3}}{2}``) is written, not copied."""
     grounded_numbers: tuple[str, ...] | None = None
     """The numbers the current grammars ground tool arguments in (``Agent.ground_numbers``)."""
     grounded_urls: tuple[str, ...] | None = None
@@ -130,17 +133,21 @@ class EpisodeContext:
             self.answer_only_grammar = agent.turn_grammar(answer_pattern=pattern, toolset=Toolset(), answer_spans=spans)
 
     def _answer_spans(self, outputs: list[str]) -> tuple[str, ...] | None:
-        """What a free-text answer may be (``Agent.ground_text``): spans of the tool outputs — of the
-        passages about a name of the question when there are any (``passages_about``: not the 2nd
-        hit, a town on the river of that name); None (any text) before there are outputs, or when
-        the task's answer has a pattern."""
-        if not self.agent.ground_text or self.answer_pattern is not None or not any(outputs):
+        """What a free-text answer may be (``Agent.ground_text``): spans of the tool outputs that hold
+        a word — of the passages about a name of the question when there are any
+        (``passages_about``: not the 2nd hit, a town on the river of that name); None (any text)
+        before there are outputs, when they hold no words (a calculator's ``0.5`` cannot answer
+        "Capital of France?"), or when the task's answer is not text (a pattern, an expression)."""
+        if not self.agent.ground_text or self.answer_type != "text" or self.answer_pattern is not None:
+            return None
+        if not any(outputs):
             return None
         from interleaf.tools import passages_about, text_spans
 
         question = self.trajectory.question
         about = passages_about(question, outputs)
-        return tuple(text_spans(about or outputs, question=question)) or None
+        spans = text_spans(about or outputs, question=question)
+        return tuple(s for s in spans if any(ch.isalpha() for ch in s)) or None
 
     def finish(self, reason: TerminationReason, error: str | None = None) -> dict[str, Any]:
         """Record the termination reason and return the state update that ends the graph."""

@@ -5,7 +5,7 @@ from interleaf.agents.tasks.arith import arith_exemplars, arith_suite, arith_tas
 from interleaf.agents.tasks.jsonl import TaskFileError, jsonl_suite, last_boxed, load_jsonl_tasks
 from interleaf.agents.tasks.lookup import lookup_suite
 from interleaf.agents.tasks.mixed import mixed_suite
-from interleaf.agents.tasks.registry import SUITES, load_suite, register_suite
+from interleaf.agents.tasks.registry import SUITES, load_suite, register_suite, registered_suites
 from interleaf.agents.tasks.scoring import SCORERS, math_equal, normalize_text, parse_math, parse_number, score_answer
 from interleaf.agents.tasks.task import ANSWER_PATTERNS, AnswerType, Exemplar, ExemplarStep, Task, TaskSuite
 
@@ -33,5 +33,6 @@ __all__ = [
     "parse_math",
     "parse_number",
     "register_suite",
+    "registered_suites",
     "score_answer",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite
+from interleaf.agents import Agent, AgentModel, Episode, TaskSuite, get_agent, load_suite, registered_suites
 from interleaf.runtime.client import AdmissionMode, BackendPool, RetentionPolicyName
 from interleaf.runtime.jobs.episode_channel import serve_episodes
 from interleaf.runtime.jobs.spec import JobSpec
@@ -34,6 +34,25 @@ from interleaf.text import printable
 
 ModelFactory = Callable[[str], AbstractAsyncContextManager[AgentModel]]
 """``factory(episode_id)`` -> an async context manager yielding the episode's ``AgentModel``."""
+
+ShippedSuites = dict[str, bytes | str]
+"""Suite factories registered in the driver, for its actors: each cloudpickled, or (a str) why it
+could not be (said only when a job uses that suite)."""
+
+
+def ship_suites(factories: dict[str, Callable[[int, int], TaskSuite]] | None = None) -> ShippedSuites:
+    """The driver's registered suites (``interleaf.agents.registered_suites``; ``factories``
+    instead when given) as ``EpisodeWorker`` takes them. The factory travels, not its tasks: an
+    actor builds the suite itself, so a 100k-task suite costs the size of its function."""
+    from ray import cloudpickle
+
+    shipped: ShippedSuites = {}
+    for name, factory in (registered_suites() if factories is None else factories).items():
+        try:
+            shipped[name] = cloudpickle.dumps(factory)
+        except Exception as exc:  # any pickling failure: named if a job uses the suite
+            shipped[name] = f"{type(exc).__name__}: {exc}"
+    return shipped
 
 
 def trajectory_id(job_id: str, episode: int, attempt: int) -> str:
@@ -84,7 +103,10 @@ class EpisodeWorker:
         kv_share: float = 1.0,
         model_factory: ModelFactory | None = None,
         name: str = "",
+        suites: ShippedSuites | None = None,
     ) -> None:
+        """``suites``: the driver's registered suites (``ship_suites``), which this actor's process
+        never registered; they take precedence over its own registry."""
         self.backend_urls = list(backend_urls)
         self.retention = retention
         self.kv_budget_fraction = kv_budget_fraction
@@ -94,6 +116,7 @@ class EpisodeWorker:
         """This actor's share of each server's KV (1/actors: the actors share the servers)."""
         self.name = name
         self._model_factory = model_factory
+        self._suites = dict(suites or {})
         self._pool: BackendPool | None = None
         self._pool_lock = asyncio.Lock()
         self._jobs: dict[str, _PreparedJob] = {}
@@ -141,9 +164,30 @@ class EpisodeWorker:
         """Build the job's suite and agent (deterministic, so every actor agrees); returns task count.
         ``agent``: the job's agent resolved by the caller (else ``spec.agent`` from this process's registry)."""
         if job_id not in self._jobs:
-            suite = load_suite(spec.suite, spec.n, spec.seed)
+            suite = load_suite(spec.suite, spec.n, spec.seed, factories=self._shipped_suite(spec.suite))
             self._jobs[job_id] = _PreparedJob(build_job_agent(spec, agent, suite), suite, spec.retention)
         return len(self._jobs[job_id].suite)
+
+    def _shipped_suite(self, name: str) -> dict[str, Callable[[int, int], TaskSuite]]:
+        """The driver's factory for suite ``name`` ({} when the driver registered none)."""
+        shipped = self._suites.get(name)
+        if shipped is None:
+            return {}
+        if isinstance(shipped, str):
+            raise ValueError(
+                f"suite {name!r} is registered in the driver, but its factory could not be sent to the "
+                f"actors ({shipped}); register a module-level function, or register it in a module the "
+                "actors import too"
+            )
+        from ray import cloudpickle
+
+        try:
+            return {name: cloudpickle.loads(shipped)}
+        except Exception as exc:  # e.g. its module cannot be imported on this node
+            raise ValueError(
+                f"suite {name!r}: the driver's factory cannot be loaded in the actor ({type(exc).__name__}: "
+                f"{exc}); make its module importable on every node"
+            ) from None
 
     async def _get_pool(self) -> BackendPool:
         async with self._pool_lock:
@@ -290,11 +334,13 @@ def worker_actor(
     name: str = "",
     max_concurrency: int = 1000,
     num_cpus: float = 0,
+    suites: ShippedSuites | None = None,
 ) -> Any:
     """Start an ``EpisodeWorker`` actor. ``max_concurrency`` bounds episodes running at once in it
     (plus control calls); ``num_cpus=0`` lets several actors share a small machine (the engine, not
     the actor, is the bottleneck). Successive actors go round-robin over the cluster's nodes
-    (``_next_node``)."""
+    (``_next_node``). ``suites``: what ``ship_suites()`` gives when None — the suites registered in
+    this (the driver's) process, which the actor's process has not registered."""
     cls = ray.remote(EpisodeWorker)
     options = {"max_concurrency": max_concurrency, "num_cpus": num_cpus, "max_restarts": 0}
     return cls.options(**options, scheduling_strategy=_next_node()).remote(
@@ -306,7 +352,17 @@ def worker_actor(
         kv_share=kv_share,
         model_factory=model_factory,
         name=name,
+        suites=ship_suites() if suites is None else suites,
     )
 
 
-__all__ = ["EpisodeError", "EpisodeWorker", "ModelFactory", "build_job_agent", "trajectory_id", "worker_actor"]
+__all__ = [
+    "EpisodeError",
+    "EpisodeWorker",
+    "ModelFactory",
+    "ShippedSuites",
+    "build_job_agent",
+    "ship_suites",
+    "trajectory_id",
+    "worker_actor",
+]

@@ -74,6 +74,14 @@ EQUIVALENT = [
     ("1,742", "1742"),
     ("-450", "-450"),
     ("1e-3", "0.001"),
+    # Bare LaTeX with braces and no backslash is LaTeX too (math-verify alone reads 2^{10} as 2).
+    ("1024", "2^{10}"),
+    ("1000", "10^{3}"),
+    # A Unicode minus is a minus.
+    ("-5", "\u22125"),
+    # A list against a list: the same members in any order.
+    ("1, -2", "-2, 1"),
+    ("3, 5", r"\{5, 3\}"),
 ]
 DIFFERENT = [
     (r"2\sqrt{3}", "3"),
@@ -82,6 +90,22 @@ DIFFERENT = [
     ("43", "42"),
     ("3.46", r"2\sqrt{3}"),  # outside the 1e-6 relative tolerance
     ("Paris", "42"),
+    ("2", "2^{10}"),
+    ("10", "10^{3}"),
+    ("5", "\u22125"),
+    # Two integers are equal only when they are the same integer (1e-6 relative would take these).
+    ("1000001", "1000000"),
+    ("123456700", "123456789"),
+    ("100000000000000000001", "100000000000000000000"),
+    # Several candidates for one value; one member of a list; a different list.
+    ("7 or 8", "8"),
+    ("7, 8", "8"),
+    (r"7 \text{ or } 8", "8"),
+    ("1, 2, 3, 4, 5, 6, 7, 8", "8"),
+    ("1, 2, 3", "3"),
+    ("1/2 or 1/3", "1/3"),
+    ("5", "3, 5"),
+    ("9, 5", "3, 5"),
 ]
 
 
@@ -95,6 +119,52 @@ def test_math_scorer_equivalences_both_ways(a: str, b: str) -> None:
 def test_math_scorer_differences_both_ways(a: str, b: str) -> None:
     assert score_answer(a, b, "math") == 0.0
     assert score_answer(b, a, "math") == 0.0
+
+
+def test_non_integers_keep_the_relative_tolerance() -> None:
+    assert score_answer("0.3333333", "1/3", "math") == 1.0
+    assert score_answer("1000000.0000001", "1000000.0000002", "math") == 1.0
+    assert score_answer("1000000.5", "1000000.9", "math") == 1.0  # within 1e-6 of each other
+    assert score_answer("1000000", "1000001", "math") == 0.0  # ... but these two are integers
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("Paris or London", "Paris"), ("London, Paris, Rome", "Paris"), ("not Paris", "Paris"),
+     ("Paris and London", "Paris"), ("Paris; London", "Paris"), ("neither London nor Paris", "Paris")],
+)  # fmt: skip
+def test_the_text_scorer_refuses_candidate_lists_and_negations(answer: str, expected: str) -> None:
+    assert score_answer(answer, expected, "text") == 0.0
+    assert score_answer(f"The {expected} one.", expected, "text") == 1.0  # a short answer holding it still counts
+
+
+def test_pathological_math_is_refused_quickly_off_the_main_thread() -> None:
+    """Scoring runs in Ray actors' event-loop threads, where math-verify's signal timeouts cannot
+    run: every call must work there, and inputs that would take sympy minutes are not read as math."""
+    import threading
+
+    cases = [
+        ("1024", "2^{10}", 1.0),  # LaTeX through math-verify's parser
+        (r"\frac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}", 1.0),  # symbolic, through verify
+        (r"\sqrt{x}", "x^{1/2}", 1.0),
+        ("9^{9^{9}}", "5", 0.0),  # its exact value has 369 million digits
+        ("10^{10^{10}}", "10^{10^{10}}+1", 0.0),
+        ("(x+1)^{99999}", "x^{99999}", 0.0),  # comparing them expands a 100000-term polynomial
+        ("1" * 5000, "1" * 5000, 1.0),  # too long to read as math: compared as text
+    ]
+    results: dict[int, float | BaseException] = {}
+
+    def score_all() -> None:
+        for i, (answer, expected, _) in enumerate(cases):
+            try:
+                results[i] = score_answer(answer, expected, "math")
+            except BaseException as exc:  # reported below
+                results[i] = exc
+
+    worker = threading.Thread(target=score_all)
+    worker.start()
+    worker.join()
+    assert results == {i: want for i, (_, _, want) in enumerate(cases)}
 
 
 def test_text_exact_and_legacy_scorers() -> None:
@@ -156,6 +226,23 @@ def test_jsonl_loader_shapes(tmp_path: Path) -> None:
         ({"question": "q", "answer": "1", "tools": ["browser"]}, '"tools" is'),
         ([1, 2], "expected a JSON object"),
         ("{not json", "not JSON"),
+        # Wrong types are named with the value as the file wrote it, never turned into text.
+        ({"question": None, "answer": "1"}, '"question" is null; give it as a JSON string'),
+        ({"question": 7, "answer": "1"}, '"question" is 7; give it as a JSON string'),
+        ({"problem": "q", "solution": ["\\boxed{1}"]}, '"solution" is ["\\\\boxed{1}"]; give it as a JSON string'),
+        ({"question": "q", "answer": True}, '"answer" is true; give the reference answer as a string or a number'),
+        ({"question": "q", "answer": None}, '"answer" is null; give the reference answer'),
+        ({"question": "q", "answer": {"v": 1}}, '"answer" is {"v": 1}; give the reference answer'),
+        ('{"question": "q", "answer": NaN}', '"answer" is NaN, which is not a JSON number'),
+        ('{"question": "q", "answer": "1", "level": [1, Infinity]}', '"level"[1] is Infinity'),
+        ({"question": "q\ud800", "answer": "1"}, '"question" holds a lone surrogate U+D800 at index 1'),
+        ({"question": "q", "answer": "1", "meta": {"k": "\udfff"}}, '"meta"."k" holds a lone surrogate U+DFFF'),
+        ({"question": "q", "answer": "1", "id": True}, '"id" is true; give a non-empty string or an integer'),
+        ({"question": "q", "answer": "1", "answer_type": {"a": 1}}, '"answer_type" is {"a": 1}; use one of'),
+        ({"question": "q", "answer": "1", "scorer": ["math"]}, '"scorer" is ["math"]; use one of'),
+        ({"question": "q", "answer": "1", "tools": "calculator"}, '"tools" is "calculator"; use a list'),
+        ({"question": "q", "answer": "1", "tools": ["calculator", "calculator"]}, "name each tool once"),
+        ({"question": "q", "answer": "2", "id": "data-0000"}, "\"id\" 'data-0000' is also the id of line 1"),
     ],
 )
 def test_jsonl_loader_rejections_name_file_line_and_key(tmp_path: Path, row: object, message: str) -> None:
@@ -163,6 +250,58 @@ def test_jsonl_loader_rejections_name_file_line_and_key(tmp_path: Path, row: obj
     with pytest.raises(TaskFileError, match=re.escape(message)) as err:
         load_suite(path, 10)
     assert str(err.value).startswith(f"{path}:2: ") and err.value.lineno == 2
+
+
+def test_jsonl_loader_reads_numbers_bom_crlf_and_null_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    rows = [
+        {"question": "a?", "answer": 7, "id": 12},
+        {"question": "b?", "answer": -2.5, "answer_type": None, "tools": None},
+        {"question": "Capital of France?", "answer": "Paris"},
+        {"question": "c?", "answer": "\u22125"},
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(json.dumps(r) for r in rows).encode() + b"\r\n")
+    tasks = load_suite(str(path), 10).tasks
+    assert [(t.id, t.answer, t.answer_type) for t in tasks] == [
+        ("12", "7", "number"), ("data-0001", "-2.5", "number"), ("data-0002", "Paris", "text"),
+        ("data-0003", "\u22125", "number"),
+    ]  # fmt: skip
+    # A text answer is not computed: no tool by default, so an agent that must call one first need not.
+    assert [t.tools for t in tasks] == [["calculator"], ["calculator"], [], ["calculator"]]
+    assert tasks[3].score("-5") == 1.0
+
+
+def test_jsonl_ids_are_unique_and_both_lines_are_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"question": "a", "answer": "1", "id": "x"}, {"question": "b", "answer": "2"},
+                  {"question": "c", "answer": "3", "id": "x"})  # fmt: skip
+    with pytest.raises(TaskFileError, match=re.escape(f"{path}:3: \"id\" 'x' is also the id of line 1")):
+        load_suite(path, 10)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no tasks (the file is empty or holds only blank lines)"),
+        (b"\n  \n\t\n", "no tasks (the file is empty or holds only blank lines)"),
+        (b'{"question": "a", "answer": "1"}\n{"question": "caf\xe9", "answer": "1"}\n',
+         ":2: not UTF-8 (byte 0xe9 at column 18)"),
+    ],
+)  # fmt: skip
+def test_jsonl_files_without_tasks_or_not_utf8_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(TaskFileError, match=re.escape(message)) as err:
+        load_suite(str(path), 10)
+    assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("name", ["arith", "data.jsonl"])
+@pytest.mark.parametrize("n", [0, -1])
+def test_a_suite_of_fewer_than_one_task_is_refused(tmp_path: Path, name: str, n: int) -> None:
+    if name.endswith(".jsonl"):
+        name = _write(tmp_path, {"question": "a", "answer": "1"})
+    with pytest.raises(ValueError, match=re.escape(f"n must be an integer >= 1, got {n}")):
+        load_suite(name, n)
 
 
 def test_unknown_suite_and_missing_file() -> None:

@@ -521,3 +521,32 @@ async def test_a_job_failure_is_one_line_in_the_record_and_whole_in_its_event(
     assert "\n" not in record.error and len(record.error) <= REASON_MAX
     [failed] = [e for _, e in await store.read_events(job.id)]
     assert failed.data["error"] == record.error and failed.data["detail"] == f"RuntimeError: {report.strip()}"
+
+
+async def test_a_suite_registered_only_in_the_driver_runs_in_its_actors(
+    local_ray, store: JobStore, tmp_path: Path
+) -> None:
+    """docs/jobs.md: ``register_suite`` in the process that builds the spec. The actors' processes never
+    ran that registration; the driver sends them the factory (not its tasks)."""
+    from interleaf.agents import SUITES, Task, TaskSuite, register_suite
+
+    name = f"driver-only-{uuid.uuid4().hex[:6]}"
+
+    def sums(n: int, seed: int) -> TaskSuite:  # a closure: pickled by value, like a script's own function
+        from interleaf.tools import calculator
+
+        tasks = [Task(id=f"{name}-{i}", question=f"What is {i} + {2 - i}?", answer="2", scorer="math",
+                      answer_type="number") for i in range(n)]  # fmt: skip
+        return TaskSuite(name, tasks, lambda: [calculator])
+
+    register_suite(name, sums)
+    try:
+        job = JobSpec(suite=name, n=4, actors=2, concurrency=4, job_id=f"job-{uuid.uuid4().hex[:8]}")
+        factory = ScriptedModelFactory([ScriptedTurn("<answer>2</answer>")])
+        result = await JobRunner(job, store=store, model_factory=factory, runs_dir=tmp_path).run()
+    finally:
+        SUITES.pop(name)
+    assert result.status == JobStatus.SUCCEEDED  # both actors were prepared: each built the suite
+    assert [(t.task_id, t.suite, t.correct) for t in result.trajectories] == [
+        (f"{name}-{i}", name, True) for i in range(4)
+    ]
