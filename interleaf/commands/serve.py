@@ -189,7 +189,9 @@ _ACCESS_VARS = {"max_body_bytes": "INTERLEAF_MAX_BODY_BYTES", "allowed_hosts": "
 
 def _listen_socket(host: str, port: int) -> socket.socket:
     """``host:port`` bound (as uvicorn binds it), or exit 2 with one line naming the port and what to do."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it a kept-alive connection waits ~40 ms (Nagle + delayed ACK) on every response.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

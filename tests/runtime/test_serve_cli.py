@@ -47,3 +47,35 @@ def test_a_runs_directory_another_serve_holds_is_named_not_the_redis_url_flag(
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("interleaf serve: cannot start the private Redis (no --redis-url given): ")
     assert f"another process runs the Redis of {tmp_path / '.redis'}" in line and "Invalid value" not in line
+
+
+def test_the_listener_is_a_tcp_socket_so_responses_are_not_delayed() -> None:
+    """asyncio sets TCP_NODELAY only on accepted sockets whose protocol is IPPROTO_TCP; a socket made with
+    protocol 0 left every kept-alive response waiting ~40 ms (Nagle + delayed ACK)."""
+    import asyncio
+
+    from interleaf.commands.serve import _listen_socket
+
+    listener = _listen_socket("127.0.0.1", 0)
+    try:
+        listener.listen()
+        assert listener.proto == socket.IPPROTO_TCP
+
+        async def accepted_nodelay() -> int:
+            seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            def on_connect(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                sock = writer.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                writer.close()
+
+            server = await asyncio.start_server(on_connect, sock=listener)
+            async with server:
+                _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+                value = await asyncio.wait_for(seen, 10)
+                writer.close()
+            return value
+
+        assert asyncio.run(accepted_nodelay()) != 0
+    finally:
+        listener.close()
