@@ -56,7 +56,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         (["jobs", "submit", "--server", "localhost:8080"], "give the server's base URL"),
         (["engine", "serve", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["engine", "serve", "--mem-fraction-static", "2"], "--mem-fraction-static: Input should be less than 1"),
+        (["engine", "serve", "--mem-fraction-static", "2"], "--mem-fraction-static 2.0: Input should be less than 1"),
+        (["engine", "serve", "--max-running-requests", "0"], "--max-running-requests 0: Input should be greater"),
+        (["engine", "serve", "--chunked-prefill-size", "0"], "--chunked-prefill-size 0: Input should be greater"),
+        (["engine", "serve", "--session-timeout", "nan"], "--session-timeout nan: Input should be a finite number"),
     ],
 )
 def test_user_errors_are_one_line_on_stderr_with_exit_2(

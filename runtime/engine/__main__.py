@@ -55,14 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_FLAGS = {"session_timeout_default": "session-timeout"}
+"""``EngineConfig`` fields whose flag is not the field's name with dashes."""
+
+
 def config_from_args(argv: list[str] | None = None) -> EngineConfig:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
         return _config(a)
     except ValidationError as exc:  # a value argparse let through (e.g. --mem-fraction-static 2)
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        parser.error(problems)
+        flag = {field: _FLAGS.get(field, field.replace("_", "-")) for field in EngineConfig.model_fields}
+        problems = [f"--{flag.get(e['loc'][0], e['loc'][0])} {e['input']!r}: {e['msg']}" for e in exc.errors()]
+        parser.error("; ".join(problems))
 
 
 def _config(a: argparse.Namespace) -> EngineConfig:

@@ -197,7 +197,7 @@ def create_app(engine: Engine) -> FastAPI:
     def server_info() -> dict[str, Any]:
         cfg = engine.config.model_dump()
         cfg.update({"model_path": engine.model_path, "served_model_name": engine.model_name,
-                    "enable_streaming_session": engine.config.enable_streaming_session,
+                    "enable_streaming_session": engine.config.serves_streaming_sessions,
                     "disable_radix_cache": engine.config.disable_radix_cache,
                     "context_length": engine.context_length,
                     "max_req_input_len": engine.max_req_input_len})  # fmt: skip
