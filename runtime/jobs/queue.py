@@ -51,6 +51,7 @@ from interleaf.runtime.jobs.store import (
     JobStatus,
     JobStore,
     WorkerBeat,
+    error_story,
     error_text,
     one_line,
     printable,
@@ -119,17 +120,22 @@ async def _publish(store: JobStore, health: WorkerHealth) -> None:
         await store.beat(health.record(), ttl_s=WORKER_BEAT_TTL_S)
 
 
+def _spec_problems(exc: BaseException) -> str | None:
+    """A spec that no longer validates, one problem after another, without pydantic's URLs."""
+    if not isinstance(exc, ValidationError):
+        return None
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+    return printable(f"invalid job spec: {problems}")
+
+
 def _detail(exc: BaseException) -> str:
     """The whole story of ``exc`` (Ray's errors carry the remote traceback), as text UTF-8 can hold."""
-    if isinstance(exc, ValidationError):  # one line per problem, without pydantic's URLs
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        return printable(f"invalid job spec: {problems}")
-    return error_text(exc)
+    return _spec_problems(exc) or error_story(exc)
 
 
 def _reason(exc: BaseException) -> str:
-    """``_detail`` cut to one line (``one_line``): what ``JobRecord.error`` holds."""
-    return one_line(_detail(exc))
+    """What ``JobRecord.error`` holds: one line, naming the cause (``error_text``)."""
+    return one_line(_spec_problems(exc) or error_text(exc))
 
 
 async def _fail_job(store: JobStore, job_id: str, exc: BaseException) -> None:

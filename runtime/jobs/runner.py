@@ -63,6 +63,7 @@ from interleaf.runtime.jobs.store import (
     JobStore,
     ServerSample,
     dump_trajectory,
+    error_story,
     error_text,
     load_trajectory,
     one_line,
@@ -557,8 +558,8 @@ class JobRunner:
         trajectories = [self.results[k] for k in sorted(self.results)]
         wall = time.time() - self._started
         summary = await asyncio.to_thread(self._write_outputs, trajectories, wall)  # ~s for 100k episodes
-        detail = error_text(error) if error is not None else None
-        reason = one_line(detail) if detail is not None else None
+        detail = error_story(error) if error is not None else None
+        reason = one_line(error_text(error)) if error is not None else None
         if self.store is not None:
             await self.store.update_job(
                 self.job_id, status=status, finished_at=time.time(), summary=summary, error=reason,

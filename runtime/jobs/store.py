@@ -26,6 +26,8 @@ idle long enough to be reclaimed; a worker whose entry was taken over learns it 
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 from enum import StrEnum
 from typing import Any
@@ -46,10 +48,34 @@ text goes to the log and the ``job_failed`` event's ``detail``."""
 
 
 def error_text(exc: BaseException) -> str:
-    """``"<ExceptionType>: <message>"`` (just the type when the message is empty), as text UTF-8 can hold;
-    Ray's errors carry the remote traceback in the message (``one_line`` cuts it to its headline)."""
+    """``"<ExceptionType>: <message>"`` (just the type when the message is empty), as text UTF-8 can hold.
+    An error raised inside a Ray task or actor is told by the error it raised there: Ray's own message
+    starts with a coloured header (task, pid, ip, actor id) and carries the remote traceback, and its first
+    line, all ``one_line`` keeps, would name none of the cause."""
+    cause = _ray_task_cause(exc)
+    if cause is not None:
+        return f"{type(exc).__name__}: {error_text(cause).partition(': ')[2] or type(cause).__name__}"
     text = str(exc).strip()
     return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_story(exc: BaseException) -> str:
+    """``exc``'s whole text (a Ray error's remote traceback kept, its colour codes dropped), as text UTF-8 can
+    hold: what a ``job_failed`` event's ``detail`` keeps beside the record's one-line ``error_text``."""
+    text = _ANSI.sub("", str(exc)).strip()
+    return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _ray_task_cause(exc: BaseException) -> BaseException | None:
+    """The exception a Ray task raised, when ``exc`` is Ray's report of it (``RayTaskError(<cause type>)``)."""
+    if "ray" not in sys.modules:  # only Ray makes these; this module does not start it
+        return None
+    from ray.exceptions import RayTaskError
+
+    return exc.cause if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException) else None
 
 
 def one_line(text: str, limit: int = REASON_MAX) -> str:

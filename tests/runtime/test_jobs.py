@@ -550,3 +550,23 @@ async def test_a_suite_registered_only_in_the_driver_runs_in_its_actors(
     assert [(t.task_id, t.suite, t.correct) for t in result.trajectories] == [
         (f"{name}-{i}", name, True) for i in range(4)
     ]
+
+
+def test_an_error_raised_in_an_actor_is_told_by_its_cause_not_rays_header(local_ray) -> None:
+    """Ray's message starts with a coloured header (task, pid, ip, actor id); the record's one line must name
+    the cause, and the event's detail keeps the remote traceback without the colour codes."""
+    from interleaf.runtime.jobs.store import error_story, error_text, one_line
+
+    @ray.remote
+    class Prepares:
+        def prepare(self) -> None:
+            raise FileNotFoundError("task file /gone/tasks.jsonl not found")
+
+    actor = Prepares.remote()
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(actor.prepare.remote())
+    ray.kill(actor)
+    assert one_line(error_text(info.value)) == "RayTaskError(FileNotFoundError): task file /gone/tasks.jsonl not found"
+    story = error_story(info.value)
+    assert "Prepares.prepare()" in story and "task file /gone/tasks.jsonl not found" in story
+    assert "\x1b[" not in story
