@@ -8,7 +8,7 @@ async with pool.episode("ep-1") as model:          # an interleaf.agents.AgentMo
     record = await model.pause(["search"])         # retention decision for the tool pause
 await pool.aclose()
 
-Modules import downward only (errors, server_metrics → backend → sglang, conversation → retention,
+Modules import downward only (errors, settings, server_metrics → backend → sglang, conversation → retention,
 capabilities, kv_budget, admission, router → session_hold → failover → episode_model → pool), so any of them can be
 imported first.
 """
@@ -24,7 +24,9 @@ from interleaf.runtime.client.errors import (
     BackendError,
     BackendUnavailable,
     NoHealthyServer,
+    PoolClosed,
     RequestAborted,
+    ServerDown,
     SessionRejected,
 )
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
@@ -37,6 +39,7 @@ from interleaf.runtime.client.retention import (
 )
 from interleaf.runtime.client.router import Router
 from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
+from interleaf.runtime.client.settings import PoolSettings
 from interleaf.runtime.client.sglang import SGLangBackend, Transport
 
 __all__ = [
@@ -56,11 +59,14 @@ __all__ = [
     "HoldState",
     "KVBudget",
     "NoHealthyServer",
+    "PoolClosed",
+    "PoolSettings",
     "RequestAborted",
     "RetentionPolicy",
     "RetentionPolicyName",
     "Router",
     "SGLangBackend",
+    "ServerDown",
     "ServerInfo",
     "ServerMetrics",
     "SessionRejected",

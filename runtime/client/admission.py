@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -115,8 +116,10 @@ class EpisodeAdmission:
         kv_capacity: int | None = None,
         one_chunk: int = 0,
     ) -> None:
-        if overcommit <= 0:
-            raise ValueError(f"admission overcommit={overcommit} must be > 0 (1.0: projections must fit the budget)")
+        if not (isinstance(overcommit, int | float) and math.isfinite(overcommit) and overcommit > 0):
+            raise ValueError(
+                f"admission overcommit={overcommit!r} must be a finite number > 0 (1.0: projections fit the budget)"
+            )
         self.server = server
         self.capacity = capacity
         self.limit = capacity * overcommit

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from interleaf.agents.model import Completion, Constraint
 from interleaf.runtime.client.conversation import Conversation
-from interleaf.runtime.client.errors import BackendError
+from interleaf.runtime.client.errors import BackendError, PoolClosed
 from interleaf.runtime.client.failover import TurnRequest, run_turn
 from interleaf.runtime.client.session_hold import SessionHold
 from interleaf.telemetry.records import RetentionRecord, TurnTimings
@@ -83,6 +83,8 @@ class EpisodeModel:
         return_hidden_states: bool = False,
     ) -> EpisodeCompletion:
         """Append ``delta_text`` (tokenised once) and generate; see the module docstring."""
+        if self.pool.closed:
+            raise self._pool_closed()
         if self._closed:
             raise BackendError("", "", f"episode {self.episode_id} is closed; open a new one with pool.episode()")
         if max_new_tokens < 1:
@@ -134,9 +136,15 @@ class EpisodeModel:
 
     async def pause(self, tool_names: list[str]) -> RetentionRecord:
         """Apply the retention policy for a pause over ``tool_names``; the record says what was done."""
+        if self.pool.closed:
+            raise self._pool_closed()
         if self._closed:
             raise BackendError("", "", f"episode {self.episode_id} is closed; pause() after close()")
         return await self.hold.pause(tool_names)
+
+    def _pool_closed(self) -> PoolClosed:
+        server = self.conversation.server or ",".join(self.pool.backends)
+        return PoolClosed(server, "", f"episode {self.episode_id}: the pool was closed (pool.aclose()); open a new one")
 
     async def close(self) -> None:
         """Release everything held on the server. Idempotent; safe under cancellation."""

@@ -65,8 +65,8 @@ class KVBudget:
     """Held-token accounting and admission control for one server."""
 
     def __init__(self, server: str, capacity: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if capacity < 0:
-            raise ValueError(f"KVBudget capacity for {server} must be >= 0 tokens, got {capacity}")
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+            raise ValueError(f"KVBudget capacity for {server} must be an int >= 0 tokens, got {capacity!r}")
         self.server = server
         self.capacity = capacity
         self.clock = clock

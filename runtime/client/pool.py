@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
+import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +21,12 @@ from interleaf.runtime.client.admission import EpisodeAdmission, GrowthEstimate
 from interleaf.runtime.client.backend import Backend
 from interleaf.runtime.client.capabilities import CapabilityGap, retention_gaps
 from interleaf.runtime.client.episode_model import EpisodeModel
-from interleaf.runtime.client.errors import BackendError, BackendUnavailable
+from interleaf.runtime.client.errors import BackendError, BackendUnavailable, PoolClosed
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
 from interleaf.runtime.client.retention import RetentionPolicy, ServerPressure, ToolDurationEstimator, make_policy
 from interleaf.runtime.client.router import Router
 from interleaf.runtime.client.server_metrics import ServerMetrics
+from interleaf.runtime.client.settings import PoolSettings
 from interleaf.runtime.client.sglang import SGLangBackend, Transport
 from interleaf.runtime.tokenizer import load_tokenizer
 
@@ -32,6 +35,11 @@ _ADMITTED_BUSY = 0.7
 """A server whose admitted (session-holding) episodes alone kept it running turns this share of the time
 (smoothed) is busy with them: if it is crowded too, only the head of its admission queue runs without a
 session."""
+_UNWIND_S = 30.0
+"""``aclose()`` waits at most this long for the turns it cut short to give back their sessions (an abort and a
+close each bounded by 5-10 s against a server that does not answer)."""
+_NOT_SETTINGS = frozenset({"estimator", "clock"})
+"""Constructor options that are objects, not :class:`PoolSettings` values."""
 
 
 @dataclass
@@ -44,11 +52,14 @@ class _IngestRate:
     last_at: float = 0.0
 
     def sample(self, total: float, at: float) -> None:
+        if not (math.isfinite(total) and math.isfinite(at)):
+            return  # a counter that overflowed or a broken clock: the rate stays what it was, never NaN
         if self.last_total is not None and at > self.last_at and total >= self.last_total:
             instant = (total - self.last_total) / (at - self.last_at)
-            weight = 1 - 0.5 ** ((at - self.last_at) / _INGEST_HALF_LIFE_S)
-            self.rate = instant if not self.known else self.rate + weight * (instant - self.rate)
-            self.known = True
+            if math.isfinite(instant):
+                weight = 1 - 0.5 ** ((at - self.last_at) / _INGEST_HALF_LIFE_S)
+                self.rate = instant if not self.known else self.rate + weight * (instant - self.rate)
+                self.known = True
         self.last_total, self.last_at = total, at
 
 
@@ -95,20 +106,22 @@ class BackendPool:
         kv_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0.0 <= kv_budget_fraction <= 1.0:
-            raise ValueError(
-                f"kv_budget_fraction={kv_budget_fraction} must be in [0, 1]: it is the share of each "
-                "server's max_total_num_tokens this pool may pin (N pools on one server: pass fraction/N)"
-            )
-        if not 0.0 < kv_share <= 1.0:
-            raise ValueError(
-                f"kv_share={kv_share} must be in (0, 1]: the share of each server's KV this pool's episodes run "
-                "in (N pools on one server: 1/N)"
-            )
-        if retries < 0 or backoff_s < 0 or admission_wait_s < 0:
-            raise ValueError(
-                f"retries={retries}, backoff_s={backoff_s}, admission_wait_s={admission_wait_s} must be >= 0"
-            )
+        self.settings = PoolSettings.check(
+            kv_budget_fraction=kv_budget_fraction,
+            kv_share=kv_share,
+            admission_wait_s=admission_wait_s,
+            session_timeout_s=session_timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            admission=admission,
+            admission_overcommit=admission_overcommit,
+            admission_defer=admission_defer,
+        )
+        """The checked knobs (``connect`` adds its own: ``health_interval_s``, ``request_timeout_s``)."""
+        if not backends:
+            raise ValueError("BackendPool(backends=[]): give at least one backend")
+        if len({b.url for b in backends}) != len(backends):
+            raise ValueError(f"BackendPool: backends with the same url: {[b.url for b in backends]}")
         self.backends: dict[str, Backend] = {b.url: b for b in backends}
         self.clock = clock
         """Seconds for pauses, budget waits and ingest rates; the event loop's clock must agree with it
@@ -167,11 +180,22 @@ class BackendPool:
         each one records it as an ``unsupported`` retention record)."""
         first = backends[0].info
         self.model_name = first.served_model_name or first.model_path
+        self.sessions_refused: dict[str, str] = {}
+        """Servers that refused ``/open_session`` with a 4xx although ``/server_info`` offers streaming sessions
+        (e.g. an engine without its radix cache), with the refusal: their episodes run stateless, recorded
+        ``unsupported``, for the life of the pool."""
+        self.closed = False
+        """``aclose()`` was called: nothing more is sent (``PoolClosed``)."""
+        self._turns_in_flight = 0
+        self._no_turns = asyncio.Event()
+        self._no_turns.set()
+        self._background: set[asyncio.Task] = set()
+        """Best-effort clean-ups on servers the pool left (abort, close), cancelled by ``aclose()``."""
 
     @classmethod
     async def connect(
         cls,
-        urls: list[str],
+        urls: str | Iterable[str],
         *,
         retention: str = "adaptive",
         kv_budget_fraction: float = 0.5,
@@ -183,6 +207,9 @@ class BackendPool:
     ) -> BackendPool:
         """Connect to every server (``/server_info`` capabilities), load the tokenizer, start health checks.
 
+        ``urls``: the servers' base URLs (``http://host:port``, or ``https://``), or one such URL as a string.
+        Every argument is checked before the network is touched (``ValueError`` naming it and its value).
+
         ``tokenizer``: a Hugging Face tokenizer; default: ``AutoTokenizer`` from the ``model_path`` the
         first server's ``/model_info`` names (must be a local directory). ``options``: admission_wait_s,
         session_timeout_s, retries, backoff_s, estimator, admission, admission_overcommit, admission_defer,
@@ -191,19 +218,30 @@ class BackendPool:
         factor; ``admission_defer=False`` makes a turn not admitted always wait; ``kv_share`` < 1 when other
         pools use the same servers).
         """
-        if not urls:
-            raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
+        urls = _server_urls(urls)
         make_policy(retention)  # fail on a bad name before touching the network
+        settings = PoolSettings.check(
+            kv_budget_fraction=kv_budget_fraction,
+            health_interval_s=health_interval_s,
+            request_timeout_s=request_timeout_s,
+            **{k: v for k, v in options.items() if k not in _NOT_SETTINGS},
+        )
         results = await asyncio.gather(
             *(SGLangBackend.connect(u, request_timeout_s=request_timeout_s, transport=transport) for u in urls),
             return_exceptions=True,
         )
-        failed = [f"{u}: {r}" for u, r in zip(urls, results, strict=True) if isinstance(r, BaseException)]
-        if failed:
+        errors = {u: r for u, r in zip(urls, results, strict=True) if isinstance(r, BaseException)}
+        if errors:
             for r in results:
                 if isinstance(r, SGLangBackend):
                     await r.aclose()
-            raise BackendUnavailable(",".join(urls), "", "cannot connect: " + "; ".join(failed))
+            failed = "; ".join(
+                f"{u}: {r.reason if isinstance(r, BackendError) and r.server == u else r}" for u, r in errors.items()
+            )
+            if all(isinstance(r, BackendUnavailable) for r in errors.values()):
+                raise BackendUnavailable(",".join(urls), "", f"cannot connect: {failed}")
+            # A server answered, but not as an SGLang-protocol server does: retrying will not help.
+            raise BackendError(",".join(urls), "", f"cannot use: {failed}")
         backends: list[Backend] = [r for r in results if isinstance(r, SGLangBackend)]
         if tokenizer is None:
             tokenizer = await asyncio.to_thread(_load_tokenizer, backends[0].info.url, backends[0].info.model_path)
@@ -214,6 +252,7 @@ class BackendPool:
             tokenizer=tokenizer,
             **options,
         )
+        pool.settings = settings
         pool.router.start_health_checks(pool._check, interval_s=health_interval_s)
         return pool
 
@@ -225,6 +264,8 @@ class BackendPool:
         ``max_turns``: the episode's turn limit, if known; admission control projects the episode's
         peak context from it (without it, from the mean length of the episodes already finished).
         """
+        if self.closed:
+            raise PoolClosed(",".join(self.backends), "", f"pool.episode({episode_id!r}): the pool was closed")
         if episode_id in self.episodes:
             raise ValueError(f"episode_id={episode_id!r} is already open in this pool; ids must be unique")
         if max_turns is not None and max_turns < 1:
@@ -263,6 +304,31 @@ class BackendPool:
         hold = budget.holds.get(episode_id)
         if hold is not None and hold.state is HoldState.PAUSED:
             budget.release_paused(episode_id, reason)
+
+    def serves_sessions(self, url: str) -> bool:
+        """Whether episodes on ``url`` may open streaming sessions: it offers them (``/server_info``) and has
+        not refused one (``sessions_refused``)."""
+        return self.backends[url].info.streaming_sessions and url not in self.sessions_refused
+
+    @contextlib.contextmanager
+    def turn_in_flight(self) -> Iterator[None]:
+        """A turn runs meanwhile (``aclose()`` waits for the turns it cut short to give back their sessions)."""
+        if self.closed:
+            raise PoolClosed(",".join(self.backends), "", "the pool was closed (pool.aclose()); open a new pool")
+        self._turns_in_flight += 1
+        self._no_turns.clear()
+        try:
+            yield
+        finally:
+            self._turns_in_flight -= 1
+            if self._turns_in_flight == 0:
+                self._no_turns.set()
+
+    def in_background(self, work: Awaitable[None]) -> None:
+        """Run best-effort clean-up ``work`` (an abort, a close on a server left behind) without waiting."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -363,9 +429,18 @@ class BackendPool:
         }
 
     async def aclose(self) -> None:
-        """Close every open episode (their sessions), stop health checks, drop connections."""
+        """Cut short the turns in flight (they raise ``PoolClosed``, aborting their requests), close every open
+        episode (their sessions), stop health checks, drop connections. Later calls raise ``PoolClosed``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.router.cut_all("the pool was closed (pool.aclose()) while the turn ran")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_turns.wait(), _UNWIND_S)
         await asyncio.gather(*(m.close() for m in list(self.episodes.values())), return_exceptions=True)
         await self.router.stop()
+        for task in list(self._background):
+            task.cancel()
         for backend in self.backends.values():
             with contextlib.suppress(Exception):
                 await backend.aclose()
@@ -375,6 +450,40 @@ class BackendPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _server_urls(urls: str | Iterable[str]) -> list[str]:
+    """``urls`` as a list of distinct server base URLs; ``ValueError`` naming the first that is not one."""
+    if isinstance(urls, str):
+        urls = [urls]  # one server: "http://host:port" is not a list of characters
+    elif isinstance(urls, bytes | dict) or not isinstance(urls, Iterable):
+        raise ValueError(f"urls={urls!r}: give a server URL (http://host:port) or a list of them")
+    found: list[str] = []
+    for url in urls:
+        if not isinstance(url, str):
+            raise ValueError(f"urls: {url!r} is not a URL string: give http://host:port")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # a port that is not a number, a bad IPv6 literal
+            parts, port_ok = None, False
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+            or parts.query
+            or parts.fragment
+            or any(c.isspace() for c in url)
+        ):
+            raise ValueError(f"urls: {url!r} is not a server URL: give http://host:port (or https://host:port)")
+        base = url.rstrip("/")
+        if base in found:
+            raise ValueError(f"urls: {url!r} is listed twice: give each server once")
+        found.append(base)
+    if not found:
+        raise ValueError("BackendPool.connect(urls=[]): give at least one server URL")
+    return found
 
 
 def _load_tokenizer(url: str, model_path: str) -> Any:

@@ -80,8 +80,14 @@ class ToolDurationEstimator:
     _pooled: _LogStats = field(default_factory=_LogStats)
 
     def __post_init__(self) -> None:
-        if self.prior_median_s <= 0:
-            raise ValueError(f"ToolDurationEstimator.prior_median_s must be > 0, got {self.prior_median_s}")
+        checks = (
+            ("prior_median_s", self.prior_median_s, lambda v: v > 0, "> 0"),
+            ("prior_sigma", self.prior_sigma, lambda v: v >= 0, ">= 0"),
+            ("ttl_z", self.ttl_z, lambda v: True, ""),
+        )
+        for name, value, ok, bound in checks:
+            if not (isinstance(value, int | float) and math.isfinite(value) and ok(value)):
+                raise ValueError(f"ToolDurationEstimator.{name}={value!r} must be a finite number {bound}".rstrip())
 
     def observe(self, tools: list[str], seconds: float) -> None:
         """Record a measured pause over ``tools`` (split evenly between them)."""
@@ -243,8 +249,11 @@ _POLICIES: dict[str, type[RetentionPolicy]] = {
 
 
 def make_policy(name: str) -> RetentionPolicy:
-    """The policy called ``name``; raises ValueError listing the valid names."""
-    cls = _POLICIES.get(str(name).lower())
+    """The policy called ``name`` (case-insensitive); raises ValueError listing the valid names, also for a
+    ``name`` that is not a string (``None`` is not ``"none"``: pass the policy's name)."""
+    if not isinstance(name, str):
+        raise ValueError(f"retention={name!r} is not a policy name: use one of {', '.join(_POLICIES)}")
+    cls = _POLICIES.get(name.lower())
     if cls is None:
         raise ValueError(f"retention={name!r} is not a policy: use one of {', '.join(_POLICIES)}")
     return cls()

@@ -7,7 +7,11 @@
   queued on the client side, and a server whose episodes all wait would otherwise look idle and draw
   every new episode (what made strict admission 1.9x slower on 2 servers than on 1, same density).
 * Health: ``/health`` polled every ``health_interval_s``; a server that fails a request's retries
-  is marked down at once and comes back when ``/health`` answers again.
+  is marked down at once and comes back when ``/health`` answers again. When the health check
+  declares a server down while another is healthy, the turns in flight there (:class:`Flight`) are
+  cut short with ``ServerDown`` and fail over at once: a hung server (SIGSTOP, a wedged GPU) would
+  otherwise keep them for the whole request timeout. ``cut_all`` does the same with ``PoolClosed``
+  when the pool closes.
 * Failover: an episode whose server is down is moved to the best healthy one; the caller resends
   the full ids there (a re-prefill it records).
 
@@ -21,8 +25,56 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 
-from interleaf.runtime.client.errors import NoHealthyServer
+from interleaf.runtime.client.errors import NoHealthyServer, PoolClosed, ServerDown
+
+
+class Flight:
+    """One attempt of a turn on a server, as an ``async with`` block the router can cut short.
+
+    Cutting cancels the block's task at its current ``await`` (through an ``asyncio.timeout`` scope, so
+    the cancellation stays local to the block) and the block raises ``ServerDown`` (the server was
+    declared down) or ``PoolClosed`` (the pool closed) instead of ``TimeoutError``. A cut that arrives
+    after the block finished its work does nothing."""
+
+    __slots__ = ("_flights", "_scope", "closing", "rid", "url", "why")
+
+    def __init__(self, url: str, flights: set[Flight]) -> None:
+        self.url = url
+        self.rid = ""
+        """The request the block sends, once known (errors name it)."""
+        self.why: str | None = None
+        """Why the block was cut short; None while it was not."""
+        self.closing = False
+        """The cut came from the pool closing (``PoolClosed``), not from a server declared down."""
+        self._flights = flights
+        self._scope: asyncio.Timeout | None = None
+
+    def cut(self, why: str, *, closing: bool = False) -> None:
+        if self.why is not None or self._scope is None:
+            return
+        self.why, self.closing = why, closing
+        self._scope.reschedule(asyncio.get_running_loop().time())  # now: cancel the block's await
+
+    async def __aenter__(self) -> Flight:
+        self._scope = asyncio.timeout(None)
+        await self._scope.__aenter__()
+        self._flights.add(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self._flights.discard(self)
+        assert self._scope is not None
+        try:
+            return await self._scope.__aexit__(exc_type, exc, tb)
+        except TimeoutError as err:
+            if self.why is None:
+                raise
+            kind = PoolClosed if self.closing else ServerDown
+            raise kind(self.url, self.rid, self.why) from err
 
 
 @dataclass
@@ -38,6 +90,8 @@ class ServerState:
     episodes: set[str] = field(default_factory=set)
     last_error: str = ""
     failures: int = 0
+    flights: set[Flight] = field(default_factory=set)
+    """Turns in flight (or waiting) on this server, which a health check or ``cut_all`` may cut short."""
 
 
 class Router:
@@ -112,11 +166,33 @@ class Router:
         finally:
             state.waiting_tokens -= tokens
 
-    def mark_down(self, url: str, why: str) -> None:
+    def flight(self, url: str) -> Flight:
+        """An ``async with`` block for one attempt of a turn on ``url`` (see :class:`Flight`)."""
+        return Flight(url, self.servers[url].flights)
+
+    def mark_down(self, url: str, why: str, *, cut_in_flight: bool = False) -> None:
+        """Route no new turn to ``url`` until it is marked up. ``cut_in_flight``: also cut short the turns
+        in flight there (``ServerDown``: they fail over) when another server is healthy to take them;
+        with none, they keep their chance on ``url`` (it may only have been slow to answer ``/health``)."""
         state = self.servers[url]
         state.healthy = False
         state.last_error = why
         state.failures += 1
+        if cut_in_flight:
+            self.cut_in_flight(url, why)
+
+    def cut_in_flight(self, url: str, why: str) -> None:
+        """Cut short the turns in flight on ``url`` (``ServerDown``) if another server is healthy."""
+        flights = self.servers[url].flights
+        if flights and any(s.healthy for s in self.servers.values() if s.url != url):
+            for flight in list(flights):
+                flight.cut(f"declared down while the turn was in flight there ({why})")
+
+    def cut_all(self, why: str) -> None:
+        """Cut short every turn in flight on every server (``PoolClosed``): the pool is closing."""
+        for state in self.servers.values():
+            for flight in list(state.flights):
+                flight.cut(why, closing=True)
 
     def mark_up(self, url: str) -> None:
         self.servers[url].healthy = True
@@ -131,7 +207,9 @@ class Router:
                     if ok is True:
                         self.mark_up(url)
                     elif self.servers[url].healthy:
-                        self.mark_down(url, f"/health failed: {ok!r}")
+                        self.mark_down(url, f"/health failed: {ok!r}", cut_in_flight=True)
+                    else:  # down already (a request's retries failed): turns still there go too
+                        self.cut_in_flight(url, f"/health failed: {ok!r}")
                 await asyncio.sleep(interval_s)
 
         self._health_task = asyncio.ensure_future(loop())
@@ -158,4 +236,4 @@ class Router:
         }
 
 
-__all__ = ["Router", "ServerState"]
+__all__ = ["Flight", "Router", "ServerState"]

@@ -13,7 +13,8 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)")
 def parse_prometheus(text: str) -> dict[str, float]:
     """Sum each metric's samples over their label sets: ``{"sglang:kv_used_tokens": 1234.0, ...}``.
 
-    Histograms keep their ``_sum``/``_count``/``_bucket`` series as separate names.
+    Histograms keep their ``_sum``/``_count``/``_bucket`` series as separate names. Non-finite samples
+    (``NaN``, ``+Inf``, ``-Inf``) are dropped: a metric with only those reads as absent.
     """
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -24,7 +25,8 @@ def parse_prometheus(text: str) -> dict[str, float]:
             value = float(match.group(3))
         except ValueError:
             continue
-        if not math.isnan(value):
+        # NaN and ±Inf are valid Prometheus but no count of tokens: one would poison every rate read from it.
+        if math.isfinite(value):
             out[match.group(1)] = out.get(match.group(1), 0.0) + value
     return out
 

@@ -7,7 +7,11 @@ the episode's slot in admission control (:mod:`interleaf.runtime.client.admissio
 * Before a turn (:meth:`SessionHold.open_or_grow`): wait for admission (or, when the server has spare
   capacity, run the turn without a session for now: deferred), reserve the turn's tokens
   in the budget, open a session (or grow the held one); when the budget refuses, the turn runs
-  without a session (recorded ``denied``).
+  without a session (recorded ``denied``). When the server refuses ``/open_session`` the turn runs
+  without a session too: a 4xx refusal (e.g. an engine without its radix cache) is remembered by the
+  pool for that server, whose episodes then run stateless (recorded ``unsupported``); a malformed
+  answer costs this turn its session only (recorded ``release``). A transient failure (408/429/5xx,
+  no connection) is retried like the request itself (:mod:`interleaf.runtime.client.failover`).
 * At a tool pause (:meth:`SessionHold.pause`): the retention policy holds the session (preemptable,
   maybe with a TTL) or releases it; every outcome is a :class:`RetentionRecord`.
 * During the pause the budget, the TTL timer or admission control may release the hold; the
@@ -27,7 +31,7 @@ from interleaf.runtime.client.admission import AdmissionAbandoned
 from interleaf.runtime.client.backend import Backend
 from interleaf.runtime.client.capabilities import retention_gaps
 from interleaf.runtime.client.conversation import Conversation
-from interleaf.runtime.client.errors import BackendError, BackendUnavailable
+from interleaf.runtime.client.errors import BackendError, ServerDown, SessionRejected
 from interleaf.runtime.client.kv_budget import KVBudget
 from interleaf.runtime.client.retention import PauseContext
 from interleaf.telemetry.records import RetentionDecision, RetentionRecord
@@ -58,6 +62,8 @@ class SessionHold:
         """This turn runs without a session because admission control deferred the episode."""
         self._unsupported_noted: set[str] = set()
         """Servers whose missing capability this episode has recorded already (once each)."""
+        self._refused: str | None = None
+        """Why the server refused this turn's ``/open_session`` (the turn runs without a session), or None."""
 
     # -- around a pause ---------------------------------------------------------------------------
 
@@ -75,16 +81,19 @@ class SessionHold:
                 policy.decide(self._context(tools, expected)).reason,
                 predicted_pause_s=expected,
             )
-        elif conv.server is not None and not pool.backends[conv.server].info.streaming_sessions:
+        elif conv.server is not None and not pool.serves_sessions(conv.server):
             record = self._unsupported(pool.backends[conv.server], predicted_pause_s=expected)
         elif conv.session_id is None or conv.server is None:
             decision = policy.decide(self._context(tools, expected))
-            why = (
-                "no session to hold: admission control has not admitted the episode yet (the turn ran "
-                "without a session rather than wait: the server was not crowded, or the episode was next in line)"
-                if self._deferred
-                else "no session to hold: the KV budget refused one at this turn's start"
-            )
+            if self._deferred:
+                why = (
+                    "no session to hold: admission control has not admitted the episode yet (the turn ran without "
+                    "a session rather than wait: the server was not crowded, or the episode was next in line)"
+                )
+            elif self._refused is not None:
+                why = f"no session to hold: {self._refused}"
+            else:
+                why = "no session to hold: the KV budget refused one at this turn's start"
             record = self._record(
                 RetentionDecision.DENIED if decision.hold else RetentionDecision.RELEASE,
                 why if decision.hold else decision.reason,
@@ -138,9 +147,10 @@ class SessionHold:
         pool, conv, policy = self.pool, self.conversation, self.pool.policy
         budget = pool.budgets[backend.url]
         self._deferred = False
+        self._refused = None
         if not policy.uses_sessions:
             return
-        if not backend.info.streaming_sessions:
+        if not pool.serves_sessions(backend.url):
             # Said once per server, on the first turn that runs there: the turn's retention events
             # (its trace span, the dashboard) show what the episode's KV really got.
             if backend.url not in self._unsupported_noted:
@@ -183,6 +193,22 @@ class SessionHold:
             budget.drop(self.episode_id)
             await _close_once_opened(backend, opening)  # the server may open it all the same
             raise
+        except SessionRejected as exc:
+            # The server answered, and not with a session: the turn runs without one (full ids), as after a
+            # refused session turn. A 4xx is the server's configuration (sessions off, no radix cache): its
+            # episodes stop asking. Transient failures (BackendUnavailable) are retried by the caller.
+            budget.drop(self.episode_id)
+            if exc.status is not None and 400 <= exc.status < 500:
+                pool.sessions_refused.setdefault(backend.url, f"HTTP {exc.status}: {exc.reason}")
+                self._unsupported_noted.add(backend.url)
+                records.append(self._unsupported(backend))
+            else:
+                self._refused = f"{backend.url} refused the session at this turn's start ({exc.reason})"
+                records.append(
+                    self._record(RetentionDecision.RELEASE, f"{self._refused}; this turn runs without a session")
+                )
+            pool.decisions["session_refused"] += 1
+            return
         except BaseException:
             budget.drop(self.episode_id)
             raise
@@ -219,6 +245,19 @@ class SessionHold:
                     await asyncio.wait_for(backend.close_session(sid), _CLOSE_TIMEOUT_S)
         finally:
             self.pool.budgets[server].drop(self.episode_id)
+
+    def abandon(self, rid: str) -> None:
+        """The server was declared down during the turn: forget the session and free its budget now, and
+        abort the request and close the session there in the background (best effort, bounded): a hung
+        server would hold the failover for their timeouts."""
+        conv = self.conversation
+        server = conv.server
+        sid = conv.detach_session()
+        if server is None:
+            return
+        self.pool.budgets[server].drop(self.episode_id)
+        if rid or sid is not None:
+            self.pool.in_background(_abort_and_close(self.pool.backends[server], rid, sid))
 
     def leave_admission(self) -> None:
         """Give up the episode's admission slot on its server (it moves, fails or ends)."""
@@ -302,7 +341,7 @@ class SessionHold:
                     crowded=(lambda: self.pool.crowded(url)) if self.pool.admission_defer else None,
                 )
         except AdmissionAbandoned as exc:
-            raise BackendUnavailable(url, "", str(exc)) from exc
+            raise ServerDown(url, "", str(exc)) from exc
         if waited > 0:
             self.pool.decisions["queued"] += 1
             records.append(
@@ -334,10 +373,20 @@ class SessionHold:
     def _unsupported(self, backend: Backend, *, predicted_pause_s: float | None = None) -> RetentionRecord:
         """The policy needs streaming sessions and ``backend`` serves none: the turn runs stateless."""
         gaps = retention_gaps(self.pool.policy.name, backend.info)
+        refused = self.pool.sessions_refused.get(backend.url)
+        if gaps:
+            reason = gaps[0].message()
+        elif refused is not None:
+            reason = (
+                f"{backend.url} refused /open_session although /server_info says it serves streaming sessions "
+                f"({refused}); episodes run retention none there (check the server's flags, e.g. its radix cache)"
+            )
+        else:
+            reason = f"{backend.url} serves no streaming sessions"
         return RetentionRecord(
             policy="none",
             decision=RetentionDecision.UNSUPPORTED,
-            reason=gaps[0].message() if gaps else f"{backend.url} serves no streaming sessions",
+            reason=reason,
             predicted_pause_s=predicted_pause_s,
         )
 
@@ -355,6 +404,15 @@ class SessionHold:
             f"KV budget of {budget.server} full ({budget.held}/{budget.capacity} tokens held): "
             f"{what}; this turn runs without a session",
         )
+
+
+async def _abort_and_close(backend: Backend, rid: str, sid: str | None) -> None:
+    """Abort ``rid`` and close ``sid`` on a server the pool left (best effort, bounded)."""
+    with contextlib.suppress(Exception):
+        if rid:
+            await asyncio.wait_for(backend.abort(rid), _CLOSE_TIMEOUT_S)
+        if sid is not None:
+            await asyncio.wait_for(backend.close_session(sid), _CLOSE_TIMEOUT_S)
 
 
 async def _close_once_opened(backend: Backend, opening: asyncio.Future[str]) -> None:

@@ -22,7 +22,13 @@ import httpx
 import orjson
 
 from interleaf.runtime.client.backend import GenerateResult, ServerInfo, SessionTurn
-from interleaf.runtime.client.errors import BackendError, BackendUnavailable, RequestAborted, SessionRejected
+from interleaf.runtime.client.errors import (
+    BackendError,
+    BackendUnavailable,
+    PoolClosed,
+    RequestAborted,
+    SessionRejected,
+)
 from interleaf.runtime.client.server_metrics import ServerMetrics, parse_prometheus
 from interleaf.telemetry.records import MAX_TOKENS
 
@@ -54,10 +60,17 @@ def _first(mapping: dict[str, Any], *keys: str) -> Any:
 
 def _flag(info: dict[str, Any], name: str) -> bool | None:
     """A server arg from /server_info (flat in SGLang; nested under server_args in some versions)."""
-    for source in (info, info.get("server_args") or {}):
+    nested = info.get("server_args")
+    for source in (info, nested if isinstance(nested, dict) else {}):
         if name in source:
             return bool(source[name])
     return None
+
+
+def _excerpt(response: httpx.Response, limit: int = 200) -> str:
+    """The start of a reply's body for an error message, with its content type."""
+    kind = response.headers.get("content-type", "no content-type")
+    return f"{kind}, {response.text[:limit]!r}"
 
 
 class _ClientShards:
@@ -104,8 +117,13 @@ class SGLangBackend:
         request_timeout_s: float = 600.0,
         transport: Transport | None = None,
     ) -> None:
+        if not (
+            isinstance(request_timeout_s, int | float) and math.isfinite(request_timeout_s) and request_timeout_s > 0
+        ):
+            raise ValueError(f"request_timeout_s={request_timeout_s!r} must be a finite number of seconds > 0")
         self.url = url.rstrip("/")
         self.info = info
+        self._closed = False
         self._http = _ClientShards(
             lambda: httpx.AsyncClient(
                 base_url=self.url,
@@ -125,17 +143,18 @@ class SGLangBackend:
     ) -> SGLangBackend:
         """Read ``/server_info`` and ``/model_info``; raise BackendUnavailable / BackendError naming why."""
         url = url.rstrip("/")
-        probe = cls(url, ServerInfo(url=url, max_total_num_tokens=1), transport=transport)
+        probe = cls(
+            url, ServerInfo(url=url, max_total_num_tokens=1), request_timeout_s=request_timeout_s, transport=transport
+        )
         try:
             server_info = await probe._get_json("/server_info", alias="/get_server_info")
             model_info = await probe._get_json("/model_info", alias="/get_model_info")
         except BaseException:
             await probe.aclose()
             raise
-        states = server_info.get("internal_states") or [{}]
-        max_total = _first(states[0] if states else {}, "max_total_num_tokens") or server_info.get(
-            "max_total_num_tokens"
-        )
+        states = server_info.get("internal_states")
+        state = states[0] if isinstance(states, list) and states and isinstance(states[0], dict) else {}
+        max_total = _first(state, "max_total_num_tokens") or server_info.get("max_total_num_tokens")
         if not isinstance(max_total, int) or max_total <= 0:
             await probe.aclose()
             raise BackendError(
@@ -161,10 +180,19 @@ class SGLangBackend:
 
     # -- HTTP plumbing -------------------------------------------------------------------------
 
+    def _refuse_if_closed(self, what: str, rid: str = "") -> None:
+        if self._closed:
+            raise PoolClosed(self.url, rid, f"{what}: this client was closed (pool.aclose()); open a new pool")
+
     async def _request(self, method: str, path: str, *, rid: str = "", **kwargs: Any) -> httpx.Response:
+        self._refuse_if_closed(f"{method} {path}", rid)
         try:
             with self._http.pick() as http:
                 response = await http.request(method, path, **kwargs)
+        except RuntimeError as exc:
+            # httpx: "Cannot send a request, as the client has been closed" (aclose() while this waited).
+            self._refuse_if_closed(f"{method} {path}", rid)
+            raise BackendError(self.url, rid, f"{method} {path} failed: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise BackendUnavailable(self.url, rid, f"{method} {path} timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -183,9 +211,17 @@ class SGLangBackend:
             response = await self._request("GET", alias)
         if response.status_code != 200:
             raise BackendError(self.url, "", f"GET {path}: {response.text[:300]!r}", status=response.status_code)
-        data = response.json()
+        try:
+            # The standard library's parser: it reads NaN / Infinity, which some servers write in server args.
+            data = response.json()
+        except ValueError:  # json.JSONDecodeError, UnicodeDecodeError
+            raise BackendError(
+                self.url, "", f"GET {path} returned non-JSON ({_excerpt(response)}): is this an SGLang-protocol server?"
+            ) from None
         if not isinstance(data, dict):
-            raise BackendError(self.url, "", f"GET {path} returned {type(data).__name__}, expected an object")
+            raise BackendError(
+                self.url, "", f"GET {path} returned JSON {type(data).__name__}, not an object ({_excerpt(response)})"
+            )
         return data
 
     # -- protocol ------------------------------------------------------------------------------
@@ -280,6 +316,10 @@ class SGLangBackend:
             raise BackendError(self.url, label, f"/generate returned non-JSON: {response.text[:200]!r}") from exc
         if isinstance(data, list):
             data = data[0] if data else {}
+        if not isinstance(data, dict):
+            raise BackendError(
+                self.url, label, f"/generate returned JSON {type(data).__name__}, not an object ({_excerpt(response)})"
+            )
         return self._parse_generate(data, label, elapsed)
 
     def _parse_generate(self, data: dict[str, Any], rid: str, elapsed: float) -> GenerateResult:
@@ -291,6 +331,14 @@ class SGLangBackend:
             raise BackendError(
                 self.url, rid, "/generate reply has no output_ids list: the client needs exact token ids"
             )
+        for i, token in enumerate(output_ids):
+            if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+                raise BackendError(
+                    self.url,
+                    rid,
+                    f"/generate output_ids[{i}] is {token!r}, expected a token id (an int >= 0): "
+                    f"{str(output_ids)[:120]}",
+                )
         finish = meta.get("finish_reason")
         finish_type = finish.get("type") if isinstance(finish, dict) else finish
         for key in ("prompt_tokens", "completion_tokens", "cached_tokens"):
@@ -308,7 +356,7 @@ class SGLangBackend:
         hidden = meta.get("hidden_states", data.get("hidden_states"))
         return GenerateResult(
             text=str(data.get("text") or ""),
-            output_ids=[int(t) for t in output_ids],
+            output_ids=output_ids,
             finish_reason=str(finish_type or ""),
             request_id=str(meta.get("id") or rid),
             server=self.url,
@@ -338,9 +386,14 @@ class SGLangBackend:
             raise SessionRejected(
                 self.url, "", f"/open_session refused: {response.text[:300]!r}", status=response.status_code
             )
-        sid = response.json()
+        try:
+            sid = orjson.loads(response.content)
+        except ValueError:
+            sid = None
         if not isinstance(sid, str) or not sid:
-            raise SessionRejected(self.url, "", f"/open_session returned {sid!r}, expected a session id string")
+            raise SessionRejected(
+                self.url, "", f"/open_session returned {_excerpt(response)}, expected a session id (a JSON string)"
+            )
         return sid
 
     async def close_session(self, session_id: str) -> None:
@@ -356,30 +409,36 @@ class SGLangBackend:
 
     async def abort(self, rid: str) -> None:
         """POST /abort_request (best effort; errors are swallowed: the request may be gone)."""
-        with contextlib.suppress(httpx.HTTPError), self._http.pick() as http:
+        if self._closed:
+            return
+        with contextlib.suppress(httpx.HTTPError, RuntimeError), self._http.pick() as http:
             await http.post("/abort_request", json={"rid": rid}, timeout=5.0)
 
     async def health(self) -> bool:
+        if self._closed:
+            return False
         try:
             with self._http.pick() as http:
                 response = await http.get("/health", timeout=5.0)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RuntimeError):  # RuntimeError: closed meanwhile
             return False
         return response.status_code == 200
 
     async def metrics(self) -> ServerMetrics | None:
-        if not self.info.metrics:
+        if not self.info.metrics or self._closed:
             return None
         try:
             with self._http.pick() as http:
                 response = await http.get("/metrics", timeout=5.0)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RuntimeError):  # RuntimeError: closed meanwhile
             return None
         if response.status_code != 200:
             return None
         return ServerMetrics(parse_prometheus(response.text))
 
     async def aclose(self) -> None:
+        """Close the connections; later calls raise ``PoolClosed`` (``abort``/``health`` do nothing)."""
+        self._closed = True
         await self._http.aclose()
 
 

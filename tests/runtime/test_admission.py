@@ -117,8 +117,9 @@ async def test_cancelled_waiter_leaves_the_queue_and_dead_server_abandons() -> N
 
 
 async def test_overcommit_admits_past_the_budget_by_its_factor() -> None:
-    with pytest.raises(ValueError, match="overcommit"):
-        EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), overcommit=0)
+    for bad in (0, float("nan"), float("inf")):  # NaN passed a ``<= 0`` check and admitted nobody
+        with pytest.raises(ValueError, match="overcommit"):
+            EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), overcommit=bad)
     adm = EpisodeAdmission("s", capacity=1000, growth=GrowthEstimate(), overcommit=1.5)
     for key in "abc":  # 400 each: 1,200 <= 1,500
         assert await _admit(adm, key, 200) == 0.0

@@ -13,6 +13,7 @@ import pytest
 from interleaf.runtime.client import (
     BackendError,
     BackendUnavailable,
+    PoolClosed,
     RequestAborted,
     SessionRejected,
     SessionTurn,
@@ -110,6 +111,16 @@ async def test_server_without_kv_capacity_is_refused_with_the_field_named() -> N
         (_reply(prompt_tokens=2**40), BackendError, "meta_info.prompt_tokens is 1099511627776"),
         (_reply(cached_tokens=9), BackendError, "meta_info.cached_tokens=9 exceeds prompt_tokens=5"),
         (_reply(finish_reason={"type": "abort", "message": "kv full"}), RequestAborted, "aborted"),
+        (
+            httpx.Response(
+                200,
+                json={"text": "x", "output_ids": ["a", None], "meta_info": json.loads(_reply().content)["meta_info"]},
+            ),
+            BackendError,
+            "/generate output_ids[0] is 'a', expected a token id (an int >= 0): ['a', None]",
+        ),
+        (httpx.Response(200, json="hello"), BackendError, "/generate returned JSON str, not an object"),
+        (httpx.Response(200, json=["hello"]), BackendError, "/generate returned JSON str, not an object"),
     ],
 )
 async def test_generate_errors_name_server_request_and_why(response, error, text) -> None:
@@ -235,3 +246,58 @@ async def test_the_prefill_chunk_is_read_from_server_info(reported, read) -> Non
         assert backend.info.chunked_prefill_size == read
     finally:
         await backend.aclose()
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (httpx.Response(200, text="<html>hi</html>", headers={"content-type": "text/html"}),
+         "GET /server_info returned non-JSON (text/html, '<html>hi</html>')"),
+        (httpx.Response(200, json="up"), "GET /server_info returned JSON str, not an object"),
+        (httpx.Response(200, json={"internal_states": "full"}), "internal_states[0].max_total_num_tokens is None"),
+        (httpx.Response(200, json={"internal_states": [7], "server_args": ["x"]}),
+         "internal_states[0].max_total_num_tokens is None"),
+    ],
+)  # fmt: skip
+async def test_a_malformed_server_info_is_a_backend_error_naming_endpoint_and_reply(reply, said) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return reply if request.url.path == "/server_info" else httpx.Response(200, json=MODEL_INFO)
+
+    with pytest.raises(BackendError) as info:
+        await SGLangBackend.connect("http://srv:1", transport=httpx.MockTransport(handler))
+    assert str(info.value).startswith("server http://srv:1: ") and said in str(info.value)
+
+
+async def test_a_malformed_open_session_reply_is_a_refused_session() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/open_session":
+            return httpx.Response(200, text="<html>oops</html>", headers={"content-type": "text/html"})
+        return _transport().handle_request(request)
+
+    backend = await SGLangBackend.connect("http://srv:1", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(SessionRejected, match=r"/open_session returned text/html, '<html>oops</html>', expected"):
+            await backend.open_session(timeout_s=10)
+    finally:
+        await backend.aclose()
+
+
+async def test_a_closed_backend_says_so() -> None:
+    backend = await SGLangBackend.connect("http://srv:1", transport=_transport(lambda r: _reply()))
+    await backend.aclose()
+    with pytest.raises(PoolClosed, match=r"server http://srv:1 request r1: POST /generate: this client was closed"):
+        await backend.generate([1], sampling_params={}, rid="r1")
+    with pytest.raises(PoolClosed):
+        await backend.open_session(timeout_s=10)
+    assert await backend.health() is False and await backend.metrics() is None
+    await backend.abort("r1")  # best effort: nothing to do, no error
+
+
+@pytest.mark.parametrize("timeout_s", [0, -1, float("nan"), float("inf")])
+def test_a_request_timeout_must_be_a_positive_number(timeout_s) -> None:
+    from interleaf.runtime.client import ServerInfo
+
+    with pytest.raises(ValueError, match=r"request_timeout_s=.* must be a finite number of seconds > 0"):
+        SGLangBackend(
+            "http://srv:1", ServerInfo(url="http://srv:1", max_total_num_tokens=1), request_timeout_s=timeout_s
+        )

@@ -15,6 +15,7 @@ from interleaf.runtime.client import (
     BackendPool,
     BackendUnavailable,
     GenerateResult,
+    PoolClosed,
     ServerInfo,
     ServerMetrics,
     SessionRejected,
@@ -47,6 +48,14 @@ class _FakeServer:
         self.sessions: dict[str, int] = {}
         """Open session id -> tokens it holds."""
         self.requests: list[tuple[list[int], SessionTurn | None]] = []
+        self.hang: asyncio.Event | None = None
+        """When set to an event: ``generate`` waits for it (a hung server) after noting it started."""
+        self.started = asyncio.Event()
+        """A ``generate`` call has begun (set on every call)."""
+        self.healthy = True
+        """What ``/health`` answers, apart from ``down``."""
+        self.aborted: list[str] = []
+        self.abort_seen = asyncio.Event()
 
     async def generate(
         self,
@@ -60,6 +69,9 @@ class _FakeServer:
         if self.down or self.fail_next:
             self.fail_next = max(0, self.fail_next - 1)
             raise BackendUnavailable(self.url, rid, "connection refused")
+        self.started.set()
+        if self.hang is not None:
+            await self.hang.wait()
         if session is not None and session.session_id not in self.sessions:
             raise SessionRejected(self.url, rid, f"unknown session {session.session_id}")
         self.requests.append((list(input_ids), session))
@@ -92,16 +104,26 @@ class _FakeServer:
         self.sessions.pop(session_id, None)
 
     async def abort(self, rid: str) -> None:
-        return None
+        self.aborted.append(rid)
+        self.abort_seen.set()
 
     async def health(self) -> bool:
-        return not self.down
+        return self.healthy and not self.down
 
     async def metrics(self) -> ServerMetrics | None:
         return None
 
     async def aclose(self) -> None:
         return None
+
+
+async def _until(condition: Any, what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``condition()`` on the event loop until it holds; fail naming ``what`` after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        await asyncio.sleep(0.01)
 
 
 def _pool(*servers: _FakeServer, **options: Any) -> BackendPool:
@@ -199,4 +221,104 @@ async def test_an_episode_cancelled_while_its_session_opens_closes_the_session_t
     await asyncio.sleep(0.3)  # the server has answered by now
     assert server.sessions == {}  # opened after the cancel, and closed all the same
     assert pool.stats()["servers"]["http://a"]["held_tokens"] == 0
+    await pool.aclose()
+
+
+async def test_a_turn_in_flight_on_a_server_declared_down_fails_over_at_once() -> None:
+    """A hung server (SIGSTOP, a wedged GPU) never answers: once its health check fails, the turn in flight
+    there is cut short and resent token-exact to another server, recorded as a failover."""
+    a, b = _FakeServer("http://a"), _FakeServer("http://b")
+    pool = _pool(a, b)
+    pool.router.start_health_checks(pool._check, interval_s=0.01)
+    async with pool.episode("hung") as model:
+        first = await model.generate("hello", max_new_tokens=2)
+        doomed, survivor = (a, b) if first.server == a.url else (b, a)
+        assert (await model.pause(["search"])).decision is RetentionDecision.HOLD
+        doomed.hang, doomed.started = asyncio.Event(), asyncio.Event()  # never set: the server hangs
+        turn = asyncio.create_task(model.generate(" again", max_new_tokens=2))
+        await doomed.started.wait()
+        doomed.healthy = False
+        second = await asyncio.wait_for(turn, 30)  # without the cut: waits for the request timeout (600 s)
+        assert second.server == survivor.url and second.failover_from == doomed.url
+        assert survivor.requests[-1][0] == model.conversation.turn_prompt(1)  # the full ids, token-exact
+        (failover,) = [r for r in second.retention if "failover" in r.reason]
+        assert "declared down while the turn was in flight" in failover.reason
+        await asyncio.wait_for(doomed.abort_seen.wait(), 30)  # the hung request is aborted (in the background)
+        assert doomed.aborted[0].startswith("hung-t1-")
+    stats = pool.stats()
+    assert stats["failovers"] == 1 and stats["servers"][doomed.url]["held_tokens"] == 0
+    await pool.aclose()
+
+
+async def test_with_no_other_server_a_turn_keeps_its_chance_on_a_server_declared_down() -> None:
+    """A failed /health with nowhere to fail over to (one server, maybe only slow to answer): the turn
+    in flight is not cut short; it finishes when the server answers."""
+    server = _FakeServer("http://a")
+    pool = _pool(server)
+    pool.router.start_health_checks(pool._check, interval_s=0.01)
+    async with pool.episode("alone") as model:
+        await model.generate("hello", max_new_tokens=2)
+        server.hang, server.started = asyncio.Event(), asyncio.Event()
+        turn = asyncio.create_task(model.generate(" again", max_new_tokens=2))
+        await server.started.wait()
+        server.healthy = False
+        await _until(lambda: not pool.router.servers[server.url].healthy, "the health check to mark it down")
+        server.hang.set()
+        out = await asyncio.wait_for(turn, 30)
+        assert out.server == server.url and out.failover_from is None
+    await pool.aclose()
+
+
+async def test_closing_the_pool_ends_a_turn_in_flight_with_pool_closed() -> None:
+    server = _FakeServer("http://a")
+    pool = _pool(server)
+    async with pool.episode("closing") as model:
+        await model.generate("hello", max_new_tokens=2)
+        server.hang, server.started = asyncio.Event(), asyncio.Event()
+        turn = asyncio.create_task(model.generate(" again", max_new_tokens=2))
+        await server.started.wait()
+        await pool.aclose()
+        with pytest.raises(PoolClosed, match="the pool was closed"):
+            await turn
+        assert server.aborted and server.sessions == {}  # the request aborted, the session closed
+        with pytest.raises(PoolClosed, match="episode closing: the pool was closed"):
+            await model.generate(" more", max_new_tokens=2)
+        with pytest.raises(PoolClosed):
+            await model.pause(["search"])
+    with pytest.raises(PoolClosed):
+        pool.episode("later")
+    assert pool.stats()["servers"]["http://a"]["held_tokens"] == 0
+
+
+async def test_a_transient_open_session_failure_is_retried_on_the_same_server() -> None:
+    class FlakyOpen(_FakeServer):
+        open_failures = 1
+
+        async def open_session(self, *, timeout_s: float) -> str:
+            if self.open_failures:
+                self.open_failures -= 1
+                raise BackendUnavailable(self.url, "", "POST /open_session: 'busy'", status=503)
+            return await super().open_session(timeout_s=timeout_s)
+
+    a, b = FlakyOpen("http://a"), _FakeServer("http://b")
+    pool = _pool(a, b)
+    async with pool.episode("flaky") as model:
+        out = await model.generate("hello", max_new_tokens=2)
+        assert out.server == a.url and out.failover_from is None and out.in_session
+    assert pool.stats()["servers"][a.url]["healthy"] is True and pool.stats()["failovers"] == 0
+    await pool.aclose()
+
+
+async def test_a_session_refused_at_open_runs_the_turn_without_one() -> None:
+    class Refusing(_FakeServer):
+        async def open_session(self, *, timeout_s: float) -> str:
+            raise SessionRejected(self.url, "", "/open_session refused: 'no radix cache'", status=400)
+
+    server = Refusing("http://a")
+    pool = _pool(server)
+    async with pool.episode("refused") as model:
+        out = await model.generate("hello", max_new_tokens=2)
+        assert not out.in_session and [r.decision for r in out.retention] == [RetentionDecision.UNSUPPORTED]
+        assert server.requests[-1] == (model.conversation.turn_prompt(0), None)
+    assert pool.sessions_refused == {"http://a": "HTTP 400: /open_session refused: 'no radix cache'"}
     await pool.aclose()

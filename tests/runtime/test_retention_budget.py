@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+
+import pytest
 
 from interleaf.runtime.client.kv_budget import HoldState, KVBudget
 from tests.waiting import wait_until_async, wait_until_started
@@ -198,3 +201,9 @@ async def test_overrunning_pauses_go_first_and_equals_do_not_churn() -> None:
     # "fresh" (worth ~6) is more than half of the requester's 10: no trade of near-equals.
     assert not await budget.reserve("next", 40, wait_s=0, preempt=True, value=10.0)
     assert closed == ["overdue"]
+
+
+@pytest.mark.parametrize("capacity", [-1, math.nan, 10.5, True])
+def test_a_budget_is_a_whole_number_of_tokens(capacity) -> None:
+    with pytest.raises(ValueError, match=r"KVBudget capacity for s must be an int >= 0 tokens"):
+        KVBudget("s", capacity)

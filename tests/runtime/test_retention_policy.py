@@ -66,3 +66,63 @@ def test_fixed_policies_and_bad_name() -> None:
     assert ttl.hold and ttl.ttl_s == ctx.ttl_s
     with pytest.raises(ValueError, match="retention='lru' is not a policy: use one of none, session"):
         make_policy("lru")
+
+
+def test_a_policy_name_must_be_a_string() -> None:
+    """``None`` is not the ``none`` policy (``str(None).lower()`` used to make it one)."""
+    with pytest.raises(ValueError, match="retention=None is not a policy name: use one of none, session"):
+        make_policy(None)  # type: ignore[arg-type]
+    assert make_policy("SESSION").name.value == "session"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("prior_median_s", math.nan), ("prior_sigma", -1.0), ("ttl_z", math.inf)]
+)
+def test_the_estimator_refuses_non_finite_priors(option, value) -> None:
+    with pytest.raises(ValueError, match=f"ToolDurationEstimator.{option}={value!r} must be a finite number"):
+        ToolDurationEstimator(**{option: value})
+
+
+async def test_non_finite_metrics_are_dropped_and_the_ingest_rate_never_becomes_nan() -> None:
+    """A ``+Inf`` counter in /metrics (valid Prometheus) used to make the server's ingest rate inf, then
+    NaN for good (inf - inf), and adaptive's cost model with it."""
+    from interleaf.runtime.client import BackendPool, ServerInfo, ServerMetrics, parse_prometheus
+
+    text = "sglang:prompt_tokens_total +Inf\nsglang:cached_tokens_total NaN\nsglang:x -Inf\nsglang:y 3\n"
+    assert parse_prometheus(text) == {"sglang:y": 3.0}
+
+    def scrape(prompt: float, at: float) -> ServerMetrics:
+        return ServerMetrics({"sglang:prompt_tokens_total": prompt, "sglang:generation_tokens_total": 0.0}, at=at)
+
+    class _Server:
+        url = "http://a"
+        info = ServerInfo(url=url, max_total_num_tokens=10_000, metrics=True)
+
+        def __init__(self) -> None:
+            # A counter that overflowed to inf between finite ones (as if past the parser).
+            self.scrapes = [
+                scrape(100, 0.0),
+                scrape(200, 1.0),
+                scrape(math.inf, 2.0),
+                scrape(300, 3.0),
+                scrape(400, 4.0),
+            ]
+
+        async def health(self) -> bool:
+            return True
+
+        async def metrics(self) -> ServerMetrics:
+            return self.scrapes.pop(0)
+
+        async def aclose(self) -> None:
+            return None
+
+    server = _Server()
+    pool = BackendPool([server], retention="adaptive", tokenizer=None)  # type: ignore[list-item]
+    for _ in range(5):
+        await pool._check(server.url)  # what the health loop does every second
+    rate = pool.pressure(server.url).ingest_tokens_per_s
+    assert math.isfinite(rate) and 50.0 <= rate <= 100.0  # the inf scrape skipped: 100 tok/s, then 50, then 100
+    decision = make_policy("adaptive").decide(_ctx(1000, 5.0, used=0.5, reclaimable=5000, rate=rate))
+    assert math.isfinite(decision.value)
+    await pool.aclose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from interleaf.runtime.client import NoHealthyServer
+from interleaf.runtime.client import NoHealthyServer, PoolClosed, ServerDown
 from interleaf.runtime.client.router import Router
 
 
@@ -58,3 +60,48 @@ def test_turns_waiting_for_admission_count_as_queued_work() -> None:
         assert router.stats()["http://a"]["waiting_tokens"] == 1000
     assert router.stats()["http://a"]["waiting_tokens"] == 0
     assert router.pick("e2") == "http://a"
+
+
+async def test_a_server_declared_down_cuts_its_flights_short_only_with_somewhere_to_go() -> None:
+    router = Router(["http://a", "http://b"])
+    started = asyncio.Event()
+
+    async def attempt(url: str) -> str:
+        async with router.flight(url) as flight:
+            flight.rid = "r1"
+            started.set()
+            await asyncio.Event().wait()  # a request that never answers
+        return "answered"
+
+    task = asyncio.create_task(attempt("http://a"))
+    await started.wait()
+    router.mark_down("http://a", "/health failed: False", cut_in_flight=True)
+    with pytest.raises(ServerDown, match=r"server http://a request r1: declared down while the turn was in flight"):
+        await task
+    assert router.servers["http://a"].flights == set()
+
+    # Nowhere to go: b is down too, so the turn on a keeps its chance there.
+    router.mark_down("http://b", "/health failed: False")
+    started.clear()
+    task = asyncio.create_task(attempt("http://a"))
+    await started.wait()
+    router.cut_in_flight("http://a", "/health failed: False")
+    assert not task.done() and len(router.servers["http://a"].flights) == 1
+    router.cut_all("the pool was closed")
+    with pytest.raises(PoolClosed, match="the pool was closed"):
+        await task
+
+
+async def test_a_cut_does_not_leak_into_the_caller() -> None:
+    """The flight's cancellation stays inside its block: the task goes on after handling the error."""
+    router = Router(["http://a", "http://b"])
+
+    async def attempt() -> None:
+        async with router.flight("http://a"):
+            router.mark_down("http://a", "gone", cut_in_flight=True)
+            await asyncio.sleep(3600)
+
+    with pytest.raises(ServerDown):
+        await attempt()
+    await asyncio.sleep(0)  # no CancelledError left pending on this task
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
