@@ -57,6 +57,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["jobs", "submit", "--server", "localhost:8080"], "give the server's base URL"),
         (["engine", "serve", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["engine", "serve", "--mem-fraction-static", "2"], "--mem-fraction-static 2.0: Input should be less than 1"),
+        (["serve", "--host", "0.0.0.0", "--port", "1"], "'0.0.0.0' is not loopback and no --token is set"),
         (["engine", "serve", "--max-running-requests", "0"], "--max-running-requests 0: Input should be greater"),
         (["engine", "serve", "--chunked-prefill-size", "0"], "--chunked-prefill-size 0: Input should be greater"),
         (["engine", "serve", "--session-timeout", "nan"], "--session-timeout nan: Input should be a finite number"),

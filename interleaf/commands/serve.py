@@ -85,6 +85,12 @@ def serve(
         envvar="INTERLEAF_API_TOKEN",
         help="Bearer token every route but /healthz requires (16+ characters; env INTERLEAF_API_TOKEN).",
     ),
+    no_token: bool = typer.Option(
+        False,
+        "--no-token",
+        help="Listen on a --host other than loopback without a --token (anyone who reaches the port can run "
+        "jobs and read every trajectory).",
+    ),
     allow_host: list[str] = typer.Option(
         [],
         "--allow-host",
@@ -112,6 +118,12 @@ def serve(
         _check_redis_url(redis_url, redis_no_password)
     if token is not None and len(token) < 16:
         raise typer.BadParameter("the token must have at least 16 characters", param_hint="--token")
+    if not token and host not in _LOOPBACK and not no_token:
+        raise typer.BadParameter(
+            f"{host!r} is not loopback and no --token is set: anyone who reaches the port could run jobs and read "
+            "every trajectory; pass --token (or INTERLEAF_API_TOKEN), or --no-token to accept that",
+            param_hint="--host",
+        )
     try:
         limits = JobLimits.from_env()
         body = api_max_body_bytes()
