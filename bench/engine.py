@@ -25,6 +25,7 @@ import time
 import httpx
 import numpy as np
 import torch
+from options import BenchParser, comma_list, int_at_least
 from progress import Progress
 
 from interleaf.runtime.engine.process import EngineProcess
@@ -51,7 +52,7 @@ def measure_read_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
 
 def section_speed(url: str) -> None:
     print("\n== prefill / decode speed (batch 1) ==")
-    Progress("speed", total=1, unit="sections")  # ~20 s; announces the start
+    progress = Progress("speed", total=5, unit="steps")  # 3 prefills, a decode, the bandwidth read (~20 s)
     prompt = list(range(1000, 1512))
     post(url, {"input_ids": [5, 6, 7], "sampling_params": {"max_new_tokens": 2}})  # warm
     ttfts = []
@@ -59,12 +60,15 @@ def section_speed(url: str) -> None:
         ids = [p + i for p in prompt]  # distinct prompts: no prefix hits
         m = post(url, {"input_ids": ids, "sampling_params": {"max_new_tokens": 1}})["meta_info"]
         ttfts.append(m["ttft"])
+        progress.advance(note="prefill")
     prefill = len(prompt) / statistics.median(ttfts)
     m = post(url, {"input_ids": [1, 2, 3, 4], "sampling_params": {"max_new_tokens": 64, "ignore_eos": True}})[
         "meta_info"
     ]
     decode = (m["completion_tokens"] - 1) / (m["e2e_latency"] - m["ttft"])
+    progress.advance(note="decode")
     bw = measure_read_bandwidth()
+    progress.advance(note="read bandwidth")
     weights = 134.5e6 * 4  # fp32 bytes read per decode step at batch 1 (KV is negligible at this length)
     ceiling = bw / weights
     print(f"prefill   {prefill:8.0f} tok/s  (512-token prompts)")
@@ -250,6 +254,9 @@ def section_sim(n_sessions: int = 1000) -> None:
         f"wall {wall:.1f} s for {steps} decode steps + prefills; simulated GPU time {info['simulated_seconds']:.1f} s"
     )
     print(f"scheduler+HTTP overhead ~{1000 * wall / max(1, steps):.1f} ms per decode step; engine RSS {rss:.0f} MiB")
+    # A real-clock sim engine sleeps every step's GPU time: its wall time is at least the simulated time.
+    print(f"simulated GPU time / wall = {info['simulated_seconds'] / wall:.1f}x (the virtual clock; a real-clock "
+          "sim engine's best is 1.0x: wall = simulated time)")  # fmt: skip
     print(f"all finished: {all(o['meta_info']['completion_tokens'] == 32 for o in out)}")
 
 
@@ -398,16 +405,14 @@ def _proc_rss_mb(pid: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = BenchParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["speed", "turn2", "scaling", "grammar", "sim", "long"], action="append")
-    ap.add_argument("--sim-sessions", type=int, default=1000)
-    ap.add_argument("--long-sizes", default="2048,4096,8192",
-                    help="contexts for the long section, up to 8192 (the longest prefills 8159 tokens)")  # fmt: skip
+    ap.add_argument("--sim-sessions", type=int_at_least(1), default=1000)
+    ap.add_argument("--long-sizes", type=comma_list(int_at_least(1, 8192)), default=[2048, 4096, 8192],
+                    help="long section's contexts, 1 to 8192 (SmolLM2's; 8192 prefills 8159 tokens)")  # fmt: skip
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="for the long section")
     args = ap.parse_args()
-    long_sizes = sorted(int(x) for x in args.long_sizes.split(","))
-    if not long_sizes or long_sizes[0] < 1 or long_sizes[-1] > 8192:
-        ap.error(f"--long-sizes={args.long_sizes!r}: give contexts between 1 and 8192 (SmolLM2's context length)")
+    long_sizes = sorted(set(args.long_sizes))
     todo = args.only or ["speed", "turn2", "scaling", "grammar", "sim", "long"]
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -1,13 +1,13 @@
 """PTE throughput: one million turns, every variant, vectorised (target: well under 2 s in all).
 
-Run: ``python bench/pte.py [n_turns]``. Prints seconds per variant and the total.
+Run: ``python bench/pte.py [n_turns]`` (default 1,000,000). Prints seconds per variant and the total.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 
+from options import BenchParser, int_at_least
 from progress import Progress
 
 from interleaf.telemetry import HARDWARE_PROFILES, MODEL_PROFILES, PTEVariant, TurnArrays, pte, pte_table
@@ -33,4 +33,6 @@ def main(n: int = 1_000_000) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    p = BenchParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("n_turns", nargs="?", type=int_at_least(1), default=1_000_000, help="turns (default 1,000,000)")
+    main(p.parse_args().n_turns)

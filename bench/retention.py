@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from options import BenchParser, gpu_profile, int_at_least, model_profile, number_above
 from progress import Progress
 
 from interleaf.runtime.client import BackendPool, ServerMetrics, parse_prometheus
@@ -257,61 +258,85 @@ def render(results: list[PolicyResult], header: str) -> str:
     lines += [cols, "-" * len(cols)]
     for r in results:
         speedup = base.makespan_s / r.makespan_s if r.makespan_s else float("nan")
-        fewer = 1 - r.recomputed_tokens / base.recomputed_tokens if base.recomputed_tokens else float("nan")
+        # Relative to none's recomputed tokens; none recomputing nothing leaves no ratio (the column before
+        # holds the absolute figure).
+        vs_none = "n/a"
+        if base.recomputed_tokens:
+            vs_none = f"{100 * (r.recomputed_tokens / base.recomputed_tokens - 1):+7.1f}%"
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
         lines.append(
             f"{r.policy:14s} {r.makespan_s:8.1f}s {speedup:7.2f}x {r.episode_p50_s:6.1f}s {r.episode_p95_s:6.1f}s "
-            f"{r.recomputed_tokens:11,d} {-fewer * 100:+7.1f}% {r.prefill_tokens:10,d} {r.hit_rate:6.1%} "
+            f"{r.recomputed_tokens:11,d} {vs_none:>8s} {r.prefill_tokens:10,d} {r.hit_rate:6.1%} "
             f"{r.peak_held_tokens:10,d} / {r.budget_tokens:<9,d} {r.peak_engine_held_tokens:11,.0f}  {decisions}"
             + (f"  FAILED {r.failed_episodes}" if r.failed_episodes else "")
         )
     return "\n".join(lines)
 
 
-def _parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--agents", type=int, default=None, help="concurrent agents (default 16; 256 with --sim)")
-    p.add_argument("--turns", type=int, default=6)
-    p.add_argument("--system-tokens", type=int, default=400)
-    p.add_argument("--decode", type=int, nargs=2, default=(32, 96), metavar=("MIN", "MAX"))
-    p.add_argument("--tool-median-s", type=float, default=2.0)
-    p.add_argument("--tool-p95-s", type=float, default=10.0)
-    p.add_argument("--tool-output", type=int, nargs=2, default=(50, 800), metavar=("MIN", "MAX"))
-    p.add_argument("--time-scale", type=float, default=1.0, help="multiply every tool pause (smoke runs)")
-    p.add_argument("--budget-ratio", type=float, default=0.5, help="KV budget / agents' peak total context")
-    p.add_argument("--kv-budget-fraction", type=float, default=0.75, help="budget / engine KV capacity")
+def _parse(argv: list[str] | None = None) -> tuple[BenchParser, argparse.Namespace]:
+    """The parser (for checks that need the workload: ``check_sizing``) and the checked options."""
+    p = BenchParser(description=__doc__.split("\n\n")[0])
+    count, tokens, seconds = int_at_least(1), int_at_least(0), number_above(0)
+    p.add_argument("--agents", type=count, default=None, help="concurrent agents (default 16; 256 with --sim)")
+    p.add_argument("--turns", type=count, default=6)
+    p.add_argument("--system-tokens", type=tokens, default=400)
+    p.add_argument("--decode", type=count, nargs=2, default=(32, 96), metavar=("MIN", "MAX"))
+    p.add_argument("--tool-median-s", type=seconds, default=2.0)
+    p.add_argument("--tool-p95-s", type=seconds, default=10.0)
+    p.add_argument("--tool-output", type=tokens, nargs=2, default=(50, 800), metavar=("MIN", "MAX"))
+    p.add_argument("--time-scale", type=number_above(0, inclusive=True), default=1.0,
+                   help="multiply every tool pause (smoke runs)")  # fmt: skip
+    p.add_argument("--budget-ratio", type=number_above(0), default=0.5, help="KV budget / agents' peak total context")
+    p.add_argument("--kv-budget-fraction", type=number_above(0), default=0.75, help="budget / engine KV capacity, <= 1")
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument(
         "--admission-overcommit",
-        type=float,
+        type=number_above(0),
         default=1.0,
         help="admitted episodes' projected peaks may sum to this x the budget (admission control)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     p.add_argument("--sim", action="store_true", help="use the sim executor (simulated H100 timings)")
-    p.add_argument("--sim-gpu", default="H100")
-    p.add_argument("--sim-model", default="Llama-3.1-8B-Instruct")
+    p.add_argument("--sim-gpu", type=gpu_profile, default="H100")
+    p.add_argument("--sim-model", type=model_profile, default="Llama-3.1-8B-Instruct")
     p.add_argument("--url", default=None, help="use this running engine instead of starting one")
     p.add_argument("--json", default=None, help="also write the figures to this file")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.agents is None:
         args.agents = 256 if args.sim else 16
-    if args.turns < 1 or args.agents < 1:
-        p.error(f"--turns={args.turns} and --agents={args.agents} must be >= 1")
-    if not 0 < args.kv_budget_fraction <= 1:
-        p.error(f"--kv-budget-fraction={args.kv_budget_fraction} must be in (0, 1]")
+    if args.kv_budget_fraction > 1:
+        p.fail("--kv-budget-fraction", args.kv_budget_fraction, "must be in (0, 1]")
+    for option in ("decode", "tool_output"):
+        low, high = getattr(args, option)
+        if low > high:
+            p.fail(f"--{option.replace('_', '-')}", f"{low} {high}", "MIN must be <= MAX")
+    if args.tool_p95_s < args.tool_median_s:
+        p.fail("--tool-p95-s", args.tool_p95_s, f"must be >= --tool-median-s ({args.tool_median_s})")
     for name in args.policies.split(","):
         if name.removesuffix(GREEDY) not in POLICIES or name == "none" + GREEDY:
-            p.error(
-                f"--policies: {name!r} is not one of {', '.join(POLICIES)} (append {GREEDY} to a holding "
-                "policy to run it without episode admission control)"
-            )
-    return args
+            p.fail("--policies", repr(name), f"not one of {', '.join(POLICIES)} (append {GREEDY} to a holding "
+                   "policy to run it without episode admission control)")  # fmt: skip
+    return p, args
+
+
+def check_sizing(p: BenchParser, args: argparse.Namespace, scripts: list[AgentScript], capacity: int) -> None:
+    """Refuse a KV capacity that cannot hold the largest agent's context: every one of its requests would
+    be refused, whatever the policy (``--agents 1 --turns 1`` sized it so: 0.5 / 0.75 of one context)."""
+    largest = max(s.context_tokens for s in scripts)
+    if capacity >= largest:
+        return
+    if args.url is not None:
+        p.fail("--url", args.url, f"the engine's KV ({capacity:,} tok) cannot hold one agent's context "
+               f"({largest:,} tok); start it with more --max-total-tokens")  # fmt: skip
+    p.fail("--budget-ratio", args.budget_ratio,
+           f"the engine's KV would be {capacity:,} tok (--budget-ratio x the agents' peak total context / "
+           f"--kv-budget-fraction), less than one agent's context ({largest:,} tok), so every episode would "
+           "fail; raise --agents or --budget-ratio, or lower --kv-budget-fraction")  # fmt: skip
 
 
 async def main() -> None:
-    args = _parse()
+    p, args = _parse()
     if args.sim:
         from interleaf.runtime.tokenizer import ByteTokenizer
 
@@ -326,6 +351,8 @@ async def main() -> None:
     pause_floor = max(sum(s.pauses) for s in scripts)
     budget = int(args.budget_ratio * peak_context)
     capacity = math.ceil(budget / args.kv_budget_fraction)
+    if args.url is None:
+        check_sizing(p, args, scripts, capacity)
     engine: EngineProcess | None = None
     url = args.url
     if url is None:
@@ -338,6 +365,7 @@ async def main() -> None:
         async with httpx.AsyncClient() as client:
             info = (await client.get(f"{url}/server_info", timeout=30)).json()
         capacity = info["internal_states"][0]["max_total_num_tokens"]
+        check_sizing(p, args, scripts, capacity)
         fraction = min(1.0, budget / capacity)
         what = (
             f"sim executor ({args.sim_gpu}, {args.sim_model}; SIMULATED timings)"
@@ -370,6 +398,9 @@ async def main() -> None:
     finally:
         if engine is not None:
             engine.stop()
+    lost = [r.policy for r in results if r.failed_episodes == len(scripts)]
+    if lost:
+        raise SystemExit(f"retention: every episode failed under {', '.join(lost)} (see the lines above)")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,11 @@ import time
 from pathlib import Path
 
 import httpx
+from options import BenchParser, comma_list, gpu_profile, int_at_least, one_of
 from progress import Progress
+
+TRANSPORTS = ("channel", "ray")
+"""How the runner reaches its actors: the episode channel (the default) or Ray actor calls."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -396,11 +400,15 @@ async def orchestration_cpu(args: argparse.Namespace, workdir: Path) -> dict:
 
     worker = EpisodeWorker([url], model_factory=model, name="cpu")
     await worker.prepare("cpu", spec, bench_agent(1, args))
-    for i in range(min(20, n)):  # warm: imports, the compiled graph
+    warm = min(20, n)
+    progress = Progress("cpu", total=warm + n, unit="episodes")
+    for i in range(warm):  # warm: imports, the compiled graph
         await worker.run_episode("cpu", i)
+        progress.advance(note="warm-up")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for i in range(n):
         await worker.run_episode("cpu", i)
+        progress.advance()  # a print every 5 s at most: noise well under the per-episode figure
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     await worker.aclose()
     await pool.aclose()
@@ -469,28 +477,33 @@ def print_overhead(o: dict, label: str, model: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from interleaf.runtime.client import RetentionPolicyName
+
+    retentions = [r.value for r in RetentionPolicyName]
+    count = int_at_least(1)
+    p = BenchParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=["overhead", "per-call", "throughput", "cpu"], default=None)
     p.add_argument("--backend", default=None, help="engine URL (default: start the embedded sim engine)")
     p.add_argument("--sim-clock", choices=["real", "virtual"], default="virtual")
-    p.add_argument("--sim-gpu", default=None)
-    p.add_argument("--calls", type=int, default=50)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--retention", default="none", help="retention for the overhead section")
-    p.add_argument("--transports", type=lambda v: v.split(","), default=["channel", "ray"],
+    p.add_argument("--sim-gpu", type=gpu_profile, default=None)
+    p.add_argument("--calls", type=count, default=50)
+    p.add_argument("--max-new-tokens", type=count, default=16)
+    p.add_argument("--retention", choices=retentions, default="none", help="retention for the overhead section")
+    p.add_argument("--transports", type=comma_list(one_of(TRANSPORTS)), default=list(TRANSPORTS),
                    help="overhead and throughput: how the runner reaches its actors, side by side")  # fmt: skip
-    p.add_argument("--per-call-transport", choices=["channel", "ray"], default="channel")
-    p.add_argument("--ks", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8],
+    p.add_argument("--per-call-transport", choices=TRANSPORTS, default="channel")
+    p.add_argument("--ks", type=comma_list(count), default=[1, 2, 4, 8],
                    help="per-call section: turns per episode, comma-separated")  # fmt: skip
-    p.add_argument("--per-k", type=int, default=100, help="per-call section: episodes per K")
-    p.add_argument("--rounds", type=int, default=4, help="per-call section: rounds over the Ks")
-    p.add_argument("--episodes", type=int, default=2000)
-    p.add_argument("--concurrency", type=int, default=1000)
-    p.add_argument("--actors", type=int, default=2)
-    p.add_argument("--turns", type=int, default=2)
-    p.add_argument("--throughput-retention", default="session")
+    p.add_argument("--per-k", type=count, default=100, help="per-call section: episodes per K")
+    p.add_argument("--rounds", type=count, default=4, help="per-call section: rounds over the Ks")
+    p.add_argument("--episodes", type=count, default=2000)
+    p.add_argument("--concurrency", type=count, default=1000)
+    p.add_argument("--actors", type=count, default=2)
+    p.add_argument("--turns", type=count, default=2)
+    p.add_argument("--throughput-retention", choices=retentions, default="session")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
+    args.transports = list(dict.fromkeys(args.transports))  # each once: a repeat would only run it again
 
     if args.only == "cpu":
         with tempfile.TemporaryDirectory(prefix="interleaf-bench-") as tmp:
@@ -537,6 +550,10 @@ def main() -> None:
                           f"terminations {t['terminations']}")  # fmt: skip
                     for err in t["errors"]:
                         print(f"  error: {err}")
+                if {"channel", "ray"} <= figures["throughput"].keys():
+                    ch, ray_ = figures["throughput"]["channel"], figures["throughput"]["ray"]
+                    print(f"episode channel / Ray actor calls: episodes/s "
+                          f"{ch['episodes_per_s'] / ray_['episodes_per_s']:.2f}x")  # fmt: skip
         finally:
             ray.shutdown()
     figures["engine"] = {"model": info.get("served_model_name"), "simulated": bool(info.get("simulated"))}

@@ -7,7 +7,10 @@ for the same shapes, plus the efficiencies (mfu, mbu) that would make the predic
     python bench/sim_calibrate.py --gpu H100 --model Llama-3.1-8B-Instruct     # on a GPU machine
     python bench/sim_calibrate.py --device cpu --tiny                          # smoke run here
 
-Paste the printed table into docs/engine.md (and set RooflineCost efficiencies) when a GPU run exists.
+Prints measured and simulated time per shape and their ratio (sim/meas: 1.00 is a perfect prediction);
+progress and an ETA over the shapes go to stderr. ``--gpu`` and ``--device`` are checked before any
+model is built. Paste the printed table into docs/engine.md (and set RooflineCost efficiencies) when a
+GPU run exists.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import argparse
 import time
 
 import torch
+from options import BenchParser, gpu_profile
+from progress import Progress
 
 from interleaf.runtime.engine.sim import RooflineCost
 from interleaf.telemetry import find_hardware_profile, find_model_profile
@@ -77,11 +82,36 @@ def time_decode(model, batch: int, context: int, device: str, steps: int = 8) ->
     return (time.perf_counter() - t0) / steps
 
 
+def device(text: str) -> str:
+    """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``)."""
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device timed here; use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA device on this machine; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return text
+
+
+def shapes(tiny: bool) -> list[tuple[str, int, int]]:
+    """(kind, batch or tokens, context) of every timed shape: prefills, then decodes."""
+    out = [("prefill", n, n) for n in ((128, 512, 2048) if tiny else (512, 2048, 8192))]
+    for b in (1, 8, 32, 128):
+        for ctx in (1024, 4096):
+            if not (tiny and b * ctx > 32768):
+                out.append(("decode", b, ctx))
+    return out
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gpu", default="H100")
+    ap = BenchParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpu", type=gpu_profile, default="H100", help="hardware profile the sim predicts for")
     ap.add_argument("--model", default="Llama-3.1-8B-Instruct", choices=sorted(LLAMA_CONFIGS))
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer model of the same family (smoke test)")
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
@@ -102,19 +132,17 @@ def main() -> None:
     )
     print(f"{'shape':28s} {'measured ms':>12} {'sim ms':>9} {'sim/meas':>9}")
     rows = []
-    for n in (128, 512, 2048) if args.tiny else (512, 2048, 8192):
-        m = time_prefill(model, n, args.device)
-        p = cost.step_time([n], [n])
-        rows.append(("prefill", m, p))
-        print(f"{'prefill ' + str(n):28s} {m * 1e3:12.2f} {p * 1e3:9.2f} {p / m:9.2f}")
-    for b in (1, 8, 32, 128):
-        for ctx in (1024, 4096):
-            if args.tiny and b * ctx > 32768:
-                continue
-            m = time_decode(model, b, ctx, args.device)
-            p = cost.step_time([1] * b, [ctx] * b)
-            rows.append(("decode", m, p))
-            print(f"{f'decode b={b} ctx={ctx}':28s} {m * 1e3:12.2f} {p * 1e3:9.2f} {p / m:9.2f}")
+    todo = shapes(args.tiny)
+    progress = Progress("sim_calibrate", total=len(todo), unit="shapes")
+    for kind, n, ctx in todo:
+        if kind == "prefill":
+            name, m, p = f"prefill {n}", time_prefill(model, n, args.device), cost.step_time([n], [n])
+        else:
+            name, m = f"decode b={n} ctx={ctx}", time_decode(model, n, ctx, args.device)
+            p = cost.step_time([1] * n, [ctx] * n)
+        rows.append((kind, m, p))
+        print(f"{name:28s} {m * 1e3:12.2f} {p * 1e3:9.2f} {p / m:9.2f}", flush=True)
+        progress.advance(note=name)
     pre = [p / m for k, m, p in rows if k == "prefill"]
     dec = [p / m for k, m, p in rows if k == "decode"]
     print(

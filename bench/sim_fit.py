@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from statistics import median
 
+from options import BenchParser
+
 from interleaf.telemetry.gpu_cost import (
     KernelCalibration,
     OperatorTimings,
@@ -75,13 +77,16 @@ def monotone_floor(data: OperatorTimings) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = BenchParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"Vidur's CSVs (default {DEFAULT_DATA})")
     ap.add_argument("--all", action="store_true", help="print the per-layer table at every token count")
     ap.add_argument("--write", action="store_true", help=f"rewrite telemetry/data/{CALIBRATION_FILE}")
     args = ap.parse_args()
     if not args.data.is_dir():
-        ap.error(f"--data {args.data}: not a directory (it holds Vidur's *-mlp.csv files; see its README)")
+        ap.fail("--data", args.data, "not a directory (it holds Vidur's *-mlp.csv files; see its README)")
+    missing = sorted({f for checks in CHECKS.values() for f, _, _ in checks if not (args.data / f).is_file()})
+    if missing:
+        ap.fail("--data", args.data, f"has no {', '.join(missing)} (Vidur's profiling data; see its README)")
 
     cals = fit_shipped_calibrations(args.data, fitted=datetime.date.today().isoformat())
     for name, cal in cals.items():

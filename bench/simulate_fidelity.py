@@ -38,12 +38,23 @@ import threading
 import time
 
 import httpx
+from options import BenchParser, comma_list, gpu_profile, int_at_least, model_profile, number_above
 from progress import Progress
+from pydantic import ValidationError
 
 from interleaf.runtime.client import BackendPool
 from interleaf.runtime.engine.process import EngineProcess
-from interleaf.runtime.simulate import PolicyResult, SimulationSetup, generate, sessions, simulate_policy
+from interleaf.runtime.simulate import (
+    EXTRA_POLICIES,
+    PolicyResult,
+    SimulationSetup,
+    check_policy,
+    generate,
+    sessions,
+    simulate_policy,
+)
 from interleaf.runtime.simulate.simulation import admission_mode, replay, server_kv_tokens, split_policy
+from interleaf.runtime.simulate.workloads import SHAPES
 from interleaf.runtime.tokenizer import ByteTokenizer
 
 
@@ -94,33 +105,59 @@ def _figures(r: PolicyResult) -> dict[str, float]:
             "failed": r.failed}  # fmt: skip
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", default="reference")
-    p.add_argument("--agents", type=int, default=16)
-    p.add_argument("--turns", type=int, default=6)
-    p.add_argument("--policies", default="none,session")
-    p.add_argument("--gpu", default="H100")
-    p.add_argument("--model", default="Llama-3.1-8B-Instruct")
-    p.add_argument("--chunked-prefill-size", type=int, default=512)
-    p.add_argument("--budget-ratio", type=float, default=0.5)
-    p.add_argument("--time-scale", type=float, default=1.0, help="multiply every tool pause")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--host-request-s", type=float, default=None, help="host s per request (default: measured)")
-    p.add_argument("--host-step-s", type=float, default=None, help="host s per scheduler step (default: measured)")
-    p.add_argument("--json", default=None, help="also write the figures to this file")
-    args = p.parse_args()
+def real_clock_policy(text: str) -> str:
+    """A policy both the simulation and the real-clock engine run (``oracle`` and ``unbounded`` are the
+    simulation's alone)."""
+    try:
+        name = check_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name in EXTRA_POLICIES:
+        raise argparse.ArgumentTypeError(f"{text!r} exists only in the simulation; the real-clock engine cannot run it")
+    return name
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked, with ``args.setup`` (the ``SimulationSetup`` they make) built here so that a
+    model too big for the GPU is refused before the engine starts."""
+    p = BenchParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", default="reference", choices=sorted(SHAPES))
+    p.add_argument("--agents", type=int_at_least(1), default=16)
+    p.add_argument("--turns", type=int_at_least(1), default=6)
+    p.add_argument("--policies", type=comma_list(real_clock_policy), default=["none", "session"])
+    p.add_argument("--gpu", type=gpu_profile, default="H100")
+    p.add_argument("--model", type=model_profile, default="Llama-3.1-8B-Instruct")
+    p.add_argument("--chunked-prefill-size", type=int_at_least(1), default=512)
+    p.add_argument("--budget-ratio", type=number_above(0), default=0.5)
+    p.add_argument("--time-scale", type=number_above(0, inclusive=True), default=1.0, help="multiply every tool pause")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--host-request-s", type=number_above(0, inclusive=True), default=None,
+                   help="host s per request (default: measured)")  # fmt: skip
+    p.add_argument("--host-step-s", type=number_above(0, inclusive=True), default=None,
+                   help="host s per scheduler step (default: measured)")  # fmt: skip
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    try:
+        args.setup = SimulationSetup(servers=1, gpu=args.gpu, model=args.model, budget_ratio=args.budget_ratio,
+                                     token_block=1, chunked_prefill_size=args.chunked_prefill_size,
+                                     seed=args.seed)  # fmt: skip
+    except ValidationError as exc:  # each field is checked above; what is left is the pair (weights vs memory)
+        p.fail("--gpu/--model", f"{args.gpu}/{args.model}", "; ".join(str(e.get("ctx", {}).get("error", e["msg"]))
+                                                                     for e in exc.errors()))  # fmt: skip
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     scripts = sessions(generate(args.workload, args.agents, seed=args.seed, turns=args.turns))
     for s in scripts:
         for t in s.turns:
             if t.tool_pause_s is not None:
                 t.tool_pause_s *= args.time_scale
-    setup = SimulationSetup(servers=1, gpu=args.gpu, model=args.model, budget_ratio=args.budget_ratio,
-                            token_block=1, chunked_prefill_size=args.chunked_prefill_size, seed=args.seed)  # fmt: skip
+    setup = args.setup
     kv = server_kv_tokens(scripts, setup)
     setup = setup.model_copy(update={"kv_tokens": kv})
-    policies = [x.strip() for x in args.policies.split(",") if x.strip()]
+    policies = args.policies
     floor = max(s.tool_time_s for s in scripts)
     print(f"SIMULATED fidelity: {len(scripts)} agents of {args.workload}, 1 x {args.gpu} ({args.model}), KV {kv:,} "
           f"tok, chunk {args.chunked_prefill_size}; tool-pause floor {floor:.1f} s")  # fmt: skip

@@ -121,8 +121,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = 2) -> None:
     machine (or ``RAY_ADDRESS``); ``address="local"`` keeps the default what it says."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address in (None, "", "local"):
+        # The private local Ray runs without Ray's token auth (unless the environment says otherwise); a
+        # cluster at ``address`` is joined with whatever auth its environment sets (deploy/: token mode).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         # Agents of a local Ray whose driver was killed (an earlier serve) linger for a minute each.
         reap_orphaned_ray_agents()
     if address:
