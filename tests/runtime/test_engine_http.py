@@ -236,7 +236,14 @@ def test_plain_sessions_are_not_counted_as_streaming(engine_url: str) -> None:
     info = httpx.get(f"{engine_url}/server_info").json()["internal_states"][0]
     assert info["num_streaming_sessions"] == before and metric(engine_url, "sglang:num_streaming_sessions") == before
     if before == 0:  # nothing pins KV: the flush is not refused for the plain sessions
-        assert httpx.post(f"{engine_url}/flush_cache").status_code == 200
+        # An earlier test's aborted request may still be leaving the scheduler: wait that out, never a refusal
+        # that names sessions.
+        answer = wait_until(
+            lambda: httpx.post(f"{engine_url}/flush_cache"),
+            until=lambda r: r.status_code == 200 or "running and" not in r.text,
+            message="the engine to go idle for the flush",
+        )
+        assert answer.status_code == 200, answer.text
     for sid in plain:
         httpx.post(f"{engine_url}/close_session", json={"session_id": sid})
 
