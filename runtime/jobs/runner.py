@@ -355,7 +355,8 @@ class JobRunner:
         status = JobStatus.SUCCEEDED
         error: BaseException | None = None
         lanes = [asyncio.create_task(self._lane(queue)) for _ in range(self.spec.concurrency)]
-        sampler = asyncio.create_task(self._sample_loop()) if self.sample_every_s is not None else None
+        sampling_done = asyncio.Event()
+        sampler = asyncio.create_task(self._sample_loop(sampling_done)) if self.sample_every_s is not None else None
         try:
             await asyncio.gather(*lanes)
             if sampler is not None:  # the job's end, while the actors' pools still hold their figures
@@ -367,8 +368,11 @@ class JobRunner:
                 lane.cancel()
         finally:
             if sampler is not None:
+                # Told to stop, not only cancelled: a cancel landing inside a Redis call can be swallowed there
+                # (redis-py 8.1; the queue's watcher had the same), and the loop would sample for ever.
+                sampling_done.set()
                 sampler.cancel()
-                await asyncio.gather(sampler, return_exceptions=True)
+                await asyncio.wait([sampler], timeout=15)
             await self._shutdown_actors()
         if self._cancel.is_set():
             status = JobStatus.CANCELLED
@@ -403,11 +407,13 @@ class JobRunner:
         for gap in gaps:
             await self._emit(JobEventType.CAPABILITY_MISSING, message=gap.message(), **gap.model_dump(mode="json"))
 
-    async def _sample_loop(self) -> None:
+    async def _sample_loop(self, done: asyncio.Event) -> None:
+        """A ``servers_sampled`` event every ``sample_every_s`` until ``done`` is set."""
         assert self.sample_every_s is not None
-        while True:
+        while not done.is_set():
             await self._sample()
-            await asyncio.sleep(self.sample_every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.sample_every_s)
 
     async def _sample(self) -> None:
         """One ``servers_sampled`` event: the actors' pool figures and the engines' ``/metrics``."""

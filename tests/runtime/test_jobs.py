@@ -4,6 +4,7 @@ idempotent retries after an actor dies, cancellation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -570,3 +571,23 @@ def test_an_error_raised_in_an_actor_is_told_by_its_cause_not_rays_header(local_
     story = error_story(info.value)
     assert "Prepares.prepare()" in story and "task file /gone/tasks.jsonl not found" in story
     assert "\x1b[" not in story
+
+
+async def test_the_job_ends_even_when_a_sample_swallows_its_cancellation(
+    local_ray, store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py 8.1 can swallow a cancel that lands inside a call; the sampler's Redis write is such a call.
+    The job's end must not wait on the sampler taking its cancellation (it sampled for ever, the job stayed
+    ``running`` with every episode done)."""
+    from interleaf.runtime.jobs.runner import JobRunner
+
+    async def swallowing_sample(self: JobRunner) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # what the Redis client did
+            await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(JobRunner, "_sample", swallowing_sample)
+    factory = ScriptedModelFactory([ScriptedTurn("<answer>7</answer>")])
+    runner = JobRunner(spec(), store=store, model_factory=factory, runs_dir=tmp_path)
+    runner.sample_every_s = 0.01  # scripted models turn sampling off (no server to ask); the loop is what is tested
+    result = await asyncio.wait_for(runner.run(), 120)
+    assert result.status == JobStatus.SUCCEEDED and len(result.trajectories) == 8
