@@ -271,7 +271,9 @@ def create_app(
                 _, running = await asyncio.wait({task}, timeout=5)
                 if running:
                     task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                    # Bounded: a cancel landing inside a Redis call can be swallowed there (redis-py 8.1), and the
+                    # worker then ends only with its job; the process's own shutdown stops what is left.
+                    await asyncio.wait({task}, timeout=30)
             await store.aclose()  # in the loop its connections belong to
 
     app = FastAPI(
